@@ -1,0 +1,54 @@
+"""The one exception hierarchy of the toolkit.
+
+Every error is a ``RerankError`` and also a standard type, so callers can catch
+either (``except ValueError`` keeps working for a parse error).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RerankError(Exception):
+    """Base of every error rerank raises on purpose."""
+
+
+class ParseError(RerankError, ValueError):
+    """A file does not have the expected format; names the file and the line."""
+
+    def __init__(self, path: str | Path, line: int | None, message: str, text: str | None = None):
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        self.text = text
+        where = f"{self.path}:{line}" if line is not None else self.path
+        detail = f" (line: {_excerpt(text)})" if text is not None else ""
+        super().__init__(f"{where}: {message}{detail}")
+
+
+class MissingDependencyError(RerankError, ImportError):
+    """An optional dependency is absent; the message says how to install it."""
+
+
+class DatasetNotFoundError(RerankError, FileNotFoundError):
+    """A dataset name is unknown or its files are not in the data directory."""
+
+
+class ModelNotFoundError(RerankError, FileNotFoundError):
+    """A model name resolves to no local weights."""
+
+
+class DocumentNotFoundError(RerankError, KeyError):
+    """A docid is not in the document store."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidSpecError(RerankError, ValueError):
+    """A method or pipeline spec string does not parse, or names an unknown method."""
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    text = text.rstrip("\r\n")
+    return repr(text if len(text) <= limit else text[:limit] + "…")

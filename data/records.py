@@ -1,0 +1,146 @@
+"""Frozen records: the vocabulary every package speaks.
+
+Ranked lists follow trec_eval's reading order: score descending, then docid
+descending (byte order) among equal scores. ``Ranking.sorted`` applies it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    qid: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    docid: str
+    text: str
+    title: str = ""
+
+    @property
+    def full_text(self) -> str:
+        """Title and text in one field (the BEIR "flat" convention)."""
+        return f"{self.title} {self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A document in a ranked list; ``text`` is carried when the source had it."""
+
+    docid: str
+    score: float
+    text: str | None = None
+
+
+def trec_order_key(candidate: Candidate) -> tuple[float, tuple[int, ...]]:
+    """Sort key giving trec_eval's order: score desc, then docid desc by bytes."""
+    return (-candidate.score, tuple(-b for b in candidate.docid.encode("utf-8")) + (1,))
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """One query's candidates, in rank order (first is best)."""
+
+    qid: str
+    candidates: tuple[Candidate, ...]
+
+    @classmethod
+    def sorted(cls, qid: str, candidates: Iterable[Candidate]) -> Ranking:
+        """A ranking in trec_eval order, whatever order the candidates came in."""
+        return cls(qid, tuple(sorted(candidates, key=trec_order_key)))
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return iter(self.candidates)
+
+    def cut(self, k: int) -> Ranking:
+        return Ranking(self.qid, self.candidates[:k])
+
+    @property
+    def docids(self) -> list[str]:
+        return [c.docid for c in self.candidates]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Rankings for many queries, keyed by qid, in the order they were added."""
+
+    rankings: Mapping[str, Ranking] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rankings", MappingProxyType(dict(self.rankings)))
+
+    @classmethod
+    def from_rankings(cls, rankings: Iterable[Ranking], name: str = "") -> Run:
+        by_qid: dict[str, Ranking] = {}
+        for ranking in rankings:
+            if ranking.qid in by_qid:
+                raise ValueError(f"two rankings for query {ranking.qid!r}")
+            by_qid[ranking.qid] = ranking
+        return cls(by_qid, name)
+
+    def __len__(self) -> int:
+        return len(self.rankings)
+
+    def __iter__(self) -> Iterator[Ranking]:
+        return iter(self.rankings.values())
+
+    def __getitem__(self, qid: str) -> Ranking:
+        return self.rankings[qid]
+
+    def __contains__(self, qid: object) -> bool:
+        return qid in self.rankings
+
+    @property
+    def qids(self) -> list[str]:
+        return list(self.rankings)
+
+    def cut(self, k: int) -> Run:
+        return Run({qid: r.cut(k) for qid, r in self.rankings.items()}, self.name)
+
+    def num_candidates(self) -> int:
+        return sum(len(r) for r in self.rankings.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Qrels:
+    """Relevance judgments: qid -> docid -> graded relevance."""
+
+    judgments: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        frozen = {q: MappingProxyType(dict(d)) for q, d in self.judgments.items()}
+        object.__setattr__(self, "judgments", MappingProxyType(frozen))
+
+    def __len__(self) -> int:
+        return len(self.judgments)
+
+    def __getitem__(self, qid: str) -> Mapping[str, int]:
+        return self.judgments[qid]
+
+    def __contains__(self, qid: object) -> bool:
+        return qid in self.judgments
+
+    @property
+    def qids(self) -> list[str]:
+        return list(self.judgments)
+
+    def num_judgments(self) -> int:
+        return sum(len(d) for d in self.judgments.values())
+
+
+@dataclass(frozen=True, slots=True)
+class RerankRequest:
+    """A query and the candidates to reorder; the unit a reranker takes."""
+
+    query: Query
+    candidates: tuple[Candidate, ...]
