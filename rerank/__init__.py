@@ -1,0 +1,69 @@
+"""rerank: neural retrieval and reranking, batch first, honest about cost.
+
+``import rerank`` is light: it loads no torch, transformers or pyserini.
+Methods are found by name in the registry and import their libraries when built::
+
+    from rerank import load_reranker
+    reranker = load_reranker("bi-encoder(model=minilm)")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from data.errors import (
+    DatasetNotFoundError,
+    DocumentNotFoundError,
+    InvalidSpecError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    ParseError,
+    RerankError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Reranker": "rerank.base",
+    "RerankResult": "rerank.base",
+    "PointwiseReranker": "rerank.base",
+    "Cost": "rerank.cost",
+    "MethodSpec": "rerank.spec",
+    "parse_spec": "rerank.spec",
+    "load_reranker": "rerank.registry",
+    "method_names": "rerank.registry",
+}
+
+if TYPE_CHECKING:
+    from rerank.base import PointwiseReranker, Reranker, RerankResult
+    from rerank.cost import Cost
+    from rerank.registry import load_reranker, method_names
+    from rerank.spec import MethodSpec, parse_spec
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rerank' has no attribute {name!r}")
+
+
+__all__ = [
+    "Cost",
+    "DatasetNotFoundError",
+    "DocumentNotFoundError",
+    "InvalidSpecError",
+    "MethodSpec",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "ParseError",
+    "PointwiseReranker",
+    "RerankError",
+    "RerankResult",
+    "Reranker",
+    "__version__",
+    "load_reranker",
+    "method_names",
+    "parse_spec",
+]

@@ -1,0 +1,123 @@
+"""The ``Reranker`` interface: batch first, a permutation out, a cost record with it.
+
+Contract (``../shared/DESIGN.md``): every input candidate comes back exactly
+once, sorted by score descending; ties follow trec_eval's order (docid
+descending), so the returned order is the order a written run file has.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from data.records import Candidate, Query, Ranking, RerankRequest
+from rerank.cost import Cost
+from rerank.spec import MethodSpec, Value
+
+
+@dataclass(frozen=True, slots=True)
+class RerankResult:
+    ranking: Ranking
+    cost: Cost
+
+
+class Reranker(ABC):
+    """Base of every reranking method; subclasses declare ``method`` and implement ``rerank``."""
+
+    method: ClassVar[str]
+
+    def __new__(cls, *args: object, **kwargs: object) -> Reranker:
+        if not isinstance(getattr(cls, "method", None), str):
+            raise TypeError(f"{cls.__name__} must set the class attribute 'method' (its registry name)")
+        return super().__new__(cls)
+
+    @abstractmethod
+    def params(self) -> dict[str, Value]:
+        """The constructor arguments that reproduce this instance (for its spec)."""
+
+    @abstractmethod
+    def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
+        """One result per request, in request order."""
+
+    @property
+    def spec(self) -> MethodSpec:
+        return MethodSpec.of(self.method, self.params())
+
+    def rank(self, query: str | Query, documents: Iterable[str | Candidate]) -> RerankResult:
+        """Rerank one query's documents (plain strings get docids "0", "1", …)."""
+        q = query if isinstance(query, Query) else Query("0", query)
+        candidates = tuple(
+            d if isinstance(d, Candidate) else Candidate(str(i), 0.0, d) for i, d in enumerate(documents)
+        )
+        return self.rerank([RerankRequest(q, candidates)])[0]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec})"
+
+
+def require_texts(request: RerankRequest) -> list[str]:
+    """The candidates' texts; a candidate without text is an error naming it."""
+    texts = []
+    for c in request.candidates:
+        if c.text is None:
+            raise ValueError(
+                f"candidate {c.docid!r} of query {request.query.qid!r} has no text; "
+                "give the reranker a document store or candidates with texts"
+            )
+        texts.append(c.text)
+    return texts
+
+
+def scored_ranking(request: RerankRequest, scores: Sequence[float]) -> Ranking:
+    """The request's candidates with new scores, in contract order."""
+    if len(scores) != len(request.candidates):
+        raise RuntimeError(f"{len(scores)} scores for {len(request.candidates)} candidates of {request.query.qid!r}")
+    rescored = (Candidate(c.docid, float(s), c.text) for c, s in zip(request.candidates, scores, strict=True))
+    return Ranking.sorted(request.query.qid, rescored)
+
+
+@dataclass(frozen=True, slots=True)
+class PairScores:
+    """What a pointwise model returns for a batch of pairs: per-pair values and the batch's calls."""
+
+    scores: list[float]
+    input_tokens: list[int]
+    truncated: list[bool]
+    calls: int
+
+
+class PointwiseReranker(Reranker):
+    """A method that scores each (query, text) pair independently; batches cross queries."""
+
+    @abstractmethod
+    def score_pairs(self, queries: Sequence[str], texts: Sequence[str]) -> PairScores:
+        """A score per pair, with its token count and whether it was truncated."""
+
+    def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
+        start = time.perf_counter()
+        queries: list[str] = []
+        texts: list[str] = []
+        for request in requests:
+            request_texts = require_texts(request)
+            queries.extend([request.query.text] * len(request_texts))
+            texts.extend(request_texts)
+        pairs = self.score_pairs(queries, texts) if texts else PairScores([], [], [], 0)
+        elapsed = time.perf_counter() - start
+        results: list[RerankResult] = []
+        offset = 0
+        for request in requests:
+            end = offset + len(request.candidates)
+            # Calls and time are shared by the whole batch: each request gets its share by pair count.
+            share = len(request.candidates) / len(texts) if texts else 0.0
+            cost = Cost(
+                calls=round(pairs.calls * share),
+                input_tokens=sum(pairs.input_tokens[offset:end]),
+                truncated=sum(pairs.truncated[offset:end]),
+                seconds=elapsed * share,
+            )
+            results.append(RerankResult(scored_ranking(request, pairs.scores[offset:end]), cost))
+            offset = end
+        return results

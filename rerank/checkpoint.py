@@ -1,0 +1,107 @@
+"""Per-query checkpoints for long reranking jobs.
+
+A checkpoint is a text file beside the output: a header line naming the job
+(method spec and a fingerprint of its inputs), then one line per finished query.
+Every line carries a CRC-32 of its JSON, so damage is detected, not trusted. A
+torn last line (the process died mid-write) is dropped and redone; damage
+anywhere else is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from data.errors import ParseError
+from data.records import Candidate, Ranking
+from rerank.base import RerankResult
+from rerank.cost import Cost
+
+FORMAT = 1
+
+
+def _line(payload: dict[str, Any]) -> str:
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return f"{zlib.crc32(body.encode()):08x} {body}\n"
+
+
+def _decode(path: Path, number: int, text: str) -> dict[str, Any] | None:
+    """The payload of a line, or None when its CRC or JSON is bad."""
+    crc, _, body = text.partition(" ")
+    try:
+        if int(crc, 16) != zlib.crc32(body.encode()):
+            return None
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class Checkpoint:
+    """Finished rankings of one job; ``open`` resumes, ``add`` appends durably."""
+
+    def __init__(self, path: Path, header: dict[str, Any]):
+        self.path = path
+        self.header = {"format": FORMAT, **header}
+        self.done: dict[str, RerankResult] = {}
+        self._handle: IO[str] | None = None
+
+    def open(self) -> Checkpoint:
+        if self.path.exists():
+            self._load()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "w", encoding="utf-8") as out:
+                out.write(_line(self.header))
+        self._handle = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def _load(self) -> None:
+        with open(self.path, "rb") as handle:
+            chunks = handle.read().split(b"\n")
+        lines = [c.decode("utf-8", errors="replace") for c in chunks[:-1]]
+        complete, torn = lines, chunks[-1]  # bytes after the final newline are a torn write
+        if not complete:
+            raise ParseError(self.path, 1, "checkpoint has no header; delete it or run with --fresh")
+        header = _decode(self.path, 1, complete[0])
+        if header is None:
+            raise ParseError(self.path, 1, "checkpoint header is corrupted; delete it or run with --fresh")
+        if header != self.header:
+            raise ParseError(
+                self.path, 1, "checkpoint belongs to a different job (method or inputs changed); run with --fresh"
+            )
+        for number, text in enumerate(complete[1:], start=2):
+            payload = _decode(self.path, number, text)
+            if payload is None:
+                raise ParseError(self.path, number, "checkpoint line is corrupted (CRC or JSON mismatch); run with --fresh")
+            ranking = Ranking(payload["qid"], tuple(Candidate(d, s) for d, s in payload["candidates"]))
+            self.done[ranking.qid] = RerankResult(ranking, Cost(**payload["cost"]))
+        if torn:
+            with open(self.path, "r+b") as raw:  # drop the torn line so appends start clean
+                raw.truncate(os.path.getsize(self.path) - len(torn))
+
+    def add(self, results: Iterable[RerankResult]) -> None:
+        assert self._handle is not None, "open() the checkpoint first"
+        for result in results:
+            payload = {
+                "qid": result.ranking.qid,
+                "candidates": [[c.docid, c.score] for c in result.ranking.candidates],
+                "cost": result.cost.as_dict(),
+            }
+            self._handle.write(_line(payload))
+            self.done[result.ranking.qid] = result
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def remove(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None

@@ -1,0 +1,68 @@
+"""The ``rerank`` command line: ``main(argv) -> int``, one module per subcommand.
+
+Exit codes are listed in ``rerank.cli.exit_codes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from rerank.cli.exit_codes import ExitCode, exit_code_for
+
+# subcommand -> module; each module has add_arguments(parser) and run(args) -> int
+SUBCOMMANDS = {
+    "run": ("rerank.cli.run_cmd", "rerank a TREC run or candidate file with a method spec"),
+    "eval": ("rerank.cli.eval_cmd", "evaluate runs against qrels, with significance tests"),
+    "doctor": ("rerank.cli.doctor", "report what is installed and where data is"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rerank",
+        description="Neural retrieval and reranking over TREC runs, BEIR and TREC DL.",
+        epilog="Exit codes: 0 ok, 1 internal error, 2 usage, 3 invalid input, 4 missing dependency, "
+        "5 not found, 130 interrupted.",
+    )
+    from rerank import __version__
+
+    parser.add_argument("--version", action="version", version=f"rerank {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("rerank: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``rerank eval … | head``): not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return ExitCode.OK
+    except Exception as err:  # noqa: BLE001 - every error becomes a message and an exit code
+        code = exit_code_for(err)
+        if code == ExitCode.INTERNAL:
+            raise
+        print(f"rerank: error: {err}", file=sys.stderr)
+        return code
+
+
+def console_main() -> None:
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from rerank.cli import console_main
+
+console_main()

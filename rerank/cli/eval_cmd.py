@@ -1,0 +1,103 @@
+"""Evaluate one or more runs against qrels; later runs are tested against the first.
+
+Each RUN is a file, or with --dataset the name of one of its runs (bm25, …).
+Measures default to the dataset's (TREC DL: nDCG@10 RR(rel=2)@10 R(rel=2)@100;
+BEIR: nDCG@10 R@100), else nDCG@10 RR@10 R@100. A dagger marks a run that
+differs significantly from the first (paired test over shared queries,
+Holm-Bonferroni across the runs of each measure).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from data.beir import QRELS_HEADER, read_beir_qrels
+from data.records import Qrels
+from data.textio import iter_lines
+from data.trec import read_trec_qrels
+from eval.significance import TESTS
+from rerank.cli.common import add_data_arguments, dataset_from, print_json, print_table, read_run_arg
+
+DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@100")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run files (TREC format) or dataset run names")
+    parser.add_argument("--qrels", metavar="FILE", help="TREC qrels or a BEIR qrels TSV (default: the dataset's)")
+    add_data_arguments(parser)
+    parser.add_argument("--measures", nargs="+", metavar="M", help="ir-measures names, e.g. nDCG@10 'RR(rel=2)@10'")
+    parser.add_argument("--test", choices=TESTS, default="t-test", help="paired test (default: t-test)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level after correction")
+    parser.add_argument("--per-query", action="store_true", help="include per-query values (JSON output)")
+    parser.add_argument("--output", choices=("table", "json"), default="table", help="how to print the results")
+
+
+def read_qrels_file(path: str | Path) -> Qrels:
+    """TREC qrels, or BEIR's TSV when the file starts with its header."""
+    first = next((text for _, text in iter_lines(path) if text.strip()), "")
+    if tuple(first.split()) == QRELS_HEADER:
+        return read_beir_qrels(path)
+    return read_trec_qrels(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from eval.metrics import evaluate
+    from eval.significance import compare
+
+    dataset = dataset_from(args)
+    if args.qrels:
+        qrels = read_qrels_file(args.qrels)
+    elif dataset is not None:
+        qrels = dataset.qrels()
+    else:
+        raise ValueError("give --qrels FILE or --dataset NAME")
+    measures = args.measures or (dataset.measures if dataset else DEFAULT_MEASURES)
+    runs = [read_run_arg(value, dataset) for value in args.runs]
+    evaluations = [evaluate(r, qrels, measures) for r in runs]
+    names = [r.name or value for r, value in zip(runs, args.runs, strict=True)]
+    evaluations = [type(e)(e.measures, e.aggregate, e.per_query, name) for e, name in zip(evaluations, names, strict=True)]
+    comparisons = compare(evaluations[0], evaluations[1:], args.test, args.alpha) if len(evaluations) > 1 else []
+    by_key = {(c.run, c.measure): c for c in comparisons}
+    measure_names = evaluations[0].measures
+
+    if args.output == "json":
+        rows = []
+        for evaluation, path in zip(evaluations, args.runs, strict=True):
+            row: dict[str, object] = {
+                "run": evaluation.run_name,
+                "source": path,
+                "num_queries": evaluation.num_queries,
+                "aggregate": dict(evaluation.aggregate),
+            }
+            tests = {
+                m: {
+                    "p_value": c.p_value,
+                    "p_adjusted": c.p_adjusted,
+                    "significant": c.significant,
+                    "delta": c.delta,
+                    "num_queries": c.num_queries,
+                }
+                for m in measure_names
+                if (c := by_key.get((evaluation.run_name, m))) is not None
+            }
+            if tests:
+                row["against_first"] = tests
+            if args.per_query:
+                row["per_query"] = {m: dict(v) for m, v in evaluation.per_query.items()}
+            rows.append(row)
+        print_json({"measures": list(measure_names), "test": args.test, "alpha": args.alpha, "correction": "holm", "runs": rows})
+        return 0
+
+    table = []
+    for evaluation in evaluations:
+        cells = [evaluation.run_name, str(evaluation.num_queries)]
+        for m in measure_names:
+            c = by_key.get((evaluation.run_name, m))
+            mark = "†" if c is not None and c.significant else " "
+            cells.append(f"{evaluation.aggregate[m]:.4f}{mark}")
+        table.append(cells)
+    print_table(["run", "queries", *measure_names], table)
+    if comparisons:
+        print(f"† significantly different from {evaluations[0].run_name} ({args.test}, Holm-corrected, p < {args.alpha})")
+    return 0

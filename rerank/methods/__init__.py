@@ -1,0 +1,1 @@
+"""Reranking methods; each module is one method, registered by name in ``rerank.registry``."""
