@@ -21,8 +21,8 @@ from data.config import cache_dir, data_dir
 from data.docstore import DocumentStore, cached_store
 from data.errors import DatasetNotFoundError
 from data.records import Document, Qrels, Query, RerankRequest, Run
-from data.tsv import iter_tsv_documents, read_topics
 from data.trec import read_trec_qrels, read_trec_run
+from data.tsv import iter_tsv_documents, read_topics
 
 Layout = Literal["beir", "trec-dl"]
 

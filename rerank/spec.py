@@ -59,7 +59,7 @@ def parse_value(text: str) -> Value:
         return None
     for convert in (int, float):
         try:
-            return convert(text)  # type: ignore[no-any-return]
+            return convert(text)
         except ValueError:
             pass
     return text
@@ -81,7 +81,10 @@ def parse_spec(text: str) -> MethodSpec:
     while pos < len(body):
         pos = _skip_space(body, pos)
         key_match = re.compile(r"[A-Za-z_][A-Za-z0-9_]*").match(body, pos)
-        if key_match is None or body[_skip_space(body, key_match.end()) : _skip_space(body, key_match.end()) + 1] != "=":
+        if (
+            key_match is None
+            or body[_skip_space(body, key_match.end()) : _skip_space(body, key_match.end()) + 1] != "="
+        ):
             raise InvalidSpecError(f"spec {text!r}: expected 'key=value' at {body[pos:]!r}")
         key = key_match.group()
         pos = _skip_space(body, _skip_space(body, key_match.end()) + 1)

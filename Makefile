@@ -1,0 +1,19 @@
+# make demo: set up (once) and run the main job.  make test: set up (once) and run every check.
+VENV ?= .venv
+SHARED_DATA := $(abspath ../shared/datasets)
+export RERANK_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
+export RERANK_CACHE_DIR ?= $(CURDIR)/.cache/rerank
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export VENV
+
+.PHONY: setup demo test
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup
+	@bash scripts/test.sh

