@@ -1,0 +1,51 @@
+"""Shared fixtures: the real datasets in the data directory and the real MiniLM pack."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _data_dir() -> Path | None:
+    env = os.environ.get("RERANK_DATA_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "datasets")
+    return next((p for p in candidates if (p / "msmarco-passage").is_dir()), None)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    found = _data_dir()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have the datasets: set RERANK_DATA_DIR or put shared/datasets beside the repository")
+        pytest.skip("no data directory with the real datasets (set RERANK_DATA_DIR)")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets the data directory and a session-wide cache (doc stores built once)."""
+    found = _data_dir()
+    if found is not None:
+        monkeypatch.setenv("RERANK_DATA_DIR", str(found))
+    cache = os.environ.get("RERANK_CACHE_DIR") or str(tmp_path_factory.getbasetemp() / "rerank-cache")
+    monkeypatch.setenv("RERANK_CACHE_DIR", cache)
+
+
+@pytest.fixture(scope="session")
+def dl19(data_dir: Path):  # noqa: ANN201 - a data.Dataset
+    import data
+
+    return data.load("msmarco-passage/trec-dl-2019", data_dir)
+
+
+@pytest.fixture(scope="session")
+def minilm_bi_encoder():  # noqa: ANN201 - a BiEncoderReranker
+    from rerank.registry import load_reranker
+
+    return load_reranker("bi-encoder(model=minilm, batch_size=16)")

@@ -1,0 +1,68 @@
+"""The evaluation harness reproduces published numbers and tests significance correctly."""
+
+import pytest
+from scipy import stats
+
+import data
+from eval import Evaluation, compare, evaluate, holm, paired_p_value
+
+PUBLISHED = [
+    ("msmarco-passage/trec-dl-2019", "bm25", "nDCG@10", 0.5058),
+    ("msmarco-passage/trec-dl-2020", "bm25", "nDCG@10", 0.4796),
+    ("msmarco-passage/trec-dl-2019", "splade-pp-ed", "nDCG@10", 0.7308),
+    ("msmarco-passage/trec-dl-2020", "splade-pp-ed", "nDCG@10", 0.7197),
+    ("beir/scifact", "bm25-flat", "nDCG@10", 0.6789),
+    ("beir/scifact", "bm25-flat", "R@100", 0.9253),
+]
+
+
+@pytest.mark.parametrize(("dataset", "run", "measure", "expected"), PUBLISHED)
+def test_published_numbers_to_four_decimals(data_dir, dataset, run, measure, expected):
+    ds = data.load(dataset, data_dir)
+    result = evaluate(ds.run(run), ds.qrels(), ds.measures)
+    assert round(result.aggregate[measure], 4) == expected
+
+
+def test_per_query_values_average_to_the_aggregate(data_dir):
+    ds = data.load("msmarco-passage/trec-dl-2019", data_dir)
+    result = evaluate(ds.run("bm25"), ds.qrels(), ["nDCG@10", "AP(rel=2)"])
+    assert result.num_queries == 43
+    for measure in ("nDCG@10", "AP(rel=2)"):
+        values = result.per_query[measure]
+        assert sum(values.values()) / len(values) == pytest.approx(result.aggregate[measure])
+
+
+def test_unknown_measure_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown measure 'nDCG@@10'"):
+        evaluate(data.Run(), data.Qrels(), ["nDCG@@10"])
+
+
+def _evaluation(name, values):
+    return Evaluation(("m",), {"m": sum(values) / len(values)}, {"m": {str(i): v for i, v in enumerate(values)}}, name)
+
+
+def test_paired_tests_match_scipy():
+    a = [0.1, 0.4, 0.35, 0.8, 0.5, 0.2, 0.9]
+    b = [0.2, 0.5, 0.30, 0.9, 0.7, 0.4, 0.95]
+    assert paired_p_value(a, b, "t-test") == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert paired_p_value(a, b, "wilcoxon") == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert paired_p_value(a, a, "t-test") == 1.0
+    assert paired_p_value(a, a, "wilcoxon") == 1.0
+
+
+def test_holm_adjustment():
+    # Holm on (0.01, 0.04, 0.03): sorted 0.01*3=0.03, 0.03*2=0.06, max(0.06, 0.04*1)=0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_compare_corrects_across_runs_and_uses_shared_queries():
+    base = _evaluation("base", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    better = _evaluation("better", [0.3, 0.45, 0.5, 0.62, 0.75, 0.8, 0.95, 1.0])
+    same_but_one = _evaluation("partial", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])  # lacks query "7"
+    rows = compare(base, [better, same_but_one])
+    assert [r.run for r in rows] == ["better", "partial"]
+    assert rows[0].significant and not rows[1].significant
+    assert rows[0].p_adjusted == pytest.approx(min(1.0, 2 * rows[0].p_value))
+    assert rows[0].num_queries == 8 and rows[0].delta == pytest.approx(0.22125)
+    assert rows[1].num_queries == 7 and rows[1].p_value == 1.0
