@@ -38,14 +38,14 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 @pytest.fixture(scope="session")
-def dl19(data_dir: Path):  # noqa: ANN201 - a data.Dataset
+def dl19(data_dir: Path):
     import data
 
     return data.load("msmarco-passage/trec-dl-2019", data_dir)
 
 
 @pytest.fixture(scope="session")
-def minilm_bi_encoder():  # noqa: ANN201 - a BiEncoderReranker
+def minilm_bi_encoder():
     from rerank.registry import load_reranker
 
     return load_reranker("bi-encoder(model=minilm, batch_size=16)")

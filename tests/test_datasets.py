@@ -15,7 +15,10 @@ def test_registry_lists_the_datasets():
         data.load("beir/nope")
 
 
-@pytest.mark.parametrize(("name", "queries", "judged"), [("msmarco-passage/trec-dl-2019", 43, 9260), ("msmarco-passage/trec-dl-2020", 54, 11386)])
+@pytest.mark.parametrize(
+    ("name", "queries", "judged"),
+    [("msmarco-passage/trec-dl-2019", 43, 9260), ("msmarco-passage/trec-dl-2020", 54, 11386)],
+)
 def test_dl_datasets(data_dir, name, queries, judged):
     ds = data.load(name, data_dir)
     assert len(ds.queries()) == queries

@@ -13,7 +13,11 @@ def docs(n):
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])
 def test_lookup_in_any_order_with_repeats(tmp_path, kind):
-    store = SqliteDocumentStore.build(tmp_path / "s.sqlite", docs(2000)) if kind == "sqlite" else MemoryDocumentStore(docs(2000))
+    store = (
+        SqliteDocumentStore.build(tmp_path / "s.sqlite", docs(2000))
+        if kind == "sqlite"
+        else MemoryDocumentStore(docs(2000))
+    )
     wanted = ["d1999", "d0", "d7", "d0", *[f"d{i}" for i in range(100, 1300)]]
     got = store.get_many(wanted)
     assert [d.docid for d in got] == wanted

@@ -35,7 +35,9 @@ def test_topics_round_trip_and_errors(tmp_path):
 
 def test_beir_corpus_and_qrels_errors(tmp_path):
     corpus = tmp_path / "corpus.jsonl.gz"
-    corpus.write_bytes(gzip.compress(b'{"_id": "1", "title": "T", "text": "x"}\n{"_id": "2", "text": "y"}\n{"_id": 3\n'))
+    corpus.write_bytes(
+        gzip.compress(b'{"_id": "1", "title": "T", "text": "x"}\n{"_id": "2", "text": "y"}\n{"_id": 3\n')
+    )
     docs = iter_beir_corpus(corpus)
     assert next(docs).title == "T"
     assert next(docs).title == ""

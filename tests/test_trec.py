@@ -31,7 +31,10 @@ def test_gzip_is_transparent_by_content(tmp_path):
     packed = read_trec_run(write(tmp_path / "b.dat", gzip.compress(text.encode())))
     assert plain.rankings == packed.rankings
     write_trec_run(plain, tmp_path / "c.trec.gz")
-    assert gzip.decompress((tmp_path / "c.trec.gz").read_bytes()).decode() == "q1 Q0 d1 1 2.0 rerank\nq1 Q0 d2 2 1.0 rerank\n"
+    assert (
+        gzip.decompress((tmp_path / "c.trec.gz").read_bytes()).decode()
+        == "q1 Q0 d1 1 2.0 rerank\nq1 Q0 d2 2 1.0 rerank\n"
+    )
 
 
 def test_ties_are_written_in_trec_eval_order(tmp_path):

@@ -109,7 +109,15 @@ def run(args: argparse.Namespace) -> int:
     spec = parse_spec(args.reranker)
     requests = gather_requests(args)
     output = Path(args.output)
-    job = {"spec": str(spec), "inputs": fingerprint(requests), "k": args.k, "tag": args.tag}
+    # The batch size is part of the job: batched floating point differs in the last digits across batch shapes,
+    # and a resumed job must write the same bytes as an uninterrupted one.
+    job = {
+        "spec": str(spec),
+        "inputs": fingerprint(requests),
+        "k": args.k,
+        "tag": args.tag,
+        "batch": args.batch_queries,
+    }
     manifest_path = output.with_name(output.name + ".manifest.json")
     previous = read_manifest(manifest_path) if output.is_file() and not args.fresh else None
     if previous is not None and previous.get("job") == job:
@@ -159,12 +167,14 @@ def rerank_job(
         checkpoint_path.unlink(missing_ok=True)
     checkpoint = Checkpoint(checkpoint_path, job).open()
     try:
-        todo = [r for r in requests if r.query.qid not in checkpoint.done]
+        # Batches sit at fixed positions; one only partly checkpointed (a kill mid-write) is redone whole.
+        todo = [b for b in batches(requests, args.batch_queries) if any(r.query.qid not in checkpoint.done for r in b)]
+        resumed = len(requests) - sum(len(b) for b in todo)
         start = time.perf_counter()
         if todo:
             reranker = load_reranker(spec)
-            with tqdm(total=len(requests), initial=len(requests) - len(todo), unit="query", file=sys.stderr) as bar:
-                for batch in batches(todo, args.batch_queries):
+            with tqdm(total=len(requests), initial=resumed, unit="query", file=sys.stderr) as bar:
+                for batch in todo:
                     checkpoint.add(reranker.rerank(batch))
                     bar.update(len(batch))
         elapsed = time.perf_counter() - start
@@ -178,9 +188,9 @@ def rerank_job(
         "output": str(output),
         "spec": str(spec),
         "queries": len(requests),
-        "resumed": len(requests) - len(todo),
+        "resumed": resumed,
         "candidates": sum(len(r.candidates) for r in requests),
         "seconds": round(elapsed, 3),
-        "queries_per_second": round(len(todo) / elapsed, 3) if todo and elapsed > 0 else None,
+        "queries_per_second": round((len(requests) - resumed) / elapsed, 3) if todo and elapsed > 0 else None,
         "cost": total.as_dict(),
     }

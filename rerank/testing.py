@@ -1,0 +1,105 @@
+"""The contract every reranking method honours, as a reusable test base class.
+
+Subclass ``RerankerContract`` in a pytest module and give it a ``reranker``
+fixture; each ``test_*`` method then checks one clause of the contract in
+``../shared/DESIGN.md`` against the real method. Plugins can reuse it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from data.records import Candidate, Query, RerankRequest
+from rerank.base import Reranker, RerankResult
+
+PASSAGES = (
+    ("p-tides", "Ocean tides are caused by the gravitational pull of the Moon and the Sun on the oceans."),
+    ("p-honey", "Bees make honey by evaporating water from flower nectar stored in wax cells."),
+    ("p-sky", "The sky looks blue because air molecules scatter short blue wavelengths of sunlight."),
+    ("p-moon", "The Moon's gravity raises two bulges of water that the Earth rotates through each day."),
+    ("p-tax", "Filing a tax return late may incur interest on the unpaid balance."),
+    ("p-boil", "Water boils at a lower temperature at high altitude because air pressure is lower."),
+)
+
+
+def request(qid: str, query: str, passages: Sequence[tuple[str, str]]) -> RerankRequest:
+    n = len(passages)
+    return RerankRequest(Query(qid, query), tuple(Candidate(d, float(n - i), t) for i, (d, t) in enumerate(passages)))
+
+
+def sample_requests() -> list[RerankRequest]:
+    return [
+        request("q-tides", "what causes ocean tides", PASSAGES),
+        request("q-honey", "how do bees make honey", PASSAGES[::-1]),
+        request("q-sky", "why is the sky blue", PASSAGES[1:4]),
+    ]
+
+
+def assert_permutation(req: RerankRequest, result: RerankResult) -> None:
+    got = [c.docid for c in result.ranking.candidates]
+    assert result.ranking.qid == req.query.qid
+    assert sorted(got) == sorted(c.docid for c in req.candidates), "every candidate exactly once"
+    scores = [c.score for c in result.ranking.candidates]
+    assert scores == sorted(scores, reverse=True), "scores sorted descending"
+    for a, b in zip(result.ranking.candidates, result.ranking.candidates[1:], strict=False):
+        if a.score == b.score:
+            assert a.docid.encode() > b.docid.encode(), "ties in docid-descending order"
+
+
+class RerankerContract:
+    """Checks one method; subclasses provide a ``reranker`` fixture (and may set ``score_tolerance``)."""
+
+    score_tolerance = 1e-5  # batched floating point may differ in the last digits
+
+    def test_empty_candidate_list(self, reranker: Reranker) -> None:
+        req = RerankRequest(Query("q", "anything"), ())
+        (result,) = reranker.rerank([req])
+        assert result.ranking.candidates == ()
+
+    def test_no_requests(self, reranker: Reranker) -> None:
+        assert reranker.rerank([]) == []
+
+    def test_one_candidate(self, reranker: Reranker) -> None:
+        req = request("q", "why is the sky blue", PASSAGES[2:3])
+        (result,) = reranker.rerank([req])
+        assert [c.docid for c in result.ranking.candidates] == ["p-sky"]
+
+    def test_permutation_ids_and_order(self, reranker: Reranker) -> None:
+        requests = sample_requests()
+        results = reranker.rerank(requests)
+        assert len(results) == len(requests)
+        for req, result in zip(requests, results, strict=True):
+            assert_permutation(req, result)
+            texts = {c.docid: c.text for c in req.candidates}
+            assert all(c.text == texts[c.docid] for c in result.ranking.candidates), "texts travel with their ids"
+
+    def test_identical_texts_tie_deterministically(self, reranker: Reranker) -> None:
+        same = "Tides rise and fall twice a day."
+        req = request("q", "tides", [("b", same), ("c", same), ("a", same)])
+        (result,) = reranker.rerank([req])
+        assert_permutation(req, result)
+        assert reranker.rerank([req])[0].ranking == result.ranking
+
+    def test_batch_size_invariance(self, reranker: Reranker) -> None:
+        requests = sample_requests()
+        together = reranker.rerank(requests)
+        alone = [reranker.rerank([r])[0] for r in requests]
+        for a, b in zip(together, alone, strict=True):
+            assert [c.docid for c in a.ranking.candidates] == [c.docid for c in b.ranking.candidates]
+            for x, y in zip(a.ranking.candidates, b.ranking.candidates, strict=True):
+                assert abs(x.score - y.score) <= self.score_tolerance
+
+    def test_same_output_on_a_second_call(self, reranker: Reranker) -> None:
+        requests = sample_requests()
+        assert [r.ranking for r in reranker.rerank(requests)] == [r.ranking for r in reranker.rerank(requests)]
+
+    def test_cost_is_recorded(self, reranker: Reranker) -> None:
+        results = reranker.rerank(sample_requests())
+        assert all(r.cost.seconds >= 0 for r in results)
+        assert sum(r.cost.calls for r in results) > 0
+        assert sum(r.cost.input_tokens for r in results) > 0
+
+    def test_spec_round_trips(self, reranker: Reranker) -> None:
+        from rerank.spec import parse_spec
+
+        assert parse_spec(str(reranker.spec)) == reranker.spec

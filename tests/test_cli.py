@@ -1,0 +1,269 @@
+"""The CLI: eval, doctor, exit codes, and `rerank run` with checkpoints and resume."""
+
+import json
+
+import pytest
+
+import data
+from rerank.checkpoint import Checkpoint
+from rerank.cli import main
+from rerank.cli.exit_codes import ExitCode
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_eval_reproduces_dl19_table(capsys, data_dir):
+    code, out, _ = run_cli(
+        capsys, "eval", "--dataset", "msmarco-passage/trec-dl-2019", "bm25", "splade-pp-ed", "bm25-rm3"
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["run", "queries", "nDCG@10", "RR(rel=2)@10", "R(rel=2)@100"]
+    assert lines[1].split() == ["bm25", "43", "0.5058", "0.7024", "0.4910"]
+    assert lines[2].split()[:3] == ["splade-pp-ed", "43", "0.7308†"]
+    assert lines[3].split()[2] == "0.5216"  # bm25-rm3: not significant on nDCG@10
+    assert "Holm" in lines[-1]
+
+
+def test_eval_json_with_qrels_file_and_measures(capsys, data_dir):
+    scifact = data_dir / "beir/scifact"
+    run_file = str(scifact / "runs/bm25-flat.pyserini.top100.trec.gz")
+    code, out, _ = run_cli(
+        capsys,
+        "eval",
+        "--qrels",
+        str(scifact / "qrels/test.tsv"),
+        run_file,
+        "--measures",
+        "nDCG@10",
+        "R@100",
+        "--output",
+        "json",
+        "--per-query",
+    )
+    assert code == 0
+    report = json.loads(out)
+    (row,) = report["runs"]
+    assert round(row["aggregate"]["nDCG@10"], 4) == 0.6789
+    assert round(row["aggregate"]["R@100"], 4) == 0.9253
+    assert len(row["per_query"]["nDCG@10"]) == 300
+
+
+def test_eval_wilcoxon_marks_significance(capsys, data_dir):
+    code, out, _ = run_cli(
+        capsys,
+        "eval",
+        "--dataset",
+        "msmarco-passage/trec-dl-2020",
+        "bm25",
+        "splade-pp-ed",
+        "--test",
+        "wilcoxon",
+        "--output",
+        "json",
+    )
+    report = json.loads(out)
+    tested = report["runs"][1]["against_first"]["nDCG@10"]
+    assert code == 0 and report["test"] == "wilcoxon"
+    assert tested["significant"] and tested["p_adjusted"] < 0.05
+
+
+def test_exit_codes(capsys, tmp_path):
+    bad = tmp_path / "bad.trec"
+    bad.write_text("q Q0 d 1 1.0 t\nq Q0 e 2 oops t\n")
+    code, _, err = run_cli(capsys, "eval", "--dataset", "example", str(bad))
+    assert code == ExitCode.INVALID_INPUT and "bad.trec:2: score 'oops' is not a number" in err
+    code, _, err = run_cli(capsys, "eval", "--dataset", "example", str(tmp_path / "missing.trec"))
+    assert code == ExitCode.NOT_FOUND and "neither a file nor a run" in err
+    code, _, err = run_cli(capsys, "eval", "--dataset", "beir/scifact", "bm25-flat", "--data-dir", str(tmp_path))
+    assert code == ExitCode.NOT_FOUND and "RERANK_DATA_DIR" in err
+    code, _, _ = run_cli(capsys, "eval")
+    assert code == ExitCode.USAGE
+    code, _, err = run_cli(
+        capsys, "run", "--dataset", "example", "--run", "bm25", "--reranker", "nope", "--output", str(tmp_path / "o")
+    )
+    assert code == ExitCode.INVALID_INPUT and "unknown reranking method 'nope'" in err
+
+
+def test_doctor_reports_components(capsys, data_dir):
+    code, out, _ = run_cli(capsys, "doctor", "--output", "json")
+    report = {row["component"]: row for row in json.loads(out)}
+    assert code == 0
+    for component in ("python", "torch", "java", "pyserini", "faiss-cpu", "model pack minilm", "data directory"):
+        assert component in report
+    assert report["model pack minilm"]["ok"]
+    assert report["dataset msmarco-passage/trec-dl-2019"]["ok"]
+    assert not report["dataset beir/fiqa"]["ok"] and "--download" in report["dataset beir/fiqa"]["fix"]
+
+
+SPEC = "bi-encoder(model=minilm, batch_size=16)"
+
+
+def test_run_reranks_and_improves_the_example(capsys, tmp_path):
+    out = tmp_path / "ex.trec"
+    code, stdout, _ = run_cli(
+        capsys,
+        "run",
+        "--dataset",
+        "example",
+        "--run",
+        "bm25",
+        "--reranker",
+        SPEC,
+        "--output",
+        str(out),
+        "--batch-queries",
+        "3",
+    )
+    assert code == 0 and "reranked 8 queries" in stdout
+    ds = data.load("example")
+    reranked = data.read_trec_run(out)
+    first = ds.run("bm25")
+    assert {r.qid: sorted(r.docids) for r in reranked} == {r.qid: sorted(r.docids) for r in first}
+    from eval import evaluate
+
+    before = evaluate(first, ds.qrels(), ["nDCG@10"]).aggregate["nDCG@10"]
+    after = evaluate(reranked, ds.qrels(), ["nDCG@10"]).aggregate["nDCG@10"]
+    assert after > before + 0.2  # MiniLM puts the answering passage first where BM25 did not
+    assert not (tmp_path / "ex.trec.checkpoint").exists()
+    # a second identical run is up to date and recomputes nothing
+    code, stdout, _ = run_cli(
+        capsys,
+        "run",
+        "--dataset",
+        "example",
+        "--run",
+        "bm25",
+        "--reranker",
+        SPEC,
+        "--output",
+        str(out),
+        "--batch-queries",
+        "3",
+    )
+    assert code == 0 and "up to date" in stdout
+
+
+def test_run_resumes_from_checkpoint_with_identical_output(capsys, tmp_path):
+    args = [
+        "run",
+        "--dataset",
+        "example",
+        "--run",
+        "bm25",
+        "--reranker",
+        SPEC,
+        "--summary",
+        "json",
+        "--batch-queries",
+        "3",
+    ]
+    code, _, _ = run_cli(capsys, *args, "--output", str(tmp_path / "full.trec"))
+    assert code == 0
+    # Interrupted job: a checkpoint holding 3 finished queries and a torn fourth line.
+    full = (tmp_path / "full.trec").read_bytes()
+    from rerank.inputs import fingerprint
+    from rerank.registry import load_reranker
+    from rerank.spec import parse_spec
+
+    ds = data.load("example")
+    from rerank.inputs import requests_from_run
+
+    requests = list(requests_from_run(ds.run("bm25"), {q.qid: q for q in ds.queries()}, ds.docs(), 100))
+    job = {"spec": str(parse_spec(SPEC)), "inputs": fingerprint(requests), "k": 100, "tag": "rerank", "batch": 3}
+    checkpoint = Checkpoint(tmp_path / "resumed.trec.checkpoint", job).open()
+    reranker = load_reranker(SPEC)
+    checkpoint.add(reranker.rerank(requests[:3]))
+    checkpoint.add(reranker.rerank(requests[3:6])[:1])  # the kill came mid-way through the second batch
+    checkpoint.close()
+    with open(tmp_path / "resumed.trec.checkpoint", "a") as handle:
+        handle.write('0badc0de {"qid": "q4", "candid')
+    code, out, _ = run_cli(capsys, *args, "--output", str(tmp_path / "resumed.trec"))
+    assert code == 0 and json.loads(out)["resumed"] == 3
+    assert (tmp_path / "resumed.trec").read_bytes() == full
+
+
+def test_corrupted_checkpoint_is_reported_not_trusted(capsys, tmp_path):
+    out = tmp_path / "r.trec"
+    args = ["run", "--dataset", "example", "--run", "bm25", "--reranker", SPEC, "--output", str(out)]
+    (tmp_path / "r.trec.checkpoint").write_text('00000000 {"format": 1}\n')
+    code, _, err = run_cli(capsys, *args)
+    assert code == ExitCode.INVALID_INPUT and "r.trec.checkpoint:1" in err
+    assert not out.exists()
+    code, _, _ = run_cli(capsys, *args, "--fresh")
+    assert code == 0 and out.exists()
+
+
+def test_run_from_files_and_rankllm_candidates(capsys, tmp_path, dl19):
+    from data import Query, write_topics, write_trec_run
+
+    # files only: a run, topics and a corpus, no dataset
+    ds = data.load("example")
+    write_trec_run(ds.run("bm25"), tmp_path / "first.trec")
+    write_topics(ds.queries(), tmp_path / "topics.tsv")
+    corpus = ds.root / "corpus.jsonl"
+    code, _, _ = run_cli(
+        capsys,
+        "run",
+        "--run",
+        str(tmp_path / "first.trec"),
+        "--topics",
+        str(tmp_path / "topics.tsv"),
+        "--corpus",
+        str(corpus),
+        "--reranker",
+        SPEC,
+        "--output",
+        str(tmp_path / "a.trec"),
+    )
+    assert code == 0
+    code, _, _ = run_cli(
+        capsys, "run", "--dataset", "example", "--run", "bm25", "--reranker", SPEC, "--output", str(tmp_path / "b.trec")
+    )
+    assert (tmp_path / "a.trec").read_bytes() == (tmp_path / "b.trec").read_bytes()
+    # RankLLM JSON with texts: two DL19 queries, top 5
+    requests = dl19.candidates("bm25")[:2]
+    data.write_rankllm_requests(requests, tmp_path / "c.json")
+    code, _, _ = run_cli(
+        capsys,
+        "run",
+        "--candidates",
+        str(tmp_path / "c.json"),
+        "--k",
+        "5",
+        "--reranker",
+        SPEC,
+        "--output",
+        str(tmp_path / "c.trec"),
+    )
+    result = data.read_trec_run(tmp_path / "c.trec")
+    assert code == 0 and [len(r) for r in result] == [5, 5]
+    assert isinstance(requests[0].query, Query)
+
+
+@pytest.mark.slow
+def test_dl19_bm25_top100_minilm_reaches_the_recorded_ndcg(capsys, tmp_path, data_dir):
+    """ASSETS.md records 0.6424 for MiniLM cosine over DL19 BM25 top 100."""
+    out = tmp_path / "dl19.trec"
+    code, _, _ = run_cli(
+        capsys,
+        "run",
+        "--dataset",
+        "msmarco-passage/trec-dl-2019",
+        "--run",
+        "bm25",
+        "--reranker",
+        "bi-encoder(model=minilm)",
+        "--output",
+        str(out),
+    )
+    assert code == 0
+    code, stdout, _ = run_cli(
+        capsys, "eval", "--dataset", "msmarco-passage/trec-dl-2019", "bm25", str(out), "--output", "json"
+    )
+    report = json.loads(stdout)
+    assert round(report["runs"][1]["aggregate"]["nDCG@10"], 4) == 0.6424

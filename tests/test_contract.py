@@ -1,0 +1,52 @@
+"""Every registered method runs the reranker contract on a real model."""
+
+import pytest
+
+from rerank.registry import load_reranker, method_names
+from rerank.testing import RerankerContract, request
+
+# One spec per registered method, on the offline model packs; a new method must add itself here.
+CONTRACT_SPECS = {
+    "bi-encoder": "bi-encoder(model=minilm, batch_size=4)",
+}
+
+
+def test_every_registered_method_runs_the_contract():
+    assert set(method_names()) == set(CONTRACT_SPECS)
+
+
+@pytest.fixture(scope="module", params=sorted(CONTRACT_SPECS))
+def reranker(request):
+    return load_reranker(CONTRACT_SPECS[request.param])
+
+
+class TestContract(RerankerContract):
+    pass
+
+
+def test_bi_encoder_prefers_the_answer(minilm_bi_encoder):
+    req = request(
+        "q",
+        "what causes ocean tides",
+        [("tax", "Filing a tax return late."), ("moon", "The Moon's gravity pulls the oceans, causing tides.")],
+    )
+    assert minilm_bi_encoder.rank(req.query, req.candidates).ranking.candidates[0].docid == "moon"
+
+
+def test_bi_encoder_matches_sentence_transformers_cosine(minilm_bi_encoder):
+    from sentence_transformers import SentenceTransformer, util
+
+    from data.models import resolve_model
+
+    model = SentenceTransformer(resolve_model("minilm"))
+    query, texts = "why is the sky blue", ["Rayleigh scattering of sunlight.", "Blue paint for doors."]
+    expected = util.cos_sim(model.encode([query]), model.encode(texts))[0].tolist()
+    result = minilm_bi_encoder.rank(query, texts)
+    got = {c.docid: c.score for c in result.ranking.candidates}
+    assert [got["0"], got["1"]] == pytest.approx(expected, abs=1e-5)
+
+
+def test_bi_encoder_counts_truncated_inputs():
+    reranker = load_reranker("bi-encoder(model=minilm, max_length=16)")
+    result = reranker.rank("tides", ["short text", " ".join(["long"] * 50)])
+    assert result.cost.truncated == 1
