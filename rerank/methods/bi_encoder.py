@@ -22,7 +22,7 @@ class BiEncoderReranker(PointwiseReranker):
     def __init__(
         self,
         model: str = "minilm",
-        batch_size: int = 64,
+        batch_size: int = 32,
         max_length: int | None = None,
         device: str | None = None,
         query_prefix: str = "",
@@ -67,7 +67,7 @@ class BiEncoderReranker(PointwiseReranker):
         di = np.fromiter((d_index[t] for t in texts), dtype=np.int64, count=len(texts))
         scores = np.einsum("ij,ij->i", q_emb[qi], d_emb[di])
         limit = self._encoder.max_seq_length
-        lengths = [len(ids) for ids in self._encoder.tokenizer(unique_texts, add_special_tokens=True)["input_ids"]]
+        lengths = [len(ids) for ids in self._encoder.tokenizer(unique_texts, verbose=False)["input_ids"]]
         doc_tokens = [min(n, limit) for n in lengths]
         return PairScores(
             scores=[float(s) for s in scores],
