@@ -15,6 +15,9 @@ from rerank.cli.exit_codes import ExitCode, exit_code_for
 
 # subcommand -> module; each module has add_arguments(parser) and run(args) -> int
 SUBCOMMANDS = {
+    "index": ("rerank.cli.index_cmd", "build a BM25, SPLADE or dense index from a corpus"),
+    "retrieve": ("rerank.cli.retrieve_cmd", "search an index and write a TREC run"),
+    "fuse": ("rerank.cli.fuse_cmd", "fuse runs (reciprocal rank fusion or interpolation)"),
     "run": ("rerank.cli.run_cmd", "rerank a TREC run or candidate file with a method spec"),
     "eval": ("rerank.cli.eval_cmd", "evaluate runs against qrels, with significance tests"),
     "doctor": ("rerank.cli.doctor", "report what is installed and where data is"),

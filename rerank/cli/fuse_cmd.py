@@ -1,0 +1,38 @@
+"""Fuse runs by reciprocal rank fusion (default) or normalised score interpolation.
+
+Each RUN is a file, or with --dataset the name of one of its runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from data.trec import write_trec_run
+from rerank.cli.common import add_data_arguments, dataset_from, read_run_arg
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="runs to fuse")
+    parser.add_argument("--output", required=True, metavar="FILE", help="the fused TREC run")
+    add_data_arguments(parser)
+    parser.add_argument("--method", choices=("rrf", "interpolate"), default="rrf")
+    parser.add_argument("--rrf-k", type=int, default=60, help="RRF constant (default 60)")
+    parser.add_argument("--depth", type=int, help="RRF: use only the top DEPTH of each run")
+    parser.add_argument("--weights", type=float, nargs="+", help="interpolation weights, one per run (default equal)")
+    parser.add_argument("--normalization", choices=("minmax", "zscore", "none"), default="minmax")
+    parser.add_argument("--k", type=int, default=1000, help="keep the top K of the fused ranking")
+    parser.add_argument("--tag", default="rerank-fusion", help="the run tag column")
+
+
+def run(args: argparse.Namespace) -> int:
+    from retrievers.fusion import interpolate, reciprocal_rank_fusion
+
+    dataset = dataset_from(args)
+    runs = [read_run_arg(value, dataset) for value in args.runs]
+    if args.method == "rrf":
+        fused = reciprocal_rank_fusion(runs, args.rrf_k, args.depth)
+    else:
+        fused = interpolate(runs, args.weights, args.normalization)
+    write_trec_run(fused.cut(args.k), args.output, tag=args.tag)
+    print(f"fused {len(runs)} runs ({fused.name}) over {len(fused)} queries -> {args.output}")
+    return 0

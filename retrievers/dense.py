@@ -1,0 +1,163 @@
+"""Dense retrieval: sentence-transformers embeddings (normalised) in a faiss index.
+
+Two index kinds: ``flat`` (exact inner product, i.e. cosine) and ``hnsw``
+(approximate; ``hnsw_m``, ``ef_construction`` at build, ``ef_search`` at query
+time). Documents are encoded in chunks so memory holds one chunk of text plus
+the index.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from data.models import resolve_model
+from data.optional import optional_import
+from data.records import Candidate, Document, Query, Ranking, Run
+from data.textio import atomic_writer, iter_lines
+from retrievers.base import IndexMeta, Retriever, new_meta
+
+IndexKind = Literal["flat", "hnsw"]
+_CHUNK = 512  # documents per encode call: progress updates and bounded text memory
+
+
+def _chunks(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+class DenseEncoder:
+    """A sentence-transformers model with the prefixes some models expect (e5, nomic, bge)."""
+
+    def __init__(
+        self,
+        model: str,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        device: str | None = None,
+        query_prefix: str = "",
+        document_prefix: str = "",
+    ):
+        st = optional_import("sentence_transformers")
+        self.model = model
+        self.batch_size = batch_size
+        self.query_prefix, self.document_prefix = query_prefix, document_prefix
+        self._model: Any = st.SentenceTransformer(resolve_model(model), device=device)
+        if max_length is not None:
+            self._model.max_seq_length = max_length
+
+    @property
+    def dimension(self) -> int:
+        return int(self._model.get_embedding_dimension())
+
+    def encode(self, texts: Sequence[str], prefix: str, progress: bool = False) -> Any:
+        import numpy as np
+
+        vectors = self._model.encode(
+            [prefix + t for t in texts], batch_size=self.batch_size, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=progress,
+        )  # fmt: skip
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class DenseRetriever(Retriever):
+    name = "dense"
+
+    def __init__(
+        self,
+        index_dir: str | Path,
+        k: int = 1000,
+        ef_search: int = 128,
+        batch_size: int = 32,
+        device: str | None = None,
+    ):
+        self.index_dir = Path(index_dir)
+        meta = IndexMeta.load(index_dir)
+        self.params = dict(meta.params)
+        self.k, self.ef_search = k, ef_search
+        faiss = optional_import("faiss")
+        self._index: Any = faiss.read_index(str(self.index_dir / "index.faiss"))
+        if self.params["index"] == "hnsw":
+            self._index.hnsw.efSearch = ef_search
+        self._docids = [text for _, text in iter_lines(self.index_dir / "docids.txt")]
+        self.encoder = DenseEncoder(
+            self.params["model"], batch_size, self.params.get("max_length"), device,
+            self.params.get("query_prefix", ""), self.params.get("document_prefix", ""),
+        )  # fmt: skip
+
+    @classmethod
+    def build(
+        cls,
+        documents: Iterable[Document],
+        index_dir: str | Path,
+        corpus: dict[str, Any] | None = None,
+        model: str = "minilm",
+        index: IndexKind = "flat",
+        hnsw_m: int = 32,
+        ef_construction: int = 200,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        query_prefix: str = "",
+        document_prefix: str = "",
+        device: str | None = None,
+        **search_options: Any,
+    ) -> DenseRetriever:
+        """Encode every document's title and text and add it to a faiss index in ``index_dir``."""
+        from tqdm import tqdm
+
+        faiss = optional_import("faiss")
+        if index not in ("flat", "hnsw"):
+            raise ValueError(f"index must be 'flat' or 'hnsw', not {index!r}")
+        encoder = DenseEncoder(model, batch_size, max_length, device, query_prefix, document_prefix)
+        dim = encoder.dimension
+        if index == "flat":
+            faiss_index = faiss.IndexFlatIP(dim)
+        else:
+            faiss_index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            faiss_index.hnsw.efConstruction = ef_construction
+        index_dir = Path(index_dir)
+        index_dir.mkdir(parents=True, exist_ok=True)
+        count = 0
+        with atomic_writer(index_dir / "docids.txt") as ids, tqdm(unit="doc", desc="encoding", file=sys.stderr) as bar:
+            for chunk in _chunks(documents, _CHUNK):
+                faiss_index.add(encoder.encode([d.full_text for d in chunk], document_prefix))
+                for doc in chunk:
+                    if "\n" in doc.docid:
+                        raise ValueError(f"docid {doc.docid!r} contains a newline")
+                    ids.write(doc.docid + "\n")
+                count += len(chunk)
+                bar.update(len(chunk))
+        tmp = index_dir / ".index.faiss.tmp"
+        faiss.write_index(faiss_index, str(tmp))
+        tmp.replace(index_dir / "index.faiss")
+        params = {
+            "model": model, "index": index, "dimension": dim, "max_length": max_length,
+            "query_prefix": query_prefix, "document_prefix": document_prefix, "normalized": True,
+        }  # fmt: skip
+        if index == "hnsw":
+            params |= {"hnsw_m": hnsw_m, "ef_construction": ef_construction}
+        corpus_info = {**(corpus or {}), "documents": count}
+        new_meta(cls.name, params, corpus_info, "sentence-transformers", "faiss-cpu", "torch").save(index_dir)
+        return cls(index_dir, batch_size=batch_size, device=device, **search_options)
+
+    @classmethod
+    def load(cls, index_dir: str | Path, **options: Any) -> DenseRetriever:
+        return cls(index_dir, **options)
+
+    def retrieve(self, queries: Sequence[Query], k: int | None = None) -> Run:
+        if not queries:
+            return Run(name=self.name)
+        depth = min(k or self.k, len(self._docids))
+        vectors = self.encoder.encode([q.text for q in queries], self.encoder.query_prefix)
+        scores, positions = self._index.search(vectors, depth)
+        rankings = []
+        for query, row_scores, row_positions in zip(queries, scores, positions, strict=True):
+            candidates = [
+                Candidate(self._docids[p], float(s)) for s, p in zip(row_scores, row_positions, strict=True) if p >= 0
+            ]
+            rankings.append(Ranking.sorted(query.qid, candidates))
+        return Run.from_rankings(rankings, name=f"dense({self.params['model']}, {self.params['index']})")
