@@ -7,6 +7,7 @@ cutoff that follows a retriever into it this way).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import platform
@@ -67,10 +68,8 @@ def library_versions(*packages: str) -> dict[str, str]:
     """Versions of rerank and the given packages (absent ones are left out), plus Python's."""
     found = {"python": platform.python_version()}
     for name in ("rerank", *packages):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             found[name] = version(name)
-        except PackageNotFoundError:
-            pass
     return found
 
 

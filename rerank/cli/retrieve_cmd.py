@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from data.records import Run
+from data.records import Ranking, Run
 from data.trec import write_trec_run
 from data.tsv import read_topics
 from rerank.cli.common import add_data_arguments, dataset_from, print_json
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         options = {"ef_search": args.ef_search}
     retriever = open_index(args.index, **options)
     start = time.perf_counter()
-    rankings = []
+    rankings: list[Ranking] = []
     with tqdm(total=len(queries), unit="query", file=sys.stderr) as bar:
         for first in range(0, len(queries), CHUNK):
             chunk = queries[first : first + CHUNK]
