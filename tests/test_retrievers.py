@@ -99,7 +99,7 @@ def test_splade_index_retrieves(tmp_path):
     from retrievers.splade import SpladeRetriever
 
     ds = data.load("example")
-    retriever = SpladeRetriever.build(ds.iter_documents(), tmp_path / "splade", {"dataset": "example"})
+    SpladeRetriever.build(ds.iter_documents(), tmp_path / "splade", {"dataset": "example"})
     run = open_index(tmp_path / "splade").retrieve(ds.queries(), 10)
     assert run["q2"].docids[0] == "sky1"
     # SPLADE's expansion beats BM25 on this collection, where distractors share the query's words
