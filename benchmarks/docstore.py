@@ -23,12 +23,35 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data.docstore import SqliteDocumentStore  # noqa: E402
-from data.records import Document  # noqa: E402
+from data.docstore import SqliteDocumentStore
+from data.records import Document
 
-WORDS = "the of and to in is for that on was with as by at from be this are or an which it not have".split() + [
-    f"term{i}" for i in range(5000)
-]
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "for",
+    "that",
+    "on",
+    "was",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "be",
+    "this",
+    "are",
+    "or",
+    "an",
+    "which",
+    "it",
+    "not",
+    "have",
+] + [f"term{i}" for i in range(5000)]
 
 
 def passages(n: int, seed: int = 0):

@@ -11,7 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from data.records import Candidate, Query, Ranking, RerankRequest
 from rerank.cost import Cost
@@ -56,6 +56,22 @@ class Reranker(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec})"
+
+    # Pipeline algebra: ``reranker % 20`` keeps the top 20; ``a >> b`` chains (see rerank.pipeline).
+    def __mod__(self, k: int) -> Any:
+        from rerank.pipeline import RerankStage
+
+        return RerankStage(self) % k
+
+    def __rshift__(self, other: Any) -> Any:
+        from rerank.pipeline import Pipeline
+
+        return Pipeline.of(self) >> other
+
+    def __rrshift__(self, other: Any) -> Any:
+        from rerank.pipeline import Pipeline
+
+        return Pipeline.of(other) >> self
 
 
 def require_texts(request: RerankRequest) -> list[str]:

@@ -49,3 +49,11 @@ def minilm_bi_encoder():
     from rerank.registry import load_reranker
 
     return load_reranker("bi-encoder(model=minilm, batch_size=16)")
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The MiniLM-shaped cross-encoder of ASSETS.md (random head: for agreement and speed, never effectiveness)."""
+    from rerank.methods.cross_encoder import build_minilm_shaped_cross_encoder
+
+    return build_minilm_shaped_cross_encoder(str(tmp_path_factory.getbasetemp() / "ce-minilm"))

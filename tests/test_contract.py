@@ -8,16 +8,18 @@ from rerank.testing import RerankerContract, request
 # One spec per registered method, on the offline model packs; a new method must add itself here.
 CONTRACT_SPECS = {
     "bi-encoder": "bi-encoder(model=minilm, batch_size=4)",
+    "cross-encoder": "cross-encoder(model={cross_encoder}, batch_size=4, max_length=64)",
+    "cross-encoder-int8": "cross-encoder(model={cross_encoder}, batch_size=4, precision=int8)",
 }
 
 
 def test_every_registered_method_runs_the_contract():
-    assert set(method_names()) == set(CONTRACT_SPECS)
+    assert set(method_names()) == {name.removesuffix("-int8") for name in CONTRACT_SPECS}
 
 
 @pytest.fixture(scope="module", params=sorted(CONTRACT_SPECS))
-def reranker(request):
-    return load_reranker(CONTRACT_SPECS[request.param])
+def reranker(request, cross_encoder_dir):
+    return load_reranker(CONTRACT_SPECS[request.param].format(cross_encoder=f'"{cross_encoder_dir}"'))
 
 
 class TestContract(RerankerContract):

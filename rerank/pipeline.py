@@ -1,0 +1,148 @@
+"""Pipelines: ``bm25 % 100 >> cross_encoder % 20 >> listwise``.
+
+``%`` after a retriever sets the retriever's own ``k`` (no wasted retrieval);
+after a reranker it keeps that many of its reranked candidates for the next
+stage. ``>>`` chains. A pipeline is called on queries (its first stage a
+retriever), or on a run or requests to rerank. Candidates without text get it
+from ``docs``, a document store; candidates that carry text (RankLLM JSON) keep it.
+
+The retrievers package does not know about pipelines: ``retriever >> reranker``
+works through the reranker side's ``__rrshift__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+from data.docstore import DocumentStore
+from data.records import Query, Ranking, RerankRequest, Run
+from rerank.base import Reranker
+from rerank.cost import Cost
+from rerank.inputs import attach_texts
+
+
+@dataclass(frozen=True, slots=True)
+class RerankStage:
+    """A reranker, optionally followed by a cutoff of its output."""
+
+    reranker: Reranker
+    keep: int | None = None
+
+    def __mod__(self, k: int) -> RerankStage:
+        return RerankStage(self.reranker, _check_cutoff(k))
+
+    def __rshift__(self, other: Any) -> Pipeline:
+        return Pipeline((self,)) >> other
+
+    def __rrshift__(self, other: Any) -> Pipeline:
+        return Pipeline.of(other) >> self
+
+    def __str__(self) -> str:
+        return f"{self.reranker.spec}" + (f" % {self.keep}" if self.keep else "")
+
+    def __call__(
+        self,
+        inputs: Run | Sequence[RerankRequest],
+        docs: DocumentStore | None = None,
+        queries: Sequence[Query] | None = None,
+    ) -> Run:
+        return Pipeline((self,))(inputs, docs, queries)
+
+
+def _check_cutoff(k: object) -> int:
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"a cutoff must be a positive integer, not {k!r}")
+    return k
+
+
+Stage = Union["RerankStage", Any]  # a RerankStage or a retriever (anything with retrieve(queries, k))
+
+
+def _as_stage(component: Any) -> Stage:
+    if isinstance(component, Reranker):
+        return RerankStage(component)
+    if isinstance(component, RerankStage) or hasattr(component, "retrieve"):
+        return component
+    raise TypeError(f"cannot put {type(component).__name__} in a pipeline: expected a retriever or a reranker")
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    stages: tuple[Stage, ...]
+
+    @classmethod
+    def of(cls, component: Any) -> Pipeline:
+        return component if isinstance(component, Pipeline) else cls((_as_stage(component),))
+
+    def __post_init__(self) -> None:
+        for position, stage in enumerate(self.stages):
+            if position > 0 and not isinstance(stage, RerankStage):
+                raise TypeError("only the first stage of a pipeline can be a retriever")
+
+    def __rshift__(self, other: Any) -> Pipeline:
+        extra = other.stages if isinstance(other, Pipeline) else (_as_stage(other),)
+        return Pipeline(self.stages + extra)
+
+    def __rrshift__(self, other: Any) -> Pipeline:
+        return Pipeline.of(other) >> self
+
+    def __mod__(self, k: int) -> Pipeline:
+        last = self.stages[-1]
+        cut = last % k  # a retriever takes it as its k; a rerank stage as its cutoff
+        return Pipeline((*self.stages[:-1], cut))
+
+    def __str__(self) -> str:
+        return " >> ".join(str(s) if isinstance(s, RerankStage) else f"{s.name} % {s.k}" for s in self.stages)
+
+    def __call__(
+        self,
+        inputs: Sequence[Query] | Run | Sequence[RerankRequest],
+        docs: DocumentStore | None = None,
+        queries: Sequence[Query] | None = None,
+    ) -> Run:
+        return self.run_with_cost(inputs, docs, queries)[0]
+
+    def run_with_cost(
+        self,
+        inputs: Sequence[Query] | Run | Sequence[RerankRequest],
+        docs: DocumentStore | None = None,
+        queries: Sequence[Query] | None = None,
+    ) -> tuple[Run, list[Cost]]:
+        """The final run and the total cost of each rerank stage."""
+        stages = list(self.stages)
+        requests: list[RerankRequest]
+        if isinstance(inputs, Run):
+            if queries is None:
+                raise ValueError("reranking a run needs the queries' texts: pass queries=")
+            by_qid = {q.qid: q for q in queries}
+            missing = [qid for qid in inputs.qids if qid not in by_qid]
+            if missing:
+                raise ValueError(f"no text for query {missing[0]!r} of the run")
+            requests = [RerankRequest(by_qid[r.qid], r.candidates) for r in inputs]
+        elif inputs and all(isinstance(x, RerankRequest) for x in inputs):
+            requests = list(inputs)  # type: ignore[arg-type]
+        else:
+            query_list = [q for q in inputs if isinstance(q, Query)]
+            if len(query_list) != len(inputs):
+                raise TypeError("a pipeline takes queries, a run, or rerank requests")
+            first = stages.pop(0) if stages else None
+            if first is None or isinstance(first, RerankStage):
+                raise ValueError("queries alone need a pipeline that starts with a retriever")
+            run = first.retrieve(query_list)
+            by_qid = {q.qid: q for q in query_list}
+            requests = [RerankRequest(by_qid[r.qid], r.candidates) for r in run]
+        if stages and not isinstance(stages[0], RerankStage):
+            raise ValueError("this pipeline starts with a retriever: call it on queries")
+        costs: list[Cost] = []
+        for stage in stages:
+            requests = [RerankRequest(r.query, attach_texts(r.candidates, docs)) for r in requests]
+            results = stage.reranker.rerank(requests)
+            costs.append(sum((result.cost for result in results), Cost()))
+            requests = [
+                RerankRequest(request.query, result.ranking.candidates[: stage.keep])
+                for request, result in zip(requests, results, strict=True)
+            ]
+        rankings = [Ranking(r.query.qid, r.candidates) for r in requests]
+        return Run.from_rankings(rankings, name=str(self)), costs
