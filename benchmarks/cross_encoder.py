@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating timed rounds of each")
     parser.add_argument("--data-dir", default=os.environ.get("RERANK_DATA_DIR"))
     args = parser.parse_args()
     print("command:", shlex.join([Path(sys.executable).name, *sys.argv]))
@@ -56,8 +57,14 @@ def main() -> None:
     int8 = CrossEncoderReranker(model, max_length=args.max_length, batch_size=args.batch_size, precision="int8")
     ours.score_pairs(queries[:64], texts[:64])  # warm-up both
     reference.predict(pairs[:64], batch_size=32)
-    ref_scores, ref_rate = timed(lambda: reference.predict(pairs, batch_size=32, activation_fn=torch.nn.Identity()))
-    our_result, our_rate = timed(lambda: ours.score_pairs(queries, texts))
+    # Alternate the two, twice, so drift in the machine's speed hits both; report the better of each.
+    ref_rates, our_rates = [], []
+    for _ in range(args.rounds):
+        ref_scores, rate = timed(lambda: reference.predict(pairs, batch_size=32, activation_fn=torch.nn.Identity()))
+        ref_rates.append(rate)
+        our_result, rate = timed(lambda: ours.score_pairs(queries, texts))
+        our_rates.append(rate)
+    ref_rate, our_rate = max(ref_rates), max(our_rates)
     int8_result, int8_rate = timed(lambda: int8.score_pairs(queries, texts))
     fp32 = np.array(our_result.scores)
     q8 = np.array(int8_result.scores)
@@ -73,7 +80,8 @@ def main() -> None:
     print(json.dumps({
         "pairs": len(pairs), "max_length": args.max_length, "threads": args.threads, "mean_tokens": round(float(tokens.mean()), 1),
         "sentence_transformers_pairs_per_s": round(ref_rate, 1), "ours_fp32_pairs_per_s": round(our_rate, 1),
-        "speedup_fp32": round(our_rate / ref_rate, 2), "max_abs_diff_vs_st": float(np.abs(fp32 - ref_scores).max()),
+        "speedup_fp32": round(our_rate / ref_rate, 2), "rounds_st": [round(r, 1) for r in ref_rates],
+        "rounds_ours": [round(r, 1) for r in our_rates], "max_abs_diff_vs_st": float(np.abs(fp32 - ref_scores).max()),
         "ours_int8_pairs_per_s": round(int8_rate, 1), "speedup_int8": round(int8_rate / ref_rate, 2),
         "int8_spearman_all_pairs": round(float(spearmanr(fp32, q8).statistic), 4),
         "int8_mean_kendall_tau_per_query": round(float(np.mean(taus)), 4),

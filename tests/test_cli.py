@@ -174,7 +174,14 @@ def test_run_resumes_from_checkpoint_with_identical_output(capsys, tmp_path):
     from rerank.inputs import requests_from_run
 
     requests = list(requests_from_run(ds.run("bm25"), {q.qid: q for q in ds.queries()}, ds.docs(), 100))
-    job = {"spec": str(parse_spec(SPEC)), "inputs": fingerprint(requests), "k": 100, "tag": "rerank", "batch": 3}
+    job = {
+        "spec": str(parse_spec(SPEC)),
+        "inputs": fingerprint(requests),
+        "k": 100,
+        "tag": "rerank",
+        "batch": 3,
+        "format": "trec",
+    }
     checkpoint = Checkpoint(tmp_path / "resumed.trec.checkpoint", job).open()
     reranker = load_reranker(SPEC)
     checkpoint.add(reranker.rerank(requests[:3]))
@@ -182,7 +189,9 @@ def test_run_resumes_from_checkpoint_with_identical_output(capsys, tmp_path):
     checkpoint.close()
     with open(tmp_path / "resumed.trec.checkpoint", "a") as handle:
         handle.write('0badc0de {"qid": "q4", "candid')
-    code, out, _ = run_cli(capsys, *args, "--output", str(tmp_path / "resumed.trec"))
+    code, _, err = run_cli(capsys, *args, "--output", str(tmp_path / "resumed.trec"))
+    assert code == ExitCode.INVALID_INPUT and "--resume" in err  # never resumed silently
+    code, out, _ = run_cli(capsys, *args, "--output", str(tmp_path / "resumed.trec"), "--resume")
     assert code == 0 and json.loads(out)["resumed"] == 3
     assert (tmp_path / "resumed.trec").read_bytes() == full
 
@@ -191,7 +200,7 @@ def test_corrupted_checkpoint_is_reported_not_trusted(capsys, tmp_path):
     out = tmp_path / "r.trec"
     args = ["run", "--dataset", "example", "--run", "bm25", "--reranker", SPEC, "--output", str(out)]
     (tmp_path / "r.trec.checkpoint").write_text('00000000 {"format": 1}\n')
-    code, _, err = run_cli(capsys, *args)
+    code, _, err = run_cli(capsys, *args, "--resume")
     assert code == ExitCode.INVALID_INPUT and "r.trec.checkpoint:1" in err
     assert not out.exists()
     code, _, _ = run_cli(capsys, *args, "--fresh")
@@ -225,23 +234,17 @@ def test_run_from_files_and_rankllm_candidates(capsys, tmp_path, dl19):
         capsys, "run", "--dataset", "example", "--run", "bm25", "--reranker", SPEC, "--output", str(tmp_path / "b.trec")
     )
     assert (tmp_path / "a.trec").read_bytes() == (tmp_path / "b.trec").read_bytes()
-    # RankLLM JSON with texts: two DL19 queries, top 5
+    # RankLLM JSON with texts: two DL19 queries, top 5, written back as RankLLM JSON
     requests = dl19.candidates("bm25")[:2]
     data.write_rankllm_requests(requests, tmp_path / "c.json")
     code, _, _ = run_cli(
-        capsys,
-        "run",
-        "--candidates",
-        str(tmp_path / "c.json"),
-        "--k",
-        "5",
-        "--reranker",
-        SPEC,
-        "--output",
-        str(tmp_path / "c.trec"),
-    )
-    result = data.read_trec_run(tmp_path / "c.trec")
-    assert code == 0 and [len(r) for r in result] == [5, 5]
+        capsys, "run", "--run", str(tmp_path / "c.json"), "--input-format", "rankllm", "--top-k", "5",
+        "--method", "bi-encoder", "--model", "minilm", "--output", str(tmp_path / "out.json"), "--output-format", "rankllm",
+    )  # fmt: skip
+    result = data.read_rankllm_requests(tmp_path / "out.json")
+    assert code == 0 and [len(r.candidates) for r in result] == [5, 5]
+    texts = {c.docid: c.text for r in requests for c in r.candidates}
+    assert all(c.text == texts[c.docid] for r in result for c in r.candidates)  # texts travel with the output
     assert isinstance(requests[0].query, Query)
 
 

@@ -37,14 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def corpus_documents(args: argparse.Namespace) -> tuple[Iterable[Document], dict[str, Any]]:
     if args.corpus:
-        from data.beir import iter_beir_corpus
-        from data.textio import open_binary
-        from data.tsv import iter_tsv_documents
+        from data.corpus import iter_corpus_file
 
-        with open_binary(args.corpus) as handle:
-            first = handle.read(1)
-        docs = iter_beir_corpus(args.corpus) if first == b"{" else iter_tsv_documents(args.corpus)
-        return docs, {"source": str(Path(args.corpus).resolve())}
+        return iter_corpus_file(args.corpus), {"source": str(Path(args.corpus).resolve())}
     dataset = dataset_from(args)
     if dataset is None:
         raise ValueError("give --dataset NAME or --corpus FILE")

@@ -1,15 +1,18 @@
-"""Rerank a first-stage run with a method spec and write a TREC run.
+"""Rerank a first-stage run and write the result (TREC, RankLLM JSON or JSONL).
 
-Inputs, one of:
+Inputs:
   --run RUN with --dataset NAME (RUN is one of its runs, e.g. bm25, or a file):
       queries and document texts come from the dataset;
   --run FILE --topics FILE --corpus FILE: any TREC run, topics TSV and corpus
       (BEIR corpus.jsonl[.gz] or a 'docid<TAB>text' TSV);
-  --candidates FILE: RankLLM request JSON or JSONL candidates, texts included.
+  --run FILE --input-format rankllm|jsonl: candidates with their texts inside.
 
-The job checkpoints after every batch of queries (OUTPUT.checkpoint); run the
-same command again to resume after an interruption. The output file appears
-only when complete, and is identical whether or not the job was resumed.
+The method is --reranker SPEC, or --method NAME with --model M. Only the top
+--top-k of each query are reranked; the rest are dropped from the output.
+
+The job checkpoints after every batch of queries (OUTPUT.checkpoint). After an
+interruption, the same command with --resume continues it and writes the same
+bytes an uninterrupted run writes. The output appears only when complete.
 """
 
 from __future__ import annotations
@@ -22,76 +25,70 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from data.beir import iter_beir_corpus
-from data.config import cache_dir
-from data.docstore import DocumentStore, cached_store
-from data.jsonl import read_candidates_jsonl
-from data.rankllm import read_rankllm_requests
-from data.records import RerankRequest, Run
-from data.textio import atomic_writer, open_binary
+from data.corpus import corpus_store
+from data.datasets import Dataset
+from data.docstore import DocumentStore
+from data.jsonl import read_candidates_jsonl, write_candidates_jsonl
+from data.rankllm import read_rankllm_requests, write_rankllm_requests
+from data.records import Candidate, Qrels, RerankRequest, Run
+from data.textio import atomic_writer
 from data.trec import write_trec_run
-from data.tsv import iter_tsv_documents, read_topics
+from data.tsv import read_topics
 from rerank.base import RerankResult
 from rerank.cli.common import add_data_arguments, dataset_from, print_json, read_run_arg
 from rerank.cost import Cost
-from rerank.spec import MethodSpec
+from rerank.spec import MethodSpec, parse_spec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reranker", required=True, metavar="SPEC", help="e.g. 'bi-encoder(model=minilm)'")
-    parser.add_argument("--output", required=True, metavar="FILE", help="the reranked TREC run (.gz to compress)")
+    method = parser.add_argument_group("method (one of)")
+    method.add_argument(
+        "--reranker", metavar="SPEC", help="a method spec, e.g. 'cross-encoder(model=M, max_length=256)'"
+    )
+    method.add_argument("--method", metavar="NAME", help="a registered method name (with --model)")
+    method.add_argument("--model", metavar="M", help="model pack, folder or Hugging Face id for --method")
+    parser.add_argument("--output", required=True, metavar="FILE", help="the reranked run (.gz to compress)")
+    parser.add_argument("--output-format", choices=("trec", "rankllm", "jsonl"), default="trec")
     add_data_arguments(parser)
-    parser.add_argument("--run", metavar="RUN", help="a dataset run name or a TREC run file")
+    parser.add_argument("--run", required=True, metavar="RUN", help="a dataset run name or a run file")
+    parser.add_argument("--input-format", choices=("trec", "rankllm", "jsonl"), default="trec", help="format of --run")
     parser.add_argument("--topics", metavar="FILE", help="queries as 'qid<TAB>text' (default: the dataset's)")
     parser.add_argument("--corpus", metavar="FILE", help="document texts: BEIR corpus.jsonl[.gz] or 'docid<TAB>text'")
-    parser.add_argument("--candidates", metavar="FILE", help="RankLLM request JSON or JSONL candidates with texts")
-    parser.add_argument("--k", type=int, default=100, help="rerank the top K of each query (default 100)")
+    parser.add_argument("--top-k", "--k", dest="k", type=int, default=100, help="rerank the top K of each query (100)")
     parser.add_argument("--batch-queries", type=int, default=8, metavar="N", help="queries per reranker call")
+    parser.add_argument("--eval", action="store_true", help="print metrics before and after (needs qrels)")
+    parser.add_argument("--qrels", metavar="FILE", help="qrels for --eval (default: the dataset's)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    parser.add_argument("--fresh", action="store_true", help="discard any checkpoint and previous output")
     parser.add_argument("--tag", default="rerank", help="the run tag column")
-    parser.add_argument("--fresh", action="store_true", help="ignore and replace an existing checkpoint")
     parser.add_argument("--summary", choices=("text", "json"), default="text", help="how to print the summary")
 
 
-def corpus_store(path: str) -> DocumentStore:
-    """A document store for a corpus file, built once into the cache."""
-    source = Path(path)
-    with open_binary(source) as handle:
-        first = handle.read(1)
-    documents = iter_beir_corpus(source) if first == b"{" else iter_tsv_documents(source)
-    return cached_store(source, documents, cache_dir())
+def method_spec(args: argparse.Namespace) -> MethodSpec:
+    if args.reranker and (args.method or args.model):
+        raise ValueError("give --reranker SPEC or --method NAME --model M, not both")
+    if args.reranker:
+        return parse_spec(args.reranker)
+    if not args.method:
+        raise ValueError("give --reranker SPEC or --method NAME --model M")
+    spec = parse_spec(args.method)
+    return MethodSpec.of(spec.name, {**spec.kwargs, "model": args.model} if args.model else spec.kwargs)
 
 
-def read_candidate_file(path: str) -> list[RerankRequest]:
-    """RankLLM JSON (a top-level array) or JSONL candidates (one object per line)."""
-    with open_binary(path) as handle:
-        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    return read_rankllm_requests(path) if head.startswith(b"[") else read_candidates_jsonl(path)
-
-
-def gather_requests(args: argparse.Namespace) -> list[RerankRequest]:
+def gather_requests(args: argparse.Namespace, dataset: Dataset | None) -> list[RerankRequest]:
     from rerank.inputs import requests_from_run
 
-    if args.candidates:
-        if args.run:
-            raise ValueError("give either --candidates or --run, not both")
-        return [RerankRequest(r.query, r.candidates[: args.k]) for r in read_candidate_file(args.candidates)]
-    if not args.run:
-        raise ValueError("give --run (with --dataset, or with --topics and --corpus) or --candidates")
-    dataset = dataset_from(args)
+    if args.input_format != "trec":
+        read = read_rankllm_requests if args.input_format == "rankllm" else read_candidates_jsonl
+        return [RerankRequest(r.query, r.candidates[: args.k]) for r in read(args.run)]
     run: Run = read_run_arg(args.run, dataset)
     if args.topics:
         queries = {q.qid: q for q in read_topics(args.topics)}
     elif dataset is not None:
         queries = {q.qid: q for q in dataset.queries()}
     else:
-        raise ValueError("--run without --dataset needs --topics")
-    store: DocumentStore | None
-    if args.corpus:
-        store = corpus_store(args.corpus)
-    elif dataset is not None:
-        store = dataset.docs()
-    else:
-        store = None
+        raise ValueError("--run without --dataset needs --topics (or --input-format rankllm|jsonl)")
+    store: DocumentStore | None = corpus_store(args.corpus) if args.corpus else (dataset.docs() if dataset else None)
     return list(requests_from_run(run, queries, store, args.k))
 
 
@@ -102,46 +99,61 @@ def batches(items: Sequence[RerankRequest], size: int) -> Iterable[list[RerankRe
 
 def run(args: argparse.Namespace) -> int:
     from rerank.inputs import fingerprint
-    from rerank.spec import parse_spec
 
     if args.batch_queries < 1 or args.k < 1:
-        raise ValueError("--k and --batch-queries must be at least 1")
-    spec = parse_spec(args.reranker)
-    requests = gather_requests(args)
+        raise ValueError("--top-k and --batch-queries must be at least 1")
+    if args.resume and args.fresh:
+        raise ValueError("--resume and --fresh contradict each other")
+    spec = method_spec(args)
+    dataset = dataset_from(args)
+    requests = gather_requests(args, dataset)
     output = Path(args.output)
-    # The batch size is part of the job: batched floating point differs in the last digits across batch shapes,
-    # and a resumed job must write the same bytes as an uninterrupted one.
+    # The batch size is part of the job: batched floating point differs in the last digits across batch
+    # shapes, and a resumed job must write the same bytes as an uninterrupted one.
     job = {
-        "spec": str(spec),
-        "inputs": fingerprint(requests),
-        "k": args.k,
-        "tag": args.tag,
-        "batch": args.batch_queries,
-    }
+        "spec": str(spec), "inputs": fingerprint(requests), "k": args.k, "tag": args.tag,
+        "batch": args.batch_queries, "format": args.output_format,
+    }  # fmt: skip
     manifest_path = output.with_name(output.name + ".manifest.json")
     previous = read_manifest(manifest_path) if output.is_file() and not args.fresh else None
     if previous is not None and previous.get("job") == job:
         summary = {**previous["summary"], "up_to_date": True}
+        results = None
     else:
-        summary = rerank_job(args, spec, requests, output, job)
+        summary, results = rerank_job(args, spec, requests, output, job)
         with atomic_writer(manifest_path) as out:
             json.dump({"job": job, "summary": summary}, out, indent=2)
     if args.summary == "json":
         print_json(summary)
     else:
         print(format_summary(summary))
+    if args.eval:
+        print_before_after(args, dataset, requests, output, results)
     return 0
+
+
+def write_results(results: list[RerankResult], requests: list[RerankRequest], output: Path, fmt: str, tag: str) -> None:
+    if fmt == "trec":
+        write_trec_run((r.ranking for r in results), output, tag=tag)
+        return
+    reranked = []
+    for request, result in zip(requests, results, strict=True):
+        texts = {c.docid: c.text for c in request.candidates}  # checkpoints keep ids and scores only
+        candidates = tuple(Candidate(c.docid, c.score, texts[c.docid]) for c in result.ranking.candidates)
+        reranked.append(RerankRequest(request.query, candidates))
+    (write_rankllm_requests if fmt == "rankllm" else write_candidates_jsonl)(reranked, output)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("up_to_date"):
         return f"{summary['output']} is up to date ({summary['spec']} on the same inputs); --fresh recomputes it"
-    rate = f", {summary['queries_per_second']} queries/s" if summary["queries_per_second"] else ""
     cost = summary["cost"]
+    per_query = summary["seconds"] / summary["queries"] if summary["queries"] else 0.0
     return (
-        f"reranked {summary['queries']} queries ({summary['resumed']} from checkpoint) with {summary['spec']} "
-        f"in {summary['seconds']:.1f}s{rate}; {cost['calls']:g} model calls, {cost['truncated']} truncated inputs "
-        f"-> {summary['output']}"
+        f"reranked {summary['queries']} queries ({summary['candidates']} candidates, {summary['resumed']} queries "
+        f"from checkpoint) with {summary['spec']} in {summary['seconds']:.1f}s ({per_query:.2f} s/query); "
+        f"{cost['calls']:g} model calls, {cost['input_tokens']} input tokens, {cost['output_tokens']} output tokens, "
+        f"{cost['truncated']} truncated, {cost['parse_failures']} parse failures -> {summary['output']}"
     )
 
 
@@ -155,16 +167,21 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
 
 def rerank_job(
     args: argparse.Namespace, spec: MethodSpec, requests: list[RerankRequest], output: Path, job: dict[str, Any]
-) -> dict[str, Any]:
-    """Rerank every request (resuming from a checkpoint), write the run, return the summary."""
+) -> tuple[dict[str, Any], list[RerankResult]]:
+    """Rerank every request (resuming from a checkpoint), write the output, return the summary and results."""
     from tqdm import tqdm
 
+    from data.errors import RerankError
     from rerank.checkpoint import Checkpoint
     from rerank.registry import load_reranker
 
     checkpoint_path = output.with_name(output.name + ".checkpoint")
     if args.fresh:
         checkpoint_path.unlink(missing_ok=True)
+    elif checkpoint_path.exists() and not args.resume:
+        raise RerankError(
+            f"{checkpoint_path} holds an interrupted run: add --resume to continue it or --fresh to restart"
+        )
     checkpoint = Checkpoint(checkpoint_path, job).open()
     try:
         # Batches sit at fixed positions; one only partly checkpointed (a kill mid-write) is redone whole.
@@ -179,12 +196,12 @@ def rerank_job(
                     bar.update(len(batch))
         elapsed = time.perf_counter() - start
         results: list[RerankResult] = [checkpoint.done[r.query.qid] for r in requests]
-        write_trec_run((result.ranking for result in results), output, tag=args.tag)
+        write_results(results, requests, output, args.output_format, args.tag)
         checkpoint.remove()
     finally:
         checkpoint.close()
     total = sum((r.cost for r in results), Cost())
-    return {
+    summary = {
         "output": str(output),
         "spec": str(spec),
         "queries": len(requests),
@@ -194,3 +211,49 @@ def rerank_job(
         "queries_per_second": round((len(requests) - resumed) / elapsed, 3) if todo and elapsed > 0 else None,
         "cost": total.as_dict(),
     }
+    return summary, results
+
+
+def print_before_after(
+    args: argparse.Namespace,
+    dataset: Dataset | None,
+    requests: list[RerankRequest],
+    output: Path,
+    results: list[RerankResult] | None,
+) -> None:
+    from eval.metrics import evaluate
+    from eval.significance import compare
+    from rerank.cli.common import print_table
+    from rerank.cli.eval_cmd import DEFAULT_MEASURES, read_qrels_file
+
+    qrels: Qrels
+    if args.qrels:
+        qrels = read_qrels_file(args.qrels)
+    elif dataset is not None:
+        qrels = dataset.qrels()
+    else:
+        raise ValueError("--eval needs qrels: give --dataset or --qrels")
+    measures = dataset.measures if dataset else DEFAULT_MEASURES
+    before_run = Run.from_rankings((_ranking_of(r) for r in requests), name=f"input (top {args.k})")
+    if results is None:
+        from data.trec import read_trec_run
+
+        after_run = read_trec_run(output, name="reranked") if args.output_format == "trec" else None
+        if after_run is None:
+            raise ValueError("--eval of an up-to-date non-TREC output: rerun with --fresh")
+    else:
+        after_run = Run.from_rankings((r.ranking for r in results), name="reranked")
+    before, after = evaluate(before_run, qrels, measures), evaluate(after_run, qrels, measures)
+    tests = {c.measure: c for c in compare(before, [after])}
+    rows = [[before_run.name, *(f"{before.aggregate[m]:.4f}" for m in before.measures)]]
+    rows.append(
+        [after_run.name, *(f"{after.aggregate[m]:.4f}{'†' if tests[m].significant else ' '}" for m in after.measures)]
+    )
+    print_table(["run", *before.measures], rows)
+    print("† significantly different from the input (t-test, Holm-corrected, p < 0.05)")
+
+
+def _ranking_of(request: RerankRequest) -> Any:
+    from data.records import Ranking
+
+    return Ranking.sorted(request.query.qid, request.candidates)
