@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from data.records import Candidate, Query, Ranking, RerankRequest
+from rerank.cache import OutputCache, cache_key
 from rerank.cost import Cost
 from rerank.spec import MethodSpec, Value
 
@@ -28,6 +29,11 @@ class Reranker(ABC):
     """Base of every reranking method; subclasses declare ``method`` and implement ``rerank``."""
 
     method: ClassVar[str]
+
+    @property
+    def batch_invariant(self) -> bool:
+        """Whether scores are independent of how requests are batched (true unless a method says otherwise)."""
+        return True
 
     def __new__(cls, *args: object, **kwargs: object) -> Reranker:
         if not isinstance(getattr(cls, "method", None), str):
@@ -106,21 +112,32 @@ class PairScores:
 
 
 class PointwiseReranker(Reranker):
-    """A method that scores each (query, text) pair independently; batches cross queries."""
+    """A method that scores each (query, text) pair independently; batches cross queries.
+
+    With an output cache (``use_cache``), pairs scored before by the same spec are
+    read back instead of computed, and cost no calls or tokens.
+    """
+
+    cache: OutputCache | None = None
+
+    def use_cache(self, cache: OutputCache | None) -> None:
+        self.cache = cache
 
     @abstractmethod
-    def score_pairs(self, queries: Sequence[str], texts: Sequence[str]) -> PairScores:
+    def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         """A score per pair, with its token count and whether it was truncated."""
 
     def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
         start = time.perf_counter()
         queries: list[str] = []
         texts: list[str] = []
+        docids: list[str] = []
         for request in requests:
             request_texts = require_texts(request)
             queries.extend([request.query.text] * len(request_texts))
             texts.extend(request_texts)
-        pairs = self.score_pairs(queries, texts) if texts else PairScores([], [], [], 0)
+            docids.extend(c.docid for c in request.candidates)
+        pairs = self._score_with_cache(queries, texts, docids)
         elapsed = time.perf_counter() - start
         results: list[RerankResult] = []
         offset = 0
@@ -137,3 +154,25 @@ class PointwiseReranker(Reranker):
             results.append(RerankResult(scored_ranking(request, pairs.scores[offset:end]), cost))
             offset = end
         return results
+
+    def _score_with_cache(self, queries: list[str], texts: list[str], docids: list[str]) -> PairScores:
+        if not texts:
+            return PairScores([], [], [], 0)
+        if self.cache is None:
+            return self.score_pairs(queries, texts, docids)
+        spec = str(self.spec)
+        keys = [cache_key(spec, q, t) for q, t in zip(queries, texts, strict=True)]
+        known = self.cache.get_many(keys)
+        missing = [i for i, key in enumerate(keys) if key not in known]
+        fresh = (
+            self.score_pairs([queries[i] for i in missing], [texts[i] for i in missing], [docids[i] for i in missing])
+            if missing
+            else PairScores([], [], [], 0)
+        )
+        self.cache.put_many((keys[i], score) for i, score in zip(missing, fresh.scores, strict=True))
+        scores = [float(known[key]) if key in known else 0.0 for key in keys]
+        tokens = [0] * len(keys)
+        truncated = [False] * len(keys)
+        for n, i in enumerate(missing):
+            scores[i], tokens[i], truncated[i] = fresh.scores[n], fresh.input_tokens[n], fresh.truncated[n]
+        return PairScores(scores, tokens, truncated, fresh.calls)

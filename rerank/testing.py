@@ -50,7 +50,6 @@ class RerankerContract:
     """Checks one method; subclasses provide a ``reranker`` fixture (and may set ``score_tolerance``)."""
 
     score_tolerance = 1e-5  # batched floating point may differ in the last digits
-    batch_invariant = True  # False only for methods whose numerics depend on the batch (dynamic int8)
 
     def test_empty_candidate_list(self, reranker: Reranker) -> None:
         req = RerankRequest(Query("q", "anything"), ())
@@ -88,14 +87,11 @@ class RerankerContract:
         for req, a, b in zip(requests, together, alone, strict=True):
             assert_permutation(req, a)
             assert_permutation(req, b)
-            if not self._invariant(reranker):
+            if not reranker.batch_invariant:
                 continue
             assert [c.docid for c in a.ranking.candidates] == [c.docid for c in b.ranking.candidates]
             for x, y in zip(a.ranking.candidates, b.ranking.candidates, strict=True):
                 assert abs(x.score - y.score) <= self.score_tolerance
-
-    def _invariant(self, reranker: Reranker) -> bool:
-        return self.batch_invariant and reranker.spec.kwargs.get("precision") != "int8"
 
     def test_same_output_on_a_second_call(self, reranker: Reranker) -> None:
         requests = sample_requests()

@@ -13,5 +13,4 @@ else
 fi
 out="out/$dataset/bm25.bi-encoder-minilm.trec"
 set -x
-"$PY" -m rerank.cli run --dataset "$dataset" --run bm25 --k 100 --reranker 'bi-encoder(model=minilm)' --output "$out"
-"$PY" -m rerank.cli eval --dataset "$dataset" bm25 "$out"
+"$PY" -m rerank.cli run --dataset "$dataset" --run bm25 --top-k 100 --method bi-encoder --model minilm --output "$out" --eval

@@ -57,3 +57,40 @@ def test_misuse_is_explained(bm25, minilm_bi_encoder):
     with pytest.raises(ValueError, match="no texts"):
         (bm25 >> minilm_bi_encoder)(ds.queries())
     assert isinstance(minilm_bi_encoder % 2, RerankStage)
+
+
+def test_output_cache_makes_reruns_free(tmp_path, minilm_bi_encoder):
+    from rerank.cache import OutputCache
+    from rerank.testing import sample_requests
+
+    reranker = load_reranker("bi-encoder(model=minilm, batch_size=8)")
+    reranker.use_cache(OutputCache(tmp_path / "cache"))
+    first = reranker.rerank(sample_requests())
+    assert sum(r.cost.calls for r in first) > 0
+    again = reranker.rerank(sample_requests())
+    assert [r.ranking for r in again] == [r.ranking for r in first]
+    assert sum(r.cost.calls for r in again) == 0 and sum(r.cost.input_tokens for r in again) == 0
+    other = load_reranker("bi-encoder(model=minilm, batch_size=8, query_prefix=x)")
+    other.use_cache(OutputCache(tmp_path / "cache"))  # a different spec never reads these entries
+    assert sum(r.cost.calls for r in other.rerank(sample_requests())) > 0
+
+
+def test_bi_encoder_reuses_a_dense_index(tmp_path):
+    from retrievers.dense import DenseRetriever
+
+    ds = data.load("example")
+    DenseRetriever.build(ds.iter_documents(), tmp_path / "dense", batch_size=8)
+    plain = load_reranker("bi-encoder(model=minilm)")
+    cached = load_reranker(f'bi-encoder(model=minilm, embeddings="{tmp_path / "dense"}")')
+    requests = list(
+        __import__("rerank.inputs", fromlist=["x"]).requests_from_run(
+            ds.run("bm25"), {q.qid: q for q in ds.queries()}, ds.docs()
+        )
+    )
+    a, b = plain.rerank(requests), cached.rerank(requests)
+    for x, y in zip(a, b, strict=True):
+        assert x.ranking.docids == y.ranking.docids
+        assert [c.score for c in x.ranking] == pytest.approx([c.score for c in y.ranking], abs=1e-5)
+    assert sum(r.cost.input_tokens for r in b) == 0  # no passage was encoded again
+    with pytest.raises(ValueError, match="not dense vectors"):
+        load_reranker(f'bi-encoder(model=other, embeddings="{tmp_path / "dense"}")')

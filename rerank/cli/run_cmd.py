@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-queries", type=int, default=8, metavar="N", help="queries per reranker call")
     parser.add_argument("--eval", action="store_true", help="print metrics before and after (needs qrels)")
     parser.add_argument("--qrels", metavar="FILE", help="qrels for --eval (default: the dataset's)")
+    parser.add_argument("--cache", metavar="DIR", help="cache model outputs here; re-runs of the same work are free")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     parser.add_argument("--fresh", action="store_true", help="discard any checkpoint and previous output")
     parser.add_argument("--tag", default="rerank", help="the run tag column")
@@ -190,6 +191,12 @@ def rerank_job(
         start = time.perf_counter()
         if todo:
             reranker = load_reranker(spec)
+            if args.cache:
+                from rerank.cache import OutputCache
+
+                if not hasattr(reranker, "use_cache"):
+                    raise ValueError(f"{spec.name} has no output cache")
+                reranker.use_cache(OutputCache(args.cache))
             with tqdm(total=len(requests), initial=resumed, unit="query", file=sys.stderr) as bar:
                 for batch in todo:
                     checkpoint.add(reranker.rerank(batch))

@@ -15,6 +15,9 @@ class BiEncoderReranker(PointwiseReranker):
     """Scores a candidate by the cosine of its embedding with the query's.
 
     Each distinct text of a batch is encoded once (DL queries share many passages).
+    ``embeddings`` names a dense index (``rerank index --retriever dense``) built
+    with the same model: candidates it holds reuse their stored vectors instead of
+    being encoded again.
     """
 
     method = "bi-encoder"
@@ -27,6 +30,7 @@ class BiEncoderReranker(PointwiseReranker):
         device: str | None = None,
         query_prefix: str = "",
         document_prefix: str = "",
+        embeddings: str | None = None,
     ):
         st = optional_import("sentence_transformers")
         self.model = model
@@ -35,9 +39,32 @@ class BiEncoderReranker(PointwiseReranker):
         self.device = device
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
+        self.embeddings = embeddings  # checked before the model loads: a mismatch fails fast
+        self._stored: dict[str, int] = {}
+        self._vectors: Any = None
+        if embeddings is not None:
+            self._load_embeddings(embeddings)
         self._encoder: Any = st.SentenceTransformer(resolve_model(model), device=device)
         if max_length is not None:
             self._encoder.max_seq_length = max_length
+
+    def _load_embeddings(self, index_dir: str) -> None:
+        from pathlib import Path
+
+        from data.textio import iter_lines
+        from retrievers.base import IndexMeta
+
+        meta = IndexMeta.load(index_dir)
+        if meta.retriever != "dense" or meta.params.get("model") != self.model:
+            raise ValueError(
+                f"{index_dir} holds {meta.retriever} vectors of {meta.params.get('model')!r}, not dense vectors of {self.model!r}"
+            )
+        if meta.params.get("document_prefix", "") != self.document_prefix:
+            raise ValueError(f"{index_dir} was encoded with document prefix {meta.params.get('document_prefix')!r}")
+        faiss = optional_import("faiss")
+        index = faiss.read_index(str(Path(index_dir) / "index.faiss"))
+        self._vectors = index.reconstruct_n(0, index.ntotal)
+        self._stored = {docid: row for row, (_, docid) in enumerate(iter_lines(Path(index_dir) / "docids.txt"))}
 
     def params(self) -> dict[str, Value]:
         return {
@@ -47,6 +74,7 @@ class BiEncoderReranker(PointwiseReranker):
             "device": self.device,
             "query_prefix": self.query_prefix,
             "document_prefix": self.document_prefix,
+            "embeddings": self.embeddings,
         }
 
     def _encode(self, texts: list[str]) -> Any:
@@ -54,24 +82,34 @@ class BiEncoderReranker(PointwiseReranker):
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
 
-    def score_pairs(self, queries: Sequence[str], texts: Sequence[str]) -> PairScores:
+    def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         import numpy as np
 
         unique_queries = list(dict.fromkeys(queries))
-        unique_texts = list(dict.fromkeys(texts))
+        stored = [bool(docids) and docids[i] in self._stored for i in range(len(texts))]
+        unique_texts = list(dict.fromkeys(t for t, s in zip(texts, stored, strict=True) if not s))
         q_emb = self._encode([self.query_prefix + q for q in unique_queries])
-        d_emb = self._encode([self.document_prefix + t for t in unique_texts])
+        d_emb: Any = self._encode([self.document_prefix + t for t in unique_texts]) if unique_texts else None
         q_index = {q: i for i, q in enumerate(unique_queries)}
         d_index = {t: i for i, t in enumerate(unique_texts)}
         qi = np.fromiter((q_index[q] for q in queries), dtype=np.int64, count=len(queries))
-        di = np.fromiter((d_index[t] for t in texts), dtype=np.int64, count=len(texts))
-        scores = np.einsum("ij,ij->i", q_emb[qi], d_emb[di])
+        docs = np.stack(
+            [
+                self._vectors[self._stored[docids[i]]] if stored[i] else d_emb[d_index[texts[i]]]
+                for i in range(len(texts))
+            ]
+        )
+        scores = np.einsum("ij,ij->i", q_emb[qi], docs)
         limit = self._encoder.max_seq_length
-        lengths = [len(ids) for ids in self._encoder.tokenizer(unique_texts, verbose=False)["input_ids"]]
-        doc_tokens = [min(n, limit) for n in lengths]
+        lengths = (
+            [len(ids) for ids in self._encoder.tokenizer(unique_texts, verbose=False)["input_ids"]]
+            if unique_texts
+            else []
+        )
+        tokens = [0 if stored[i] else lengths[d_index[texts[i]]] for i in range(len(texts))]
         return PairScores(
             scores=[float(s) for s in scores],
-            input_tokens=[doc_tokens[d] for d in di.tolist()],
-            truncated=[lengths[d] > limit for d in di.tolist()],
+            input_tokens=[min(n, limit) for n in tokens],
+            truncated=[n > limit for n in tokens],
             calls=-(-len(unique_queries) // self.batch_size) + -(-len(unique_texts) // self.batch_size),
         )

@@ -87,6 +87,10 @@ class CrossEncoderReranker(PointwiseReranker):
             "device": self.device, "threads": self.threads,
         }  # fmt: skip
 
+    @property
+    def batch_invariant(self) -> bool:
+        return self.precision != "int8"  # dynamic int8 scales activations per batch
+
     def _lengths(self, texts: Sequence[str]) -> dict[str, int]:
         """Token counts without special tokens, each distinct text tokenised once."""
         unique = list(dict.fromkeys(texts))
@@ -134,7 +138,7 @@ class CrossEncoderReranker(PointwiseReranker):
             batches.append(current)
         return batches
 
-    def score_pairs(self, queries: Sequence[str], texts: Sequence[str]) -> PairScores:
+    def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         import torch
 
         inputs, types, truncated = self._encode_pairs(queries, texts)
