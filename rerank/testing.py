@@ -49,7 +49,7 @@ def assert_permutation(req: RerankRequest, result: RerankResult) -> None:
 class RerankerContract:
     """Checks one method; subclasses provide a ``reranker`` fixture (and may set ``score_tolerance``)."""
 
-    score_tolerance = 1e-5  # batched floating point may differ in the last digits
+    score_tolerance = 1e-4  # batched floating point (padding, kernel choice) may differ in the last digits
 
     def test_empty_candidate_list(self, reranker: Reranker) -> None:
         req = RerankRequest(Query("q", "anything"), ())

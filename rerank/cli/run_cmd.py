@@ -30,7 +30,7 @@ from data.datasets import Dataset
 from data.docstore import DocumentStore
 from data.jsonl import read_candidates_jsonl, write_candidates_jsonl
 from data.rankllm import read_rankllm_requests, write_rankllm_requests
-from data.records import Candidate, Qrels, RerankRequest, Run
+from data.records import Candidate, Qrels, Ranking, RerankRequest, Run
 from data.textio import atomic_writer
 from data.trec import write_trec_run
 from data.tsv import read_topics
@@ -241,7 +241,9 @@ def print_before_after(
     else:
         raise ValueError("--eval needs qrels: give --dataset or --qrels")
     measures = dataset.measures if dataset else DEFAULT_MEASURES
-    before_run = Run.from_rankings((_ranking_of(r) for r in requests), name=f"input (top {args.k})")
+    before_run = Run.from_rankings(
+        (Ranking.sorted(r.query.qid, r.candidates) for r in requests), name=f"input (top {args.k})"
+    )
     if results is None:
         from data.trec import read_trec_run
 
@@ -258,9 +260,3 @@ def print_before_after(
     )
     print_table(["run", *before.measures], rows)
     print("† significantly different from the input (t-test, Holm-corrected, p < 0.05)")
-
-
-def _ranking_of(request: RerankRequest) -> Any:
-    from data.records import Ranking
-
-    return Ranking.sorted(request.query.qid, request.candidates)

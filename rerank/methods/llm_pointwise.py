@@ -1,0 +1,62 @@
+"""LLM pointwise relevance: P("Yes") against P("No") after a relevance question.
+
+The monoT5 / RankLLaMA-style scorer (Nogueira et al., 2020, "Document Ranking
+with a Pretrained Sequence-to-Sequence Model"): score = log P(Yes) − log P(No)
+for the next token, i.e. the logit difference. Prompts are batched across
+queries. The template is data (``rerank/prompts/pointwise_yes_no.txt``);
+passages are cut to ``max_words`` words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.resources import files
+
+from rerank.base import PairScores, PointwiseReranker
+from rerank.llm.backend import load_backend
+from rerank.spec import Value
+
+
+def load_template(name: str) -> str:
+    return files("rerank.prompts").joinpath(f"{name}.txt").read_text(encoding="utf-8")
+
+
+class LLMPointwiseReranker(PointwiseReranker):
+    method = "llm-pointwise"
+
+    def __init__(
+        self,
+        model: str,
+        backend: str = "transformers",
+        template: str = "pointwise_yes_no",
+        yes: str = "Yes",
+        no: str = "No",
+        max_words: int = 100,
+        batch_size: int = 8,
+    ):
+        self.model, self.backend_name, self.template_name = model, backend, template
+        self.yes, self.no, self.max_words, self.batch_size = yes, no, max_words, batch_size
+        self.template = load_template(template)
+        self.backend = load_backend(backend, model, batch_size=batch_size)
+
+    def params(self) -> dict[str, Value]:
+        return {
+            "model": self.model, "backend": self.backend_name, "template": self.template_name,
+            "yes": self.yes, "no": self.no, "max_words": self.max_words, "batch_size": self.batch_size,
+        }  # fmt: skip
+
+    def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
+        conversations = []
+        truncated = []
+        for query, text in zip(queries, texts, strict=True):
+            words = text.split()
+            truncated.append(len(words) > self.max_words)
+            passage = " ".join(words[: self.max_words])
+            conversations.append([{"role": "user", "content": self.template.format(query=query, passage=passage)}])
+        results = self.backend.next_token_scores(conversations, [self.yes, self.no])
+        return PairScores(
+            scores=[r.logprobs[self.yes] - r.logprobs[self.no] for r in results],
+            input_tokens=[r.input_tokens for r in results],
+            truncated=truncated,
+            calls=len(results),
+        )
