@@ -61,3 +61,4 @@ def load_reranker(spec: str | MethodSpec) -> Reranker:
 register_method("bi-encoder", "rerank.methods.bi_encoder:BiEncoderReranker")
 register_method("cross-encoder", "rerank.methods.cross_encoder:CrossEncoderReranker")
 register_method("llm-pointwise", "rerank.methods.llm_pointwise:LLMPointwiseReranker")
+register_method("listwise", "rerank.methods.listwise:ListwiseReranker")

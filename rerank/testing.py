@@ -7,10 +7,12 @@ fixture; each ``test_*`` method then checks one clause of the contract in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from data.records import Candidate, Query, RerankRequest
 from rerank.base import Reranker, RerankResult
+from rerank.llm.backend import Generation, LLMBackend, Message, TokenScores
 
 PASSAGES = (
     ("p-tides", "Ocean tides are caused by the gravitational pull of the Moon and the Sun on the oceans."),
@@ -107,3 +109,47 @@ class RerankerContract:
         from rerank.spec import parse_spec
 
         assert parse_spec(str(reranker.spec)) == reranker.spec
+
+
+class ScriptedBackend(LLMBackend):
+    """A test backend whose 'model' names a script over the passages it is shown.
+
+    Passages carry ``grade N``; ``sort`` answers with them best first, the others
+    answer the faulty ways real models do (missing, repeated, out-of-range ids,
+    nothing, prose, an injected ranking). For testing ranking methods' handling of
+    model output, beside the tests on real models.
+    """
+
+    name = "scripted"
+
+    def __init__(self, model: str, batch_size: int = 4):
+        self.model = model
+
+    def render(self, messages: Sequence[Message]) -> str:
+        return "\n".join(m["content"] for m in messages)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def next_token_scores(self, conversations: Sequence[Sequence[Message]], labels: Sequence[str]) -> list[TokenScores]:
+        raise NotImplementedError("the scripted backend only generates")
+
+    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[Generation]:
+        out = []
+        for conversation in conversations:
+            prompt = conversation[-1]["content"]
+            # passages without "grade N" count as grade 0; ties keep the window's order
+            shown = re.findall(r"^\[(\d+)\] (?:grade (\d+))?", prompt, flags=re.M)
+            grades = {int(i): int(g or 0) for i, g in shown}
+            best_first = sorted(grades, key=lambda i: -grades[i])
+            text = {
+                "sort": " > ".join(f"[{i}]" for i in best_first),
+                "missing": " > ".join(f"[{i}]" for i in best_first[:2]),
+                "repeated": " > ".join(f"[{i}]" for i in best_first[:1] * 3 + best_first),
+                "out-of-range": "[0] > [99] > " + " > ".join(f"[{i}]" for i in best_first),
+                "empty": "",
+                "prose": f"I think the most relevant is passage {best_first[:1]} but I won't rank the rest.",
+                "injected": "[3] > [1] > [2] > [7] > [7]",
+            }[self.model]
+            out.append(Generation(text, self.count_tokens(self.render(conversation)), len(text.split())))
+        return out

@@ -11,6 +11,8 @@ CONTRACT_SPECS = {
     "cross-encoder": "cross-encoder(model={cross_encoder}, batch_size=4, max_length=64)",
     "cross-encoder-int8": "cross-encoder(model={cross_encoder}, batch_size=4, precision=int8)",
     "llm-pointwise": "llm-pointwise(model=smollm2-135m, batch_size=4)",
+    # the real-LLM path of listwise is in test_listwise.py; generation on CPU is too slow for every clause
+    "listwise": "listwise(model=sort, backend=scripted, window_size=4, stride=2)",
 }
 
 

@@ -59,15 +59,26 @@ class LLMBackend(ABC):
         return True
 
 
-_BACKENDS = {
+_BACKENDS: dict[str, str | type[LLMBackend]] = {
     "transformers": "rerank.llm.transformers_backend:TransformersBackend",
+    "scripted": "rerank.testing:ScriptedBackend",  # canned answers, for testing methods' parsing
 }
+
+
+def register_backend(name: str, target: str | type[LLMBackend]) -> None:
+    """Add a backend: ``"module:Class"`` or the class itself; a name is registered once."""
+    if name in _BACKENDS:
+        raise ValueError(f"LLM backend {name!r} is already registered")
+    _BACKENDS[name] = target
 
 
 def load_backend(name: str, model: str, **options: Any) -> LLMBackend:
     try:
-        module_name, _, class_name = _BACKENDS[name].partition(":")
+        target = _BACKENDS[name]
     except KeyError:
         raise InvalidSpecError(f"unknown LLM backend {name!r}; known: {', '.join(sorted(_BACKENDS))}") from None
-    backend: LLMBackend = getattr(importlib.import_module(module_name), class_name)(model, **options)
+    if isinstance(target, str):
+        module_name, _, class_name = target.partition(":")
+        target = getattr(importlib.import_module(module_name), class_name)
+    backend: LLMBackend = target(model, **options)  # type: ignore[call-arg]
     return backend

@@ -1,0 +1,139 @@
+"""Listwise reranking with a sliding window (RankGPT: Sun et al., 2023, "Is ChatGPT Good at Search?";
+RankZephyr: Pradeep et al., 2023).
+
+The window slides from the bottom of the list to the top: each step asks the
+model to order ``window_size`` passages, then moves up by ``stride``, so strong
+passages bubble towards the head. ``passes`` repeats the sweep. Windows at the
+same step of different queries go to the backend together (batch first).
+Synthetic scores: the final position ``r`` (0-based) gets score ``n - r``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from importlib.resources import files
+from typing import Any, Literal
+
+from data.records import Candidate, Ranking, RerankRequest
+from rerank.base import Reranker, RerankResult, require_texts
+from rerank.cost import Cost
+from rerank.listwise_parsing import parse_permutation
+from rerank.llm.backend import load_backend
+from rerank.spec import Value
+
+InitialOrder = Literal["given", "reversed", "shuffled"]
+
+
+def load_prompt(name: str) -> dict[str, str]:
+    data: dict[str, str] = json.loads(files("rerank.prompts").joinpath(f"{name}.json").read_text(encoding="utf-8"))
+    return data
+
+
+def window_starts(n: int, window: int, stride: int) -> list[int]:
+    """Start offsets from the bottom of the list to the top."""
+    if n <= window:
+        return [0]
+    starts = list(range(n - window, 0, -stride))
+    if starts[-1] != 0:
+        starts.append(0)
+    return starts
+
+
+class ListwiseReranker(Reranker):
+    method = "listwise"
+
+    def __init__(
+        self,
+        model: str,
+        backend: str = "transformers",
+        template: str = "rankzephyr",
+        window_size: int = 20,
+        stride: int = 10,
+        passes: int = 1,
+        max_words: int = 100,
+        initial_order: InitialOrder = "given",
+        seed: int = 0,
+        batch_size: int = 4,
+    ):
+        if window_size < 2 or stride < 1 or passes < 1:
+            raise ValueError("window_size must be at least 2, stride and passes at least 1")
+        if initial_order not in ("given", "reversed", "shuffled"):
+            raise ValueError(f"initial_order must be given, reversed or shuffled, not {initial_order!r}")
+        self.model, self.backend_name, self.template_name = model, backend, template
+        self.window_size, self.stride, self.passes, self.max_words = window_size, stride, passes, max_words
+        self.initial_order, self.seed, self.batch_size = initial_order, seed, batch_size
+        self.prompt = load_prompt(template)
+        self.backend: Any = load_backend(backend, model, batch_size=batch_size)
+
+    def params(self) -> dict[str, Value]:
+        return {
+            "model": self.model, "backend": self.backend_name, "template": self.template_name,
+            "window_size": self.window_size, "stride": self.stride, "passes": self.passes,
+            "max_words": self.max_words, "initial_order": self.initial_order, "seed": self.seed,
+            "batch_size": self.batch_size,
+        }  # fmt: skip
+
+    def _messages(self, query: str, passages: Sequence[str]) -> list[dict[str, str]]:
+        p = self.prompt
+        body = p["prefix"].format(num=len(passages), query=query)
+        for i, passage in enumerate(passages, start=1):
+            body += p["passage"].format(id=i, passage=" ".join(passage.split()[: self.max_words]))
+        body += p["suffix"].format(num=len(passages), query=query)
+        return [{"role": "system", "content": p["system"]}, {"role": "user", "content": body}]
+
+    def _start_order(self, request: RerankRequest) -> list[int]:
+        order = list(range(len(request.candidates)))
+        if self.initial_order == "reversed":
+            order.reverse()
+        elif self.initial_order == "shuffled":
+            random.Random(f"{self.seed}:{request.query.qid}").shuffle(order)
+        return order
+
+    def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
+        start = time.perf_counter()
+        texts = [require_texts(r) for r in requests]
+        orders = [self._start_order(r) for r in requests]
+        costs = [Cost() for _ in requests]
+        # Each query's schedule of window starts; step k of every query is sent together.
+        schedules = [window_starts(len(r.candidates), self.window_size, self.stride) * self.passes for r in requests]
+        for step in range(max((len(s) for s in schedules), default=0)):
+            jobs = [
+                (i, schedules[i][step]) for i in range(len(requests)) if step < len(schedules[i]) and len(orders[i]) > 1
+            ]
+            if not jobs:
+                continue
+            windows = [orders[i][s : s + self.window_size] for i, s in jobs]
+            conversations = [
+                self._messages(requests[i].query.text, [texts[i][c] for c in window])
+                for (i, _), window in zip(jobs, windows, strict=True)
+            ]
+            answers = self.backend.generate(conversations, max_new_tokens=6 * self.window_size)
+            for (i, s), window, answer in zip(jobs, windows, answers, strict=True):
+                parsed = parse_permutation(answer.text, len(window))
+                orders[i][s : s + len(window)] = [window[p] for p in parsed.order]
+                costs[i] = costs[i] + Cost(
+                    calls=1,
+                    input_tokens=answer.input_tokens,
+                    output_tokens=answer.output_tokens,
+                    parse_failures=int(parsed.failed),
+                )
+        elapsed = time.perf_counter() - start
+        results = []
+        total_calls = sum(c.calls for c in costs) or 1
+        for request, order, cost in zip(requests, orders, costs, strict=True):
+            n = len(order)
+            ranked = tuple(
+                Candidate(request.candidates[c].docid, float(n - r), request.candidates[c].text)
+                for r, c in enumerate(order)
+            )
+            share = elapsed * cost.calls / total_calls
+            results.append(
+                RerankResult(
+                    Ranking(request.query.qid, ranked),
+                    Cost(cost.calls, cost.input_tokens, cost.output_tokens, 0, cost.parse_failures, share),
+                )
+            )
+        return results
