@@ -132,7 +132,14 @@ class ScriptedBackend(LLMBackend):
         return len(text.split())
 
     def next_token_scores(self, conversations: Sequence[Sequence[Message]], labels: Sequence[str]) -> list[TokenScores]:
-        raise NotImplementedError("the scripted backend only generates")
+        """``sort``: each label scores its passage's grade; any other script scores every label alike."""
+        out = []
+        for conversation in conversations:
+            prompt = conversation[-1]["content"]
+            shown = dict(re.findall(r"^\[([A-Z]|\d+)\] (?:grade (\d+))?", prompt, flags=re.M))
+            scores = {label: float(shown.get(label) or 0) if self.model == "sort" else 0.0 for label in labels}
+            out.append(TokenScores(scores, self.count_tokens(self.render(conversation))))
+        return out
 
     def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[Generation]:
         out = []

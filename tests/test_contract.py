@@ -13,6 +13,7 @@ CONTRACT_SPECS = {
     "llm-pointwise": "llm-pointwise(model=smollm2-135m, batch_size=4)",
     # the real-LLM path of listwise is in test_listwise.py; generation on CPU is too slow for every clause
     "listwise": "listwise(model=sort, backend=scripted, window_size=4, stride=2)",
+    "first": "first(model=sort, backend=scripted, window_size=4, stride=2)",
 }
 
 

@@ -97,3 +97,22 @@ def test_listwise_runs_on_a_real_small_llm():
     (result,) = reranker.rerank([req])
     assert_permutation(req, result)
     assert result.cost.calls == 2 and result.cost.output_tokens > 0 and result.cost.input_tokens > 50
+
+
+def test_first_orders_windows_by_identifier_scores():
+    reranker = load_reranker("first(model=sort, backend=scripted, window_size=4, stride=2)")
+    req, grades = graded_request(11)
+    (result,) = reranker.rerank([req])
+    assert_permutation(req, result)
+    assert result.ranking.candidates[0].docid == f"d{grades.index(max(grades)):02d}"
+    assert result.cost.calls == len(window_starts(11, 4, 2)) and result.cost.output_tokens == 0  # no generation
+    with pytest.raises(ValueError, match="at most 26"):
+        load_reranker("first(model=sort, backend=scripted, window_size=30)")
+
+
+def test_first_on_a_real_small_llm_uses_single_token_letters():
+    reranker = load_reranker("first(model=smollm2-135m, window_size=5, stride=2)")
+    req, _ = graded_request(7)
+    (result,) = reranker.rerank([req])
+    assert_permutation(req, result)
+    assert result.cost.calls == 2 and result.cost.output_tokens == 0 and result.cost.input_tokens > 50

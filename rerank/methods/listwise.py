@@ -76,11 +76,14 @@ class ListwiseReranker(Reranker):
             "batch_size": self.batch_size,
         }  # fmt: skip
 
+    def _identifiers(self, n: int) -> list[str]:
+        return [str(i) for i in range(1, n + 1)]
+
     def _messages(self, query: str, passages: Sequence[str]) -> list[dict[str, str]]:
         p = self.prompt
         body = p["prefix"].format(num=len(passages), query=query)
-        for i, passage in enumerate(passages, start=1):
-            body += p["passage"].format(id=i, passage=" ".join(passage.split()[: self.max_words]))
+        for ident, passage in zip(self._identifiers(len(passages)), passages, strict=True):
+            body += p["passage"].format(id=ident, passage=" ".join(passage.split()[: self.max_words]))
         body += p["suffix"].format(num=len(passages), query=query)
         return [{"role": "system", "content": p["system"]}, {"role": "user", "content": body}]
 
@@ -91,6 +94,23 @@ class ListwiseReranker(Reranker):
         elif self.initial_order == "shuffled":
             random.Random(f"{self.seed}:{request.query.qid}").shuffle(order)
         return order
+
+    def _rank_windows(
+        self, conversations: list[list[dict[str, str]]], windows: list[list[int]]
+    ) -> list[tuple[list[int], Cost]]:
+        """Each window's new order (positions into the window) and what asking for it cost."""
+        answers = self.backend.generate(conversations, max_new_tokens=6 * self.window_size)
+        out = []
+        for window, answer in zip(windows, answers, strict=True):
+            parsed = parse_permutation(answer.text, len(window))
+            cost = Cost(
+                calls=1,
+                input_tokens=answer.input_tokens,
+                output_tokens=answer.output_tokens,
+                parse_failures=int(parsed.failed),
+            )
+            out.append((parsed.order, cost))
+        return out
 
     def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
         start = time.perf_counter()
@@ -110,16 +130,11 @@ class ListwiseReranker(Reranker):
                 self._messages(requests[i].query.text, [texts[i][c] for c in window])
                 for (i, _), window in zip(jobs, windows, strict=True)
             ]
-            answers = self.backend.generate(conversations, max_new_tokens=6 * self.window_size)
-            for (i, s), window, answer in zip(jobs, windows, answers, strict=True):
-                parsed = parse_permutation(answer.text, len(window))
-                orders[i][s : s + len(window)] = [window[p] for p in parsed.order]
-                costs[i] = costs[i] + Cost(
-                    calls=1,
-                    input_tokens=answer.input_tokens,
-                    output_tokens=answer.output_tokens,
-                    parse_failures=int(parsed.failed),
-                )
+            for (i, s), window, (new_order, cost) in zip(
+                jobs, windows, self._rank_windows(conversations, windows), strict=True
+            ):
+                orders[i][s : s + len(window)] = [window[p] for p in new_order]
+                costs[i] = costs[i] + cost
         elapsed = time.perf_counter() - start
         results = []
         total_calls = sum(c.calls for c in costs) or 1

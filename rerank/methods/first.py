@@ -1,0 +1,49 @@
+"""FIRST: listwise reranking from one forward pass per window (Reddy et al., 2024,
+"FIRST: Faster Improved Listwise Reranking with Single Token Decoding").
+
+Instead of generating ``[B] > [A] > …``, FIRST reads the logits of the first
+token the model would write: each passage's identifier token gets a score, and
+the window is ordered by it. Identifiers are letters (A, B, …), which are
+single tokens for common tokenizers where "10"–"20" are not; the method checks
+this for the model at hand. Same sliding window and options as ``listwise``.
+"""
+
+from __future__ import annotations
+
+import string
+
+from rerank.cost import Cost
+from rerank.methods.listwise import ListwiseReranker
+
+
+class FirstReranker(ListwiseReranker):
+    method = "first"
+
+    def __init__(self, model: str, template: str = "first", window_size: int = 20, **options: object):
+        if window_size > len(string.ascii_uppercase):
+            raise ValueError(f"FIRST identifies passages by letters: window_size at most 26, not {window_size}")
+        super().__init__(model, template=template, window_size=window_size, **options)  # type: ignore[arg-type]
+        wide = [letter for letter in string.ascii_uppercase[:window_size] if not self.backend.single_token(letter)]
+        if wide:
+            raise ValueError(f"identifiers {wide} are not single tokens for {model}")
+
+    def _identifiers(self, n: int) -> list[str]:
+        return list(string.ascii_uppercase[:n])
+
+    def _rank_windows(
+        self, conversations: list[list[dict[str, str]]], windows: list[list[int]]
+    ) -> list[tuple[list[int], Cost]]:
+        """One forward pass per window, windows of equal size batched together."""
+        by_size: dict[int, list[int]] = {}
+        for k, window in enumerate(windows):
+            by_size.setdefault(len(window), []).append(k)
+        out: list[tuple[list[int], Cost]] = [([], Cost())] * len(windows)
+        for size, members in by_size.items():
+            labels = self._identifiers(size)
+            for k, scores in zip(
+                members, self.backend.next_token_scores([conversations[k] for k in members], labels), strict=True
+            ):
+                # Highest score first; ties keep the window's current order (a stable sort).
+                order = sorted(range(size), key=lambda p: -scores.logprobs[labels[p]])
+                out[k] = (order, Cost(calls=1, input_tokens=scores.input_tokens))
+        return out
