@@ -4,6 +4,7 @@ import pytest
 
 import data
 from rerank import load_reranker
+from rerank.inputs import requests_from_run
 from rerank.pipeline import Pipeline, RerankStage
 
 pytestmark = pytest.mark.pyserini
@@ -82,11 +83,7 @@ def test_bi_encoder_reuses_a_dense_index(tmp_path):
     DenseRetriever.build(ds.iter_documents(), tmp_path / "dense", batch_size=8)
     plain = load_reranker("bi-encoder(model=minilm)")
     cached = load_reranker(f'bi-encoder(model=minilm, embeddings="{tmp_path / "dense"}")')
-    requests = list(
-        __import__("rerank.inputs", fromlist=["x"]).requests_from_run(
-            ds.run("bm25"), {q.qid: q for q in ds.queries()}, ds.docs()
-        )
-    )
+    requests = list(requests_from_run(ds.run("bm25"), {q.qid: q for q in ds.queries()}, ds.docs()))
     a, b = plain.rerank(requests), cached.rerank(requests)
     for x, y in zip(a, b, strict=True):
         assert x.ranking.docids == y.ranking.docids
