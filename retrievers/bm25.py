@@ -15,7 +15,7 @@ from typing import Any
 
 from data.records import Document, Query, Run
 from retrievers.base import IndexMeta, Retriever, new_meta
-from retrievers.lucene import build_lucene_index, hits_to_run, require_pyserini
+from retrievers.lucene import build_lucene_index, require_pyserini, search_batch
 
 
 class BM25Retriever(Retriever):
@@ -76,9 +76,4 @@ class BM25Retriever(Retriever):
         return self._searcher
 
     def retrieve(self, queries: Sequence[Query], k: int | None = None) -> Run:
-        if not queries:
-            return Run(name=self.name)
-        hits = self.searcher.batch_search(
-            [q.text for q in queries], [q.qid for q in queries], k or self.k, self.threads
-        )
-        return hits_to_run(queries, hits, name=f"bm25(k1={self.k1}, b={self.b})")
+        return search_batch(self.searcher, queries, k or self.k, self.threads, f"bm25(k1={self.k1}, b={self.b})")

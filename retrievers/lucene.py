@@ -51,3 +51,11 @@ def hits_to_run(queries: Sequence[Query], hits: dict[str, Iterable[Any]], name: 
         candidates = [Candidate(str(hit.docid), float(hit.score)) for hit in hits.get(query.qid, [])]
         rankings.append(Ranking.sorted(query.qid, candidates))
     return Run.from_rankings(rankings, name=name)
+
+
+def search_batch(searcher: Any, queries: Sequence[Query], k: int, threads: int, name: str) -> Run:
+    """Every query through a pyserini searcher's ``batch_search``, as one run."""
+    if not queries:
+        return Run(name=name)
+    hits = searcher.batch_search([q.text for q in queries], [q.qid for q in queries], k, threads)
+    return hits_to_run(queries, hits, name=name)

@@ -21,7 +21,7 @@ from data.models import resolve_model
 from data.optional import optional_import
 from data.records import Document, Query, Run
 from retrievers.base import IndexMeta, Retriever, new_meta
-from retrievers.lucene import build_lucene_index, hits_to_run, require_pyserini
+from retrievers.lucene import build_lucene_index, require_pyserini, search_batch
 
 
 class SpladeEncoder:
@@ -166,9 +166,4 @@ class SpladeRetriever(Retriever):
         return self._searcher
 
     def retrieve(self, queries: Sequence[Query], k: int | None = None) -> Run:
-        if not queries:
-            return Run(name=self.name)
-        hits = self.searcher.batch_search(
-            [q.text for q in queries], [q.qid for q in queries], k or self.k, self.threads
-        )
-        return hits_to_run(queries, hits, name=f"splade({self.params['model']})")
+        return search_batch(self.searcher, queries, k or self.k, self.threads, f"splade({self.params['model']})")
