@@ -13,6 +13,7 @@ EXTRAS = {
     "sentence_transformers": "models",
     "faiss": "dense",
     "pyserini": "pyserini",
+    "llama_cpp": "llamacpp",
 }
 
 

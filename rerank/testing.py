@@ -131,7 +131,9 @@ class ScriptedBackend(LLMBackend):
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def next_token_scores(self, conversations: Sequence[Sequence[Message]], labels: Sequence[str]) -> list[TokenScores]:
+    def next_token_scores(
+        self, conversations: Sequence[Sequence[Message]], labels: Sequence[str], prefix: str = ""
+    ) -> list[TokenScores]:
         """``sort``: each label scores its passage's grade; any other script scores every label alike."""
         out = []
         for conversation in conversations:

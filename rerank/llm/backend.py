@@ -3,6 +3,9 @@
 Prompts are chat messages; a backend renders them with the model's chat
 template. Methods ask for what they need: generated text, or the
 log-probabilities of a few chosen next tokens (yes/no labels, passage ids).
+
+A backend is named by a spec like a method: ``llama.cpp``, ``llama.cpp(threads=2)``
+or ``openai(base_url="http://127.0.0.1:8000/v1", concurrency=8)``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from data.errors import InvalidSpecError
+from data.errors import InvalidSpecError, RerankError
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": …}
+
+
+class BackendError(RerankError, RuntimeError):
+    """A model call failed for good (after retries): nothing is ranked from it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,14 +30,21 @@ class Generation:
     text: str
     input_tokens: int
     output_tokens: int
+    cached: bool = False  # read back from the disk cache: no model call was made
 
 
 @dataclass(frozen=True, slots=True)
 class TokenScores:
-    """Log-probabilities of the asked-for next tokens after one prompt."""
+    """Log-probabilities of the asked-for next tokens after one prompt.
+
+    ``missing`` counts labels the backend could not score (an API that returns
+    only its top few log-probabilities); they get a floor below every scored label.
+    """
 
     logprobs: dict[str, float]
     input_tokens: int
+    missing: int = 0
+    cached: bool = False
 
 
 class LLMBackend(ABC):
@@ -49,18 +63,28 @@ class LLMBackend(ABC):
         """Greedy continuations, one per conversation."""
 
     @abstractmethod
-    def next_token_scores(self, conversations: Sequence[Sequence[Message]], labels: Sequence[str]) -> list[TokenScores]:
+    def next_token_scores(
+        self, conversations: Sequence[Sequence[Message]], labels: Sequence[str], prefix: str = ""
+    ) -> list[TokenScores]:
         """For each conversation, the log-probability of each label as the next token.
 
+        ``prefix`` is text the answer starts with (FIRST reads the identifier after "[").
         Every label must be a single token for this model's tokenizer.
         """
 
     def single_token(self, label: str) -> bool:
         return True
 
+    @property
+    def identity(self) -> str:
+        """What determines this backend's outputs besides the prompt (for cache keys)."""
+        return f"{self.name}:{self.model}"
+
 
 _BACKENDS: dict[str, str | type[LLMBackend]] = {
     "transformers": "rerank.llm.transformers_backend:TransformersBackend",
+    "llama.cpp": "rerank.llm.llama_cpp_backend:LlamaCppBackend",
+    "openai": "rerank.llm.openai_backend:OpenAIBackend",
     "scripted": "rerank.testing:ScriptedBackend",  # canned answers, for testing methods' parsing
 }
 
@@ -72,13 +96,38 @@ def register_backend(name: str, target: str | type[LLMBackend]) -> None:
     _BACKENDS[name] = target
 
 
-def load_backend(name: str, model: str, **options: Any) -> LLMBackend:
+def backend_names() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def load_backend(spec: str, model: str, **defaults: Any) -> LLMBackend:
+    """The backend a spec names (``name`` or ``name(option=value, …)``) for ``model``.
+
+    ``defaults`` (such as the method's ``batch_size``) are passed unless the spec sets them.
+    """
+    from rerank.spec import parse_spec
+
+    parsed = parse_spec(spec)
     try:
-        target = _BACKENDS[name]
+        target = _BACKENDS[parsed.name]
     except KeyError:
-        raise InvalidSpecError(f"unknown LLM backend {name!r}; known: {', '.join(sorted(_BACKENDS))}") from None
+        raise InvalidSpecError(f"unknown LLM backend {parsed.name!r}; known: {', '.join(backend_names())}") from None
     if isinstance(target, str):
         module_name, _, class_name = target.partition(":")
         target = getattr(importlib.import_module(module_name), class_name)
-    backend: LLMBackend = target(model, **options)  # type: ignore[call-arg]
+    options = {**defaults, **parsed.kwargs}
+    try:
+        backend: LLMBackend = target(model, **options)  # type: ignore[call-arg]
+    except TypeError as err:
+        raise InvalidSpecError(f"bad options for LLM backend {spec!r}: {err}") from None
     return backend
+
+
+def call_cost(result: Generation | TokenScores) -> Any:
+    """The cost of one answer: a call and its tokens, or nothing when it came from the cache."""
+    from rerank.cost import Cost
+
+    if result.cached:
+        return Cost()
+    output_tokens = result.output_tokens if isinstance(result, Generation) else 0
+    return Cost(calls=1, input_tokens=result.input_tokens, output_tokens=output_tokens)

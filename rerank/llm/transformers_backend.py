@@ -57,6 +57,11 @@ class TransformersBackend(LLMBackend):
             self._tokenizer.pad_token = self._tokenizer.eos_token
         self._lm: Any = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, chosen))
         self._lm.to(self._device).eval()
+        self._dtype = chosen
+
+    @property
+    def identity(self) -> str:
+        return f"transformers:{self.model}:{self._dtype}"
 
     def render(self, messages: Sequence[Message]) -> str:
         return str(self._tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True))
@@ -79,11 +84,13 @@ class TransformersBackend(LLMBackend):
             encoded = self._tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
             yield start, encoded.to(self._device), [int(m.sum()) for m in encoded["attention_mask"]]
 
-    def next_token_scores(self, conversations: Sequence[Sequence[Message]], labels: Sequence[str]) -> list[TokenScores]:
+    def next_token_scores(
+        self, conversations: Sequence[Sequence[Message]], labels: Sequence[str], prefix: str = ""
+    ) -> list[TokenScores]:
         import torch
 
         label_ids = [self._label_id(label) for label in labels]
-        prompts = [self.render(c) for c in conversations]
+        prompts = [self.render(c) + prefix for c in conversations]
         out: list[TokenScores] = []
         with torch.inference_mode():
             for _, batch, lengths in self._batches(prompts):

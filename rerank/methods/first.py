@@ -13,6 +13,7 @@ from __future__ import annotations
 import string
 
 from rerank.cost import Cost
+from rerank.llm.backend import call_cost
 from rerank.methods.listwise import ListwiseReranker
 
 
@@ -33,17 +34,23 @@ class FirstReranker(ListwiseReranker):
     def _rank_windows(
         self, conversations: list[list[dict[str, str]]], windows: list[list[int]]
     ) -> list[tuple[list[int], Cost]]:
-        """One forward pass per window, windows of equal size batched together."""
+        """One forward pass per window, windows of equal size batched together.
+
+        The identifier is read after the answer's opening "[" (the template's
+        ``answer_prefix``), where a model writing "[B] > [A] …" puts its first choice.
+        A label an API could not score (outside its top log-probabilities) counts as a failure.
+        """
         by_size: dict[int, list[int]] = {}
         for k, window in enumerate(windows):
             by_size.setdefault(len(window), []).append(k)
         out: list[tuple[list[int], Cost]] = [([], Cost())] * len(windows)
         for size, members in by_size.items():
             labels = self._identifiers(size)
-            for k, scores in zip(
-                members, self.backend.next_token_scores([conversations[k] for k in members], labels), strict=True
-            ):
+            answers = self.backend.next_token_scores(
+                [conversations[k] for k in members], labels, prefix=self.prompt.get("answer_prefix", "")
+            )
+            for k, scores in zip(members, answers, strict=True):
                 # Highest score first; ties keep the window's current order (a stable sort).
                 order = sorted(range(size), key=lambda p: -scores.logprobs[labels[p]])
-                out[k] = (order, Cost(calls=1, input_tokens=scores.input_tokens))
+                out[k] = (order, call_cost(scores) + Cost(parse_failures=int(scores.missing > 0)))
         return out

@@ -19,9 +19,10 @@ from typing import Any, Literal
 
 from data.records import Candidate, Ranking, RerankRequest
 from rerank.base import Reranker, RerankResult, require_texts
+from rerank.cache import OutputCache
 from rerank.cost import Cost
 from rerank.listwise_parsing import parse_permutation
-from rerank.llm.backend import load_backend
+from rerank.llm.backend import LLMBackend, call_cost, load_backend
 from rerank.spec import Value
 
 InitialOrder = Literal["given", "reversed", "shuffled"]
@@ -66,7 +67,14 @@ class ListwiseReranker(Reranker):
         self.window_size, self.stride, self.passes, self.max_words = window_size, stride, passes, max_words
         self.initial_order, self.seed, self.batch_size = initial_order, seed, batch_size
         self.prompt = load_prompt(template)
-        self.backend: Any = load_backend(backend, model, batch_size=batch_size)
+        self._uncached: LLMBackend = load_backend(backend, model, batch_size=batch_size)
+        self.backend: Any = self._uncached
+
+    def use_cache(self, cache: OutputCache | None) -> None:
+        """Answer prompts seen before (same model, template, query and passages) from ``cache``."""
+        from rerank.llm.cached import CachedBackend
+
+        self.backend = self._uncached if cache is None else CachedBackend(self._uncached, cache)
 
     def params(self) -> dict[str, Value]:
         return {
@@ -103,13 +111,7 @@ class ListwiseReranker(Reranker):
         out = []
         for window, answer in zip(windows, answers, strict=True):
             parsed = parse_permutation(answer.text, len(window))
-            cost = Cost(
-                calls=1,
-                input_tokens=answer.input_tokens,
-                output_tokens=answer.output_tokens,
-                parse_failures=int(parsed.failed),
-            )
-            out.append((parsed.order, cost))
+            out.append((parsed.order, call_cost(answer) + Cost(parse_failures=int(parsed.failed))))
         return out
 
     def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:

@@ -1,0 +1,72 @@
+"""A disk cache in front of any LLM backend: the same prompt to the same model is answered once.
+
+Keys hold the backend's identity (backend, model, output-affecting options), the
+rendered prompt (so the template, query and passage texts, in their order) and
+the request (labels and answer prefix, or the token limit). Read-back answers are
+marked ``cached`` and cost no call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from rerank.cache import OutputCache, cache_key
+from rerank.llm.backend import Generation, LLMBackend, Message, TokenScores
+
+
+class CachedBackend(LLMBackend):
+    def __init__(self, inner: LLMBackend, cache: OutputCache):
+        self.inner, self.cache = inner, cache
+        self.name = inner.name  # type: ignore[misc]
+        self.model = inner.model
+
+    @property
+    def identity(self) -> str:
+        return self.inner.identity
+
+    def render(self, messages: Sequence[Message]) -> str:
+        return self.inner.render(messages)
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def single_token(self, label: str) -> bool:
+        return self.inner.single_token(label)
+
+    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[Generation]:
+        keys = [cache_key("generate", self.identity, self.render(c), str(max_new_tokens)) for c in conversations]
+        known = self.cache.get_many(keys)
+        missing = [i for i, key in enumerate(keys) if key not in known]
+        fresh = self.inner.generate([conversations[i] for i in missing], max_new_tokens) if missing else []
+        self.cache.put_many(
+            (keys[i], [g.text, g.input_tokens, g.output_tokens]) for i, g in zip(missing, fresh, strict=True)
+        )
+        out: list[Generation | None] = [
+            Generation(text, n_in, n_out, cached=True) if key in known else None
+            for key in keys
+            for text, n_in, n_out in [known.get(key) or ("", 0, 0)]
+        ]
+        for i, g in zip(missing, fresh, strict=True):
+            out[i] = g
+        return [g for g in out if g is not None]
+
+    def next_token_scores(
+        self, conversations: Sequence[Sequence[Message]], labels: Sequence[str], prefix: str = ""
+    ) -> list[TokenScores]:
+        request = "\x1f".join(labels)
+        keys = [cache_key("scores", self.identity, self.render(c), prefix, request) for c in conversations]
+        known = self.cache.get_many(keys)
+        missing = [i for i, key in enumerate(keys) if key not in known]
+        fresh = self.inner.next_token_scores([conversations[i] for i in missing], labels, prefix) if missing else []
+        self.cache.put_many(
+            (keys[i], [s.logprobs, s.input_tokens, s.missing]) for i, s in zip(missing, fresh, strict=True)
+        )
+        out: list[TokenScores | None] = [
+            TokenScores(logprobs, n_in, n_missing, cached=True) if key in known else None
+            for key in keys
+            for logprobs, n_in, n_missing in [known.get(key) or ({}, 0, 0)]
+        ]
+        for i, s in zip(missing, fresh, strict=True):
+            out[i] = replace(s, cached=False)
+        return [s for s in out if s is not None]

@@ -1,0 +1,137 @@
+"""GGUF models through llama.cpp (llama-cpp-python), on CPU threads or offloaded to a GPU.
+
+The chat template is the one stored in the GGUF. Next-token scores come from
+the logits of the last prompt position (one forward pass; no sampling), and the
+longest prefix shared with the previous prompt is kept in the KV cache, so
+prompts that start alike (the same query, the same instructions) are cheap.
+llama.cpp runs one sequence at a time: ``batch_size`` is accepted and unused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from data.errors import ModelNotFoundError
+from data.models import resolve_model
+from data.optional import optional_import
+from rerank.llm.backend import Generation, LLMBackend, Message, TokenScores
+
+
+class LlamaCppBackend(LLMBackend):
+    name = "llama.cpp"
+
+    def __init__(
+        self,
+        model: str,
+        n_ctx: int = 8192,
+        threads: int | None = None,
+        gpu_layers: int = 0,
+        seed: int = 0,
+        batch_size: int = 1,
+    ):
+        llama_cpp = optional_import("llama_cpp")
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.model = model
+        path = Path(resolve_model(model))
+        if path.is_dir():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) != 1:
+                raise ModelNotFoundError(f"{path} holds {len(ggufs)} .gguf files; name one for llama.cpp")
+            path = ggufs[0]
+        if path.suffix != ".gguf":
+            raise ModelNotFoundError(f"llama.cpp needs a .gguf file, not {path}")
+        self._llm: Any = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads or os.cpu_count(),
+            n_gpu_layers=gpu_layers,
+            seed=seed,
+            verbose=False,
+        )
+        self._llama_cpp = llama_cpp
+        meta = self._llm.metadata
+        template = meta.get("tokenizer.chat_template")
+        if not template:
+            raise ModelNotFoundError(f"{path.name} has no chat template in its metadata")
+
+        def token_text(key: str) -> str:
+            index = meta.get(key)
+            return self._llm.detokenize([int(index)], special=True).decode("utf-8", "replace") if index else ""
+
+        self._formatter = Jinja2ChatFormatter(
+            template, eos_token=token_text("tokenizer.ggml.eos_token_id"),
+            bos_token=token_text("tokenizer.ggml.bos_token_id"), add_generation_prompt=True,
+        )  # fmt: skip
+        self._n_vocab = self._llm.n_vocab()
+
+    def render(self, messages: Sequence[Message]) -> str:
+        return str(self._formatter(messages=list(messages)).prompt)  # type: ignore[arg-type]
+
+    def _tokenize(self, text: str) -> list[int]:
+        # The rendered template already holds any BOS token it wants.
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenize(text))
+
+    def single_token(self, label: str) -> bool:
+        return len(self._llm.tokenize(label.encode("utf-8"), add_bos=False, special=False)) == 1
+
+    def _label_id(self, label: str) -> int:
+        ids = self._llm.tokenize(label.encode("utf-8"), add_bos=False, special=False)
+        if len(ids) != 1:
+            raise ValueError(f"label {label!r} is {len(ids)} tokens for {self.model}; labels must be single tokens")
+        return int(ids[0])
+
+    def _keep_shared_prefix(self, tokens: list[int]) -> int:
+        """Keep the KV cache of the prefix ``tokens`` share with the last prompt; returns its length.
+
+        At least two tokens are always left to evaluate: llama.cpp computes a lone token
+        on another kernel path, whose logits differ (by up to 0.5 here), and a prompt's
+        scores must not depend on what was asked before it.
+        """
+        llm = self._llm
+        shared = 0
+        for old, new in zip(llm.input_ids[: llm.n_tokens], tokens[:-2], strict=False):
+            if old != new:
+                break
+            shared += 1
+        llm.n_tokens = shared  # eval() and generate() drop the cache beyond n_tokens
+        return shared
+
+    def next_token_scores(
+        self, conversations: Sequence[Sequence[Message]], labels: Sequence[str], prefix: str = ""
+    ) -> list[TokenScores]:
+        import numpy as np
+
+        label_ids = [self._label_id(label) for label in labels]
+        out = []
+        for conversation in conversations:
+            tokens = self._tokenize(self.render(conversation) + prefix)
+            self._llm.eval(tokens[self._keep_shared_prefix(tokens) :])
+            pointer = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
+            logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
+            top = logits.max()
+            log_z = top + np.log(np.exp(logits - top).sum())
+            out.append(
+                TokenScores(
+                    {lb: float(logits[i] - log_z) for lb, i in zip(labels, label_ids, strict=True)}, len(tokens)
+                )
+            )
+        return out
+
+    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[Generation]:
+        out = []
+        for conversation in conversations:
+            tokens = self._tokenize(self.render(conversation))
+            self._keep_shared_prefix(tokens)
+            answer = self._llm.create_completion(
+                prompt=tokens, max_tokens=max_new_tokens, temperature=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0
+            )
+            usage = answer["usage"]
+            out.append(Generation(answer["choices"][0]["text"], len(tokens), int(usage["completion_tokens"])))
+        return out

@@ -1,0 +1,215 @@
+"""The llama.cpp and OpenAI-compatible backends, and the generation cache, on the real smollm2-135m pack.
+
+The OpenAI backend talks to llama.cpp's own OpenAI-compatible server, started
+on loopback by the fixture: the same engine and weights, so its answers must
+match the in-process llama.cpp backend's.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from data.models import resolve_model
+from rerank import load_reranker
+from rerank.cache import OutputCache
+from rerank.llm.backend import BackendError, load_backend
+from rerank.testing import RerankerContract, assert_permutation, sample_requests
+
+pytest.importorskip("llama_cpp")
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Is Paris the capital of France? Answer Yes or No."}],
+    [{"role": "user", "content": "Is the moon made of cheese? Answer Yes or No."}],
+    [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Is water wet? Yes or No."}],
+]
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return load_backend("llama.cpp(n_ctx=2048, threads=2)", "smollm2-135m")
+
+
+def test_next_token_scores_are_the_same_with_and_without_a_reused_prefix(llama):
+    scores = [llama.next_token_scores([c], ["Yes", "No"])[0] for c in CONVERSATIONS]
+    # Again in another order: the KV cache now holds other prompts' prefixes.
+    again = [llama.next_token_scores([c], ["Yes", "No"])[0] for c in reversed(CONVERSATIONS)][::-1]
+    for a, b in zip(scores, again, strict=True):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+        assert a.input_tokens == b.input_tokens
+    assert all(v < 0 for s in scores for v in s.logprobs.values())  # log-probabilities
+    assert scores[0].logprobs != scores[1].logprobs
+
+
+def test_prefix_moves_the_scored_position(llama):
+    plain = llama.next_token_scores(CONVERSATIONS[:1], ["A", "B"])[0]
+    opened = llama.next_token_scores(CONVERSATIONS[:1], ["A", "B"], prefix="[")[0]
+    assert opened.input_tokens == plain.input_tokens + 1
+    assert opened.logprobs != plain.logprobs
+
+
+def test_generation_is_greedy_and_counted(llama):
+    first, second = llama.generate([CONVERSATIONS[0], CONVERSATIONS[0]], max_new_tokens=8)
+    assert first.text == second.text and first.text.strip()
+    assert 0 < first.output_tokens <= 8
+    assert first.input_tokens == llama.count_tokens(llama.render(CONVERSATIONS[0]))
+
+
+def test_multi_token_labels_are_refused(llama):
+    assert llama.single_token("A") and not llama.single_token("Absolutely-not-a-token")
+    with pytest.raises(ValueError, match="single tokens"):
+        llama.next_token_scores(CONVERSATIONS[:1], ["Absolutely-not-a-token"])
+
+
+def test_chat_template_comes_from_the_gguf(llama):
+    rendered = llama.render(CONVERSATIONS[0])
+    assert "<|im_start|>user" in rendered and rendered.rstrip().endswith("<|im_start|>assistant")
+
+
+def test_unknown_backend_and_bad_options_are_spec_errors():
+    from data.errors import InvalidSpecError
+
+    with pytest.raises(InvalidSpecError, match="unknown LLM backend"):
+        load_backend("nonesuch", "smollm2-135m")
+    with pytest.raises(InvalidSpecError, match="bad options"):
+        load_backend("llama.cpp(nonesuch_option=1)", "smollm2-135m")
+
+
+# --- the generation cache ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["listwise(window_size=4, stride=2)", "first(window_size=4, stride=2)"])
+def test_cache_makes_a_rerun_free_and_identical(method, tmp_path):
+    spec = method.replace("(", '(model=smollm2-135m, backend="llama.cpp(n_ctx=2048)", ', 1)
+    requests = sample_requests()
+    reranker = load_reranker(spec)
+    reranker.use_cache(OutputCache(tmp_path))
+    first = reranker.rerank(requests)
+    assert sum(r.cost.calls for r in first) > 0
+    again = load_reranker(spec)
+    again.use_cache(OutputCache(tmp_path))
+    second = again.rerank(requests)
+    assert [r.ranking for r in second] == [r.ranking for r in first]
+    assert sum(r.cost.calls for r in second) == 0 and sum(r.cost.input_tokens for r in second) == 0
+    for req, result in zip(requests, second, strict=True):
+        assert_permutation(req, result)
+
+
+# --- the OpenAI-compatible backend against llama.cpp's server ------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("llama_cpp.server")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    model = str(resolve_model("smollm2-135m"))
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", "smollm2-135m",
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2",
+               "--logits_all", "true"]  # fmt: skip
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"llama.cpp server exited: {Path(log).read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def openai(server):
+    return load_backend(f'openai(base_url="{server}", concurrency=2)', "smollm2-135m")
+
+
+def test_openai_generation_matches_llama_cpp_in_process(openai, llama):
+    remote = openai.generate(CONVERSATIONS, max_new_tokens=8)
+    local = llama.generate(CONVERSATIONS, max_new_tokens=8)
+    assert [g.text for g in remote] == [g.text for g in local]
+    assert [g.input_tokens for g in remote] == [g.input_tokens for g in local]
+
+
+def test_openai_logprobs_match_llama_cpp_in_process(openai, llama):
+    remote = openai.next_token_scores(CONVERSATIONS, ["Yes", "No"])
+    local = llama.next_token_scores(CONVERSATIONS, ["Yes", "No"])
+    for r, lo in zip(remote, local, strict=True):
+        assert r.missing == 0
+        assert r.logprobs == pytest.approx(lo.logprobs, abs=0.05)
+
+
+class TestOpenAIMethods(RerankerContract):
+    """Each LLM method passes the reranker contract through the server."""
+
+    @pytest.fixture(params=["llm-pointwise", "listwise", "first"])
+    def reranker(self, request, server):
+        window = "" if request.param == "llm-pointwise" else ", window_size=4, stride=2"
+        return load_reranker(f'{request.param}(model=smollm2-135m, backend="openai(base_url={server})"{window})')
+
+
+# --- failures: retries, then a clear error ----------------------------------------------------------------
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    failures_left = 2
+    seen = 0
+
+    def do_POST(self) -> None:
+        type(self).seen += 1
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if type(self).failures_left > 0:
+            type(self).failures_left -= 1
+            self.send_response(503)
+            self.send_header("Retry-After", "0")
+            self.end_headers()
+            return
+        body = json.dumps({"choices": [{"message": {"content": "[2] > [1]"}}],
+                           "usage": {"prompt_tokens": 7, "completion_tokens": 5}}).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_openai_retries_server_errors_then_succeeds():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        backend = load_backend(f'openai(base_url="http://127.0.0.1:{httpd.server_port}/v1")', "m")
+        (answer,) = backend.generate(CONVERSATIONS[:1], max_new_tokens=4)
+        assert answer.text == "[2] > [1]" and answer.input_tokens == 7 and answer.output_tokens == 5
+        assert _Flaky.seen == 3
+    finally:
+        httpd.shutdown()
+
+
+def test_openai_unreachable_server_is_a_clear_error():
+    port = _free_port()  # nothing listens there
+    backend = load_backend(f'openai(base_url="http://127.0.0.1:{port}/v1", max_retries=1)', "m")
+    with pytest.raises(BackendError, match=r"failed after 2 attempts.*base_url"):
+        backend.generate(CONVERSATIONS[:1], max_new_tokens=4)
