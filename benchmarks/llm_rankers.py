@@ -78,7 +78,7 @@ def main() -> None:
     if args.comparison == "first-vs-listwise":
         specs = {
             "first": f"first(model={args.model}, backend={backend}, {window}, batch_size=1)",
-            "listwise": f"listwise(model={args.model}, backend={backend}, template=rankgpt, {window}, batch_size=1)",
+            "listwise": f"listwise(model={args.model}, backend={backend}, {window}, batch_size=1)",
         }
     else:
         extra = "" if args.method == "llm-pointwise" else f", {window}"

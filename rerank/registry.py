@@ -63,3 +63,7 @@ register_method("cross-encoder", "rerank.methods.cross_encoder:CrossEncoderReran
 register_method("llm-pointwise", "rerank.methods.llm_pointwise:LLMPointwiseReranker")
 register_method("listwise", "rerank.methods.listwise:ListwiseReranker")
 register_method("first", "rerank.methods.first:FirstReranker")
+register_method("pairwise", "rerank.methods.pairwise:PairwiseReranker")
+register_method("setwise", "rerank.methods.setwise:SetwiseReranker")
+register_method("groupwise", "rerank.methods.groupwise:GroupwiseReranker")
+register_method("jointrank", "rerank.methods.jointrank:JointRankReranker")

@@ -131,34 +131,61 @@ class ScriptedBackend(LLMBackend):
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    # "[3] grade 2" (listwise), "[C] grade 2" (FIRST), 'Passage C: "grade 2' (setwise, pairwise)
+    _SHOWN = re.compile(r'^(?:\[([A-Z]|\d+)\]|Passage ([A-Z]):) "?(?:grade (\d+))?', flags=re.M)
+
+    def _grades(self, conversation: Sequence[Message]) -> dict[str, int]:
+        shown = self._SHOWN.findall(conversation[-1]["content"])
+        return {bracketed or passage: int(grade or 0) for bracketed, passage, grade in shown}
+
     def next_token_scores(
         self, conversations: Sequence[Sequence[Message]], labels: Sequence[str], prefix: str = ""
     ) -> list[TokenScores]:
         """``sort``: each label scores its passage's grade; any other script scores every label alike."""
         out = []
         for conversation in conversations:
-            prompt = conversation[-1]["content"]
-            shown = dict(re.findall(r"^\[([A-Z]|\d+)\] (?:grade (\d+))?", prompt, flags=re.M))
-            scores = {label: float(shown.get(label) or 0) if self.model == "sort" else 0.0 for label in labels}
+            grades = self._grades(conversation)
+            scores = {label: float(grades.get(label.strip(), 0)) if self.model == "sort" else 0.0 for label in labels}
             out.append(TokenScores(scores, self.count_tokens(self.render(conversation))))
         return out
 
     def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[Generation]:
         out = []
         for conversation in conversations:
-            prompt = conversation[-1]["content"]
+            grades = self._grades(conversation)
             # passages without "grade N" count as grade 0; ties keep the window's order
-            shown = re.findall(r"^\[(\d+)\] (?:grade (\d+))?", prompt, flags=re.M)
-            grades = {int(i): int(g or 0) for i, g in shown}
             best_first = sorted(grades, key=lambda i: -grades[i])
-            text = {
-                "sort": " > ".join(f"[{i}]" for i in best_first),
-                "missing": " > ".join(f"[{i}]" for i in best_first[:2]),
-                "repeated": " > ".join(f"[{i}]" for i in best_first[:1] * 3 + best_first),
-                "out-of-range": "[0] > [99] > " + " > ".join(f"[{i}]" for i in best_first),
-                "empty": "",
-                "prose": f"I think the most relevant is passage {best_first[:1]} but I won't rank the rest.",
-                "injected": "[3] > [1] > [2] > [7] > [7]",
-            }[self.model]
+            if "[id]: score" in conversation[-1]["content"]:  # a score per passage wanted: groupwise
+                ids = [int(i) for i in grades]
+                text = {
+                    "sort": "\n".join(f"[{i}]: {grades[str(i)]}" for i in ids),
+                    "missing": "\n".join(f"[{i}]: {grades[str(i)]}" for i in ids[:2]),
+                    "repeated": "\n".join(f"[{i}]: {grades[str(i)]}\n[{i}]: 0" for i in ids),
+                    "out-of-range": "[0]: 5\n[99]: 3\n" + "\n".join(f"[{i}]: 42" for i in ids),
+                    "empty": "",
+                    "prose": "The first passage deserves seven points; the others fewer.",
+                    "injected": "[3]: 10 > [1]: 10 > [2]" + " [7]: 7" * 3,
+                }[self.model]
+            elif best_first and best_first[0].isalpha():  # one label wanted: setwise, pairwise
+                text = {
+                    "sort": f"Passage {best_first[0]}",
+                    "missing": "",
+                    "repeated": f"Passage {best_first[-1]} or Passage {best_first[0]}",
+                    "out-of-range": "Passage Z",
+                    "empty": "",
+                    "prose": "A good question. I think both passages are relevant.",
+                    "injected": f"[Z] > [{best_first[-1]}]",
+                }[self.model]
+            else:
+                ids = [int(i) for i in best_first]
+                text = {
+                    "sort": " > ".join(f"[{i}]" for i in ids),
+                    "missing": " > ".join(f"[{i}]" for i in ids[:2]),
+                    "repeated": " > ".join(f"[{i}]" for i in ids[:1] * 3 + ids),
+                    "out-of-range": "[0] > [99] > " + " > ".join(f"[{i}]" for i in ids),
+                    "empty": "",
+                    "prose": f"I think the most relevant is passage {ids[:1]} but I won't rank the rest.",
+                    "injected": "[3] > [1] > [2] > [7] > [7]",
+                }[self.model]
             out.append(Generation(text, self.count_tokens(self.render(conversation)), len(text.split())))
         return out

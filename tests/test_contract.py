@@ -16,6 +16,11 @@ CONTRACT_SPECS = {
     "listwise/llama.cpp": "listwise(model=smollm2-135m, backend=llama.cpp, window_size=4, stride=2)",
     "first": "first(model=sort, backend=scripted, window_size=4, stride=2)",
     "first/llama.cpp": "first(model=smollm2-135m, backend=llama.cpp, window_size=4, stride=2)",
+    "pairwise": "pairwise(model=sort, backend=scripted, k=3)",
+    "pairwise/allpairs": "pairwise(model=sort, backend=scripted, strategy=allpairs)",
+    "pairwise/llama.cpp": "pairwise(model=smollm2-135m, backend=llama.cpp, strategy=bubblesort, k=2)",
+    "setwise": "setwise(model=sort, backend=scripted, num_child=2, k=3)",
+    "setwise/llama.cpp": "setwise(model=smollm2-135m, backend=llama.cpp, num_child=2, k=2)",
 }
 
 

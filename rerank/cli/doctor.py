@@ -21,6 +21,8 @@ PACKAGES = (
     ("transformers", "pip install 'rerank[models]'"),
     ("sentence-transformers", "pip install 'rerank[models]'"),
     ("faiss-cpu", "pip install 'rerank[dense]'"),
+    ("llama-cpp-python", "pip install 'rerank[llamacpp]' (builds llama.cpp: about 6 minutes on 2 cores)"),
+    ("gguf", "pip install 'rerank[llm]'"),
     ("ir-measures", "pip install ir-measures"),
     ("numpy", "pip install numpy"),
     ("scipy", "pip install scipy"),

@@ -10,27 +10,17 @@ Synthetic scores: the final position ``r`` (0-based) gets score ``n - r``.
 
 from __future__ import annotations
 
-import json
-import random
 import time
 from collections.abc import Sequence
-from importlib.resources import files
-from typing import Any, Literal
 
-from data.records import Candidate, Ranking, RerankRequest
+from data.records import RerankRequest
 from rerank.base import Reranker, RerankResult, require_texts
-from rerank.cache import OutputCache
 from rerank.cost import Cost
 from rerank.listwise_parsing import parse_permutation
-from rerank.llm.backend import LLMBackend, call_cost, load_backend
+from rerank.llm.backend import call_cost
+from rerank.methods.llm_common import InitialOrder, LLMMethodMixin, check_initial_order, ranked_results, start_order
+from rerank.prompts import load_prompt
 from rerank.spec import Value
-
-InitialOrder = Literal["given", "reversed", "shuffled"]
-
-
-def load_prompt(name: str) -> dict[str, str]:
-    data: dict[str, str] = json.loads(files("rerank.prompts").joinpath(f"{name}.json").read_text(encoding="utf-8"))
-    return data
 
 
 def window_starts(n: int, window: int, stride: int) -> list[int]:
@@ -43,7 +33,7 @@ def window_starts(n: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-class ListwiseReranker(Reranker):
+class ListwiseReranker(LLMMethodMixin, Reranker):
     method = "listwise"
 
     def __init__(
@@ -61,20 +51,12 @@ class ListwiseReranker(Reranker):
     ):
         if window_size < 2 or stride < 1 or passes < 1:
             raise ValueError("window_size must be at least 2, stride and passes at least 1")
-        if initial_order not in ("given", "reversed", "shuffled"):
-            raise ValueError(f"initial_order must be given, reversed or shuffled, not {initial_order!r}")
+        check_initial_order(initial_order)
         self.model, self.backend_name, self.template_name = model, backend, template
         self.window_size, self.stride, self.passes, self.max_words = window_size, stride, passes, max_words
         self.initial_order, self.seed, self.batch_size = initial_order, seed, batch_size
         self.prompt = load_prompt(template)
-        self._uncached: LLMBackend = load_backend(backend, model, batch_size=batch_size)
-        self.backend: Any = self._uncached
-
-    def use_cache(self, cache: OutputCache | None) -> None:
-        """Answer prompts seen before (same model, template, query and passages) from ``cache``."""
-        from rerank.llm.cached import CachedBackend
-
-        self.backend = self._uncached if cache is None else CachedBackend(self._uncached, cache)
+        self._load_backend(backend, model, batch_size)
 
     def params(self) -> dict[str, Value]:
         return {
@@ -95,14 +77,6 @@ class ListwiseReranker(Reranker):
         body += p["suffix"].format(num=len(passages), query=query)
         return [{"role": "system", "content": p["system"]}, {"role": "user", "content": body}]
 
-    def _start_order(self, request: RerankRequest) -> list[int]:
-        order = list(range(len(request.candidates)))
-        if self.initial_order == "reversed":
-            order.reverse()
-        elif self.initial_order == "shuffled":
-            random.Random(f"{self.seed}:{request.query.qid}").shuffle(order)
-        return order
-
     def _rank_windows(
         self, conversations: list[list[dict[str, str]]], windows: list[list[int]]
     ) -> list[tuple[list[int], Cost]]:
@@ -117,7 +91,7 @@ class ListwiseReranker(Reranker):
     def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
         start = time.perf_counter()
         texts = [require_texts(r) for r in requests]
-        orders = [self._start_order(r) for r in requests]
+        orders = [start_order(r, self.initial_order, self.seed) for r in requests]
         costs = [Cost() for _ in requests]
         # Each query's schedule of window starts; step k of every query is sent together.
         schedules = [window_starts(len(r.candidates), self.window_size, self.stride) * self.passes for r in requests]
@@ -137,20 +111,4 @@ class ListwiseReranker(Reranker):
             ):
                 orders[i][s : s + len(window)] = [window[p] for p in new_order]
                 costs[i] = costs[i] + cost
-        elapsed = time.perf_counter() - start
-        results = []
-        total_calls = sum(c.calls for c in costs) or 1
-        for request, order, cost in zip(requests, orders, costs, strict=True):
-            n = len(order)
-            ranked = tuple(
-                Candidate(request.candidates[c].docid, float(n - r), request.candidates[c].text)
-                for r, c in enumerate(order)
-            )
-            share = elapsed * cost.calls / total_calls
-            results.append(
-                RerankResult(
-                    Ranking(request.query.qid, ranked),
-                    Cost(cost.calls, cost.input_tokens, cost.output_tokens, 0, cost.parse_failures, share),
-                )
-            )
-        return results
+        return ranked_results(requests, orders, costs, time.perf_counter() - start)

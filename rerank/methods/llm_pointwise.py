@@ -10,15 +10,11 @@ passages are cut to ``max_words`` words.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib.resources import files
 
 from rerank.base import PairScores, PointwiseReranker
 from rerank.llm.backend import load_backend
+from rerank.prompts import load_text
 from rerank.spec import Value
-
-
-def load_template(name: str) -> str:
-    return files("rerank.prompts").joinpath(f"{name}.txt").read_text(encoding="utf-8")
 
 
 class LLMPointwiseReranker(PointwiseReranker):
@@ -36,7 +32,7 @@ class LLMPointwiseReranker(PointwiseReranker):
     ):
         self.model, self.backend_name, self.template_name = model, backend, template
         self.yes, self.no, self.max_words, self.batch_size = yes, no, max_words, batch_size
-        self.template = load_template(template)
+        self.template = load_text(template)
         self.backend = load_backend(backend, model, batch_size=batch_size)
 
     def params(self) -> dict[str, Value]:

@@ -1,0 +1,14 @@
+def load_prompt(name: str) -> dict[str, str]:
+    """A JSON prompt template shipped in this package (``rankzephyr``, ``first``, ``prp``, …)."""
+    import json
+    from importlib.resources import files
+
+    data: dict[str, str] = json.loads(files(__name__).joinpath(f"{name}.json").read_text(encoding="utf-8"))
+    return data
+
+
+def load_text(name: str) -> str:
+    """A plain-text prompt template shipped in this package (``pointwise_yes_no``)."""
+    from importlib.resources import files
+
+    return files(__name__).joinpath(f"{name}.txt").read_text(encoding="utf-8")

@@ -1,0 +1,67 @@
+"""The shared machinery of methods that rank by repeated "which is best?" judgements (pairwise, setwise).
+
+Subclasses say how to judge a set of candidates; this base runs a top-k sort
+(``rerank.sorting``) for every query in lockstep, sends each round's judgements
+to the backend together, and keeps the cost record: calls and tokens per query,
+answers that named no valid label as parse failures. The top ``k`` come first in
+the order found, the rest follow in their starting order; scores are ``n - rank``.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from data.records import RerankRequest
+from rerank.base import Reranker, RerankResult, require_texts
+from rerank.cost import Cost
+from rerank.methods.llm_common import LLMMethodMixin, ranked_results, start_order
+from rerank.sorting import bubble_top_k, drive, heap_top_k
+
+
+class ComparisonReranker(LLMMethodMixin, Reranker):
+    strategy: str
+    k: int
+    num_child: int
+    initial_order: str
+    seed: int
+
+    @abstractmethod
+    def _judge(self, query: str, texts: Sequence[str]) -> tuple[int, Cost]: ...
+
+    def _judge_many(self, asks: list[tuple[str, list[str]]]) -> list[tuple[int, Cost]]:
+        """Each ask's winner (an index into its texts) and cost; override to batch."""
+        return [self._judge(query, texts) for query, texts in asks]
+
+    def _algorithm(self, n: int) -> Any:
+        if self.strategy == "heapsort":
+            # one judgement sees a parent and its children; pairwise judges two at a time in a binary heap
+            arity = max(2, self.num_child)
+            return heap_top_k(n, self.k, arity, set_size=self.num_child + 1)
+        if self.strategy == "bubblesort":
+            return bubble_top_k(n, self.k, self.num_child)
+        raise ValueError(f"strategy must be heapsort or bubblesort, not {self.strategy!r}")
+
+    def _sorted(self, requests: Sequence[RerankRequest]) -> tuple[list[list[int]], list[Cost]]:
+        texts = [require_texts(r) for r in requests]
+        starts = [start_order(r, self.initial_order, self.seed) for r in requests]
+        costs = [Cost() for _ in requests]
+
+        def judge(asked: list[tuple[int, tuple[int, ...]]]) -> list[int]:
+            asks = [(requests[q].query.text, [texts[q][starts[q][p]] for p in positions]) for q, positions in asked]
+            out = []
+            for (q, _), (winner, cost) in zip(asked, self._judge_many(asks), strict=True):
+                costs[q] = costs[q] + cost
+                out.append(winner)
+            return out
+
+        positions = drive([self._algorithm(len(r.candidates)) for r in requests], judge)
+        orders = [[start[p] for p in found] for start, found in zip(starts, positions, strict=True)]
+        return orders, costs
+
+    def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
+        started = time.perf_counter()
+        orders, costs = self._sorted(requests)
+        return ranked_results(requests, orders, costs, time.perf_counter() - started)

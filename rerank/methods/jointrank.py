@@ -1,0 +1,144 @@
+"""JointRank (Dedov, 2025, "JointRank: Rank Large Sets with Single Queries").
+
+The candidates are covered by overlapping blocks (a design in which every
+candidate sits in ``replicas`` blocks of ``block_size``), each block is ranked
+on its own by any reranking method (``inner``, by default FIRST), all blocks of
+all queries in one batch, so the work is parallel rather than a sequential
+sliding window. Each block's order gives pairwise wins (a passage beats everything
+ranked below it in the block), and a global order comes from aggregating them:
+``winrate`` (wins over comparisons) or ``pagerank`` (losers link to winners).
+
+The design: ``replicas`` rounds, each a seeded shuffle cut into blocks; a short
+last block is filled up with other candidates, so every block has ``block_size``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from data.records import RerankRequest
+from rerank.base import Reranker, RerankResult, scored_ranking
+from rerank.cache import OutputCache
+from rerank.cost import Cost
+from rerank.spec import Value
+
+
+def block_design(n: int, block_size: int, replicas: int, rng: random.Random) -> list[list[int]]:
+    """Blocks of ``min(block_size, n)`` candidates; each candidate is in at least ``replicas`` of them."""
+    size = min(block_size, n)
+    blocks: list[list[int]] = []
+    for _ in range(replicas if n > 1 else 0):
+        order = list(range(n))
+        rng.shuffle(order)
+        for start in range(0, n, size):
+            block = order[start : start + size]
+            if len(block) < size:
+                others = [c for c in order[:start] if c not in block]
+                block += rng.sample(others, size - len(block))
+            blocks.append(block)
+    return blocks
+
+
+def win_matrix(n: int, block_orders: Sequence[Sequence[int]]) -> list[list[int]]:
+    """wins[i][j]: how many blocks ranked i above j."""
+    wins = [[0] * n for _ in range(n)]
+    for order in block_orders:
+        for rank, winner in enumerate(order):
+            for loser in order[rank + 1 :]:
+                wins[winner][loser] += 1
+    return wins
+
+
+def win_rate(wins: list[list[int]]) -> list[float]:
+    n = len(wins)
+    rates = []
+    for i in range(n):
+        won = sum(wins[i])
+        played = won + sum(wins[j][i] for j in range(n))
+        rates.append(won / played if played else 0.5)
+    return rates
+
+
+def pagerank(wins: list[list[int]], damping: float = 0.85, iterations: int = 100) -> list[float]:
+    """PageRank over the graph where each loser links to its winners, weighted by wins."""
+    n = len(wins)
+    if n == 0:
+        return []
+    out_weight = [sum(wins[j][i] for j in range(n)) for i in range(n)]  # i's losses: links from i to winners j
+    rank = [1.0 / n] * n
+    for _ in range(iterations):
+        dangling = sum(rank[i] for i in range(n) if out_weight[i] == 0)  # unbeaten: spread evenly
+        new = [(1 - damping) / n + damping * dangling / n] * n
+        for i in range(n):
+            if out_weight[i]:
+                share = damping * rank[i] / out_weight[i]
+                for j in range(n):
+                    if wins[j][i]:
+                        new[j] += share * wins[j][i]
+        if max(abs(a - b) for a, b in zip(new, rank, strict=True)) < 1e-12:
+            rank = new
+            break
+        rank = new
+    return rank
+
+
+class JointRankReranker(Reranker):
+    method = "jointrank"
+
+    def __init__(
+        self,
+        inner: str = "first(model=qwen2.5-coder-0.5b)",
+        block_size: int = 10,
+        replicas: int = 3,
+        aggregation: str = "pagerank",
+        seed: int = 0,
+    ):
+        from rerank.registry import load_reranker
+
+        if block_size < 2 or replicas < 1:
+            raise ValueError("block_size must be at least 2 and replicas at least 1")
+        if aggregation not in ("winrate", "pagerank"):
+            raise ValueError(f"aggregation must be winrate or pagerank, not {aggregation!r}")
+        self.inner_spec, self.block_size, self.replicas = inner, block_size, replicas
+        self.aggregation, self.seed = aggregation, seed
+        self.inner: Any = load_reranker(inner)
+
+    def params(self) -> dict[str, Value]:
+        return {
+            "inner": str(self.inner.spec), "block_size": self.block_size, "replicas": self.replicas,
+            "aggregation": self.aggregation, "seed": self.seed,
+        }  # fmt: skip
+
+    def use_cache(self, cache: OutputCache | None) -> None:
+        if hasattr(self.inner, "use_cache"):
+            self.inner.use_cache(cache)
+
+    def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
+        started = time.perf_counter()
+        jobs: list[tuple[int, list[int]]] = []
+        for q, request in enumerate(requests):
+            rng = random.Random(f"{self.seed}:{request.query.qid}")
+            jobs += [(q, block) for block in block_design(len(request.candidates), self.block_size, self.replicas, rng)]
+        block_requests = [
+            RerankRequest(requests[q].query, tuple(requests[q].candidates[c] for c in block)) for q, block in jobs
+        ]
+        ranked = self.inner.rerank(block_requests) if block_requests else []
+        orders: list[list[list[int]]] = [[] for _ in requests]
+        costs = [Cost() for _ in requests]
+        for (q, block), result in zip(jobs, ranked, strict=True):
+            position = {requests[q].candidates[c].docid: c for c in block}
+            orders[q].append([position[c.docid] for c in result.ranking.candidates])
+            costs[q] = costs[q] + Cost(**{**result.cost.as_dict(), "seconds": 0.0})
+        aggregate = pagerank if self.aggregation == "pagerank" else win_rate
+        elapsed = time.perf_counter() - started
+        calls = sum(c.calls for c in costs) or 1
+        results = []
+        for request, block_orders, cost in zip(requests, orders, costs, strict=True):
+            scores = aggregate(win_matrix(len(request.candidates), block_orders))
+            results.append(
+                RerankResult(scored_ranking(request, scores), cost + Cost(seconds=elapsed * cost.calls / calls))
+            )
+        return results

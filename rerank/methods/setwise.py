@@ -1,0 +1,114 @@
+"""Setwise ranking (Zhuang et al., 2024, "A Setwise Approach to Effective and Highly Efficient
+Zero-shot Ranking with Large Language Models").
+
+Each call shows the query and ``num_child + 1`` passages labelled A, B, C, … and
+asks which is most relevant; a heapsort (a ``num_child``-ary heap) or bubble sort
+built on those judgements finds the top ``k``. With ``scoring=logits`` the winner
+is the label with the highest next-token log-probability after "Passage " (one
+forward pass, never unparseable); with ``scoring=generate`` it is the first valid
+label in the generated answer, and an answer naming none keeps the current
+leader and counts as a parse failure.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+
+from rerank.cost import Cost
+from rerank.llm.backend import call_cost
+from rerank.methods.comparison import ComparisonReranker
+from rerank.methods.llm_common import InitialOrder, Scoring, check_initial_order, words
+from rerank.prompts import load_prompt
+from rerank.spec import Value
+
+
+def label_token(prompt: dict[str, str], label: str) -> str:
+    """How a label is written right after the answer prefix: "Passage" then " B" is the token " B"."""
+    return prompt.get("label_token", "{label}").format(label=label)
+
+
+def first_label(text: str, labels: Sequence[str]) -> int | None:
+    """The position of the label the answer names ("Passage C", "[C]", or just "C"), else None.
+
+    A bare capital inside prose ("A passage…", "I think…") is not read as a label.
+    """
+    for pattern in (r"Passage\s+([A-Z])\b", r"\[([A-Z])\]"):
+        for found in re.findall(pattern, text):
+            if found in labels:
+                return labels.index(found)
+    bare = text.strip().strip(".:;,!\"'()").strip()
+    return labels.index(bare) if bare in labels else None
+
+
+class SetwiseReranker(ComparisonReranker):
+    method = "setwise"
+
+    def __init__(
+        self,
+        model: str,
+        backend: str = "transformers",
+        template: str = "setwise",
+        strategy: str = "heapsort",
+        num_child: int = 3,
+        k: int = 10,
+        scoring: Scoring = "logits",
+        max_words: int = 100,
+        initial_order: InitialOrder = "given",
+        seed: int = 0,
+        batch_size: int = 4,
+    ):
+        if num_child < 1 or num_child + 1 > len(string.ascii_uppercase) or k < 1:
+            raise ValueError("num_child must be 1 to 25 and k at least 1")
+        check_initial_order(initial_order)
+        if scoring not in ("logits", "generate"):
+            raise ValueError(f"scoring must be logits or generate, not {scoring!r}")
+        self.model, self.backend_name, self.template_name = model, backend, template
+        self.strategy, self.num_child, self.k, self.scoring = strategy, num_child, k, scoring
+        self.max_words, self.initial_order, self.seed, self.batch_size = max_words, initial_order, seed, batch_size
+        self.prompt = load_prompt(template)
+        self._algorithm(2)  # validates the strategy
+        self._load_backend(backend, model, batch_size)
+
+    def params(self) -> dict[str, Value]:
+        return {
+            "model": self.model, "backend": self.backend_name, "template": self.template_name,
+            "strategy": self.strategy, "num_child": self.num_child, "k": self.k, "scoring": self.scoring,
+            "max_words": self.max_words, "initial_order": self.initial_order, "seed": self.seed,
+            "batch_size": self.batch_size,
+        }  # fmt: skip
+
+    def _messages(self, query: str, texts: Sequence[str]) -> list[dict[str, str]]:
+        p = self.prompt
+        body = p["prefix"].format(query=query, num=len(texts))
+        for label, text in zip(string.ascii_uppercase, texts, strict=False):
+            body += p["passage"].format(id=label, passage=words(text, self.max_words))
+        body += p["suffix"].format(query=query, num=len(texts))
+        return [{"role": "user", "content": body}]
+
+    def _judge(self, query: str, texts: Sequence[str]) -> tuple[int, Cost]:
+        return self._judge_many([(query, list(texts))])[0]
+
+    def _judge_many(self, asks: list[tuple[str, list[str]]]) -> list[tuple[int, Cost]]:
+        conversations = [self._messages(query, texts) for query, texts in asks]
+        out: list[tuple[int, Cost]] = []
+        if self.scoring == "logits":
+            # sets of one size share a label list; the heap's last parent may have fewer children
+            by_size: dict[int, list[int]] = {}
+            for i, (_, texts) in enumerate(asks):
+                by_size.setdefault(len(texts), []).append(i)
+            found: dict[int, tuple[int, Cost]] = {}
+            for size, members in by_size.items():
+                labels = [label_token(self.prompt, letter) for letter in string.ascii_uppercase[:size]]
+                answers = self.backend.next_token_scores(
+                    [conversations[i] for i in members], labels, prefix=self.prompt.get("answer_prefix", "")
+                )
+                for i, scores in zip(members, answers, strict=True):
+                    best = max(range(size), key=lambda p: (scores.logprobs[labels[p]], -p))  # ties: the first
+                    found[i] = (best, call_cost(scores) + Cost(parse_failures=int(scores.missing > 0)))
+            return [found[i] for i in range(len(asks))]
+        for (_, texts), answer in zip(asks, self.backend.generate(conversations, max_new_tokens=8), strict=True):
+            named = first_label(answer.text, list(string.ascii_uppercase[: len(texts)]))
+            out.append((named or 0, call_cost(answer) + Cost(parse_failures=int(named is None))))
+        return out
