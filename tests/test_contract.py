@@ -21,6 +21,9 @@ CONTRACT_SPECS = {
     "pairwise/llama.cpp": "pairwise(model=smollm2-135m, backend=llama.cpp, strategy=bubblesort, k=2)",
     "setwise": "setwise(model=sort, backend=scripted, num_child=2, k=3)",
     "setwise/llama.cpp": "setwise(model=smollm2-135m, backend=llama.cpp, num_child=2, k=2)",
+    "groupwise": "groupwise(model=sort, backend=scripted, group_size=3, rounds=2)",
+    "groupwise/llama.cpp": "groupwise(model=smollm2-135m, backend=llama.cpp, group_size=3, rounds=1)",
+    "jointrank": 'jointrank(inner="first(model=sort, backend=scripted, window_size=4)", block_size=4, replicas=2)',
 }
 
 
