@@ -51,10 +51,14 @@ def _scored_docs(run: Run) -> Iterator[Any]:
             yield ir_measures.ScoredDoc(ranking.qid, candidate.docid, candidate.score)
 
 
-def _qrels(qrels: Qrels) -> Iterator[Any]:
+def _qrels(qrels: Qrels, qids: set[str]) -> Iterator[Any]:
     import ir_measures
 
+    # Only the run's queries: some ir-measures providers score a judged query missing from the run as
+    # 0, which would silently lower the mean of a run over a subset of the queries.
     for qid, docs in qrels.judgments.items():
+        if qid not in qids:
+            continue
         for docid, relevance in docs.items():
             yield ir_measures.Qrel(qid, docid, relevance)
 
@@ -70,7 +74,7 @@ def evaluate(run: Run, qrels: Qrels, measures: Sequence[str]) -> Evaluation:
     parsed = parse_measures(measures)
     names = tuple(str(m) for m in parsed)
     per_query: dict[str, dict[str, float]] = {name: {} for name in names}
-    for metric in ir_measures.iter_calc(parsed, list(_qrels(qrels)), list(_scored_docs(run))):
+    for metric in ir_measures.iter_calc(parsed, list(_qrels(qrels, set(run.qids))), list(_scored_docs(run))):
         per_query[str(metric.measure)][metric.query_id] = float(metric.value)
     aggregate = {name: (sum(v.values()) / len(v) if v else 0.0) for name, v in per_query.items()}
     return Evaluation(names, aggregate, per_query, run.name)

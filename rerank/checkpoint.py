@@ -41,6 +41,16 @@ def _decode(path: Path, number: int, text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def checkpoint_job(path: Path) -> dict[str, Any] | None:
+    """The job a checkpoint file belongs to (its header), or None when it is missing or its header is damaged."""
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline().decode("utf-8", errors="replace").rstrip("\n")
+    except OSError:
+        return None
+    return _decode(path, 1, first)
+
+
 class Checkpoint:
     """Finished rankings of one job; ``open`` resumes, ``add`` appends durably."""
 

@@ -270,3 +270,14 @@ def test_dl19_bm25_top100_minilm_reaches_the_recorded_ndcg(capsys, tmp_path, dat
     )
     report = json.loads(stdout)
     assert round(report["runs"][1]["aggregate"]["nDCG@10"], 4) == 0.6424
+
+
+def test_run_max_queries_reranks_and_evaluates_only_the_first_queries(capsys, tmp_path):
+    out = tmp_path / "two.trec"
+    args = ["run", "--dataset", "example", "--run", "bm25", "--reranker", SPEC, "--output", str(out)]
+    code, stdout, _ = run_cli(capsys, *args, "--max-queries", "2", "--eval")
+    first_two = [r.qid for r in data.load("example").run("bm25")][:2]
+    assert code == 0 and "reranked 2 queries" in stdout
+    assert [r.qid for r in data.read_trec_run(out)] == first_two
+    code, _, err = run_cli(capsys, *args, "--max-queries", "0")
+    assert code == ExitCode.INVALID_INPUT and "--max-queries" in err

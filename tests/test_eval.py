@@ -66,3 +66,16 @@ def test_compare_corrects_across_runs_and_uses_shared_queries():
     assert rows[0].p_adjusted == pytest.approx(min(1.0, 2 * rows[0].p_value))
     assert rows[0].num_queries == 8 and rows[0].delta == pytest.approx(0.22125)
     assert rows[1].num_queries == 7 and rows[1].p_value == 1.0
+
+
+def test_a_run_over_some_queries_is_averaged_over_those_queries_only(data_dir):
+    from data import Run
+
+    ds = data.load("msmarco-passage/trec-dl-2019", data_dir)
+    full = evaluate(ds.run("bm25"), ds.qrels(), ds.measures)
+    rankings = list(ds.run("bm25"))[:10]
+    part = evaluate(Run.from_rankings(rankings), ds.qrels(), ds.measures)
+    for measure in ds.measures:
+        assert set(part.per_query[measure]) == {r.qid for r in rankings}
+        expected = sum(full.per_query[measure][r.qid] for r in rankings) / 10
+        assert part.aggregate[measure] == pytest.approx(expected)

@@ -20,6 +20,10 @@ SUBCOMMANDS = {
     "fuse": ("rerank.cli.fuse_cmd", "fuse runs (reciprocal rank fusion or interpolation)"),
     "run": ("rerank.cli.run_cmd", "rerank a TREC run or candidate file with a method spec"),
     "eval": ("rerank.cli.eval_cmd", "evaluate runs against qrels, with significance tests"),
+    "leaderboard": (
+        "eval.leaderboard",
+        "run the leaderboard matrix (eval/leaderboard/leaderboard.toml) and write its tables",
+    ),
     "doctor": ("rerank.cli.doctor", "report what is installed and where data is"),
 }
 

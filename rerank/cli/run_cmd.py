@@ -19,24 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from data.corpus import corpus_store
 from data.datasets import Dataset
 from data.docstore import DocumentStore
-from data.jsonl import read_candidates_jsonl, write_candidates_jsonl
-from data.rankllm import read_rankllm_requests, write_rankllm_requests
-from data.records import Candidate, Qrels, Ranking, RerankRequest, Run
+from data.jsonl import read_candidates_jsonl
+from data.rankllm import read_rankllm_requests
+from data.records import Qrels, Ranking, RerankRequest, Run
 from data.textio import atomic_writer
-from data.trec import write_trec_run
 from data.tsv import read_topics
 from rerank.base import RerankResult
 from rerank.cli.common import add_data_arguments, dataset_from, print_json, read_run_arg
-from rerank.cost import Cost
 from rerank.spec import MethodSpec, parse_spec
 
 
@@ -56,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", metavar="FILE", help="document texts: BEIR corpus.jsonl[.gz] or 'docid<TAB>text'")
     parser.add_argument("--top-k", "--k", dest="k", type=int, default=100, help="rerank the top K of each query (100)")
     parser.add_argument("--batch-queries", type=int, default=8, metavar="N", help="queries per reranker call")
+    parser.add_argument(
+        "--max-queries", type=int, metavar="N", help="rerank only the run's first N queries (--eval compares those)"
+    )
     parser.add_argument("--eval", action="store_true", help="print metrics before and after (needs qrels)")
     parser.add_argument("--qrels", metavar="FILE", help="qrels for --eval (default: the dataset's)")
     parser.add_argument("--cache", metavar="DIR", help="cache model outputs here; re-runs of the same work are free")
@@ -93,21 +91,17 @@ def gather_requests(args: argparse.Namespace, dataset: Dataset | None) -> list[R
     return list(requests_from_run(run, queries, store, args.k))
 
 
-def batches(items: Sequence[RerankRequest], size: int) -> Iterable[list[RerankRequest]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
 def run(args: argparse.Namespace) -> int:
     from rerank.inputs import fingerprint
+    from rerank.jobs import rerank_to_file
 
-    if args.batch_queries < 1 or args.k < 1:
-        raise ValueError("--top-k and --batch-queries must be at least 1")
+    if args.batch_queries < 1 or args.k < 1 or (args.max_queries is not None and args.max_queries < 1):
+        raise ValueError("--top-k, --batch-queries and --max-queries must be at least 1")
     if args.resume and args.fresh:
         raise ValueError("--resume and --fresh contradict each other")
     spec = method_spec(args)
     dataset = dataset_from(args)
-    requests = gather_requests(args, dataset)
+    requests = gather_requests(args, dataset)[: args.max_queries]
     output = Path(args.output)
     # The batch size is part of the job: batched floating point differs in the last digits across batch
     # shapes, and a resumed job must write the same bytes as an uninterrupted one.
@@ -121,7 +115,18 @@ def run(args: argparse.Namespace) -> int:
         summary = {**previous["summary"], "up_to_date": True}
         results = None
     else:
-        summary, results = rerank_job(args, spec, requests, output, job)
+        summary, results = rerank_to_file(
+            spec,
+            requests,
+            output,
+            job,
+            batch_queries=args.batch_queries,
+            resume=args.resume,
+            fresh=args.fresh,
+            cache=args.cache,
+            output_format=args.output_format,
+            tag=args.tag,
+        )
         with atomic_writer(manifest_path) as out:
             json.dump({"job": job, "summary": summary}, out, indent=2)
     if args.summary == "json":
@@ -131,18 +136,6 @@ def run(args: argparse.Namespace) -> int:
     if args.eval:
         print_before_after(args, dataset, requests, output, results)
     return 0
-
-
-def write_results(results: list[RerankResult], requests: list[RerankRequest], output: Path, fmt: str, tag: str) -> None:
-    if fmt == "trec":
-        write_trec_run((r.ranking for r in results), output, tag=tag)
-        return
-    reranked = []
-    for request, result in zip(requests, results, strict=True):
-        texts = {c.docid: c.text for c in request.candidates}  # checkpoints keep ids and scores only
-        candidates = tuple(Candidate(c.docid, c.score, texts[c.docid]) for c in result.ranking.candidates)
-        reranked.append(RerankRequest(request.query, candidates))
-    (write_rankllm_requests if fmt == "rankllm" else write_candidates_jsonl)(reranked, output)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -164,61 +157,6 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) and "job" in value and "summary" in value else None
-
-
-def rerank_job(
-    args: argparse.Namespace, spec: MethodSpec, requests: list[RerankRequest], output: Path, job: dict[str, Any]
-) -> tuple[dict[str, Any], list[RerankResult]]:
-    """Rerank every request (resuming from a checkpoint), write the output, return the summary and results."""
-    from tqdm import tqdm
-
-    from data.errors import RerankError
-    from rerank.checkpoint import Checkpoint
-    from rerank.registry import load_reranker
-
-    checkpoint_path = output.with_name(output.name + ".checkpoint")
-    if args.fresh:
-        checkpoint_path.unlink(missing_ok=True)
-    elif checkpoint_path.exists() and not args.resume:
-        raise RerankError(
-            f"{checkpoint_path} holds an interrupted run: add --resume to continue it or --fresh to restart"
-        )
-    checkpoint = Checkpoint(checkpoint_path, job).open()
-    try:
-        # Batches sit at fixed positions; one only partly checkpointed (a kill mid-write) is redone whole.
-        todo = [b for b in batches(requests, args.batch_queries) if any(r.query.qid not in checkpoint.done for r in b)]
-        resumed = len(requests) - sum(len(b) for b in todo)
-        start = time.perf_counter()
-        if todo:
-            reranker = load_reranker(spec)
-            if args.cache:
-                from rerank.cache import OutputCache
-
-                if not hasattr(reranker, "use_cache"):
-                    raise ValueError(f"{spec.name} has no output cache")
-                reranker.use_cache(OutputCache(args.cache))
-            with tqdm(total=len(requests), initial=resumed, unit="query", file=sys.stderr) as bar:
-                for batch in todo:
-                    checkpoint.add(reranker.rerank(batch))
-                    bar.update(len(batch))
-        elapsed = time.perf_counter() - start
-        results: list[RerankResult] = [checkpoint.done[r.query.qid] for r in requests]
-        write_results(results, requests, output, args.output_format, args.tag)
-        checkpoint.remove()
-    finally:
-        checkpoint.close()
-    total = sum((r.cost for r in results), Cost())
-    summary = {
-        "output": str(output),
-        "spec": str(spec),
-        "queries": len(requests),
-        "resumed": resumed,
-        "candidates": sum(len(r.candidates) for r in requests),
-        "seconds": round(elapsed, 3),
-        "queries_per_second": round((len(requests) - resumed) / elapsed, 3) if todo and elapsed > 0 else None,
-        "cost": total.as_dict(),
-    }
-    return summary, results
 
 
 def print_before_after(

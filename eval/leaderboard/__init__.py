@@ -1,0 +1,165 @@
+"""The leaderboard: a matrix of pipelines over datasets, run once, cached per cell, published as tables.
+
+``python -m eval.leaderboard`` (or ``rerank leaderboard``) reads ``eval/leaderboard/leaderboard.toml``,
+computes every cell that is missing or out of date (``cells.py``), and writes ``leaderboard.md``,
+``leaderboard.json`` and ``leaderboard.png`` (``report.py``). A second run recomputes nothing and
+writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data.errors import InvalidSpecError
+from eval.leaderboard.pipelines import PipelineSpec, Stage, fusion_members, parse_pipeline
+
+DEFAULT_CONFIG = Path(__file__).with_name("leaderboard.toml")
+DEFAULT_OUTPUT = Path("leaderboard")
+QUICK_OUTPUT = Path("out") / "leaderboard-quick"
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetEntry:
+    name: str
+    pipelines: tuple[PipelineSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    datasets: tuple[DatasetEntry, ...]
+    quick_queries: int
+    quick_pipelines: tuple[str, ...]  # patterns (fnmatch) of the pipelines a quick run keeps
+    published: tuple[dict[str, Any], ...]
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check a leaderboard config; every pipeline string is parsed here, before any work starts."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise InvalidSpecError(f"{path}: {err}") from None
+    datasets = []
+    for number, entry in enumerate(raw.get("datasets", []), start=1):
+        if not isinstance(entry, dict) or "name" not in entry or not isinstance(entry.get("pipelines"), list):
+            raise InvalidSpecError(f"{path}: [[datasets]] entry {number} needs name and a list of pipelines")
+        pipelines = []
+        for text in entry["pipelines"]:
+            try:
+                pipelines.append(parse_pipeline(text))
+            except InvalidSpecError as err:
+                raise InvalidSpecError(f"{path}: dataset {entry['name']}: {err}") from None
+        datasets.append(DatasetEntry(entry["name"], tuple(pipelines)))
+    quick = raw.get("quick", {})
+    published = tuple(raw.get("published", []))
+    for entry in published:
+        missing = {"dataset", "system", "setting", "nDCG@10", "source"} - set(entry)
+        if missing:
+            raise InvalidSpecError(f"{path}: a [[published]] entry lacks {', '.join(sorted(missing))}")
+    return Config(tuple(datasets), int(quick.get("queries", 5)), tuple(quick.get("pipelines", ["*"])), published)
+
+
+def select(config: Config, datasets: Sequence[str] | None, patterns: Sequence[str] | None) -> list[DatasetEntry]:
+    known = {d.name for d in config.datasets}
+    unknown = [d for d in datasets or () if d not in known]
+    if unknown:
+        raise InvalidSpecError(f"dataset {unknown[0]!r} is not in the config; it has: {', '.join(sorted(known))}")
+    chosen = []
+    for entry in config.datasets:
+        if datasets and entry.name not in datasets:
+            continue
+        keep = tuple(
+            p for p in entry.pipelines if not patterns or any(fnmatch.fnmatchcase(str(p), pat) for pat in patterns)
+        )
+        if keep:
+            chosen.append(DatasetEntry(entry.name, keep))
+    if not chosen:
+        raise InvalidSpecError("no pipeline matches the given --datasets and --pipelines")
+    return chosen
+
+
+def run_leaderboard(
+    config: Config,
+    output: Path,
+    *,
+    datasets: Sequence[str] | None = None,
+    pipelines: Sequence[str] | None = None,
+    quick: bool = False,
+    batch_queries: int = 4,
+    cache: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[list[Path], list[str]]:
+    """Compute what is missing, write the outputs; returns the files written and the cells computed."""
+    from data.config import cache_dir
+    from eval.leaderboard.cells import CellRunner
+    from eval.leaderboard.report import build_table, write_outputs
+
+    patterns = pipelines or (config.quick_pipelines if quick else None)
+    entries = select(config, datasets, patterns)
+    limit = config.quick_queries if quick else None
+    runner = CellRunner(output, cache or cache_dir(), query_limit=limit, batch_queries=batch_queries, log=log)
+    tables = []
+    for entry in entries:
+        rows = []
+        for pipeline in entry.pipelines:
+            cell = runner.cell(entry.name, pipeline)
+            first = runner.cell(entry.name, pipeline.first_stage())
+            rows.append((cell, first, tuple(chain(runner, entry.name, pipeline))))
+        layout = runner.dataset(entry.name).info.layout
+        tables.append(build_table(entry.name, layout, rows, config.published))
+    return write_outputs(tables, output, limit), runner.computed
+
+
+def chain(runner: Any, dataset: str, pipeline: PipelineSpec) -> list[Any]:
+    """The cells whose work a pipeline includes: each prefix, and a fusion's member runs."""
+    cells = [runner.cell(dataset, PipelineSpec(pipeline.stages[: i + 1])) for i in range(len(pipeline.stages))]
+    first = pipeline.first.spec
+    if first.name == "rrf":
+        depth = int(first.kwargs.get("depth", 100))  # type: ignore[arg-type]
+        cells += [runner.cell(dataset, PipelineSpec((Stage(m, depth),))) for m in fusion_members(first)]
+    return cells
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="the matrix (default: %(default)s)")
+    parser.add_argument(
+        "--output", help=f"where the tables and cells go (default: {DEFAULT_OUTPUT}, quick: {QUICK_OUTPUT})"
+    )
+    parser.add_argument("--datasets", help="comma-separated dataset names to run (default: all in the config)")
+    parser.add_argument("--pipelines", action="append", metavar="PATTERN",
+                        help="run only pipelines matching this glob (repeatable), e.g. '*first(*'")  # fmt: skip
+    parser.add_argument(
+        "--quick", action="store_true", help="a few queries per dataset and the config's quick pipelines"
+    )
+    parser.add_argument("--batch-queries", type=int, default=4, metavar="N", help="queries per reranker call (4)")
+    parser.add_argument("--list", action="store_true", help="print the selected cells and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    datasets = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
+    if args.list:
+        patterns = args.pipelines or (config.quick_pipelines if args.quick else None)
+        for entry in select(config, datasets, patterns):
+            for pipeline in entry.pipelines:
+                print(f"{entry.name}\t{pipeline}")
+        return 0
+    output = Path(args.output) if args.output else (QUICK_OUTPUT if args.quick else DEFAULT_OUTPUT)
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    written, computed = run_leaderboard(
+        config, output, datasets=datasets, pipelines=args.pipelines, quick=args.quick,
+        batch_queries=args.batch_queries, log=log,
+    )  # fmt: skip
+    print(f"{len(computed)} cells computed, the rest up to date; wrote {', '.join(str(p) for p in written)}")
+    return 0

@@ -1,0 +1,115 @@
+"""The leaderboard: cells computed once, identical outputs on a re-run, numbers that `rerank eval` reproduces."""
+
+import json
+
+import pytest
+
+from data.errors import InvalidSpecError
+from eval.leaderboard import load_config, run_leaderboard
+from eval.leaderboard.pipelines import parse_pipeline
+from rerank.cli import main
+
+PIPELINES = [
+    "run(name=bm25) % 10",
+    "run(name=bm25) % 10 >> bi-encoder(model=minilm, batch_size=16)",
+    "run(name=bm25) % 5 >> listwise(model=sort, backend=scripted, window_size=3, stride=1)",
+]
+PUBLISHED = """
+[[published]]
+dataset = "example"
+system = "a published system"
+setting = "elsewhere"
+"nDCG@10" = 0.5
+source = "a paper"
+"""
+
+
+def write_config(path, pipelines=PIPELINES):
+    lines = ["[quick]", "queries = 3", "", "[[datasets]]", 'name = "example"', "pipelines = ["]
+    lines += [f"    {json.dumps(p)}," for p in pipelines]
+    path.write_text("\n".join([*lines, "]", PUBLISHED]), encoding="utf-8")
+    return load_config(path)
+
+
+def snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_second_run_recomputes_nothing_and_writes_identical_files(tmp_path):
+    config = write_config(tmp_path / "board.toml")
+    output = tmp_path / "board"
+    written, computed = run_leaderboard(config, output, cache=tmp_path / "cache", log=lambda _: None)
+    assert len(computed) == 4  # three rows and the top 5 of bm25 that the listwise row reranks
+    assert [p.name for p in written] == ["leaderboard.md", "leaderboard.json", "leaderboard.png"]
+    before = snapshot(output)
+    assert before["leaderboard.png"].startswith(b"\x89PNG")
+    _, computed = run_leaderboard(config, output, cache=tmp_path / "cache", log=lambda _: None)
+    assert computed == []
+    assert snapshot(output) == before
+
+    table = (output / "leaderboard.md").read_text(encoding="utf-8")
+    assert "## example (8 queries)" in table and "not measured here" in table and "a published system" in table
+    assert all(f"`{parse_pipeline(p)}`" in table for p in PIPELINES)
+    assert not list(output.rglob("*.checkpoint"))
+
+
+def test_every_number_is_what_rerank_eval_computes_from_the_cell_run(tmp_path, capsys):
+    config = write_config(tmp_path / "board.toml")
+    output = tmp_path / "board"
+    run_leaderboard(config, output, cache=tmp_path / "cache", log=lambda _: None)
+    rows = json.loads((output / "leaderboard.json").read_text(encoding="utf-8"))["datasets"]["example"]["rows"]
+    capsys.readouterr()
+    for row in rows:
+        run_file = next((output / "cells" / "example").glob(f"{row['cell']}/run.trec.gz"))
+        assert main(["eval", "--dataset", "example", str(run_file), "--measures", "nDCG@10", "RR@10", "R@100"]) == 0
+        values = capsys.readouterr().out.splitlines()[1].split()[2:]
+        assert [f"{row['measures'][m]:.4f}" for m in ("nDCG@10", "RR@10", "R@100")] == [v.rstrip("†") for v in values]
+    reranked = next(r for r in rows if "bi-encoder" in r["pipeline"])
+    assert reranked["first_stage"] == "run(name=bm25) % 10" and reranked["calls_per_query"] > 0
+    assert reranked["seconds_per_query"] > 0 and set(reranked["per_query"]["nDCG@10"]) == {f"q{q}" for q in range(1, 9)}
+
+
+def test_changing_one_pipeline_recomputes_only_that_cell(tmp_path):
+    output, cache = tmp_path / "board", tmp_path / "cache"
+    run_leaderboard(write_config(tmp_path / "a.toml"), output, cache=cache, log=lambda _: None)
+    changed = [*PIPELINES[:2], PIPELINES[2].replace("stride=1", "stride=2")]
+    _, computed = run_leaderboard(write_config(tmp_path / "b.toml", changed), output, cache=cache, log=lambda _: None)
+    assert computed == [f"example: {parse_pipeline(changed[2])}"]
+
+
+def test_quick_and_selection(tmp_path):
+    config = write_config(tmp_path / "board.toml")
+    _, computed = run_leaderboard(
+        config, tmp_path / "q", cache=tmp_path / "cache", quick=True, pipelines=["*listwise*"], log=lambda _: None
+    )
+    assert computed == ["example: run(name=bm25) % 5", f"example: {parse_pipeline(PIPELINES[2])}"]
+    data = json.loads((tmp_path / "q" / "leaderboard.json").read_text(encoding="utf-8"))
+    assert data["quick_queries"] == 3 and data["datasets"]["example"]["rows"][0]["queries"] == 3
+    with pytest.raises(InvalidSpecError, match="no pipeline matches"):
+        run_leaderboard(config, tmp_path / "q", pipelines=["nothing*"], log=lambda _: None)
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "message"),
+    [
+        ("listwise(model=sort)", "must start with run"),
+        ("run(name=bm25) >> bm25", "not a reranking method"),
+        ("run(name=bm25) % 0", "positive integer"),
+        ('rrf(runs="bm25")', "at least two"),
+    ],
+)
+def test_bad_pipelines_are_reported_with_the_config_file(tmp_path, pipeline, message):
+    with pytest.raises(InvalidSpecError, match=message) as error:
+        write_config(tmp_path / "bad.toml", [pipeline])
+    assert "bad.toml" in str(error.value)
+
+
+def test_pipelines_print_canonically_and_parse_back():
+    text = (
+        'rrf(runs="bm25 | dense(model=minilm)", k=60) % 20 >> first(window_size=20, model=m) % 10 >> listwise(model=m)'
+    )
+    parsed = parse_pipeline(text)
+    assert str(parsed) == (
+        'rrf(k=60, runs="bm25 | dense(model=minilm)") % 20 >> first(model=m, window_size=20) % 10 >> listwise(model=m)'
+    )
+    assert parse_pipeline(str(parsed)) == parsed
