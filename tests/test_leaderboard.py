@@ -113,3 +113,15 @@ def test_pipelines_print_canonically_and_parse_back():
         'rrf(k=60, runs="bm25 | dense(model=minilm)") % 20 >> first(model=m, window_size=20) % 10 >> listwise(model=m)'
     )
     assert parse_pipeline(str(parsed)) == parsed
+
+
+def test_subset_runs_add_up_and_list_what_is_missing(tmp_path):
+    config = write_config(tmp_path / "board.toml")
+    output, cache = tmp_path / "board", tmp_path / "cache"
+    run_leaderboard(config, output, cache=cache, pipelines=["*bi-encoder*"], log=lambda _: None)
+    table = (output / "leaderboard.md").read_text(encoding="utf-8")
+    listwise = str(parse_pipeline(PIPELINES[2]))
+    assert "Not computed yet" in table and f"- `{listwise}`" in table and f"| `{parse_pipeline(PIPELINES[1])}`" in table
+    _, computed = run_leaderboard(config, output, cache=cache, pipelines=["*listwise*"], log=lambda _: None)
+    table = (output / "leaderboard.md").read_text(encoding="utf-8")
+    assert len(computed) == 2 and "Not computed yet" not in table and f"| `{listwise}`" in table

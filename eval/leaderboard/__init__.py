@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import InvalidSpecError
-from eval.leaderboard.pipelines import PipelineSpec, Stage, fusion_members, parse_pipeline
+from eval.leaderboard.pipelines import PipelineSpec, parse_pipeline
 
 DEFAULT_CONFIG = Path(__file__).with_name("leaderboard.toml")
 DEFAULT_OUTPUT = Path("leaderboard")
@@ -106,29 +106,35 @@ def run_leaderboard(
     from eval.leaderboard.report import build_table, write_outputs
 
     patterns = pipelines or (config.quick_pipelines if quick else None)
-    entries = select(config, datasets, patterns)
+    selected = select(config, datasets, patterns)
     limit = config.quick_queries if quick else None
     runner = CellRunner(output, cache or cache_dir(), query_limit=limit, batch_queries=batch_queries, log=log)
-    tables = []
-    for entry in entries:
-        rows = []
+    for entry in selected:
         for pipeline in entry.pipelines:
-            cell = runner.cell(entry.name, pipeline)
+            runner.cell(entry.name, pipeline)
+    # The tables show every pipeline of the config whose cell is up to date (a subset run adds to
+    # earlier ones); a quick run shows only what it selected.
+    tables = []
+    for entry in selected if quick else config.datasets:
+        rows, missing = [], []
+        for pipeline in entry.pipelines:
+            cell = runner.existing(entry.name, pipeline)
+            if cell is None:
+                missing.append(str(pipeline))
+                continue
             first = runner.cell(entry.name, pipeline.first_stage())
             rows.append((cell, first, tuple(chain(runner, entry.name, pipeline))))
         layout = runner.dataset(entry.name).info.layout
-        tables.append(build_table(entry.name, layout, rows, config.published))
+        tables.append(build_table(entry.name, layout, rows, config.published, missing))
     return write_outputs(tables, output, limit), runner.computed
 
 
 def chain(runner: Any, dataset: str, pipeline: PipelineSpec) -> list[Any]:
     """The cells whose work a pipeline includes: each prefix, and a fusion's member runs."""
+    from eval.leaderboard.cells import fusion_cells
+
     cells = [runner.cell(dataset, PipelineSpec(pipeline.stages[: i + 1])) for i in range(len(pipeline.stages))]
-    first = pipeline.first.spec
-    if first.name == "rrf":
-        depth = int(first.kwargs.get("depth", 100))  # type: ignore[arg-type]
-        cells += [runner.cell(dataset, PipelineSpec((Stage(m, depth),))) for m in fusion_members(first)]
-    return cells
+    return cells + [runner.cell(dataset, member) for member in fusion_cells(pipeline.first_stage())]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,7 +30,7 @@ from data.records import Query, Ranking, Run
 from data.textio import atomic_writer
 from data.trec import read_trec_run, write_trec_run
 from eval.leaderboard.code_version import REPO, code_version
-from eval.leaderboard.pipelines import PipelineSpec, fusion_members
+from eval.leaderboard.pipelines import PipelineSpec, Stage, fusion_members
 from rerank.spec import MethodSpec, parse_spec
 
 PACKAGES = (
@@ -205,38 +205,53 @@ class CellRunner:
         return [q for q in dataset.queries() if q.qid in judged][: self.query_limit]
 
     def cell(self, dataset: str, pipeline: PipelineSpec) -> Cell:
+        """The cell of a pipeline on a dataset, computed (with its prefixes) unless up to date."""
+        found = self._cell(dataset, pipeline, compute=True)
+        assert found is not None
+        return found
+
+    def existing(self, dataset: str, pipeline: PipelineSpec) -> Cell | None:
+        """The cell if it and everything it depends on are up to date; nothing is computed."""
+        return self._cell(dataset, pipeline, compute=False)
+
+    def _cell(self, dataset: str, pipeline: PipelineSpec, compute: bool) -> Cell | None:
         memo = (dataset, str(pipeline))
         if memo in self._cells:
             return self._cells[memo]
         directory = self.output / "cells" / slug(dataset) / cell_folder(pipeline)
         queries = self.queries(dataset)
-        prefix = self.cell(dataset, pipeline.prefix()) if len(pipeline.stages) > 1 else None
+        prefix = self._cell(dataset, pipeline.prefix(), compute) if len(pipeline.stages) > 1 else None
+        members = [self._cell(dataset, m, compute) for m in fusion_cells(pipeline)]
+        if (len(pipeline.stages) > 1 and prefix is None) or None in members:
+            return None
         last = pipeline.stages[-1]
         key: dict[str, Any] = {
             "dataset": dataset,
             "pipeline": str(pipeline),
             "queries": digest_text(*(f"{q.qid}\t{q.text}" for q in queries)),
             "code": code_version(stage_module(last.spec)),
-            "inputs": self._inputs_digest(dataset, pipeline, prefix),
+            "inputs": self._inputs_digest(dataset, last.spec, prefix, members),
         }
         if prefix is not None:
             key["batch_queries"] = self.batch_queries  # batched floating point differs in the last digits
         manifest = read_manifest(directory / "manifest.json")
         if manifest is not None and manifest.get("key") == key and (directory / "run.trec.gz").is_file():
-            cell = Cell(dataset, pipeline, directory, manifest)
-        else:
+            cell: Cell | None = Cell(dataset, pipeline, directory, manifest)
+        elif compute:
             cell = self._compute(dataset, pipeline, directory, key, queries, prefix)
-        self._cells[memo] = cell
+        else:
+            cell = None
+        if cell is not None:
+            self._cells[memo] = cell
         return cell
 
-    def _inputs_digest(self, dataset: str, pipeline: PipelineSpec, prefix: Cell | None) -> str:
-        spec = pipeline.stages[-1].spec
+    def _inputs_digest(self, dataset: str, spec: MethodSpec, prefix: Cell | None, members: list[Cell | None]) -> str:
         if prefix is not None:
             return digest_path(prefix.run_path)  # the candidates; their texts come from the same dataset
         if spec.name == "run":
             return digest_path(self.dataset(dataset).run_path(str(spec.kwargs["name"])))
         if spec.name == "rrf":
-            return digest_text(*(str(m) for m in fusion_members(spec)))  # members are cells with their own keys
+            return digest_text(*(digest_path(m.run_path) for m in members if m is not None))
         return self._corpus_digest(dataset)
 
     def _corpus_digest(self, dataset: str) -> str:
@@ -301,8 +316,7 @@ class CellRunner:
         if spec.name == "rrf":
             from retrievers.fusion import reciprocal_rank_fusion
 
-            member_depth = int(spec.kwargs.get("depth", 100))  # type: ignore[arg-type]
-            members = [self.cell(dataset, PipelineSpec((stage_of(m, member_depth),))) for m in fusion_members(spec)]
+            members = [self.cell(dataset, m) for m in fusion_cells(PipelineSpec((Stage(spec, depth),)))]
             fused = reciprocal_rank_fusion([m.run() for m in members], k=int(spec.kwargs.get("k", 60)))  # type: ignore[arg-type]
             seconds = [m.manifest.get("seconds") for m in members]
             return cut(fused, depth), {"member_seconds": seconds}
@@ -363,10 +377,13 @@ class CellRunner:
         return summary["seconds"], summary["cost"], summary["queries"] - summary["resumed"]
 
 
-def stage_of(spec: MethodSpec, depth: int) -> Any:
-    from eval.leaderboard.pipelines import Stage
-
-    return Stage(spec, depth)
+def fusion_cells(pipeline: PipelineSpec) -> list[PipelineSpec]:
+    """The member pipelines a fusion first stage fuses (none for other pipelines)."""
+    first = pipeline.first.spec
+    if len(pipeline.stages) > 1 or first.name != "rrf":
+        return []
+    depth = int(first.kwargs.get("depth", 100))  # type: ignore[arg-type]
+    return [PipelineSpec((Stage(member, depth),)) for member in fusion_members(first)]
 
 
 def cut(run: Run, depth: int) -> Run:

@@ -59,13 +59,18 @@ class Table:
     rows: tuple[Row, ...]
     significance: dict[tuple[str, str], Any]  # (pipeline, measure) -> Comparison against its first stage
     published: tuple[dict[str, Any], ...]
+    missing: tuple[str, ...] = ()  # pipelines of the config without an up-to-date cell
 
     def best(self) -> Row:
         return max(self.rows, key=lambda r: (r.evaluation.aggregate[self.measures[0]], -(r.seconds_per_query or 0)))
 
 
 def build_table(
-    dataset: str, layout: str, rows: Sequence[tuple[Cell, Cell, tuple[Cell, ...]]], published: Sequence[dict[str, Any]]
+    dataset: str,
+    layout: str,
+    rows: Sequence[tuple[Cell, Cell, tuple[Cell, ...]]],
+    published: Sequence[dict[str, Any]],
+    missing: Sequence[str] = (),
 ) -> Table:
     measures = MEASURES[layout]
     from data import load
@@ -93,7 +98,8 @@ def build_table(
             strict=True,
         ):
             significance[(row.pipeline, comparison.measure)] = comparison
-    return Table(dataset, measures, built, significance, tuple(p for p in published if p["dataset"] == dataset))
+    mine = tuple(p for p in published if p["dataset"] == dataset)
+    return Table(dataset, measures, built, significance, mine, tuple(missing))
 
 
 def _number(value: float | None, digits: int = 2) -> str:
@@ -138,6 +144,9 @@ def markdown(tables: Sequence[Table], quick: int | None) -> str:
             best = table.best()
             lines += ["", f"Best by {table.measures[0]}: `{best.pipeline}` "
                       f"({best.evaluation.aggregate[table.measures[0]]:.4f}, {_number(best.seconds_per_query)} s/query)."]  # fmt: skip
+        if table.missing:
+            lines += ["", "Not computed yet (run `python -m eval.leaderboard` to add them):", ""]
+            lines += [f"- `{pipeline}`" for pipeline in table.missing]
         if table.published:
             lines += ["", "Published, **not measured here** (context only):", "",
                       "| system | setting | nDCG@10 | source |", "|---|---|---|---|"]  # fmt: skip
@@ -168,7 +177,10 @@ def as_json(tables: Sequence[Table], quick: int | None) -> dict[str, Any]:
                 "output_tokens_per_query": row.cost_per_query("output_tokens"),
                 "per_query": {m: dict(sorted(row.evaluation.per_query[m].items())) for m in table.measures},
             })  # fmt: skip
-        datasets[table.dataset] = {"measures": list(table.measures), "rows": rows, "published": list(table.published)}
+        datasets[table.dataset] = {
+            "measures": list(table.measures), "rows": rows, "published": list(table.published),
+            "not_computed": list(table.missing),
+        }  # fmt: skip
     return {"quick_queries": quick, "significance_test": TEST, "datasets": datasets}
 
 
