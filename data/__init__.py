@@ -6,11 +6,13 @@ Only the standard library is imported here, so ``import data`` is instant.
 from data.datasets import Dataset, DatasetInfo, load, registered
 from data.docstore import DocumentStore, MemoryDocumentStore, SqliteDocumentStore
 from data.errors import (
+    BackendError,
     DatasetNotFoundError,
     DocumentNotFoundError,
     InvalidSpecError,
     MissingDependencyError,
     ModelNotFoundError,
+    ModelPackNotInstalledError,
     ParseError,
     RerankError,
 )
@@ -21,6 +23,7 @@ from data.trec import iter_run_rankings, read_trec_qrels, read_trec_run, write_t
 from data.tsv import iter_topics, read_topics, write_topics
 
 __all__ = [
+    "BackendError",
     "Candidate",
     "Dataset",
     "DatasetInfo",
@@ -32,6 +35,7 @@ __all__ = [
     "MemoryDocumentStore",
     "MissingDependencyError",
     "ModelNotFoundError",
+    "ModelPackNotInstalledError",
     "ParseError",
     "Qrels",
     "Query",

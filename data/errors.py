@@ -30,6 +30,14 @@ class MissingDependencyError(RerankError, ImportError):
     """An optional dependency is absent; the message says how to install it."""
 
 
+class ModelPackNotInstalledError(MissingDependencyError):
+    """A registered model pack's packages are absent or damaged; the message gives the pip command."""
+
+
+class BackendError(RerankError, RuntimeError):
+    """A model call failed for good (a server unreachable or erroring after its retries): nothing is ranked from it."""
+
+
 class DatasetNotFoundError(RerankError, FileNotFoundError):
     """A dataset name is unknown or its files are not in the data directory."""
 

@@ -29,6 +29,8 @@ def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             value = json.loads(text)
         except json.JSONDecodeError as err:
             raise ParseError(path, number, f"invalid JSON: {err.msg} at column {err.colno}", text) from None
+        except (ValueError, RecursionError) as err:  # an integer over 4,300 digits; nesting too deep
+            raise ParseError(path, number, f"invalid JSON: {err}", text) from None
         if not isinstance(value, dict):
             raise ParseError(path, number, f"expected a JSON object, found {type(value).__name__}", text)
         yield number, value
@@ -48,9 +50,20 @@ def require_str(path: str | Path, line: int, obj: dict[str, Any], key: str, *, a
 
 def require_score(path: str | Path, line: int, obj: dict[str, Any], key: str) -> float:
     value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ParseError(path, line, f"expected a finite number for {key!r}, found {value!r}")
-    return float(value)
+    try:
+        score = None if isinstance(value, bool) or not isinstance(value, (int, float)) else float(value)
+    except OverflowError:  # an integer beyond float's range
+        score = None
+    if score is None or not math.isfinite(score):
+        raise ParseError(path, line, f"expected a finite number for {key!r}, found {_short_repr(value)}")
+    return score
+
+
+def _short_repr(value: Any, limit: int = 40) -> str:
+    if isinstance(value, int) and value.bit_length() > 128:  # repr() of a huge integer may itself fail
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def iter_candidates_jsonl(path: str | Path) -> Iterator[RerankRequest]:

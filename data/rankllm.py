@@ -44,6 +44,8 @@ def _iter_array(path: str | Path, text: str) -> Iterator[tuple[int, Any]]:
                 value, end = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as err:
                 raise fail(err.pos, f"invalid JSON: {err.msg}") from None
+            except (ValueError, RecursionError) as err:  # an integer over 4,300 digits; nesting too deep
+                raise fail(pos, f"invalid JSON: {err}") from None
             yield text.count("\n", 0, pos) + 1, value
             pos = _skip(text, end)
             if pos < len(text) and text[pos] == ",":

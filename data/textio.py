@@ -12,6 +12,7 @@ import gzip
 import io
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,10 +31,22 @@ def open_binary(path: str | Path) -> IO[bytes]:
     return raw
 
 
+def _corrupt_gzip(path: str | Path, line: int, err: Exception) -> ParseError:
+    return ParseError(path, line, f"corrupt or truncated gzip data ({type(err).__name__}: {err})")
+
+
 def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` with line endings removed; numbers start at 1."""
     with open_binary(path) as handle:
-        for number, raw in enumerate(handle, start=1):
+        lines = enumerate(handle, start=1)
+        number = 0
+        while True:
+            try:
+                number, raw = next(lines)
+            except StopIteration:
+                return
+            except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+                raise _corrupt_gzip(path, number + 1, err) from None
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
@@ -46,7 +59,10 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
 def read_text(path: str | Path) -> str:
     """The whole file as text (gzip-transparent, strict UTF-8, BOM removed)."""
     with open_binary(path) as handle:
-        data = handle.read()
+        try:
+            data = handle.read()
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise _corrupt_gzip(path, 1, err) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from data.errors import (
+    BackendError,
     DatasetNotFoundError,
     DocumentNotFoundError,
     InvalidSpecError,
     MissingDependencyError,
     ModelNotFoundError,
+    ModelPackNotInstalledError,
     ParseError,
     RerankError,
 )
@@ -50,6 +52,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BackendError",
     "Cost",
     "DatasetNotFoundError",
     "DocumentNotFoundError",
@@ -57,6 +60,7 @@ __all__ = [
     "MethodSpec",
     "MissingDependencyError",
     "ModelNotFoundError",
+    "ModelPackNotInstalledError",
     "ParseError",
     "PointwiseReranker",
     "RerankError",

@@ -54,7 +54,7 @@ def rerank_to_file(
     """
     from tqdm import tqdm
 
-    from data.errors import RerankError
+    from data.errors import BackendError, RerankError
     from rerank.checkpoint import Checkpoint
     from rerank.registry import load_reranker
 
@@ -81,7 +81,13 @@ def rerank_to_file(
                 reranker.use_cache(OutputCache(cache))
             with tqdm(total=len(requests), initial=resumed, unit="query", file=sys.stderr) as bar:
                 for batch in todo:
-                    checkpoint.add(reranker.rerank(batch))
+                    try:
+                        checkpoint.add(reranker.rerank(batch))
+                    except BackendError as err:
+                        raise BackendError(
+                            f"{err}. The {len(checkpoint.done)} queries finished are checkpointed in "
+                            f"{checkpoint_path}; the same command with --resume continues from there"
+                        ) from err
                     bar.update(len(batch))
         elapsed = time.perf_counter() - start
         results: list[RerankResult] = [checkpoint.done[r.query.qid] for r in requests]

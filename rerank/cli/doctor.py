@@ -1,4 +1,4 @@
-"""Report the Python, libraries, Java, pyserini, model packs and data directory rerank sees.
+"""Report the Python, libraries, Java, pyserini, model packs, data directory and LLM server rerank sees.
 
 Nothing heavy is imported: versions come from package metadata, Java from
 ``java -version``. Each missing piece is listed with the command that fixes it.
@@ -7,6 +7,7 @@ Nothing heavy is imported: versions come from package metadata, Java from
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import re
 import shutil
@@ -80,6 +81,22 @@ def pyserini_check() -> Check:
     return Check("pyserini", True, f"{version('pyserini')} ({jar.name})")
 
 
+def openai_server_check(base_url: str, timeout: float = 3.0) -> Check:
+    """Whether the OpenAI-compatible server at ``base_url`` answers ``GET /models``."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = base_url.rstrip("/") + "/models"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            models = [m.get("id", "?") for m in json.load(answer).get("data", [])]
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        return Check("openai server", False, f"{url}: {reason}", "start the server, or fix $OPENAI_BASE_URL")
+    return Check("openai server", True, f"{base_url}: serves {', '.join(models) or 'no models'}")
+
+
 def checks(data_dir_arg: str | None) -> list[Check]:
     from data.config import cache_dir, data_dir
     from data.datasets import info, load, registered
@@ -108,6 +125,9 @@ def checks(data_dir_arg: str | None) -> list[Check]:
             fix = f"rerank … --dataset {name} --download" if meta.downloadable else f"copy it to {root / meta.path}"
             found.append(Check(f"dataset {name}", False, "absent", fix))
     found.append(Check("cache directory", True, str(cache_dir())))
+    base_url = os.environ.get("OPENAI_BASE_URL")
+    if base_url:
+        found.append(openai_server_check(base_url))
     return found
 
 

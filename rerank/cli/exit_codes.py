@@ -8,6 +8,8 @@
 | 3    | INVALID_INPUT      | a malformed file, spec or value (the message names file:line)  |
 | 4    | MISSING_DEPENDENCY | an optional package, Java or a model pack is not installed    |
 | 5    | NOT_FOUND          | a dataset, model, run, document or file does not exist         |
+| 6    | UNAVAILABLE        | a model server failed after its retries (finished batches are  |
+|      |                    | checkpointed: --resume continues)                              |
 | 130  | INTERRUPTED        | stopped by Ctrl-C (SIGINT); a resumable command can resume     |
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from data.errors import (
+    BackendError,
     DatasetNotFoundError,
     DocumentNotFoundError,
     MissingDependencyError,
@@ -31,6 +34,7 @@ class ExitCode(IntEnum):
     INVALID_INPUT = 3
     MISSING_DEPENDENCY = 4
     NOT_FOUND = 5
+    UNAVAILABLE = 6
     INTERRUPTED = 130
 
 
@@ -39,6 +43,8 @@ def exit_code_for(error: BaseException) -> ExitCode:
         return ExitCode.INTERRUPTED
     if isinstance(error, MissingDependencyError):
         return ExitCode.MISSING_DEPENDENCY
+    if isinstance(error, BackendError):
+        return ExitCode.UNAVAILABLE
     if isinstance(error, (DatasetNotFoundError, ModelNotFoundError, DocumentNotFoundError, FileNotFoundError)):
         return ExitCode.NOT_FOUND
     if isinstance(error, (RerankError, ValueError)):

@@ -16,13 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from data.errors import InvalidSpecError, RerankError
+from data.errors import BackendError as BackendError  # raised by backends; defined with the other errors
+from data.errors import InvalidSpecError
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": …}
-
-
-class BackendError(RerankError, RuntimeError):
-    """A model call failed for good (after retries): nothing is ranked from it."""
 
 
 @dataclass(frozen=True, slots=True)

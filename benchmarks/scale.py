@@ -1,0 +1,157 @@
+"""Scale: `rerank run` over a synthetic TREC run of 1,000,000 lines (10,000 queries x 100), peak memory and throughput.
+
+    .venv/bin/python benchmarks/scale.py [--queries 10000] [--depth 100] [--docs 20000] [--work out/scale]
+
+The method is the cheapest real one: the MiniLM bi-encoder reading its document vectors from a
+dense index (``bi-encoder(model=minilm, embeddings=DIR)``), so each query costs one short encoder
+pass and a dot product, and what is measured is the toolkit around it: reading and validating the
+run, fetching 1M texts from the document store, checkpointing, writing. The reference, in the same
+run, is the bare loop a script would write with the same model and vectors (split lines, one
+``encode`` per batch of queries, numpy dot products, write lines): the ratio is the toolkit's
+overhead. Peak memory comes from /usr/bin/time for each process; throughput is sampled from the
+checkpoint every few seconds. Results go in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORDS = ["the", "of", "and", "to", "in", "is", "for", "that", "on", "with"] + [f"term{i}" for i in range(3000)]
+
+
+def synthesize(work: Path, queries: int, depth: int, docs: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "corpus.tsv", "w") as out:
+        for d in range(docs):
+            out.write(f"d{d}\t{' '.join(rng.choices(WORDS, k=40))}\n")
+    with open(work / "topics.tsv", "w") as out:
+        for q in range(queries):
+            out.write(f"q{q}\t{' '.join(rng.choices(WORDS, k=5))}\n")
+    with open(work / "run.trec", "w") as out:
+        for q in range(queries):
+            for rank, d in enumerate(rng.sample(range(docs), depth), start=1):
+                out.write(f"q{q} Q0 d{d} {rank} {depth - rank + 1}.0 synthetic\n")
+
+
+def timed(command: list[str], sample: Path | None = None) -> dict:
+    """Run a command under /usr/bin/time -v; sample the checkpoint's line count while it runs."""
+    samples: list[tuple[float, int]] = []
+    start = time.perf_counter()
+    process = subprocess.Popen(["/usr/bin/time", "-v", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(5.0):
+            if sample is not None and sample.exists():
+                with open(sample, "rb") as handle:
+                    samples.append((time.perf_counter() - start, sum(1 for _ in handle) - 1))
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    stdout, stderr = process.communicate()
+    done.set()
+    wall = time.perf_counter() - start
+    if process.returncode != 0:
+        sys.exit(f"failed: {shlex.join(command)}\n{stderr.decode()[-3000:]}")
+    peak_kb = int(re.search(rb"Maximum resident set size \(kbytes\): (\d+)", stderr).group(1))
+    return {"wall_s": wall, "peak_mib": peak_kb / 1024, "stdout": stdout.decode(), "samples": samples}
+
+
+REFERENCE = r"""
+import sys, time, numpy as np, faiss
+from sentence_transformers import SentenceTransformer
+import data.models as models
+work, batch = sys.argv[1], int(sys.argv[2])
+index = faiss.read_index(f"{work}/dense/index.faiss")
+vectors = index.reconstruct_n(0, index.ntotal)
+row = {line.rstrip("\n"): i for i, line in enumerate(open(f"{work}/dense/docids.txt"))}
+topics = dict(line.rstrip("\n").split("\t", 1) for line in open(f"{work}/topics.tsv"))
+model = SentenceTransformer(models.resolve_model("minilm"), device="cpu")
+run = {}
+for line in open(f"{work}/run.trec"):
+    qid, _, docid, _, score, _ = line.split()
+    run.setdefault(qid, []).append(docid)
+qids = list(run)
+with open(f"{work}/reference.trec", "w") as out:
+    for start in range(0, len(qids), batch):
+        chunk = qids[start:start + batch]
+        q = model.encode([topics[x] for x in chunk], batch_size=32, normalize_embeddings=True)
+        for qid, qv in zip(chunk, q):
+            docids = run[qid]
+            scores = vectors[[row[d] for d in docids]] @ qv
+            for rank, i in enumerate(np.argsort(-scores, kind="stable"), start=1):
+                out.write(f"{qid} Q0 {docids[i]} {rank} {scores[i]!r} reference\n")
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--depth", type=int, default=100)
+    parser.add_argument("--docs", type=int, default=20_000)
+    parser.add_argument("--batch-queries", type=int, default=100)
+    parser.add_argument("--work", type=Path, default=REPO / "out" / "scale")
+    args = parser.parse_args()
+    print("command:", shlex.join([".venv/bin/python", "benchmarks/scale.py", *sys.argv[1:]]))
+    work: Path = args.work
+    python = sys.executable
+    rerank = [python, "-m", "rerank.cli"]
+
+    if not (work / "run.trec").exists():
+        synthesize(work, args.queries, args.depth, args.docs)
+    lines = len((work / "run.trec").read_bytes().splitlines())
+    print(f"synthetic run: {lines:,} lines, {args.queries:,} queries, {args.docs:,} documents")
+    if not (work / "dense" / "index.faiss").exists():
+        built = timed([*rerank, "index", "--retriever", "dense", "--model", "minilm",
+                       "--corpus", str(work / "corpus.tsv"), "--out", str(work / "dense")])  # fmt: skip
+        print(f"dense index of the documents: {built['wall_s']:.1f} s, peak {built['peak_mib']:.0f} MiB")
+
+    output = work / "reranked.trec"
+    for stale in (
+        output,
+        output.with_name(output.name + ".checkpoint"),
+        output.with_name(output.name + ".manifest.json"),
+    ):
+        stale.unlink(missing_ok=True)
+    ours = timed(
+        [*rerank, "run", "--run", str(work / "run.trec"), "--topics", str(work / "topics.tsv"),
+         "--corpus", str(work / "corpus.tsv"), "--top-k", str(args.depth), "--batch-queries", str(args.batch_queries),
+         "--reranker", f"bi-encoder(model=minilm, embeddings={work / 'dense'})",
+         "--output", str(output), "--summary", "json"],
+        sample=output.with_name(output.name + ".checkpoint"),
+    )  # fmt: skip
+    summary = json.loads(ours["stdout"])
+    reference = timed([python, "-c", REFERENCE, str(work), str(args.batch_queries)])
+
+    rates = []
+    for (t0, n0), (t1, n1) in zip(ours["samples"], ours["samples"][1:], strict=False):
+        if n1 > n0:
+            rates.append((n1 - n0) / (t1 - t0))
+    print(f"rerank run: {ours['wall_s']:.1f} s wall ({summary['seconds']:.1f} s reranking), "
+          f"{args.queries / ours['wall_s']:.0f} queries/s, {lines / ours['wall_s']:,.0f} lines/s end to end, "
+          f"peak RSS {ours['peak_mib']:.0f} MiB")  # fmt: skip
+    if rates:
+        print(f"throughput while reranking, per 5 s sample (queries/s): min {min(rates):.0f}, "
+              f"median {sorted(rates)[len(rates) // 2]:.0f}, max {max(rates):.0f} over {len(rates)} samples")  # fmt: skip
+    print(f"reference loop: {reference['wall_s']:.1f} s wall, peak RSS {reference['peak_mib']:.0f} MiB")
+    print(f"ratio (reference time / ours): {reference['wall_s'] / ours['wall_s']:.2f}")
+    ours_top, ref_top = (
+        [line.split()[2] for line in path.read_text().splitlines() if line.startswith("q0 ")][:10]
+        for path in (output, work / "reference.trec")
+    )
+    print(f"query q0, top 10 identical to the reference: {ours_top == ref_top}")
+
+
+if __name__ == "__main__":
+    main()
