@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from data.errors import ParseError
+from data.errors import ParseError, RerankError
 from data.records import Candidate, Ranking
 from rerank.base import RerankResult
 from rerank.cost import Cost
@@ -49,6 +49,25 @@ def checkpoint_job(path: Path) -> dict[str, Any] | None:
     except OSError:
         return None
     return _decode(path, 1, first)
+
+
+def checkpoint_path(output: Path) -> Path:
+    """Where the checkpoint of the job writing ``output`` lives: beside it."""
+    return output.with_name(output.name + ".checkpoint")
+
+
+def open_checkpoint(output: Path, header: dict[str, Any], *, resume: bool, fresh: bool) -> Checkpoint:
+    """The checkpoint of the job writing ``output``: resumed with ``resume``, discarded with ``fresh``.
+
+    A checkpoint found without either is refused, so an interrupted run is never silently restarted
+    or silently continued.
+    """
+    path = checkpoint_path(output)
+    if fresh:
+        path.unlink(missing_ok=True)
+    elif path.exists() and not resume:
+        raise RerankError(f"{path} holds an interrupted run: add --resume to continue it or --fresh to restart")
+    return Checkpoint(path, header).open()
 
 
 class Checkpoint:

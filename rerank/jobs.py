@@ -54,18 +54,11 @@ def rerank_to_file(
     """
     from tqdm import tqdm
 
-    from data.errors import BackendError, RerankError
-    from rerank.checkpoint import Checkpoint
+    from data.errors import BackendError
+    from rerank.checkpoint import open_checkpoint
     from rerank.registry import load_reranker
 
-    checkpoint_path = output.with_name(output.name + ".checkpoint")
-    if fresh:
-        checkpoint_path.unlink(missing_ok=True)
-    elif checkpoint_path.exists() and not resume:
-        raise RerankError(
-            f"{checkpoint_path} holds an interrupted run: add --resume to continue it or --fresh to restart"
-        )
-    checkpoint = Checkpoint(checkpoint_path, job).open()
+    checkpoint = open_checkpoint(output, job, resume=resume, fresh=fresh)
     try:
         # Batches sit at fixed positions; one only partly checkpointed (a kill mid-write) is redone whole.
         todo = [b for b in batches(requests, batch_queries) if any(r.query.qid not in checkpoint.done for r in b)]
@@ -86,7 +79,7 @@ def rerank_to_file(
                     except BackendError as err:
                         raise BackendError(
                             f"{err}. The {len(checkpoint.done)} queries finished are checkpointed in "
-                            f"{checkpoint_path}; the same command with --resume continues from there"
+                            f"{checkpoint.path}; the same command with --resume continues from there"
                         ) from err
                     bar.update(len(batch))
         elapsed = time.perf_counter() - start

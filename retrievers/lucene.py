@@ -27,6 +27,22 @@ def require_pyserini() -> None:
         )
     if importlib.util.find_spec("pyserini") is None:
         raise MissingDependencyError(f"Lucene retrieval needs pyserini, which is not installed: {PYSERINI_INSTALL}")
+    leave_ctrl_c_to_python()
+
+
+def leave_ctrl_c_to_python() -> None:
+    """Start the in-process JVM with -Xrs, before pyserini starts it.
+
+    Without it the JVM installs its own SIGINT handler, so Ctrl-C ends the whole process from
+    Java's side (a notebook kernel dies; a job sometimes hangs in the JVM's shutdown) instead of
+    raising KeyboardInterrupt, which lets a resumable job stop cleanly.
+    """
+    try:
+        import jnius_config
+    except ImportError:  # pyserini's own import then names what is missing
+        return
+    if not jnius_config.vm_running and "-Xrs" not in jnius_config.get_options():
+        jnius_config.add_options("-Xrs")
 
 
 def build_lucene_index(

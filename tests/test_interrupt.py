@@ -1,5 +1,7 @@
-"""Killing `rerank run` mid-way, then --resume: byte-identical output, never a partial file."""
+"""Killing `rerank run`, `rerank retrieve` and the leaderboard mid-way, then resuming: byte-identical
+output, never a partial file at an output path, a corrupted checkpoint refused."""
 
+import json
 import os
 import signal
 import subprocess
@@ -48,3 +50,126 @@ def test_kill_then_resume_gives_identical_bytes(tmp_path, data_dir, sig):
     assert out.read_bytes() == full.read_bytes()
     assert not checkpoint.exists()
     assert os.path.getsize(out) > 0
+
+
+# --- rerank retrieve -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scifact_bm25(tmp_path_factory, data_dir):
+    index = tmp_path_factory.mktemp("scifact") / "bm25"
+    built = subprocess.run([sys.executable, "-m", "rerank.cli", "index", "--dataset", "beir/scifact",
+                            "--retriever", "bm25", "--out", str(index)], capture_output=True)  # fmt: skip
+    assert built.returncode == 0, built.stderr.decode()[-2000:]
+    return index
+
+
+def retrieve(index, output, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "rerank.cli", "retrieve", "--index", str(index), "--dataset", "beir/scifact",
+         "--k", "50", "--batch-queries", "1", "--output", str(output), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def kill_when_checkpointed(process, checkpoint, lines, sig):
+    """Send ``sig`` once the checkpoint holds ``lines`` finished queries; the process must still be running."""
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if checkpoint.exists() and checkpoint.read_bytes().count(b"\n") > lines:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the job ended before it could be interrupted"
+    process.send_signal(sig)
+    return process.wait(timeout=60)
+
+
+@pytest.mark.pyserini
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_retrieve_killed_then_resumed_gives_identical_bytes(tmp_path, scifact_bm25, sig):
+    full = tmp_path / "full.trec"
+    done = retrieve(scifact_bm25, full)
+    assert done.wait(timeout=600) == 0, done.stderr.read().decode()[-2000:]
+
+    out = tmp_path / "killed.trec"
+    checkpoint = tmp_path / "killed.trec.checkpoint"
+    code = kill_when_checkpointed(retrieve(scifact_bm25, out), checkpoint, 20, sig)
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+    assert not out.exists(), "no partial file at the output path"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".killed")] == []
+
+    refused = retrieve(scifact_bm25, out)  # a checkpoint is never silently continued or discarded
+    assert refused.wait(timeout=300) == 3 and b"--resume" in refused.stderr.read()
+
+    resumed = retrieve(scifact_bm25, out, "--resume")
+    stdout, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr.decode()[-2000:]
+    assert b"from checkpoint" in stdout and b"(0 from checkpoint)" not in stdout
+    assert out.read_bytes() == full.read_bytes()
+    assert not checkpoint.exists()
+
+
+@pytest.mark.pyserini
+def test_retrieve_refuses_a_corrupted_checkpoint(tmp_path, scifact_bm25):
+    out = tmp_path / "r.trec"
+    checkpoint = tmp_path / "r.trec.checkpoint"
+    assert kill_when_checkpointed(retrieve(scifact_bm25, out), checkpoint, 10, signal.SIGKILL) == -signal.SIGKILL
+    lines = checkpoint.read_bytes().split(b"\n")
+    lines[3] = lines[3].replace(b'"qid"', b'"QID"')  # same length, wrong CRC
+    checkpoint.write_bytes(b"\n".join(lines))
+    resumed = retrieve(scifact_bm25, out, "--resume")
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 3
+    assert f"{checkpoint}:4".encode() in stderr and b"corrupted" in stderr
+    assert not out.exists()
+
+
+# --- the leaderboard -------------------------------------------------------------------------------------
+
+BOARD = """[[datasets]]
+name = "msmarco-passage/trec-dl-2019"
+pipelines = ["run(name=bm25) % 30 >> bi-encoder(model=minilm, batch_size=16)"]
+"""
+
+
+def leaderboard(config, output):
+    return subprocess.Popen(
+        [sys.executable, "-m", "eval.leaderboard", "--config", str(config), "--output", str(output),
+         "--batch-queries", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_leaderboard_killed_then_rerun_finishes_the_cell_with_identical_results(tmp_path, data_dir, sig):
+    config = tmp_path / "board.toml"
+    config.write_text(BOARD, encoding="utf-8")
+    full = tmp_path / "full"
+    done = leaderboard(config, full)
+    assert done.wait(timeout=600) == 0, done.stderr.read().decode()[-2000:]
+
+    board = tmp_path / "board"
+    process = leaderboard(config, board)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(board.rglob("*.checkpoint")):
+        time.sleep(0.02)
+    checkpoint = next(board.rglob("*.checkpoint"))
+    code = kill_when_checkpointed(process, checkpoint, 6, sig)
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+    cell = checkpoint.parent
+    assert not (cell / "run.trec.gz").exists() and not (cell / "manifest.json").exists()
+    assert not (board / "leaderboard.md").exists()
+
+    rerun = leaderboard(config, board)
+    _, stderr = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, stderr.decode()[-2000:]
+    assert not list(board.rglob("*.checkpoint"))
+    finished = {p.relative_to(board) for p in board.rglob("run.trec.gz")}
+    assert finished == {p.relative_to(full) for p in full.rglob("run.trec.gz")}
+    for path in finished:
+        assert (board / path).read_bytes() == (full / path).read_bytes()
+    manifest = json.loads((cell / "manifest.json").read_text(encoding="utf-8"))
+    assert 0 < manifest["timed_queries"] < 43  # the rerun computed only what the checkpoint lacked
+    rows = [json.loads((b / "leaderboard.json").read_text(encoding="utf-8")) for b in (full, board)]
+    measures = [[r["measures"] for r in d["datasets"]["msmarco-passage/trec-dl-2019"]["rows"]] for d in rows]
+    assert measures[0] == measures[1]

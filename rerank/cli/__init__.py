@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rerank",
         description="Neural retrieval and reranking over TREC runs, BEIR and TREC DL.",
         epilog="Exit codes: 0 ok, 1 internal error, 2 usage, 3 invalid input, 4 missing dependency, "
-        "5 not found, 130 interrupted.",
+        "5 not found, 6 model server unavailable, 130 interrupted.",
     )
     from rerank import __version__
 

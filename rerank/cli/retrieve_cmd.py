@@ -1,22 +1,27 @@
 """Search an index built by `rerank index` and write a TREC run.
 
 Queries come from a dataset (--dataset) or a topics file (--topics,
-'qid<TAB>text'). The output appears atomically when every query is done.
+'qid<TAB>text'). The job checkpoints after every chunk of queries
+(OUTPUT.checkpoint); after an interruption the same command with --resume
+continues it and writes the same bytes an uninterrupted run writes. The output
+appears atomically when every query is done.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from data.records import Ranking, Run
+from data.records import Query, Ranking, Run
 from data.trec import write_trec_run
 from data.tsv import read_topics
 from rerank.cli.common import add_data_arguments, dataset_from, print_json
 
-CHUNK = 256  # queries per batch: progress stays visible and memory bounded
+CHUNK = 256  # queries per batch by default: progress stays visible and memory bounded
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,24 +34,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
     parser.add_argument("--ef-search", type=int, default=128, help="dense HNSW: query-time search width")
     parser.add_argument("--threads", type=int, default=2, help="Lucene search threads")
+    parser.add_argument("--batch-queries", type=int, default=CHUNK, metavar="N",
+                        help=f"queries per search call and per checkpoint line batch ({CHUNK})")  # fmt: skip
     parser.add_argument("--tag", default="rerank", help="the run tag column")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    parser.add_argument("--fresh", action="store_true", help="discard any checkpoint of an interrupted run")
     parser.add_argument("--summary", choices=("text", "json"), default="text", help="how to print the summary")
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def queries_digest(queries: list[Query]) -> str:
+    digest = hashlib.sha256()
+    for query in queries:
+        digest.update(f"{query.qid}\t{query.text}\n".encode())
+    return digest.hexdigest()
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from retrievers.base import IndexMeta
+    from rerank.base import RerankResult
+    from rerank.checkpoint import open_checkpoint
+    from rerank.cost import Cost
+    from retrievers.base import META_FILE, IndexMeta
     from retrievers.registry import open_index
 
+    if args.resume and args.fresh:
+        raise ValueError("--resume and --fresh contradict each other")
     if args.topics:
         queries = read_topics(args.topics)
     elif (dataset := dataset_from(args)) is not None:
         queries = dataset.queries()
     else:
         raise ValueError("give --dataset NAME or --topics FILE")
-    if args.k < 1:
-        raise ValueError("--k must be at least 1")
+    if args.k < 1 or args.batch_queries < 1:
+        raise ValueError("--k and --batch-queries must be at least 1")
     meta = IndexMeta.load(args.index)
     options: dict[str, Any] = {}
     if meta.retriever == "bm25":
@@ -55,29 +80,47 @@ def run(args: argparse.Namespace) -> int:
         options = {"threads": args.threads}
     elif meta.retriever == "dense":
         options = {"ef_search": args.ef_search}
-    retriever = open_index(args.index, **options)
-    start = time.perf_counter()
-    rankings: list[Ranking] = []
-    with tqdm(total=len(queries), unit="query", file=sys.stderr) as bar:
-        for first in range(0, len(queries), CHUNK):
-            chunk = queries[first : first + CHUNK]
-            rankings.extend(retriever.retrieve(chunk, args.k))
-            bar.update(len(chunk))
-    seconds = time.perf_counter() - start
-    run_ = Run.from_rankings(rankings)
-    write_trec_run(run_, args.output, tag=args.tag)
+    # The job: a checkpoint of another index, other queries or other settings is refused.
+    job = {"command": "retrieve", "index": str(Path(args.index).resolve()), "index_meta": file_digest(Path(args.index) / META_FILE),
+           "options": options, "k": args.k, "queries": queries_digest(queries)}  # fmt: skip
+    output = Path(args.output)
+    checkpoint = open_checkpoint(output, job, resume=args.resume, fresh=args.fresh)
+    try:
+        size = args.batch_queries
+        chunks = [queries[first : first + size] for first in range(0, len(queries), size)]
+        todo = [c for c in chunks if any(q.qid not in checkpoint.done for q in c)]
+        resumed = len(queries) - sum(len(c) for c in todo)
+        start = time.perf_counter()
+        if todo:
+            retriever = open_index(args.index, **options)
+            with tqdm(total=len(queries), initial=resumed, unit="query", file=sys.stderr) as bar:
+                for chunk in todo:
+                    found = {r.qid: r for r in retriever.retrieve(chunk, args.k)}
+                    # A query the index matches nothing for still gets its (empty) line, so it is not redone.
+                    checkpoint.add(RerankResult(found.get(q.qid, Ranking(q.qid, ())), Cost()) for q in chunk)
+                    bar.update(len(chunk))
+        seconds = time.perf_counter() - start
+        rankings: list[Ranking] = [checkpoint.done[q.qid].ranking for q in queries]
+        run_ = Run.from_rankings(r for r in rankings if r.candidates)
+        write_trec_run(run_, output, tag=args.tag)
+        checkpoint.remove()
+    finally:
+        checkpoint.close()
+    searched = len(queries) - resumed
     summary = {
         "output": args.output,
         "retriever": meta.retriever,
         "queries": len(queries),
+        "resumed": resumed,
         "candidates": run_.num_candidates(),
         "seconds": round(seconds, 3),
-        "queries_per_second": round(len(queries) / seconds, 2) if seconds > 0 else None,
+        "queries_per_second": round(searched / seconds, 2) if searched and seconds > 0 else None,
     }
     if args.summary == "json":
         print_json(summary)
     else:
         print(
-            f"retrieved {len(queries)} queries with {meta.retriever} in {seconds:.1f}s ({summary['queries_per_second']} queries/s) -> {args.output}"
+            f"retrieved {len(queries)} queries ({resumed} from checkpoint) with {meta.retriever} in {seconds:.1f}s "
+            f"({summary['queries_per_second']} queries/s) -> {args.output}"
         )
     return 0
