@@ -24,6 +24,10 @@ CONTRACT_SPECS = {
     "groupwise": "groupwise(model=sort, backend=scripted, group_size=3, rounds=2)",
     "groupwise/llama.cpp": "groupwise(model=smollm2-135m, backend=llama.cpp, group_size=3, rounds=1)",
     "jointrank": 'jointrank(inner="first(model=sort, backend=scripted, window_size=4)", block_size=4, replicas=2)',
+    # part 2 on the transformers backend too (llama.cpp above, the OpenAI server in test_llm_backends.py)
+    "pairwise/transformers": "pairwise(model=smollm2-135m, strategy=bubblesort, k=1, batch_size=4)",
+    "setwise/transformers": "setwise(model=smollm2-135m, num_child=2, k=2, batch_size=4)",
+    "jointrank/transformers": 'jointrank(inner="first(model=smollm2-135m, window_size=4)", block_size=4, replicas=2)',
 }
 
 

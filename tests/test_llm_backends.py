@@ -168,6 +168,42 @@ class TestOpenAIMethods(RerankerContract):
         return load_reranker(f'{request.param}(model=smollm2-135m, backend="openai(base_url={server})"{window})')
 
 
+TIDES = [
+    ("tax", "Filing a tax return late brings a penalty."),
+    ("moon", "The Moon's gravity pulls on the oceans, which causes the tides."),
+    ("bake", "Bake the bread for forty minutes."),
+    ("sun", "The Sun also raises tides, about half as strongly as the Moon."),
+]
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["pairwise(strategy=bubblesort, k=2)", "setwise(num_child=2, k=2)", "groupwise(group_size=3, rounds=1)",
+     "jointrank(block_size=3, replicas=2)"],
+)  # fmt: skip
+def test_part_two_methods_rank_through_the_server(server, method):
+    """The comparison and group methods through the server: every candidate once, costs counted.
+
+    Generated answers (groupwise) match llama.cpp in process exactly. The logit methods read their
+    label after an answer prefix ("Passage", "["), which a chat server cannot be made to write: the
+    backend reads the label where the model itself wrote the prefix, so their order may differ.
+    """
+    name, _, options = method.partition("(")
+    rankers = []
+    for backend in (f'"openai(base_url={server})"', '"llama.cpp(n_ctx=2048)"'):
+        if name == "jointrank":
+            inner = f"first(model=smollm2-135m, backend={backend}, window_size=3)".replace('"', '\\"')
+            rankers.append(load_reranker(f'jointrank(inner="{inner}", {options}'))
+        else:
+            rankers.append(load_reranker(f"{name}(model=smollm2-135m, backend={backend}, {options}"))
+    remote, local = (r.rank("what causes ocean tides", [text for _, text in TIDES]) for r in rankers)
+    assert sorted(c.docid for c in remote.ranking.candidates) == ["0", "1", "2", "3"]
+    assert remote.cost.calls > 0 and remote.cost.input_tokens > 0
+    if name == "groupwise":
+        assert [c.docid for c in remote.ranking.candidates] == [c.docid for c in local.ranking.candidates]
+        assert remote.cost.calls == local.cost.calls and remote.cost.parse_failures == local.cost.parse_failures
+
+
 # --- failures: retries, then a clear error ----------------------------------------------------------------
 
 
