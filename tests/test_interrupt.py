@@ -23,10 +23,17 @@ def rerank(*extra, **popen):
     )
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_kill_then_resume_gives_identical_bytes(tmp_path, data_dir, sig):
-    full = tmp_path / "full.trec"
+@pytest.fixture(scope="module")
+def full_rerank_run(tmp_path_factory, data_dir):
+    """The uninterrupted run, once for every interruption test."""
+    full = tmp_path_factory.mktemp("reranked") / "full.trec"
     assert rerank("--output", str(full)).wait(timeout=600) == 0
+    return full
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_kill_then_resume_gives_identical_bytes(tmp_path, full_rerank_run, sig):
+    full = full_rerank_run
 
     out = tmp_path / "killed.trec"
     checkpoint = tmp_path / "killed.trec.checkpoint"
@@ -84,12 +91,19 @@ def kill_when_checkpointed(process, checkpoint, lines, sig):
     return process.wait(timeout=60)
 
 
-@pytest.mark.pyserini
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_retrieve_killed_then_resumed_gives_identical_bytes(tmp_path, scifact_bm25, sig):
-    full = tmp_path / "full.trec"
+@pytest.fixture(scope="module")
+def scifact_bm25_run(tmp_path_factory, scifact_bm25):
+    """The uninterrupted run, once for every interruption test."""
+    full = tmp_path_factory.mktemp("retrieved") / "full.trec"
     done = retrieve(scifact_bm25, full)
     assert done.wait(timeout=600) == 0, done.stderr.read().decode()[-2000:]
+    return full
+
+
+@pytest.mark.pyserini
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_retrieve_killed_then_resumed_gives_identical_bytes(tmp_path, scifact_bm25, scifact_bm25_run, sig):
+    full = scifact_bm25_run
 
     out = tmp_path / "killed.trec"
     checkpoint = tmp_path / "killed.trec.checkpoint"
@@ -140,13 +154,27 @@ def leaderboard(config, output):
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_leaderboard_killed_then_rerun_finishes_the_cell_with_identical_results(tmp_path, data_dir, sig):
-    config = tmp_path / "board.toml"
+@pytest.fixture(scope="module")
+def board_config(tmp_path_factory, data_dir):
+    config = tmp_path_factory.mktemp("board") / "board.toml"
     config.write_text(BOARD, encoding="utf-8")
-    full = tmp_path / "full"
-    done = leaderboard(config, full)
+    return config
+
+
+@pytest.fixture(scope="module")
+def full_board(board_config):
+    """The uninterrupted leaderboard, once for every interruption test."""
+    full = board_config.parent / "full"
+    done = leaderboard(board_config, full)
     assert done.wait(timeout=600) == 0, done.stderr.read().decode()[-2000:]
+    return full
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_leaderboard_killed_then_rerun_finishes_the_cell_with_identical_results(
+    tmp_path, board_config, full_board, sig
+):
+    config, full = board_config, full_board
 
     board = tmp_path / "board"
     process = leaderboard(config, board)
