@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from data.records import Query, Ranking, Run
+from data.records import Ranking, RerankRequest, Run
 from data.trec import write_trec_run
 from data.tsv import read_topics
 from rerank.cli.common import add_data_arguments, dataset_from, print_json
@@ -46,19 +46,13 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def queries_digest(queries: list[Query]) -> str:
-    digest = hashlib.sha256()
-    for query in queries:
-        digest.update(f"{query.qid}\t{query.text}\n".encode())
-    return digest.hexdigest()
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rerank.base import RerankResult
     from rerank.checkpoint import open_checkpoint
     from rerank.cost import Cost
+    from rerank.inputs import fingerprint
     from retrievers.base import META_FILE, IndexMeta
     from retrievers.registry import open_index
 
@@ -82,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         options = {"ef_search": args.ef_search}
     # The job: a checkpoint of another index, other queries or other settings is refused.
     job = {"command": "retrieve", "index": str(Path(args.index).resolve()), "index_meta": file_digest(Path(args.index) / META_FILE),
-           "options": options, "k": args.k, "queries": queries_digest(queries)}  # fmt: skip
+           "options": options, "k": args.k, "queries": fingerprint(RerankRequest(q, ()) for q in queries)}  # fmt: skip
     output = Path(args.output)
     checkpoint = open_checkpoint(output, job, resume=args.resume, fresh=args.fresh)
     try:
@@ -101,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                     bar.update(len(chunk))
         seconds = time.perf_counter() - start
         rankings: list[Ranking] = [checkpoint.done[q.qid].ranking for q in queries]
-        run_ = Run.from_rankings(r for r in rankings if r.candidates)
+        run_ = Run.from_rankings(rankings)
         write_trec_run(run_, output, tag=args.tag)
         checkpoint.remove()
     finally:
