@@ -82,8 +82,49 @@ def test_pairwise_call_counts_match_theory():
     bubble = load_reranker(f"pairwise(model=sort, backend=scripted, strategy=bubblesort, k={k})").rerank([req])[0]
     assert bubble.cost.calls == 2 * (k * (n - 1) - k * (k - 1) // 2)
     heap = load_reranker(f"pairwise(model=sort, backend=scripted, strategy=heapsort, k={k})").rerank([req])[0]
-    # heapify makes at most 2 comparisons per level per node, extraction about log2(n) each: far below all pairs
     assert heap.cost.calls % 2 == 0 and heap.cost.calls < bubble.cost.calls < allpairs.cost.calls
+
+
+def heap_judgement_bounds(n: int, k: int, num_child: int, set_size: int) -> tuple[int, int]:
+    """Fewest and most judgements a top-k heapsort can make: every sift judges the root's children at
+    least once and at most once per level below the root; a judgement sees ``set_size`` candidates."""
+
+    def children(node: int, size: int) -> int:
+        return max(0, min(size, num_child * node + num_child + 1) - (num_child * node + 1))
+
+    def height(node: int, size: int) -> int:
+        levels = 0
+        while num_child * node + 1 < size:  # the leftmost path is the deepest in a complete heap
+            node, levels = num_child * node + 1, levels + 1
+        return levels
+
+    per_level = math.ceil(num_child / (set_size - 1))
+    sifts = [(root, n) for root in range((n - 2) // num_child, -1, -1)]
+    sifts += [(0, size) for size in range(n - 1, n - 1 - k, -1) if size > 1]
+    fewest = sum(math.ceil(children(root, size) / (set_size - 1)) for root, size in sifts)
+    most = sum(height(root, size) * per_level for root, size in sifts)
+    return fewest, most
+
+
+@pytest.mark.parametrize("method", ["pairwise", "setwise"])
+def test_heapsort_call_counts_stay_within_theory(method):
+    n, k = 20, 10
+    if method == "pairwise":  # a binary heap of single comparisons, each asked in both orders
+        bounds, calls_per_judgement = heap_judgement_bounds(n, k, num_child=2, set_size=2), 2
+    else:
+        bounds, calls_per_judgement = heap_judgement_bounds(n, k, num_child=3, set_size=4), 1
+    assert bounds == ((39, 104) if method == "pairwise" else (17, 36))
+    reranker = load_reranker(f"{method}(model=sort, backend=scripted, strategy=heapsort, k={k})")
+    counts = set()
+    for seed in range(8):
+        req, grades = graded_request(n, seed=seed)
+        (result,) = reranker.rerank([req])
+        assert [c.docid for c in result.ranking.candidates[:k]] == best_docids(grades, k)
+        assert result.cost.calls % calls_per_judgement == 0
+        judgements = result.cost.calls // calls_per_judgement
+        assert bounds[0] <= judgements <= bounds[1]
+        counts.add(judgements)
+    assert len(counts) > 1  # data-dependent, unlike all pairs and bubble sort
 
 
 def test_pairwise_allpairs_scores_are_win_counts():
