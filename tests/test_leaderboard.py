@@ -69,6 +69,20 @@ def test_every_number_is_what_rerank_eval_computes_from_the_cell_run(tmp_path, c
     assert reranked["seconds_per_query"] > 0 and set(reranked["per_query"]["nDCG@10"]) == {f"q{q}" for q in range(1, 9)}
 
 
+def test_compute_time_adds_up_every_cell_once(tmp_path):
+    config = write_config(tmp_path / "board.toml")
+    output = tmp_path / "board"
+    run_leaderboard(config, output, cache=tmp_path / "cache", log=lambda _: None)
+    manifests = [json.loads(p.read_text(encoding="utf-8")) for p in (output / "cells").rglob("manifest.json")]
+    assert len(manifests) == 4  # the bi-encoder and listwise rows both rest on a bm25 cell, counted once each
+    expected = sum(m["seconds"] or 0.0 for m in manifests)
+    assert expected > 0
+    data = json.loads((output / "leaderboard.json").read_text(encoding="utf-8"))
+    assert data["datasets"]["example"]["compute_seconds"] == pytest.approx(expected, abs=1e-3)
+    table = (output / "leaderboard.md").read_text(encoding="utf-8")
+    assert f"Computing every cell below took {round(expected)} s" in table
+
+
 def test_changing_one_pipeline_recomputes_only_that_cell(tmp_path):
     output, cache = tmp_path / "board", tmp_path / "cache"
     run_leaderboard(write_config(tmp_path / "a.toml"), output, cache=cache, log=lambda _: None)

@@ -61,6 +61,11 @@ class Table:
     published: tuple[dict[str, Any], ...]
     missing: tuple[str, ...] = ()  # pipelines of the config without an up-to-date cell
 
+    def compute_seconds(self) -> float:
+        """Measured seconds of every cell the rows rest on, each counted once (corpus indexing included)."""
+        cells = {c.directory: c for row in self.rows for c in row.chain}
+        return sum(c.manifest.get("seconds") or 0.0 for c in cells.values())
+
     def best(self) -> Row:
         return max(self.rows, key=lambda r: (r.evaluation.aggregate[self.measures[0]], -(r.seconds_per_query or 0)))
 
@@ -110,6 +115,14 @@ def _number(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def _duration(seconds: float) -> str:
+    minutes, second = divmod(round(seconds), 60)
+    hours, minute = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minute} min"
+    return f"{minute} min {second} s" if minute else f"{second} s"
+
+
 def markdown(tables: Sequence[Table], quick: int | None) -> str:
     lines = ["# Leaderboard", ""]
     if quick:
@@ -124,6 +137,9 @@ def markdown(tables: Sequence[Table], quick: int | None) -> str:
         "model loading included, on the machine named in the cell's manifest; a run the dataset ships costs nothing",
         "here (—). Model calls and tokens are per query, over all reranking stages. A reranked row holds only the",
         "candidates it reranked, so its recall is the first stage's recall at that depth.",
+        "",
+        f"Computing every cell below took {_duration(sum(t.compute_seconds() for t in tables))} "
+        "(the cells' measured seconds added up, corpus indexing included).",
         "",
     ]
     for table in tables:
@@ -144,6 +160,7 @@ def markdown(tables: Sequence[Table], quick: int | None) -> str:
             best = table.best()
             lines += ["", f"Best by {table.measures[0]}: `{best.pipeline}` "
                       f"({best.evaluation.aggregate[table.measures[0]]:.4f}, {_number(best.seconds_per_query)} s/query)."]  # fmt: skip
+            lines += ["", f"This table's cells took {_duration(table.compute_seconds())} to compute."]
         if table.missing:
             lines += ["", "Not computed yet (run `python -m eval.leaderboard` to add them):", ""]
             lines += [f"- `{pipeline}`" for pipeline in table.missing]
@@ -179,7 +196,7 @@ def as_json(tables: Sequence[Table], quick: int | None) -> dict[str, Any]:
             })  # fmt: skip
         datasets[table.dataset] = {
             "measures": list(table.measures), "rows": rows, "published": list(table.published),
-            "not_computed": list(table.missing),
+            "not_computed": list(table.missing), "compute_seconds": round(table.compute_seconds(), 3),
         }  # fmt: skip
     return {"quick_queries": quick, "significance_test": TEST, "datasets": datasets}
 
