@@ -32,7 +32,8 @@ CONTRACT_SPECS = {
 
 
 def test_every_registered_method_runs_the_contract():
-    assert set(method_names()) == {name.split("/")[0] for name in CONTRACT_SPECS}
+    # random (eval.baselines) runs the contract in test_baselines.py: it has no model, so no calls to count
+    assert set(method_names()) == {name.split("/")[0] for name in CONTRACT_SPECS} | {"random"}
 
 
 @pytest.fixture(scope="module", params=sorted(CONTRACT_SPECS))
