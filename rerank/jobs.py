@@ -63,6 +63,9 @@ def rerank_to_file(
         # Batches sit at fixed positions; one only partly checkpointed (a kill mid-write) is redone whole.
         todo = [b for b in batches(requests, batch_queries) if any(r.query.qid not in checkpoint.done for r in b)]
         resumed = len(requests) - sum(len(b) for b in todo)
+        pending = {r.query.qid for b in todo for r in b}
+        # what the resumed queries cost when an earlier run computed them, so a job's time spans its pieces
+        resumed_seconds = sum(checkpoint.done[r.query.qid].cost.seconds for r in requests if r.query.qid not in pending)
         start = time.perf_counter()
         if todo:
             reranker = load_reranker(spec)
@@ -94,6 +97,7 @@ def rerank_to_file(
         "spec": str(spec),
         "queries": len(requests),
         "resumed": resumed,
+        "resumed_seconds": round(resumed_seconds, 3),
         "candidates": sum(len(r.candidates) for r in requests),
         "seconds": round(elapsed, 3),
         "queries_per_second": round((len(requests) - resumed) / elapsed, 3) if todo and elapsed > 0 else None,

@@ -197,7 +197,10 @@ def test_leaderboard_killed_then_rerun_finishes_the_cell_with_identical_results(
     for path in finished:
         assert (board / path).read_bytes() == (full / path).read_bytes()
     manifest = json.loads((cell / "manifest.json").read_text(encoding="utf-8"))
-    assert 0 < manifest["timed_queries"] < 43  # the rerun computed only what the checkpoint lacked
+    resumed = manifest["resumed"]
+    assert 0 < resumed["queries"] < 43  # the rerun computed only what the checkpoint lacked
+    # and its time covers every query: the resumed ones with the seconds their checkpoint recorded
+    assert manifest["timed_queries"] == 43 and manifest["seconds"] > resumed["seconds"] > 0
     rows = [json.loads((b / "leaderboard.json").read_text(encoding="utf-8")) for b in (full, board)]
     measures = [[r["measures"] for r in d["datasets"]["msmarco-passage/trec-dl-2019"]["rows"]] for d in rows]
     assert measures[0] == measures[1]

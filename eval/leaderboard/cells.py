@@ -285,7 +285,8 @@ class CellRunner:
             cost: dict[str, Any] = {}
             timed = len(queries)
         else:
-            seconds, cost, timed = self._rerank(dataset, stage.spec, stage.cutoff, prefix, run_path, key, queries)
+            seconds, cost, details = self._rerank(dataset, stage.spec, stage.cutoff, prefix, run_path, key, queries)
+            timed = len(queries)
         manifest = {
             "key": key,
             "dataset": dataset,
@@ -356,7 +357,8 @@ class CellRunner:
         run_path: Path,
         key: dict[str, Any],
         queries: list[Query],
-    ) -> tuple[float, dict[str, Any], int]:
+    ) -> tuple[float, dict[str, Any], dict[str, Any]]:
+        """Seconds over every piece of the work, the cost record, and what was resumed from a checkpoint."""
         from rerank.checkpoint import Checkpoint, checkpoint_job
         from rerank.inputs import requests_from_run
         from rerank.jobs import rerank_to_file
@@ -374,7 +376,10 @@ class CellRunner:
         rankings = [Ranking(r.ranking.qid, r.ranking.candidates[:keep]) for r in results]
         write_trec_run(Run.from_rankings(rankings), run_path, tag=slug(spec.name, 40))
         work.unlink()
-        return summary["seconds"], summary["cost"], summary["queries"] - summary["resumed"]
+        # Resumed queries count with the reranker time their checkpoint recorded (an earlier
+        # piece's model loading is not in it), so the cell's seconds cover all its queries.
+        resumed = {"queries": summary["resumed"], "seconds": summary["resumed_seconds"]}
+        return summary["seconds"] + summary["resumed_seconds"], summary["cost"], {"resumed": resumed}
 
 
 def fusion_cells(pipeline: PipelineSpec) -> list[PipelineSpec]:
