@@ -72,6 +72,24 @@ def test_eval_wilcoxon_marks_significance(capsys, data_dir):
     assert tested["significant"] and tested["p_adjusted"] < 0.05
 
 
+def test_eval_tells_apart_runs_whose_file_names_collide(capsys, tmp_path):
+    # leaderboard cells all hold a run.trec.gz: rows and significance must not mix them up
+    first = data.load("example").run("bm25")
+    flipped = data.Run.from_rankings(
+        data.Ranking.sorted(r.qid, (data.Candidate(c.docid, -c.score) for c in r.candidates)) for r in first
+    )
+    for folder, run in (("bm25", first), ("flipped", flipped)):
+        (tmp_path / folder).mkdir()
+        data.write_trec_run(run, tmp_path / folder / "run.trec")
+    files = [str(tmp_path / f / "run.trec") for f in ("bm25", "flipped")]
+    code, out, _ = run_cli(capsys, "eval", "--dataset", "example", *files, files[0], "--output", "json")
+    rows = json.loads(out)["runs"]
+    assert code == 0 and [r["run"] for r in rows] == ["bm25/run.trec", "flipped/run.trec", "bm25/run.trec#2"]
+    assert "against_first" not in rows[0]
+    assert rows[1]["against_first"]["nDCG@10"]["delta"] < 0  # the flipped run, not the first one
+    assert rows[2]["against_first"]["nDCG@10"]["delta"] == 0
+
+
 def test_exit_codes(capsys, tmp_path):
     bad = tmp_path / "bad.trec"
     bad.write_text("q Q0 d 1 1.0 t\nq Q0 e 2 oops t\n")

@@ -41,6 +41,29 @@ def read_qrels_file(path: str | Path) -> Qrels:
     return read_trec_qrels(path)
 
 
+def distinct_names(names: list[str], sources: list[str]) -> list[str]:
+    """Row names that tell the runs apart: runs whose names collide (``a/run.trec``, ``b/run.trec``)
+    are named by as many trailing parts of their path as it takes; the same file given twice gets ``#2``."""
+    out = list(names)
+    clashing = [i for i, name in enumerate(names) if names.count(name) > 1]
+    parts = {i: Path(sources[i]).parts for i in clashing}
+    distinct_sources = len({parts[i] for i in clashing})
+    for depth in range(2, max((len(p) for p in parts.values()), default=0) + 1):
+        suffixes = {i: "/".join(parts[i][-depth:]) for i in clashing}
+        if len(set(suffixes.values())) == distinct_sources:
+            break
+    else:
+        suffixes = {i: sources[i] for i in clashing}
+    for i in clashing:
+        out[i] = suffixes[i]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(out):
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            out[i] = f"{name}#{seen[name]}"
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from eval.metrics import evaluate
     from eval.significance import compare
@@ -55,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     measures = args.measures or (dataset.measures if dataset else DEFAULT_MEASURES)
     runs = [read_run_arg(value, dataset) for value in args.runs]
     evaluations = [evaluate(r, qrels, measures) for r in runs]
-    names = [r.name or value for r, value in zip(runs, args.runs, strict=True)]
+    names = distinct_names([r.name or value for r, value in zip(runs, args.runs, strict=True)], args.runs)
     evaluations = [
         type(e)(e.measures, e.aggregate, e.per_query, name) for e, name in zip(evaluations, names, strict=True)
     ]
