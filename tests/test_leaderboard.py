@@ -164,3 +164,12 @@ def test_the_cli_lists_and_runs_the_matrix(tmp_path, capsys):
     assert main(args) == 0 and "1 cells computed" in capsys.readouterr().out
     assert main(args) == 0 and "0 cells computed" in capsys.readouterr().out
     assert main([*args, "--datasets", "nowhere"]) == 3 and "not in the config" in capsys.readouterr().err
+
+
+def test_plot_labels_tell_apart_rows_that_differ_only_by_model():
+    from eval.leaderboard.report import short_label
+
+    small = short_label("run(name=bm25) % 20 >> first(backend=llama.cpp, model=qwen2.5-coder-0.5b)")
+    large = short_label("run(name=bm25) % 20 >> first(backend=llama.cpp, model=qwen2.5-coder-1.5b)")
+    assert small == "run > first(qwen2.5-coder-0.5b)" and large == "run > first(qwen2.5-coder-1.5b)"
+    assert short_label('rrf(runs="bm25 | dense(model=minilm)") % 20 >> random(seed=0)') == "rrf > random"

@@ -236,8 +236,14 @@ def plot(tables: Sequence[Table], path: Path) -> None:
 
 
 def short_label(pipeline: str) -> str:
-    stages = [s.split("(")[0].split("%")[0].strip() for s in pipeline.split(" >> ")]
-    return " > ".join(stages)
+    """A plot label: each stage's name, with its model where it has one (two FIRST rows differ by model)."""
+    from eval.leaderboard.pipelines import parse_pipeline
+
+    parts = []
+    for stage in parse_pipeline(pipeline).stages:
+        model = stage.spec.kwargs.get("model")
+        parts.append(f"{stage.spec.name}({model})" if isinstance(model, str) else stage.spec.name)
+    return " > ".join(parts)
 
 
 def write_outputs(tables: Sequence[Table], output: Path, quick: int | None) -> list[Path]:
