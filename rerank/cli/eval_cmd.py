@@ -44,18 +44,14 @@ def read_qrels_file(path: str | Path) -> Qrels:
 def distinct_names(names: list[str], sources: list[str]) -> list[str]:
     """Row names that tell the runs apart: runs whose names collide (``a/run.trec``, ``b/run.trec``)
     are named by as many trailing parts of their path as it takes; the same file given twice gets ``#2``."""
-    out = list(names)
     clashing = [i for i, name in enumerate(names) if names.count(name) > 1]
     parts = {i: Path(sources[i]).parts for i in clashing}
-    distinct_sources = len({parts[i] for i in clashing})
-    for depth in range(2, max((len(p) for p in parts.values()), default=0) + 1):
-        suffixes = {i: "/".join(parts[i][-depth:]) for i in clashing}
-        if len(set(suffixes.values())) == distinct_sources:
-            break
-    else:
-        suffixes = {i: sources[i] for i in clashing}
+    depth = 1  # grows until different files get different suffixes (at worst their whole paths)
+    while len({parts[i][-depth:] for i in clashing}) < len(set(parts.values())):
+        depth += 1
+    out = list(names)
     for i in clashing:
-        out[i] = suffixes[i]
+        out[i] = "/".join(parts[i][-depth:])
     seen: dict[str, int] = {}
     for i, name in enumerate(out):
         seen[name] = seen.get(name, 0) + 1
