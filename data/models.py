@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.errors import ModelPackNotInstalledError
+from data.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,23 +141,26 @@ def _module_file(module: str, subpath: str) -> Path | None:
     return path if path.exists() else None
 
 
-_PACKS: dict[str, ModelPack] = {}
+PACKS: Registry[ModelPack] = Registry("model pack", "rerank.models")
 
 
 def register_pack(pack: ModelPack) -> ModelPack:
-    if pack.name in _PACKS:
-        raise ValueError(f"model pack {pack.name!r} is already registered")
-    _PACKS[pack.name] = pack
+    PACKS.register(pack.name, pack)
     return pack
 
 
 def packs() -> list[ModelPack]:
-    return [_PACKS[name] for name in sorted(_PACKS)]
+    return [PACKS.get(name) for name in PACKS.names()]
+
+
+def find_pack(name: str) -> ModelPack | None:
+    """The pack of that name, or None for a path or Hugging Face id."""
+    return PACKS.get(name) if name in PACKS else None
 
 
 def resolve_model(name: str) -> str:
     """Local weights for a pack name; a path or Hugging Face id is returned as given."""
-    pack = _PACKS.get(name)
+    pack = find_pack(name)
     return name if pack is None else str(pack.path())
 
 

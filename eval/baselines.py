@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from data.records import RerankRequest
 from rerank.base import Reranker, RerankResult, scored_ranking
 from rerank.cost import Cost
-from rerank.spec import Value
 
 
 def uniform(seed: int, qid: str, docid: str) -> float:
@@ -36,9 +35,6 @@ class RandomReranker(Reranker):
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an integer, not {seed!r}")
         self.seed = seed
-
-    def params(self) -> dict[str, Value]:
-        return {"seed": self.seed}
 
     def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
         results = []

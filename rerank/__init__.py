@@ -31,7 +31,10 @@ _LAZY = {
     "PointwiseReranker": "rerank.base",
     "Cost": "rerank.cost",
     "MethodSpec": "rerank.spec",
+    "PipelineSpec": "rerank.spec",
     "parse_spec": "rerank.spec",
+    "parse_pipeline": "rerank.spec",
+    "Executor": "rerank.executor",
     "load_reranker": "rerank.registry",
     "method_names": "rerank.registry",
 }
@@ -39,8 +42,17 @@ _LAZY = {
 if TYPE_CHECKING:
     from rerank.base import PointwiseReranker, Reranker, RerankResult
     from rerank.cost import Cost
+    from rerank.executor import Executor
     from rerank.registry import load_reranker, method_names
-    from rerank.spec import MethodSpec, parse_spec
+    from rerank.spec import MethodSpec, PipelineSpec, parse_pipeline, parse_spec
+
+
+def pipeline(spec: Any) -> PipelineSpec:
+    """The pipeline spec of a string (``"bm25 % 100 >> bi-encoder(model=minilm)"``), of the operator
+    algebra's result, or of live rerankers and pipelines; equal pipelines give equal specs."""
+    from rerank.spec import as_pipeline
+
+    return as_pipeline(spec)
 
 
 def __getattr__(name: str) -> Any:
@@ -56,12 +68,14 @@ __all__ = [
     "Cost",
     "DatasetNotFoundError",
     "DocumentNotFoundError",
+    "Executor",
     "InvalidSpecError",
     "MethodSpec",
     "MissingDependencyError",
     "ModelNotFoundError",
     "ModelPackNotInstalledError",
     "ParseError",
+    "PipelineSpec",
     "PointwiseReranker",
     "RerankError",
     "RerankResult",
@@ -69,5 +83,7 @@ __all__ = [
     "__version__",
     "load_reranker",
     "method_names",
+    "parse_pipeline",
     "parse_spec",
+    "pipeline",
 ]

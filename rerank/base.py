@@ -29,20 +29,38 @@ class Reranker(ABC):
     """Base of every reranking method; subclasses declare ``method`` and implement ``rerank``."""
 
     method: ClassVar[str]
+    _init_params: dict[str, Any]
 
     @property
     def batch_invariant(self) -> bool:
         """Whether scores are independent of how requests are batched (true unless a method says otherwise)."""
         return True
 
-    def __new__(cls, *args: object, **kwargs: object) -> Reranker:
+    # Bump when the method's output for the same spec, model and inputs changes (part of every stage key).
+    version: ClassVar[int] = 1
+    # Distributions whose versions decide this method's outputs (part of every stage key).
+    libraries: ClassVar[tuple[str, ...]] = ()
+    # Parameters that change how fast, not what: left out of the model-output cache's identity.
+    execution_params: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+    # The parameter naming a prompt file in rerank/prompts (its digest joins the keys), if any.
+    prompt_param: ClassVar[str | None] = None
+    # Parameters that hold another method's spec (JointRank's inner ranker): keyed as that method.
+    nested_params: ClassVar[tuple[str, ...]] = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Reranker:
         if not isinstance(getattr(cls, "method", None), str):
             raise TypeError(f"{cls.__name__} must set the class attribute 'method' (its registry name)")
-        return super().__new__(cls)
+        instance = super().__new__(cls)
+        instance._init_params = _given_parameters(cls, args, kwargs)
+        return instance
 
-    @abstractmethod
     def params(self) -> dict[str, Value]:
-        """The constructor arguments that reproduce this instance (for its spec)."""
+        """The constructor arguments that reproduce this instance, defaults included (for its spec).
+
+        Derived from the constructor's signature and the arguments it was called with, so a
+        parameter is declared once and a spec can never drop one.
+        """
+        return dict(self._init_params)
 
     @abstractmethod
     def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
@@ -78,6 +96,30 @@ class Reranker(ABC):
         from rerank.pipeline import Pipeline
 
         return Pipeline.of(other) >> self
+
+
+def _given_parameters(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Every constructor parameter's value for this call: given ones over the signature's defaults."""
+    import inspect
+
+    from data.registry import constructor_parameters
+
+    defaults = {
+        k: v for k, v in constructor_parameters(cls).items() if isinstance(k, str) and v is not inspect.Parameter.empty
+    }
+    try:
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)  # type: ignore[misc]
+    except TypeError:
+        return {**defaults, **kwargs}  # the constructor itself reports the mistake
+    given: dict[str, Any] = {}
+    parameters = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+    for name, value in list(bound.arguments.items())[1:]:
+        kind = parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            given.update(value)
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:
+            given[name] = value
+    return {**defaults, **given}
 
 
 def require_texts(request: RerankRequest) -> list[str]:
@@ -160,7 +202,9 @@ class PointwiseReranker(Reranker):
             return PairScores([], [], [], 0)
         if self.cache is None:
             return self.score_pairs(queries, texts, docids)
-        spec = str(self.spec)
+        from rerank.identity import cache_identity
+
+        spec = cache_identity(self.spec)
         keys = [cache_key(spec, q, t) for q, t in zip(queries, texts, strict=True)]
         known = self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in known]

@@ -10,7 +10,7 @@ from typing import Any
 
 from data.jsonl import write_candidates_jsonl
 from data.rankllm import write_rankllm_requests
-from data.records import Candidate, RerankRequest
+from data.records import Candidate, Ranking, RerankRequest
 from data.trec import write_trec_run
 from rerank.base import RerankResult
 from rerank.cost import Cost
@@ -46,11 +46,13 @@ def rerank_to_file(
     cache: str | Path | None = None,
     output_format: str = "trec",
     tag: str = "rerank",
+    keep: int | None = None,
 ) -> tuple[dict[str, Any], list[RerankResult]]:
     """Rerank every request (resuming from ``OUTPUT.checkpoint``), write the output, return the summary and results.
 
     ``job`` describes the work; a checkpoint of another job is refused. The output appears only when
-    every query is done.
+    every query is done. ``keep`` cuts each written ranking to its top ``keep`` (the returned
+    results are whole).
     """
     from tqdm import tqdm
 
@@ -87,7 +89,8 @@ def rerank_to_file(
                     bar.update(len(batch))
         elapsed = time.perf_counter() - start
         results: list[RerankResult] = [checkpoint.done[r.query.qid] for r in requests]
-        write_results(results, requests, output, output_format, tag)
+        written = [RerankResult(Ranking(r.ranking.qid, r.ranking.candidates[:keep]), r.cost) for r in results]
+        write_results(written, requests, output, output_format, tag)
         checkpoint.remove()
     finally:
         checkpoint.close()

@@ -7,27 +7,44 @@ retriever), or on a run or requests to rerank. Candidates without text get it
 from ``docs``, a document store; candidates that carry text (RankLLM JSON) keep it.
 
 The retrievers package does not know about pipelines: ``retriever >> reranker``
-works through the reranker side's ``__rrshift__``.
+works through the reranker side's ``__rrshift__``. Nor does this module import
+``rerank.base`` (whose operators build pipelines): a reranker is any object with
+a callable ``rerank`` and a ``spec``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Protocol, Union
 
 from data.docstore import DocumentStore
 from data.records import Query, Ranking, RerankRequest, Run
-from rerank.base import Reranker
 from rerank.cost import Cost
 from rerank.inputs import attach_texts
+
+
+class RerankerLike(Protocol):
+    """What a pipeline needs of a reranker (``rerank.base.Reranker`` is one)."""
+
+    @property
+    def spec(self) -> Any: ...
+
+    def rerank(self, requests: Sequence[RerankRequest]) -> Sequence[Any]: ...  # results with .ranking, .cost
+
+
+def is_reranker(component: object) -> bool:
+    """A callable ``rerank`` and a ``spec`` (looked up on the class first: a spec property is not evaluated)."""
+    return callable(getattr(component, "rerank", None)) and (
+        hasattr(type(component), "spec") or hasattr(component, "spec")
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class RerankStage:
     """A reranker, optionally followed by a cutoff of its output."""
 
-    reranker: Reranker
+    reranker: RerankerLike
     keep: int | None = None
 
     def __mod__(self, k: int) -> RerankStage:
@@ -61,7 +78,7 @@ Stage = Union["RerankStage", Any]  # a RerankStage or a retriever (anything with
 
 
 def _as_stage(component: Any) -> Stage:
-    if isinstance(component, Reranker):
+    if is_reranker(component):
         return RerankStage(component)
     if isinstance(component, RerankStage) or hasattr(component, "retrieve"):
         return component

@@ -1,61 +1,57 @@
 """The method registry: explicit names mapped to the classes that implement them.
 
-Entries are import paths, so looking a name up imports only that method's
-module (and its heavy libraries only when it is constructed). Plugins add
-methods through the ``rerank.methods`` entry-point group.
+Entries are import paths, so looking a name up imports only that method's module (and its heavy
+libraries only when it is constructed). Plugins add methods through the ``rerank.methods``
+entry-point group. Parameters are checked against the constructor's signature before anything is
+built; a constructor's own error (a bad value) surfaces with its message.
 """
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
-
 from data.errors import InvalidSpecError
+from data.registry import Registry
 from rerank.base import Reranker
 from rerank.spec import MethodSpec, parse_spec
 
-_METHODS: dict[str, str] = {}
+METHODS: Registry[type[Reranker]] = Registry("reranking method", "rerank.methods")
 
 
-def register_method(name: str, target: str) -> None:
-    """Register ``name`` as ``"package.module:ClassName"``; a name is registered once."""
-    if name in _METHODS:
-        raise ValueError(f"method {name!r} is already registered as {_METHODS[name]}")
-    _METHODS[name] = target
-
-
-def _load_plugins() -> None:
-    for entry in entry_points(group="rerank.methods"):
-        if entry.name not in _METHODS:
-            _METHODS[entry.name] = entry.value
+def register_method(name: str, target: str | type[Reranker]) -> None:
+    """Register ``name`` as ``"package.module:ClassName"`` (or the class); a name is registered once."""
+    METHODS.register(name, target)
 
 
 def method_names() -> list[str]:
-    _load_plugins()
-    return sorted(_METHODS)
+    return METHODS.names()
 
 
 def method_class(name: str) -> type[Reranker]:
-    _load_plugins()
-    try:
-        target = _METHODS[name]
-    except KeyError:
-        raise InvalidSpecError(f"unknown reranking method {name!r}; known: {', '.join(sorted(_METHODS))}") from None
-    module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls = METHODS.get(name)
     if not (isinstance(cls, type) and issubclass(cls, Reranker)):
-        raise TypeError(f"{target} is not a Reranker")
+        raise TypeError(f"{name!r} is registered as {cls!r}, which is not a Reranker")
     return cls
 
 
-def load_reranker(spec: str | MethodSpec) -> Reranker:
-    """Construct the method a spec names, with the spec's parameters."""
+def _parsed(spec: str | MethodSpec) -> MethodSpec:
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
-    cls = method_class(parsed.name)
-    try:
-        return cls(**parsed.kwargs)
-    except TypeError as err:
-        raise InvalidSpecError(f"bad parameters in {parsed}: {err}") from None
+    if parsed.inputs:
+        raise InvalidSpecError(f"{parsed}: a reranking method takes no input pipelines")
+    return parsed
+
+
+def resolve_spec(spec: str | MethodSpec) -> MethodSpec:
+    """The spec with every constructor default filled in: what a stage key holds."""
+    parsed = _parsed(spec)
+    method_class(parsed.name)
+    return MethodSpec.of(parsed.name, METHODS.resolve(parsed.name, parsed.kwargs))
+
+
+def load_reranker(spec: str | MethodSpec) -> Reranker:
+    """Construct the method a spec names, with the spec's parameters (checked before construction)."""
+    parsed = _parsed(spec)
+    method_class(parsed.name)
+    reranker: Reranker = METHODS.create(parsed.name, parsed.kwargs, given=str(parsed))
+    return reranker
 
 
 register_method("bi-encoder", "rerank.methods.bi_encoder:BiEncoderReranker")

@@ -83,6 +83,14 @@ class Retriever(ABC):
 
     name: ClassVar[str]
     k: int = 1000
+    version: ClassVar[int] = 1  # bump when the same spec and corpus would give another run
+    libraries: ClassVar[tuple[str, ...]] = ()  # distributions whose versions decide the run
+    search_params: ClassVar[frozenset[str]] = frozenset()  # the rest are index-time and pick the index
+
+    @classmethod
+    def libraries_for(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """The distributions that compute this retriever's run with these parameters."""
+        return cls.libraries
 
     @abstractmethod
     def retrieve(self, queries: Sequence[Query], k: int | None = None) -> Run:

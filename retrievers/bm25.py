@@ -20,6 +20,8 @@ from retrievers.lucene import build_lucene_index, require_pyserini, search_batch
 
 class BM25Retriever(Retriever):
     name = "bm25"
+    libraries = ("pyserini",)
+    search_params = frozenset({"k1", "b", "threads"})
 
     def __init__(self, index_dir: str | Path, k1: float = 0.9, b: float = 0.4, k: int = 1000, threads: int = 2):
         require_pyserini()

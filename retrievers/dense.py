@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,6 +97,13 @@ class DenseEncoder:
 
 class DenseRetriever(Retriever):
     name = "dense"
+    libraries = ("torch", "sentence-transformers", "transformers", "faiss-cpu")
+
+    @classmethod
+    def libraries_for(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("llama_cpp_python", "faiss-cpu") if params.get("encoder") == "llama.cpp" else cls.libraries
+
+    search_params = frozenset({"ef_search", "batch_size"})
 
     def __init__(
         self,

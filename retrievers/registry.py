@@ -1,27 +1,22 @@
-"""Retrievers by explicit name; an index records the name that built it."""
+"""Retrievers by explicit name; an index records the name that built it. Plugins add retrievers
+through the ``rerank.retrievers`` entry-point group."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
-from data.errors import InvalidSpecError
+from data.registry import Registry
 from retrievers.base import IndexMeta, Retriever
 
-RETRIEVERS = {
-    "bm25": "retrievers.bm25:BM25Retriever",
-    "splade": "retrievers.splade:SpladeRetriever",
-    "dense": "retrievers.dense:DenseRetriever",
-}
+RETRIEVERS: Registry[type[Retriever]] = Registry("retriever", "rerank.retrievers")
+RETRIEVERS.register("bm25", "retrievers.bm25:BM25Retriever")
+RETRIEVERS.register("splade", "retrievers.splade:SpladeRetriever")
+RETRIEVERS.register("dense", "retrievers.dense:DenseRetriever")
 
 
 def retriever_class(name: str) -> Any:
-    try:
-        module_name, _, class_name = RETRIEVERS[name].partition(":")
-    except KeyError:
-        raise InvalidSpecError(f"unknown retriever {name!r}; known: {', '.join(sorted(RETRIEVERS))}") from None
-    return getattr(importlib.import_module(module_name), class_name)
+    return RETRIEVERS.get(name)
 
 
 def open_index(index_dir: str | Path, **options: Any) -> Retriever:

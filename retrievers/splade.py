@@ -81,6 +81,8 @@ class _QueryEncoder:
 
 class SpladeRetriever(Retriever):
     name = "splade"
+    libraries = ("torch", "transformers", "pyserini")
+    search_params = frozenset({"threads"})
 
     def __init__(self, index_dir: str | Path, k: int = 1000, threads: int = 2, device: str | None = None):
         require_pyserini()

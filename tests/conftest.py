@@ -8,13 +8,20 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from rerank.llm.backend import BACKENDS
+
 # Property tests: a small fixed budget in CI; HYPOTHESIS_PROFILE=fuzz for a long, random fuzz run.
 settings.register_profile("ci", max_examples=30, derandomize=True, deadline=None)
 settings.register_profile("fuzz", max_examples=3000, deadline=None)
 settings.register_profile("dev", max_examples=300, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+
 REPO = Path(__file__).resolve().parent.parent
+
+# The canned-answer backend the method tests use is a test helper, never in the production table.
+if "scripted" not in BACKENDS:
+    BACKENDS.register("scripted", "rerank.testing:ScriptedBackend")
 
 
 def _data_dir() -> Path | None:

@@ -299,3 +299,46 @@ def test_run_max_queries_reranks_and_evaluates_only_the_first_queries(capsys, tm
     assert [r.qid for r in data.read_trec_run(out)] == first_two
     code, _, err = run_cli(capsys, *args, "--max-queries", "0")
     assert code == ExitCode.INVALID_INPUT and "--max-queries" in err
+
+
+def _with_commands(monkeypatch, *entries):
+    """Pretend the installed packages give exactly these rerank.commands entry points (name, target)."""
+    from importlib.metadata import EntryPoint
+
+    from rerank.cli import plugins
+
+    fake = [EntryPoint(name, value, plugins.GROUP) for name, value in entries]
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [e for e in fake if e.group == group])
+
+
+def test_eval_and_leaderboard_come_from_the_entry_point_group():
+    from importlib.metadata import entry_points
+
+    from rerank.cli import build_parser
+
+    assert {e.name: e.value for e in entry_points(group="rerank.commands")} == {
+        "eval": "eval.cli",
+        "leaderboard": "eval.leaderboard",
+    }
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert list(commands) == ["index", "retrieve", "fuse", "run", "doctor", "eval", "leaderboard"]
+
+
+def test_a_command_given_twice_or_shadowing_a_builtin_names_both_targets(capsys, monkeypatch):
+    _with_commands(monkeypatch, ("eval", "eval.cli"), ("eval", "other.cli"))
+    code, _, err = run_cli(capsys, "doctor")
+    assert code == ExitCode.INVALID_INPUT and "eval.cli" in err and "other.cli" in err
+    _with_commands(monkeypatch, ("eval", "eval.cli"), ("run", "other.run"))
+    code, _, err = run_cli(capsys, "doctor")
+    assert code == ExitCode.INVALID_INPUT and "other.run" in err and "rerank.cli.run_cmd" in err
+
+
+def test_run_eval_without_the_eval_command_fails_before_any_work(capsys, monkeypatch, tmp_path):
+    _with_commands(monkeypatch, ("leaderboard", "eval.leaderboard"))
+    out = tmp_path / "o.trec"
+    code, stdout, err = run_cli(
+        capsys, "run", "--dataset", "example", "--run", "bm25", "--reranker", SPEC, "--output", str(out), "--eval"
+    )
+    assert code == ExitCode.MISSING_DEPENDENCY and not stdout
+    assert err.count("\n") == 1 and "--eval needs the 'eval' command" in err
+    assert list(tmp_path.iterdir()) == []

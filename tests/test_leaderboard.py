@@ -121,10 +121,12 @@ def test_quick_and_selection(tmp_path):
 @pytest.mark.parametrize(
     ("pipeline", "message"),
     [
-        ("listwise(model=sort)", "must start with run"),
+        ("listwise(model=sort)", "starts with run"),
         ("run(name=bm25) >> bm25", "not a reranking method"),
         ("run(name=bm25) % 0", "positive integer"),
-        ('rrf(runs="bm25")', "at least two"),
+        ("rrf(bm25)", "at least two"),
+        ('rrf(runs="bm25 | dense")', "rrf takes k"),
+        ("run(name=bm25) >> listwise(model=m, windowsize=3)", "no parameter 'windowsize'"),
     ],
 )
 def test_bad_pipelines_are_reported_with_the_config_file(tmp_path, pipeline, message):
@@ -134,14 +136,34 @@ def test_bad_pipelines_are_reported_with_the_config_file(tmp_path, pipeline, mes
 
 
 def test_pipelines_print_canonically_and_parse_back():
-    text = (
-        'rrf(runs="bm25 | dense(model=minilm)", k=60) % 20 >> first(window_size=20, model=m) % 10 >> listwise(model=m)'
-    )
+    text = "rrf(bm25 | dense(model=minilm), k=60) % 20 >> first(window_size=20, model=m) % 10 >> listwise(model=m)"
     parsed = parse_pipeline(text)
     assert str(parsed) == (
-        'rrf(k=60, runs="bm25 | dense(model=minilm)") % 20 >> first(model=m, window_size=20) % 10 >> listwise(model=m)'
+        "rrf(bm25 | dense(model=minilm), k=60) % 20 >> first(model=m, window_size=20) % 10 >> listwise(model=m)"
     )
     assert parse_pipeline(str(parsed)) == parsed
+
+
+def test_every_pipeline_of_the_leaderboard_config_parses_prints_back_and_equals_the_algebra():
+    from eval.leaderboard import DEFAULT_CONFIG
+    from rerank.spec import MethodSpec, PipelineSpec, StageSpec
+
+    def rebuild(pipeline):  # the same pipeline, built with % and >> from its parts
+        built = None
+        for stage in pipeline.stages:
+            spec = MethodSpec.of(stage.spec.name, stage.spec.kwargs, [rebuild(p) for p in stage.spec.inputs])
+            part = spec % stage.cutoff if stage.cutoff else spec
+            built = part if built is None else built >> part
+        return built if isinstance(built, PipelineSpec) else PipelineSpec((built if isinstance(built, StageSpec) else StageSpec(built),))
+
+    matrix = DEFAULT_CONFIG.read_text(encoding="utf-8").split("[[datasets]]", 1)[1].split("[[published]]")[0]
+    texts = [line.strip().rstrip(",")[1:-1] for line in matrix.splitlines() if line.startswith(("    \"", "    '"))]
+    config = load_config(DEFAULT_CONFIG)
+    pipelines = [p for entry in config.datasets for p in entry.pipelines]
+    assert len(texts) == len(pipelines) > 30
+    for text, pipeline in zip(texts, pipelines, strict=True):
+        assert str(pipeline) == text
+        assert parse_pipeline(str(pipeline)) == pipeline == rebuild(pipeline)
 
 
 def test_subset_runs_add_up_and_list_what_is_missing(tmp_path):
@@ -172,4 +194,4 @@ def test_plot_labels_tell_apart_rows_that_differ_only_by_model():
     small = short_label("run(name=bm25) % 20 >> first(backend=llama.cpp, model=qwen2.5-coder-0.5b)")
     large = short_label("run(name=bm25) % 20 >> first(backend=llama.cpp, model=qwen2.5-coder-1.5b)")
     assert small == "run > first(qwen2.5-coder-0.5b)" and large == "run > first(qwen2.5-coder-1.5b)"
-    assert short_label('rrf(runs="bm25 | dense(model=minilm)") % 20 >> random(seed=0)') == "rrf > random"
+    assert short_label("rrf(bm25 | dense(model=minilm)) % 20 >> random(seed=0)") == "rrf > random"

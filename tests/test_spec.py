@@ -1,8 +1,9 @@
 import pytest
 
+import rerank
 from data import InvalidSpecError
 from rerank.registry import load_reranker, method_names
-from rerank.spec import MethodSpec, format_value, parse_spec
+from rerank.spec import MethodSpec, format_value, parse_pipeline, parse_spec
 
 
 @pytest.mark.parametrize(
@@ -28,7 +29,21 @@ def test_parameter_order_does_not_matter():
     assert str(parse_spec("m(b=1, a=2)")) == "m(a=2, b=1)"
 
 
-@pytest.mark.parametrize("bad", ["", "(x=1)", "m(x)", "m(x=1", "m(x=1, x=2)", "m(x=)", 'm(x="unterminated)', "m(1x=2)"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "(x=1)",
+        "m(x=1",
+        "m(x=1, x=2)",
+        "m(x=)",
+        'm(x="unterminated)',
+        "m(1x=2)",
+        "m(a | b, c)",
+        "m(x=[1, 2)",
+        "m(x=1) y",
+    ],
+)
 def test_bad_specs_are_refused(bad):
     with pytest.raises(InvalidSpecError):
         parse_spec(bad)
@@ -44,5 +59,60 @@ def test_registry_uses_explicit_names():
     assert "bi-encoder" in method_names()
     with pytest.raises(InvalidSpecError, match="unknown reranking method 'minilm'"):
         load_reranker("minilm")
-    with pytest.raises(InvalidSpecError, match="bad parameters"):
+    with pytest.raises(InvalidSpecError, match=r"has no parameter 'modle'; it takes .*model"):
         load_reranker("bi-encoder(modle=minilm)")
+    with pytest.raises(InvalidSpecError, match="takes no input pipelines"):
+        load_reranker("bi-encoder(bm25 | dense)")
+
+
+PIPELINES = [
+    "run(name=bm25) % 100 >> bi-encoder(model=minilm)",
+    "bm25(b=0.4, k1=0.9) % 100 >> bi-encoder(model=minilm) % 20 >> first(backend=llama.cpp, model=qwen2.5-coder-0.5b)",
+    "rrf(bm25 % 100 | dense(model=minilm) >> bi-encoder(model=minilm) % 50, k=60) % 20 >> random(seed=0)",
+    "interpolate(bm25 | splade(model=splade-tiny), normalization=zscore, weights=[0.6, 0.4]) % 100",
+    "run(name=bm25) % 20 >> jointrank(inner=first(backend=llama.cpp, model=qwen2.5-coder-0.5b))",
+    'dense(model=nomic-embed-text-v1.5, query_prefix="search_query: ") % 100',
+    "run(path=/tmp/a run.trec) % 10 >> listwise(backend=none, model=m, template=x())",
+]
+
+
+@pytest.mark.parametrize("text", PIPELINES)
+def test_pipelines_print_and_parse_back(text):
+    pipeline = parse_pipeline(text)
+    assert parse_pipeline(str(pipeline)) == pipeline
+    assert str(parse_pipeline(str(pipeline))) == str(pipeline)
+    assert hash(parse_pipeline(str(pipeline))) == hash(pipeline)
+
+
+def test_nested_specs_are_specs_and_quoted_strings_are_strings():
+    nested = parse_spec("jointrank(inner=first(model=m, backend=llama.cpp))").kwargs["inner"]
+    assert nested == MethodSpec.of("first", {"model": "m", "backend": "llama.cpp"})
+    assert parse_spec('jointrank(inner="first(model=m)")').kwargs["inner"] == "first(model=m)"
+    fused = parse_pipeline("rrf(bm25 % 100 | dense(model=minilm), k=60) % 20").first.spec
+    assert fused.inputs == (parse_pipeline("bm25 % 100"), parse_pipeline("dense(model=minilm)"))
+    assert fused.kwargs == {"k": 60}
+
+
+def test_operator_algebra_builds_the_spec_the_parser_reads():
+    bm25, bi = MethodSpec.of("bm25"), MethodSpec.of("bi-encoder", {"model": "minilm"})
+    first = MethodSpec.of("first", {"model": "qwen2.5-coder-0.5b"})
+    built = bm25 % 100 >> bi % 20 >> first
+    assert built == rerank.pipeline("bm25 % 100 >> bi-encoder(model=minilm) % 20 >> first(model=qwen2.5-coder-0.5b)")
+    assert (bm25 >> bi) % 7 == parse_pipeline("bm25 >> bi-encoder(model=minilm) % 7")
+    fused = MethodSpec.of("rrf", {"k": 60}, [bm25 % 100, MethodSpec.of("dense", {"model": "minilm"})])
+    assert fused % 20 == parse_pipeline("rrf(bm25 % 100 | dense(model=minilm), k=60) % 20").first
+
+
+def test_live_objects_give_their_spec():
+    from rerank.registry import load_reranker as load
+
+    reranker = load("random(seed=3)")
+    assert rerank.pipeline(reranker) == parse_pipeline("random(seed=3)")
+    assert str(reranker.spec) == "random(seed=3)"
+
+
+@pytest.mark.parametrize("text", [*PIPELINES[:2], PIPELINES[4]])
+def test_every_parameter_survives_printing(text):
+    pipeline = parse_pipeline(text)
+    for stage, again in zip(pipeline.stages, parse_pipeline(str(pipeline)).stages, strict=True):
+        assert stage.spec.kwargs == again.spec.kwargs and stage.cutoff == again.cutoff

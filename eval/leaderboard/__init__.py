@@ -1,9 +1,11 @@
 """The leaderboard: a matrix of pipelines over datasets, run once, cached per cell, published as tables.
 
 ``python -m eval.leaderboard`` (or ``rerank leaderboard``) reads ``eval/leaderboard/leaderboard.toml``,
-computes every cell that is missing or out of date (``cells.py``), and writes ``leaderboard.md``,
-``leaderboard.json`` and ``leaderboard.png`` (``report.py``). A second run recomputes nothing and
-writes the same bytes.
+computes every cell that is missing or out of date with the staged executor (``rerank.executor``,
+through ``cells.py``), and writes ``leaderboard.md``, ``leaderboard.json`` and ``leaderboard.png``
+(``report.py``). A second run recomputes nothing and writes the same bytes. ``--status`` lists
+every cell as fresh, stale (with the key fields that changed) or missing, computing nothing;
+``--recompute GLOB`` forces the matching cells.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import InvalidSpecError
-from eval.leaderboard.pipelines import PipelineSpec, parse_pipeline
+from eval.leaderboard.pipelines import parse_pipeline
+from rerank.spec import PipelineSpec
 
+# The `rerank leaderboard` command, added to the CLI through the rerank.commands entry point `leaderboard`.
+HELP = "run the leaderboard matrix (eval/leaderboard/leaderboard.toml) and write its tables"
 DEFAULT_CONFIG = Path(__file__).with_name("leaderboard.toml")
 DEFAULT_OUTPUT = Path("leaderboard")
 QUICK_OUTPUT = Path("out") / "leaderboard-quick"
@@ -98,6 +103,7 @@ def run_leaderboard(
     quick: bool = False,
     batch_queries: int = 4,
     cache: Path | None = None,
+    recompute: Sequence[str] = (),
     log: Callable[[str], None] = print,
 ) -> tuple[list[Path], list[str]]:
     """Compute what is missing, write the outputs; returns the files written and the cells computed."""
@@ -108,7 +114,9 @@ def run_leaderboard(
     patterns = pipelines or (config.quick_pipelines if quick else None)
     selected = select(config, datasets, patterns)
     limit = config.quick_queries if quick else None
-    runner = CellRunner(output, cache or cache_dir(), query_limit=limit, batch_queries=batch_queries, log=log)
+    runner = CellRunner(
+        output, cache or cache_dir(), query_limit=limit, batch_queries=batch_queries, recompute=recompute, log=log
+    )
     for entry in selected:
         for pipeline in entry.pipelines:
             runner.cell(entry.name, pipeline)
@@ -122,7 +130,7 @@ def run_leaderboard(
             if cell is None:
                 missing.append(str(pipeline))
                 continue
-            first = runner.cell(entry.name, pipeline.first_stage())
+            first = runner.cell(entry.name, pipeline.prefix(1))
             rows.append((cell, first, tuple(chain(runner, entry.name, pipeline))))
         layout = runner.dataset(entry.name).info.layout
         tables.append(build_table(entry.name, layout, rows, config.published, missing))
@@ -131,10 +139,26 @@ def run_leaderboard(
 
 def chain(runner: Any, dataset: str, pipeline: PipelineSpec) -> list[Any]:
     """The cells whose work a pipeline includes: each prefix, and a fusion's member runs."""
-    from eval.leaderboard.cells import fusion_cells
+    from eval.leaderboard.cells import fusion_members
 
-    cells = [runner.cell(dataset, PipelineSpec(pipeline.stages[: i + 1])) for i in range(len(pipeline.stages))]
-    return cells + [runner.cell(dataset, member) for member in fusion_cells(pipeline.first_stage())]
+    cells = [runner.cell(dataset, prefix) for prefix in pipeline.prefixes()]
+    return cells + [runner.cell(dataset, member) for member in fusion_members(pipeline.prefix(1))]
+
+
+def status(config: Config, output: Path, datasets: Sequence[str] | None, patterns: Sequence[str] | None,
+           quick: bool = False, cache: Path | None = None) -> list[tuple[str, Any]]:  # fmt: skip
+    """Every cell the selected pipelines need, each fresh, stale (what changed) or missing; computes nothing."""
+    from data.config import cache_dir
+    from eval.leaderboard.cells import CellRunner
+
+    limit = config.quick_queries if quick else None
+    runner = CellRunner(output, cache or cache_dir(), query_limit=limit, log=lambda _: None)
+    found: dict[tuple[str, str], tuple[str, Any]] = {}
+    for entry in select(config, datasets, patterns or (config.quick_pipelines if quick else None)):
+        for pipeline in entry.pipelines:
+            for stage in runner.status(entry.name, pipeline):
+                found.setdefault((entry.name, str(stage.pipeline)), (entry.name, stage))
+    return list(found.values())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +174,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-queries", type=int, default=4, metavar="N", help="queries per reranker call (4)")
     parser.add_argument("--list", action="store_true", help="print the selected cells and exit")
+    parser.add_argument("--status", action="store_true",
+                        help="list every cell the selection needs as fresh, stale (what changed) or missing; compute nothing")  # fmt: skip
+    parser.add_argument("--recompute", action="append", metavar="GLOB", default=[],
+                        help="compute the cells whose pipeline matches this glob again (repeatable)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,10 +190,18 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{entry.name}\t{pipeline}")
         return 0
     output = Path(args.output) if args.output else (QUICK_OUTPUT if args.quick else DEFAULT_OUTPUT)
+    if args.status:
+        counts: dict[str, int] = {}
+        for dataset, stage in status(config, output, datasets, args.pipelines, args.quick):
+            counts[stage.state] = counts.get(stage.state, 0) + 1
+            changed = f"  ({', '.join(stage.changed)} changed)" if stage.changed else ""
+            print(f"{stage.state:8} {dataset}\t{stage.pipeline}{changed}")
+        print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+        return 0
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     written, computed = run_leaderboard(
         config, output, datasets=datasets, pipelines=args.pipelines, quick=args.quick,
-        batch_queries=args.batch_queries, log=log,
+        batch_queries=args.batch_queries, recompute=args.recompute, log=log,
     )  # fmt: skip
     print(f"{len(computed)} cells computed, the rest up to date; wrote {', '.join(str(p) for p in written)}")
     return 0

@@ -1,6 +1,8 @@
 """The ``rerank`` command line: ``main(argv) -> int``, one module per subcommand.
 
-Exit codes are listed in ``rerank.cli.exit_codes``.
+The built-in commands are SUBCOMMANDS; other packages add theirs through the
+``rerank.commands`` entry-point group (``rerank.cli.plugins``): eval/ adds ``eval``
+and ``leaderboard``. Exit codes are listed in ``rerank.cli.exit_codes``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from data.errors import RerankError
 from rerank.cli.exit_codes import ExitCode, exit_code_for
+from rerank.cli.plugins import command_entry_points
 
 # subcommand -> module; each module has add_arguments(parser) and run(args) -> int
 SUBCOMMANDS = {
@@ -19,11 +23,6 @@ SUBCOMMANDS = {
     "retrieve": ("rerank.cli.retrieve_cmd", "search an index and write a TREC run"),
     "fuse": ("rerank.cli.fuse_cmd", "fuse runs (reciprocal rank fusion or interpolation)"),
     "run": ("rerank.cli.run_cmd", "rerank a TREC run or candidate file with a method spec"),
-    "eval": ("rerank.cli.eval_cmd", "evaluate runs against qrels, with significance tests"),
-    "leaderboard": (
-        "eval.leaderboard",
-        "run the leaderboard matrix (eval/leaderboard/leaderboard.toml) and write its tables",
-    ),
     "doctor": ("rerank.cli.doctor", "report what is installed and where data is"),
 }
 
@@ -44,11 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=module.__doc__)
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
+    # then the commands of other packages (entry-point group rerank.commands), sorted by name
+    for name, entry in command_entry_points({n: m for n, (m, _) in SUBCOMMANDS.items()}).items():
+        module = entry.load()
+        command = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except RerankError as err:  # a broken installation: two packages give the same command
+        print(f"rerank: error: {err}", file=sys.stderr)
+        return exit_code_for(err)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:

@@ -10,13 +10,10 @@ appears atomically when every query is done.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from data.records import Ranking, RerankRequest, Run
 from data.trec import write_trec_run
 from data.tsv import read_topics
 from rerank.cli.common import add_data_arguments, dataset_from, print_json
@@ -42,18 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary", choices=("text", "json"), default="text", help="how to print the summary")
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from rerank.base import RerankResult
-    from rerank.checkpoint import open_checkpoint
-    from rerank.cost import Cost
-    from rerank.inputs import fingerprint
-    from retrievers.base import META_FILE, IndexMeta
+    from rerank.executor import Executor, Source
+    from rerank.spec import MethodSpec, PipelineSpec
+    from retrievers.base import IndexMeta
     from retrievers.registry import open_index
 
     if args.resume and args.fresh:
@@ -74,32 +63,19 @@ def run(args: argparse.Namespace) -> int:
         options = {"threads": args.threads}
     elif meta.retriever == "dense":
         options = {"ef_search": args.ef_search}
-    # The job: a checkpoint of another index, other queries or other settings is refused.
-    job = {"command": "retrieve", "index": str(Path(args.index).resolve()), "index_meta": file_digest(Path(args.index) / META_FILE),
-           "options": options, "k": args.k, "queries": fingerprint(RerankRequest(q, ()) for q in queries)}  # fmt: skip
+    # One stage of the staged executor: its key (the index, its metadata, the options, the queries, the
+    # library versions) heads the checkpoint, so a checkpoint of other work is refused.
+    stage = MethodSpec.of(meta.retriever, {"index": str(Path(args.index).resolve()), **options}) % args.k
+    executor = Executor(Path(args.output).parent, retrieve_batch=args.batch_queries)
+    source = Source("retrieve", tuple(queries))
+    key = executor.stage_key(PipelineSpec((stage,)), source, None, [])
     output = Path(args.output)
-    checkpoint = open_checkpoint(output, job, resume=args.resume, fresh=args.fresh)
-    try:
-        size = args.batch_queries
-        chunks = [queries[first : first + size] for first in range(0, len(queries), size)]
-        todo = [c for c in chunks if any(q.qid not in checkpoint.done for q in c)]
-        resumed = len(queries) - sum(len(c) for c in todo)
-        start = time.perf_counter()
-        if todo:
-            retriever = open_index(args.index, **options)
-            with tqdm(total=len(queries), initial=resumed, unit="query", file=sys.stderr) as bar:
-                for chunk in todo:
-                    found = {r.qid: r for r in retriever.retrieve(chunk, args.k)}
-                    # A query the index matches nothing for still gets its (empty) line, so it is not redone.
-                    checkpoint.add(RerankResult(found.get(q.qid, Ranking(q.qid, ())), Cost()) for q in chunk)
-                    bar.update(len(chunk))
-        seconds = time.perf_counter() - start
-        rankings: list[Ranking] = [checkpoint.done[q.qid].ranking for q in queries]
-        run_ = Run.from_rankings(rankings)
-        write_trec_run(run_, output, tag=args.tag)
-        checkpoint.remove()
-    finally:
-        checkpoint.close()
+    start = time.perf_counter()
+    run_, resumed = executor.retrieve_stage(
+        lambda: open_index(args.index, **options), queries, args.k, output, key, resume=args.resume, fresh=args.fresh
+    )
+    write_trec_run(run_, output, tag=args.tag)
+    seconds = time.perf_counter() - start
     searched = len(queries) - resumed
     summary = {
         "output": args.output,

@@ -1,6 +1,11 @@
-"""Rerank a first-stage run and write the result (TREC, RankLLM JSON or JSONL).
+"""Run a pipeline, or rerank a first-stage run, and write the result (TREC, RankLLM JSON or JSONL).
 
-Inputs:
+--pipeline SPEC runs a whole cascade over a dataset (or --topics/--corpus files), e.g.
+  'run(name=bm25) % 100 >> bi-encoder(model=minilm) % 20 >> first(model=qwen2.5-coder-0.5b)'
+  or 'bm25 % 100 >> ...' (a BM25 index of the corpus, built once). Earlier stages are kept in
+  --work-dir and reused while their key (spec, inputs, weights, library versions) is unchanged.
+
+One-stage shorthand:
   --run RUN with --dataset NAME (RUN is one of its runs, e.g. bm25, or a file):
       queries and document texts come from the dataset;
   --run FILE --topics FILE --corpus FILE: any TREC run, topics TSV and corpus
@@ -19,24 +24,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from data.corpus import corpus_store
 from data.datasets import Dataset
-from data.docstore import DocumentStore
+from data.docstore import DocumentStore, MemoryDocumentStore
+from data.errors import DatasetNotFoundError
 from data.jsonl import read_candidates_jsonl
 from data.rankllm import read_rankllm_requests
-from data.records import Qrels, Ranking, RerankRequest, Run
+from data.records import Document, Qrels, Query, Ranking, RerankRequest, Run
 from data.textio import atomic_writer
 from data.tsv import read_topics
 from rerank.base import RerankResult
-from rerank.cli.common import add_data_arguments, dataset_from, print_json, read_run_arg
-from rerank.spec import MethodSpec, parse_spec
+from rerank.cli.common import add_data_arguments, dataset_from, print_json
+from rerank.cli.plugins import command_module
+from rerank.executor import Source, check_pipeline
+from rerank.spec import MethodSpec, PipelineSpec, parse_pipeline, parse_spec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    method = parser.add_argument_group("method (one of)")
+    method = parser.add_argument_group("what to run (one of)")
+    method.add_argument(
+        "--pipeline", metavar="SPEC",
+        help="a whole cascade, e.g. 'run(name=bm25) % 100 >> bi-encoder(model=minilm) % 20 >> first(model=M)'",
+    )  # fmt: skip
     method.add_argument(
         "--reranker", metavar="SPEC", help="a method spec, e.g. 'cross-encoder(model=M, max_length=256)'"
     )
@@ -45,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, metavar="FILE", help="the reranked run (.gz to compress)")
     parser.add_argument("--output-format", choices=("trec", "rankllm", "jsonl"), default="trec")
     add_data_arguments(parser)
-    parser.add_argument("--run", required=True, metavar="RUN", help="a dataset run name or a run file")
+    parser.add_argument("--run", metavar="RUN", help="a dataset run name or a run file (with --reranker)")
     parser.add_argument("--input-format", choices=("trec", "rankllm", "jsonl"), default="trec", help="format of --run")
     parser.add_argument("--topics", metavar="FILE", help="queries as 'qid<TAB>text' (default: the dataset's)")
     parser.add_argument("--corpus", metavar="FILE", help="document texts: BEIR corpus.jsonl[.gz] or 'docid<TAB>text'")
@@ -57,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval", action="store_true", help="print metrics before and after (needs qrels)")
     parser.add_argument("--qrels", metavar="FILE", help="qrels for --eval (default: the dataset's)")
     parser.add_argument("--cache", metavar="DIR", help="cache model outputs here; re-runs of the same work are free")
+    parser.add_argument("--work-dir", metavar="DIR",
+                        help="where a pipeline's earlier stages are kept and reused ($RERANK_CACHE_DIR/stages)")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     parser.add_argument("--fresh", action="store_true", help="discard any checkpoint and previous output")
     parser.add_argument("--tag", default="rerank", help="the run tag column")
@@ -69,71 +84,125 @@ def method_spec(args: argparse.Namespace) -> MethodSpec:
     if args.reranker:
         return parse_spec(args.reranker)
     if not args.method:
-        raise ValueError("give --reranker SPEC or --method NAME --model M")
+        raise ValueError("give --pipeline SPEC, --reranker SPEC or --method NAME --model M")
     spec = parse_spec(args.method)
     return MethodSpec.of(spec.name, {**spec.kwargs, "model": args.model} if args.model else spec.kwargs)
 
 
-def gather_requests(args: argparse.Namespace, dataset: Dataset | None) -> list[RerankRequest]:
-    from rerank.inputs import requests_from_run
+def pipeline_from(args: argparse.Namespace, dataset: Dataset | None) -> PipelineSpec:
+    """``--pipeline SPEC``, or the one-stage shorthand: the given run's top K, then ``--reranker``."""
+    if args.pipeline:
+        if args.reranker or args.method or args.model or args.run:
+            raise ValueError("--pipeline holds the whole cascade: give it without --run, --reranker or --method")
+        return check_pipeline(parse_pipeline(args.pipeline))
+    if not args.run:
+        raise ValueError("give --pipeline SPEC, or --run RUN with --reranker SPEC")
+    spec = method_spec(args)
+    if args.input_format == "trec" and dataset is not None and args.run in dataset.runs:
+        given = MethodSpec.of("run", {"name": args.run})
+    elif not Path(args.run).is_file():
+        known = f"; {dataset.name} has runs {', '.join(dataset.runs)}" if dataset else ""
+        raise DatasetNotFoundError(f"--run {args.run!r} is neither a file nor a run of the dataset{known}")
+    elif args.input_format == "trec":
+        given = MethodSpec.of("run", {"path": args.run})
+    else:
+        given = MethodSpec.of("run", {"path": args.run, "format": args.input_format})
+    return check_pipeline(given % args.k >> spec)
 
-    if args.input_format != "trec":
-        read = read_rankllm_requests if args.input_format == "rankllm" else read_candidates_jsonl
-        return [RerankRequest(r.query, r.candidates[: args.k]) for r in read(args.run)]
-    run: Run = read_run_arg(args.run, dataset)
-    if args.topics:
-        queries = {q.qid: q for q in read_topics(args.topics)}
+
+def source_from(args: argparse.Namespace, dataset: Dataset | None, pipeline: PipelineSpec) -> Source:
+    """The queries, texts and corpus a pipeline runs over; with a given run, its queries in its order."""
+    first = pipeline.first.spec
+    corpus_file: Path | None = Path(args.corpus) if args.corpus else None
+    docs: DocumentStore | None = corpus_store(args.corpus) if args.corpus else (dataset.docs() if dataset else None)
+    texts: dict[str, Query] | None = None
+    if first.name == "run" and first.kwargs.get("format", "trec") != "trec":
+        requests = read_given_requests(first)
+        texts = {r.query.qid: r.query for r in requests}
+        docs = MemoryDocumentStore(Document(c.docid, c.text or "") for r in requests for c in r.candidates)
+        corpus_file = Path(str(first.kwargs["path"]))  # the texts are inside the candidates file
+    elif args.topics:
+        texts = {q.qid: q for q in read_topics(args.topics)}
     elif dataset is not None:
-        queries = {q.qid: q for q in dataset.queries()}
+        texts = {q.qid: q for q in dataset.queries()}
     else:
         raise ValueError("--run without --dataset needs --topics (or --input-format rankllm|jsonl)")
-    store: DocumentStore | None = corpus_store(args.corpus) if args.corpus else (dataset.docs() if dataset else None)
-    return list(requests_from_run(run, queries, store, args.k))
+    if first.name == "run":
+        order = read_given(first, dataset).qids
+        missing = [qid for qid in order if qid not in texts]
+        if missing:
+            raise DatasetNotFoundError(f"query {missing[0]!r} of the run has no text in the topics")
+        queries = tuple(texts[qid] for qid in order)
+    else:
+        queries = tuple(texts.values())
+    queries = queries[: args.max_queries]
+    name = dataset.name if dataset is not None and not (args.topics or args.corpus) else "files"
+    return Source(name, queries, docs, dataset, corpus_file)
+
+
+def read_given(spec: MethodSpec, dataset: Dataset | None) -> Run:
+    from rerank.executor import read_given_run
+
+    return read_given_run(spec, Source("given", (), dataset=dataset).run_file(spec))
+
+
+def read_given_requests(spec: MethodSpec) -> list[RerankRequest]:
+    read = read_rankllm_requests if spec.kwargs.get("format") == "rankllm" else read_candidates_jsonl
+    return list(read(str(spec.kwargs["path"])))
 
 
 def run(args: argparse.Namespace) -> int:
-    from rerank.inputs import fingerprint
-    from rerank.jobs import rerank_to_file
+    from data.config import cache_dir
+    from rerank.executor import Executor, stage_kind
 
     if args.batch_queries < 1 or args.k < 1 or (args.max_queries is not None and args.max_queries < 1):
         raise ValueError("--top-k, --batch-queries and --max-queries must be at least 1")
     if args.resume and args.fresh:
         raise ValueError("--resume and --fresh contradict each other")
-    spec = method_spec(args)
+    if args.eval:
+        command_module("eval", needed_by="--eval")  # no package gives the eval command: fail before any work
     dataset = dataset_from(args)
-    requests = gather_requests(args, dataset)[: args.max_queries]
+    pipeline = pipeline_from(args, dataset)
+    source = source_from(args, dataset, pipeline)
     output = Path(args.output)
-    # The batch size is part of the job: batched floating point differs in the last digits across batch
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    executor = Executor(
+        Path(args.work_dir) if args.work_dir else cache_dir() / "stages", index_cache=cache_dir(),
+        batch_queries=args.batch_queries, retrieve_batch=256, output_cache=Path(args.cache) if args.cache else None,
+        log=log,
+    )  # fmt: skip
+    last = pipeline.last
+    if len(pipeline.stages) == 1 or stage_kind(last.spec, False) != "reranker":
+        raise ValueError(f"--pipeline {str(pipeline)!r} must end with a reranking method")
+    # Every stage but the last comes from the stage store (computed there once, reused after);
+    # the last writes OUTPUT, checkpointing beside it.
+    previous = executor.output(pipeline.prefix(len(pipeline.stages) - 1), source)
+    assert previous is not None
+    # The key holds the batch size: batched floating point differs in the last digits across batch
     # shapes, and a resumed job must write the same bytes as an uninterrupted one.
-    job = {
-        "spec": str(spec), "inputs": fingerprint(requests), "k": args.k, "tag": args.tag,
-        "batch": args.batch_queries, "format": args.output_format,
-    }  # fmt: skip
+    job = {**executor.stage_key(pipeline, source, previous, []), "format": args.output_format, "tag": args.tag}
     manifest_path = output.with_name(output.name + ".manifest.json")
-    previous = read_manifest(manifest_path) if output.is_file() and not args.fresh else None
-    if previous is not None and previous.get("job") == job:
-        summary = {**previous["summary"], "up_to_date": True}
-        results = None
+    earlier = read_manifest(manifest_path) if output.is_file() and not args.fresh else None
+    results: list[RerankResult] | None = None
+    if earlier is not None and earlier.get("job") == job:
+        summary = {**earlier["summary"], "up_to_date": True}
     else:
-        summary, results = rerank_to_file(
-            spec,
-            requests,
-            output,
-            job,
-            batch_queries=args.batch_queries,
-            resume=args.resume,
-            fresh=args.fresh,
-            cache=args.cache,
-            output_format=args.output_format,
-            tag=args.tag,
-        )
+        _, _, details = executor.rerank_stage(
+            last, source, previous.run(), output, job, output=output, resume=args.resume, fresh=args.fresh,
+            output_format=args.output_format, tag=args.tag,
+        )  # fmt: skip
+        summary = {**details["summary"], "pipeline": str(pipeline)}
+        results = details["results"]
         with atomic_writer(manifest_path) as out:
-            json.dump({"job": job, "summary": summary}, out, indent=2)
+            json.dump({"job": job, "summary": summary, "stages": [str(previous.directory)]}, out, indent=2)
     if args.summary == "json":
         print_json(summary)
     else:
         print(format_summary(summary))
     if args.eval:
+        by_qid = {q.qid: q for q in source.queries}
+        requests = [RerankRequest(by_qid[r.qid], r.candidates) for r in previous.run()]
+        args.k = previous.pipeline.last.cutoff
         print_before_after(args, dataset, requests, output, results)
     return 0
 
@@ -166,19 +235,15 @@ def print_before_after(
     output: Path,
     results: list[RerankResult] | None,
 ) -> None:
-    from eval.metrics import evaluate
-    from eval.significance import compare
-    from rerank.cli.common import print_table
-    from rerank.cli.eval_cmd import DEFAULT_MEASURES, read_qrels_file
-
-    qrels: Qrels
+    # The metrics, tests and table are the eval command's, found as a plugin (rerank/ does not import eval/).
+    evaluator = command_module("eval", needed_by="--eval")
+    qrels: Qrels | str
     if args.qrels:
-        qrels = read_qrels_file(args.qrels)
+        qrels = args.qrels  # a file: the eval command reads TREC or BEIR qrels
     elif dataset is not None:
         qrels = dataset.qrels()
     else:
         raise ValueError("--eval needs qrels: give --dataset or --qrels")
-    measures = dataset.measures if dataset else DEFAULT_MEASURES
     before_run = Run.from_rankings(
         (Ranking.sorted(r.query.qid, r.candidates) for r in requests), name=f"input (top {args.k})"
     )
@@ -190,11 +255,4 @@ def print_before_after(
             raise ValueError("--eval of an up-to-date non-TREC output: rerun with --fresh")
     else:
         after_run = Run.from_rankings((r.ranking for r in results), name="reranked")
-    before, after = evaluate(before_run, qrels, measures), evaluate(after_run, qrels, measures)
-    tests = {c.measure: c for c in compare(before, [after])}
-    rows = [[before_run.name, *(f"{before.aggregate[m]:.4f}" for m in before.measures)]]
-    rows.append(
-        [after_run.name, *(f"{after.aggregate[m]:.4f}{'†' if tests[m].significant else ' '}" for m in after.measures)]
-    )
-    print_table(["run", *before.measures], rows)
-    print("† significantly different from the input (t-test, Holm-corrected, p < 0.05)")
+    evaluator.print_before_after(before_run, after_run, qrels, dataset.measures if dataset else None)

@@ -10,14 +10,13 @@ or ``openai(base_url="http://127.0.0.1:8000/v1", concurrency=8)``.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from data.errors import BackendError as BackendError  # raised by backends; defined with the other errors
-from data.errors import InvalidSpecError
+from data.registry import Registry
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": …}
 
@@ -46,6 +45,7 @@ class TokenScores:
 
 class LLMBackend(ABC):
     name: ClassVar[str]
+    libraries: ClassVar[tuple[str, ...]] = ()  # distributions whose versions decide the outputs
     model: str
 
     @abstractmethod
@@ -78,45 +78,32 @@ class LLMBackend(ABC):
         return f"{self.name}:{self.model}"
 
 
-_BACKENDS: dict[str, str | type[LLMBackend]] = {
-    "transformers": "rerank.llm.transformers_backend:TransformersBackend",
-    "llama.cpp": "rerank.llm.llama_cpp_backend:LlamaCppBackend",
-    "openai": "rerank.llm.openai_backend:OpenAIBackend",
-    "scripted": "rerank.testing:ScriptedBackend",  # canned answers, for testing methods' parsing
-}
+BACKENDS: Registry[type[LLMBackend]] = Registry("LLM backend", "rerank.backends")
+BACKENDS.register("transformers", "rerank.llm.transformers_backend:TransformersBackend")
+BACKENDS.register("llama.cpp", "rerank.llm.llama_cpp_backend:LlamaCppBackend")
+BACKENDS.register("openai", "rerank.llm.openai_backend:OpenAIBackend")
 
 
 def register_backend(name: str, target: str | type[LLMBackend]) -> None:
     """Add a backend: ``"module:Class"`` or the class itself; a name is registered once."""
-    if name in _BACKENDS:
-        raise ValueError(f"LLM backend {name!r} is already registered")
-    _BACKENDS[name] = target
+    BACKENDS.register(name, target)
 
 
 def backend_names() -> list[str]:
-    return sorted(_BACKENDS)
+    return BACKENDS.names()
 
 
 def load_backend(spec: str, model: str, **defaults: Any) -> LLMBackend:
     """The backend a spec names (``name`` or ``name(option=value, …)``) for ``model``.
 
     ``defaults`` (such as the method's ``batch_size``) are passed unless the spec sets them.
+    Options are checked against the backend's constructor before it is built.
     """
     from rerank.spec import parse_spec
 
     parsed = parse_spec(spec)
-    try:
-        target = _BACKENDS[parsed.name]
-    except KeyError:
-        raise InvalidSpecError(f"unknown LLM backend {parsed.name!r}; known: {', '.join(backend_names())}") from None
-    if isinstance(target, str):
-        module_name, _, class_name = target.partition(":")
-        target = getattr(importlib.import_module(module_name), class_name)
     options = {**defaults, **parsed.kwargs}
-    try:
-        backend: LLMBackend = target(model, **options)  # type: ignore[call-arg]
-    except TypeError as err:
-        raise InvalidSpecError(f"bad options for LLM backend {spec!r}: {err}") from None
+    backend: LLMBackend = BACKENDS.create(parsed.name, {"model": model, **options}, given=f"backend {spec!r}")
     return backend
 
 

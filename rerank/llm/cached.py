@@ -8,6 +8,7 @@ marked ``cached`` and cost no call.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -20,10 +21,23 @@ class CachedBackend(LLMBackend):
         self.inner, self.cache = inner, cache
         self.name = inner.name  # type: ignore[misc]
         self.model = inner.model
+        self._identity: str | None = None
 
     @property
     def identity(self) -> str:
-        return self.inner.identity
+        """The backend's own identity (model, dtype, options) with its weights' checksum and library versions."""
+        if self._identity is None:
+            from rerank.identity import model_identity, package_versions
+
+            self._identity = json.dumps(
+                {
+                    "backend": self.inner.identity,
+                    "weights": model_identity(self.inner.model)["sha256"],
+                    "libraries": package_versions(type(self.inner).libraries),
+                },
+                sort_keys=True,
+            )
+        return self._identity
 
     def render(self, messages: Sequence[Message]) -> str:
         return self.inner.render(messages)

@@ -22,6 +22,7 @@ from rerank.llm.backend import Generation, LLMBackend, Message, TokenScores
 
 class LlamaCppBackend(LLMBackend):
     name = "llama.cpp"
+    libraries = ("llama_cpp_python",)
 
     def __init__(
         self,

@@ -30,6 +30,7 @@ _RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 
 class OpenAIBackend(LLMBackend):
     name = "openai"
+    libraries = ()  # the server computes; its model name and base URL are in the spec
 
     def __init__(
         self,

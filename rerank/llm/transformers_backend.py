@@ -42,6 +42,7 @@ def fp32_copy_of_gguf(gguf: Path) -> Path:
 
 class TransformersBackend(LLMBackend):
     name = "transformers"
+    libraries = ("torch", "transformers")
 
     def __init__(self, model: str, device: str | None = None, batch_size: int = 8, dtype: str | None = None):
         torch = optional_import("torch")

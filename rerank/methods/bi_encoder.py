@@ -8,7 +8,6 @@ from typing import Any
 from data.models import resolve_model
 from data.optional import optional_import
 from rerank.base import PairScores, PointwiseReranker
-from rerank.spec import Value
 
 
 class BiEncoderReranker(PointwiseReranker):
@@ -21,6 +20,7 @@ class BiEncoderReranker(PointwiseReranker):
     """
 
     method = "bi-encoder"
+    libraries = ("torch", "transformers", "sentence-transformers")
 
     def __init__(
         self,
@@ -65,17 +65,6 @@ class BiEncoderReranker(PointwiseReranker):
         index = faiss.read_index(str(Path(index_dir) / "index.faiss"))
         self._vectors = index.reconstruct_n(0, index.ntotal)
         self._stored = {docid: row for row, (_, docid) in enumerate(iter_lines(Path(index_dir) / "docids.txt"))}
-
-    def params(self) -> dict[str, Value]:
-        return {
-            "model": self.model,
-            "batch_size": self.batch_size,
-            "max_length": self.max_length,
-            "device": self.device,
-            "query_prefix": self.query_prefix,
-            "document_prefix": self.document_prefix,
-            "embeddings": self.embeddings,
-        }
 
     def _encode(self, texts: list[str]) -> Any:
         return self._encoder.encode(

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from data.models import resolve_model
 from data.optional import optional_import
 from rerank.base import PairScores, PointwiseReranker
-from rerank.spec import Value
 
 Truncation = Literal["document", "both"]
 Activation = Literal["none", "sigmoid"]
@@ -35,6 +34,7 @@ class CrossEncoderReranker(PointwiseReranker):
     """
 
     method = "cross-encoder"
+    libraries = ("torch", "transformers", "sentence-transformers")
 
     def __init__(
         self,
@@ -79,13 +79,6 @@ class CrossEncoderReranker(PointwiseReranker):
         limit = getattr(self._tokenizer, "model_max_length", max_length) or max_length
         self._limit = min(max_length, limit if limit < 1_000_000 else max_length)
         self._special = self._tokenizer.num_special_tokens_to_add(pair=True)
-
-    def params(self) -> dict[str, Value]:
-        return {
-            "model": self.model, "max_length": self.max_length, "batch_size": self.batch_size, "batch_tokens": self.batch_tokens,
-            "truncation": self.truncation, "activation": self.activation, "precision": self.precision,
-            "device": self.device, "threads": self.threads,
-        }  # fmt: skip
 
     @property
     def batch_invariant(self) -> bool:

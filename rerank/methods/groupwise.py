@@ -22,7 +22,6 @@ from rerank.cost import Cost
 from rerank.llm.backend import call_cost
 from rerank.methods.llm_common import LLMMethodMixin, words
 from rerank.prompts import load_prompt
-from rerank.spec import Value
 
 _SCORED = re.compile(r"""\[?"?(\d+)"?\]?"?\s*[:=]\s*"?(-?\d+(?:\.\d+)?)""")
 
@@ -62,13 +61,6 @@ class GroupwiseReranker(LLMMethodMixin, Reranker):
         self.prompt = load_prompt(template)
         self.max_score = float(self.prompt.get("max_score", "10"))
         self._load_backend(backend, model, batch_size)
-
-    def params(self) -> dict[str, Value]:
-        return {
-            "model": self.model, "backend": self.backend_name, "template": self.template_name,
-            "group_size": self.group_size, "rounds": self.rounds, "max_words": self.max_words,
-            "seed": self.seed, "batch_size": self.batch_size,
-        }  # fmt: skip
 
     def _messages(self, query: str, texts: Sequence[str]) -> list[dict[str, str]]:
         p, num, top = self.prompt, len(texts), f"{self.max_score:g}"

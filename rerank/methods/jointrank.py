@@ -23,7 +23,6 @@ from data.records import RerankRequest
 from rerank.base import Reranker, RerankResult, scored_ranking
 from rerank.cache import OutputCache
 from rerank.cost import Cost
-from rerank.spec import Value
 
 
 def block_design(n: int, block_size: int, replicas: int, rng: random.Random) -> list[list[int]]:
@@ -87,6 +86,7 @@ def pagerank(wins: list[list[int]], damping: float = 0.85, iterations: int = 100
 
 class JointRankReranker(Reranker):
     method = "jointrank"
+    nested_params = ("inner",)
 
     def __init__(
         self,
@@ -105,12 +105,6 @@ class JointRankReranker(Reranker):
         self.inner_spec, self.block_size, self.replicas = inner, block_size, replicas
         self.aggregation, self.seed = aggregation, seed
         self.inner: Any = load_reranker(inner)
-
-    def params(self) -> dict[str, Value]:
-        return {
-            "inner": str(self.inner.spec), "block_size": self.block_size, "replicas": self.replicas,
-            "aggregation": self.aggregation, "seed": self.seed,
-        }  # fmt: skip
 
     def use_cache(self, cache: OutputCache | None) -> None:
         if hasattr(self.inner, "use_cache"):

@@ -20,7 +20,6 @@ from rerank.listwise_parsing import parse_permutation
 from rerank.llm.backend import call_cost
 from rerank.methods.llm_common import InitialOrder, LLMMethodMixin, check_initial_order, ranked_results, start_order
 from rerank.prompts import load_prompt
-from rerank.spec import Value
 
 
 def window_starts(n: int, window: int, stride: int) -> list[int]:
@@ -57,14 +56,6 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         self.initial_order, self.seed, self.batch_size = initial_order, seed, batch_size
         self.prompt = load_prompt(template)
         self._load_backend(backend, model, batch_size)
-
-    def params(self) -> dict[str, Value]:
-        return {
-            "model": self.model, "backend": self.backend_name, "template": self.template_name,
-            "window_size": self.window_size, "stride": self.stride, "passes": self.passes,
-            "max_words": self.max_words, "initial_order": self.initial_order, "seed": self.seed,
-            "batch_size": self.batch_size,
-        }  # fmt: skip
 
     def _identifiers(self, n: int) -> list[str]:
         return [str(i) for i in range(1, n + 1)]

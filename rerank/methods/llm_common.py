@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from data.records import Candidate, Ranking, RerankRequest
 from rerank.base import RerankResult
@@ -44,6 +44,7 @@ class LLMMethodMixin:
 
     backend: Any
     _uncached: LLMBackend
+    prompt_param: ClassVar[str | None] = "template"  # the prompt file (rerank/prompts/NAME.json) is data: digested into stage keys
 
     def _load_backend(self, backend: str, model: str, batch_size: int) -> None:
         self._uncached = load_backend(backend, model, batch_size=batch_size)

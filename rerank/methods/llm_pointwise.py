@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from rerank.base import PairScores, PointwiseReranker
 from rerank.llm.backend import load_backend
 from rerank.prompts import load_text
-from rerank.spec import Value
 
 
 class LLMPointwiseReranker(PointwiseReranker):
     method = "llm-pointwise"
+    prompt_param = "template"
 
     def __init__(
         self,
@@ -34,12 +34,6 @@ class LLMPointwiseReranker(PointwiseReranker):
         self.yes, self.no, self.max_words, self.batch_size = yes, no, max_words, batch_size
         self.template = load_text(template)
         self.backend = load_backend(backend, model, batch_size=batch_size)
-
-    def params(self) -> dict[str, Value]:
-        return {
-            "model": self.model, "backend": self.backend_name, "template": self.template_name,
-            "yes": self.yes, "no": self.no, "max_words": self.max_words, "batch_size": self.batch_size,
-        }  # fmt: skip
 
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         conversations = []

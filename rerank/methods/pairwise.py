@@ -29,7 +29,6 @@ from rerank.methods.comparison import ComparisonReranker
 from rerank.methods.llm_common import InitialOrder, Scoring, check_initial_order, words
 from rerank.methods.setwise import first_label, label_token
 from rerank.prompts import load_prompt
-from rerank.spec import Value
 
 
 class PairwiseReranker(ComparisonReranker):
@@ -62,13 +61,6 @@ class PairwiseReranker(ComparisonReranker):
         if strategy != "allpairs":
             self._algorithm(2)  # validates the strategy
         self._load_backend(backend, model, batch_size)
-
-    def params(self) -> dict[str, Value]:
-        return {
-            "model": self.model, "backend": self.backend_name, "template": self.template_name,
-            "strategy": self.strategy, "k": self.k, "scoring": self.scoring, "max_words": self.max_words,
-            "initial_order": self.initial_order, "seed": self.seed, "batch_size": self.batch_size,
-        }  # fmt: skip
 
     def _messages(self, query: str, a: str, b: str) -> list[dict[str, str]]:
         user = self.prompt["user"].format(query=query, a=words(a, self.max_words), b=words(b, self.max_words))

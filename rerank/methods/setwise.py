@@ -21,7 +21,6 @@ from rerank.llm.backend import call_cost
 from rerank.methods.comparison import ComparisonReranker
 from rerank.methods.llm_common import InitialOrder, Scoring, check_initial_order, words
 from rerank.prompts import load_prompt
-from rerank.spec import Value
 
 
 def label_token(prompt: dict[str, str], label: str) -> str:
@@ -70,14 +69,6 @@ class SetwiseReranker(ComparisonReranker):
         self.prompt = load_prompt(template)
         self._algorithm(2)  # validates the strategy
         self._load_backend(backend, model, batch_size)
-
-    def params(self) -> dict[str, Value]:
-        return {
-            "model": self.model, "backend": self.backend_name, "template": self.template_name,
-            "strategy": self.strategy, "num_child": self.num_child, "k": self.k, "scoring": self.scoring,
-            "max_words": self.max_words, "initial_order": self.initial_order, "seed": self.seed,
-            "batch_size": self.batch_size,
-        }  # fmt: skip
 
     def _messages(self, query: str, texts: Sequence[str]) -> list[dict[str, str]]:
         p = self.prompt

@@ -10,15 +10,18 @@ Holm-Bonferroni across the runs of each measure).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from data.beir import QRELS_HEADER, read_beir_qrels
-from data.records import Qrels
+from data.records import Qrels, Run
 from data.textio import iter_lines
 from data.trec import read_trec_qrels
 from eval.significance import TESTS
 from rerank.cli.common import add_data_arguments, dataset_from, print_json, print_table, read_run_arg
 
+# The `rerank eval` command, added to the CLI through the rerank.commands entry point `eval` (pyproject.toml).
+HELP = "evaluate runs against qrels, with significance tests"
 DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@100")
 
 
@@ -58,6 +61,27 @@ def distinct_names(names: list[str], sources: list[str]) -> list[str]:
         if seen[name] > 1:
             out[i] = f"{name}#{seen[name]}"
     return out
+
+
+def print_before_after(
+    before_run: Run, after_run: Run, qrels: Qrels | str | Path, measures: Sequence[str] | None = None
+) -> None:
+    """The table of ``rerank run --eval``: both runs' measures, a dagger where the second differs
+    significantly from the first. ``qrels`` may be a qrels file; ``measures`` default to DEFAULT_MEASURES."""
+    from eval.metrics import evaluate
+    from eval.significance import compare
+
+    if not isinstance(qrels, Qrels):
+        qrels = read_qrels_file(qrels)
+    measures = DEFAULT_MEASURES if measures is None else measures
+    before, after = evaluate(before_run, qrels, measures), evaluate(after_run, qrels, measures)
+    tests = {c.measure: c for c in compare(before, [after])}
+    rows = [[before_run.name, *(f"{before.aggregate[m]:.4f}" for m in before.measures)]]
+    rows.append(
+        [after_run.name, *(f"{after.aggregate[m]:.4f}{'†' if tests[m].significant else ' '}" for m in after.measures)]
+    )
+    print_table(["run", *before.measures], rows)
+    print("† significantly different from the input (t-test, Holm-corrected, p < 0.05)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,130 @@
+"""One registry type for everything looked up by an explicit name: methods, LLM backends, retrievers, model packs.
+
+Entries are import paths (``"package.module:Name"``) or the objects themselves, so looking a name
+up imports only that entry's module. Other packages add entries through an entry-point group
+(``rerank.methods``, ``rerank.backends``, ``rerank.retrievers``, ``rerank.models``). A name is
+registered once: a second registration, from code or from a plugin, is an error naming both.
+
+For classes, ``check`` compares parameters with the constructor's signature (following
+``**kwargs`` up the base classes) before anything is built, and ``resolve`` adds the defaults,
+so a spec's key holds every parameter. ``create`` then calls the constructor and lets its own
+errors through with their messages.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+from data.errors import InvalidSpecError
+
+T = TypeVar("T")
+_OPEN = object()  # a constructor that takes any keyword (``**kwargs`` all the way up)
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, group: str | None = None):
+        self.kind, self.group = kind, group
+        self._entries: dict[str, str | T] = {}
+        self._plugins_loaded = group is None
+
+    def register(self, name: str, target: str | T) -> None:
+        if name in self._entries:
+            raise ValueError(
+                f"{self.kind} {name!r} is registered twice: {_describe(self._entries[name])} and {_describe(target)}"
+            )
+        self._entries[name] = target
+
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        seen: dict[str, str] = {}
+        for entry in entry_points(group=self.group or ""):
+            if seen.get(entry.name) == entry.value:
+                continue  # the same distribution seen twice on the path
+            seen[entry.name] = entry.value
+            self.register(entry.name, entry.value)
+
+    def names(self) -> list[str]:
+        self._load_plugins()
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self._load_plugins()
+        return name in self._entries
+
+    def get(self, name: str) -> T:
+        """The entry itself (a class or an object), imported on first use."""
+        self._load_plugins()
+        try:
+            target = self._entries[name]
+        except KeyError:
+            raise InvalidSpecError(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._entries))}") from None
+        if isinstance(target, str):
+            module_name, _, attribute = target.partition(":")
+            target = getattr(importlib.import_module(module_name), attribute)
+            self._entries[name] = target
+        return target
+
+    def signature(self, name: str) -> dict[str, Any]:
+        """Each constructor parameter and its default (``inspect.Parameter.empty`` when required)."""
+        return constructor_parameters(self.get(name))  # type: ignore[arg-type]
+
+    def check(self, name: str, params: Mapping[str, Any], *, given: str = "") -> None:
+        """Refuse unknown or missing parameters before anything is built."""
+        accepted = self.signature(name)
+        where = given or name
+        if _OPEN not in accepted:
+            unknown = sorted(set(params) - set(accepted))
+            if unknown:
+                raise InvalidSpecError(
+                    f"{where}: {self.kind} {name!r} has no parameter {unknown[0]!r}; it takes {', '.join(sorted(accepted)) or 'none'}"
+                )
+        missing = [k for k, v in accepted.items() if v is inspect.Parameter.empty and k not in params]
+        if missing:
+            raise InvalidSpecError(f"{where}: {self.kind} {name!r} needs {', '.join(missing)}")
+
+    def resolve(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters with every default filled in (checked first)."""
+        self.check(name, params)
+        defaults = {
+            k: v for k, v in self.signature(name).items() if k is not _OPEN and v is not inspect.Parameter.empty
+        }
+        return {**defaults, **params}
+
+    def create(self, name: str, params: Mapping[str, Any], *, given: str = "") -> Any:
+        """Build the named class with checked parameters; the constructor's own errors pass through."""
+        self.check(name, params, given=given)
+        return self.get(name)(**params)  # type: ignore[operator]
+
+
+def constructor_parameters(cls: type) -> dict[Any, Any]:
+    """Keyword parameters of ``cls``'s constructor, following ``**kwargs`` into base classes' constructors."""
+    found: dict[Any, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        forwards = False
+        for parameter in list(inspect.signature(init).parameters.values())[1:]:
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                forwards = True
+            elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL:
+                found.setdefault(parameter.name, parameter.default)
+        if not forwards:
+            return found
+    found[_OPEN] = None
+    return found
+
+
+def _describe(target: object) -> str:
+    if isinstance(target, str):
+        return target
+    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', type(target).__name__)}"

@@ -1,0 +1,188 @@
+"""What decides a component's outputs besides its inputs: the identity that stage keys and the output cache share.
+
+A method's identity is its resolved spec (every parameter, defaults included), its ``version``,
+the sha256 of its weights, the versions of the libraries that compute it, the device and dtype,
+and the digest of its prompt file (prompts are data). The source text is never part of it: a
+comment or docstring edit changes nothing, while a new library version, dtype or weights file
+changes exactly the keys that depend on it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from rerank.spec import MethodSpec, Value, parse_spec
+
+
+def package_versions(names: Iterable[str]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in sorted(set(names)):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def digest_path(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (relative names and contents), remembered by size and mtime."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stamp = json.dumps([[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files])
+    return _digest_files(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_files(path: str, stamp: str) -> str:
+    root = Path(path)
+    memo = _memo_file()
+    known = _read_memo(memo)
+    memo_key = hashlib.sha256(stamp.encode()).hexdigest()
+    if memo_key in known:
+        return known[memo_key]
+    digest = hashlib.sha256()
+    for file in [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(root).as_posix().encode() if file != root else b"")
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 22):
+                digest.update(block)
+    value = digest.hexdigest()
+    _write_memo(memo, {**_read_memo(memo), memo_key: value})
+    return value
+
+
+def _memo_file() -> Path:
+    from data.config import cache_dir
+
+    return cache_dir() / "digests.json"
+
+
+def _read_memo(path: Path) -> dict[str, str]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_memo(path: Path, memo: dict[str, str]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs a re-hash
+
+
+def model_identity(name: str) -> dict[str, Any]:
+    """The weights a model name stands for: a pack's checksum, a local path's digest, or a hub id as given."""
+    from data.models import find_pack
+
+    pack = find_pack(name)
+    known = getattr(pack, "sha256", "") if pack is not None else ""
+    if known:
+        return {"name": name, "sha256": known}
+    path = Path(pack.path()) if pack is not None else Path(name)
+    if path.exists():
+        return {"name": name, "sha256": digest_path(path)}
+    return {"name": name, "sha256": None}  # a hub id not downloaded here: its revision is the library's
+
+
+def prompt_digest(name: str) -> str:
+    from importlib.resources import files
+
+    root = files("rerank.prompts")
+    for suffix in (".json", ".txt"):
+        candidate = root.joinpath(name + suffix)
+        if candidate.is_file():
+            return hashlib.sha256(candidate.read_bytes()).hexdigest()
+    return hashlib.sha256(b"missing:" + name.encode()).hexdigest()  # the method reports it when built
+
+
+def _target(params: Mapping[str, Value], options: Mapping[str, Value], libraries: Iterable[str]) -> dict[str, Any]:
+    """Device and dtype: as given, else the device this machine would pick (dtype follows from it)."""
+    device = params.get("device") or options.get("device")
+    if device is None:
+        device = "cpu"
+        if "torch" in libraries and _cuda_available():
+            device = "cuda"
+        elif options.get("n_gpu_layers"):
+            device = "gpu"
+    dtype = params.get("dtype") or params.get("precision") or options.get("dtype") or "default"
+    return {"device": str(device), "dtype": str(dtype)}
+
+
+@functools.cache
+def _cuda_available() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def method_identity(spec: MethodSpec | str, *, execution: bool = True) -> dict[str, Any]:
+    """Everything besides its inputs that decides a reranking method's output.
+
+    ``execution=False`` leaves out the parameters that change only speed (``batch_size``): the
+    model-output cache's identity, so differently batched runs share answers.
+    """
+    from rerank.llm.backend import BACKENDS
+    from rerank.registry import method_class, resolve_spec
+
+    resolved = resolve_spec(spec)
+    cls = method_class(resolved.name)
+    params = resolved.kwargs
+    libraries = set(cls.libraries)
+    options: dict[str, Value] = {}
+    backend = params.get("backend")
+    if isinstance(backend, str):
+        backend_spec = parse_spec(backend)
+        libraries.update(BACKENDS.get(backend_spec.name).libraries)
+        options = backend_spec.kwargs
+    kept = {k: v for k, v in params.items() if execution or k not in cls.execution_params}
+    identity: dict[str, Any] = {
+        "spec": str(MethodSpec.of(resolved.name, kept)),
+        "version": cls.version,
+        "libraries": package_versions(libraries),
+        "models": [model_identity(v) for k, v in sorted(params.items()) if k == "model" and isinstance(v, str)],
+        **_target(params, options, libraries),
+    }
+    prompt = params.get(cls.prompt_param) if cls.prompt_param else None
+    if isinstance(prompt, str):
+        identity["prompt"] = prompt_digest(prompt)
+    for name in cls.nested_params:
+        value = params.get(name)
+        if isinstance(value, (str, MethodSpec)):
+            identity.setdefault("nested", {})[name] = method_identity(value, execution=execution)
+    return identity
+
+
+def retriever_identity(spec: MethodSpec) -> dict[str, Any]:
+    """A retriever's identity: its parameters (index-time ones pick the index), version, libraries, weights."""
+    from retrievers.registry import retriever_class
+
+    cls = retriever_class(spec.name)
+    params = spec.kwargs
+    libraries = set(cls.libraries_for(params))
+    return {
+        "spec": str(spec),
+        "version": cls.version,
+        "libraries": package_versions(libraries),
+        "models": [model_identity(v) for k, v in sorted(params.items()) if k == "model" and isinstance(v, str)],
+        **_target(params, {}, libraries),
+    }
+
+
+def cache_identity(spec: MethodSpec | str) -> str:
+    """The model-output cache's namespace for a method: its identity without execution-only parameters."""
+    return json.dumps(method_identity(spec, execution=False), sort_keys=True)
