@@ -204,7 +204,7 @@ class PointwiseReranker(Reranker):
             return self.score_pairs(queries, texts, docids)
         from rerank.identity import cache_identity
 
-        spec = cache_identity(self.spec)
+        spec = cache_identity(self)
         keys = [cache_key(spec, q, t) for q, t in zip(queries, texts, strict=True)]
         known = self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in known]

@@ -152,7 +152,9 @@ def stage_kind(spec: MethodSpec, first: bool) -> str:
         )
     if spec.name in METHODS:
         return "reranker"
-    raise InvalidSpecError(f"{spec.name!r} is not a reranking method; known: {', '.join(METHODS.names())}")
+    raise InvalidSpecError(
+        f"unknown reranking method {spec.name!r} in a later stage; known: {', '.join(METHODS.names())}"
+    )
 
 
 def resolve_pipeline(pipeline: PipelineSpec) -> PipelineSpec:
@@ -189,7 +191,10 @@ def check_pipeline(pipeline: PipelineSpec) -> PipelineSpec:
 
 
 def _fusion_params(spec: MethodSpec) -> dict[str, Value]:
-    defaults: dict[str, dict[str, Value]] = {"rrf": {"k": 60}, "interpolate": {"weights": None, "normalization": "minmax"}}
+    defaults: dict[str, dict[str, Value]] = {
+        "rrf": {"k": 60},
+        "interpolate": {"weights": None, "normalization": "minmax"},
+    }
     allowed = defaults[spec.name]
     unknown = set(spec.kwargs) - set(allowed)
     if unknown:
@@ -347,7 +352,7 @@ class Executor:
         self, pipeline: PipelineSpec, source: Source, previous: StageOutput | None, members: Sequence[StageOutput]
     ) -> dict[str, Any]:
         """What determines the last stage's output; equal keys, equal files."""
-        from rerank.identity import method_identity, retriever_identity
+        from rerank.identity import retriever_identity
 
         stage = pipeline.last
         kind = stage_kind(stage.spec, len(pipeline.stages) == 1)
@@ -560,6 +565,18 @@ class Executor:
         resumed = {"queries": summary["resumed"], "seconds": summary["resumed_seconds"]}
         seconds = summary["seconds"] + summary["resumed_seconds"]
         return seconds, summary["cost"], {"resumed": resumed, "summary": summary, "results": results}
+
+
+def method_identity(spec: MethodSpec | str, *, execution: bool = True) -> dict[str, Any]:
+    """A reranking method's identity by spec: its resolved parameters (defaults included) and what they name."""
+    from rerank.identity import component_identity
+    from rerank.registry import method_class, resolve_spec
+
+    resolved = resolve_spec(spec)
+    return component_identity(
+        method_class(resolved.name), resolved.kwargs, execution=execution,
+        nested=lambda value: method_identity(value, execution=execution),
+    )  # fmt: skip
 
 
 def key_models(stage: StageSpec, executor: Executor) -> list[dict[str, Any]]:

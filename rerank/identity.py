@@ -13,7 +13,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -130,18 +130,17 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def method_identity(spec: MethodSpec | str, *, execution: bool = True) -> dict[str, Any]:
-    """Everything besides its inputs that decides a reranking method's output.
+def component_identity(
+    cls: Any, params: Mapping[str, Value], *, execution: bool = True, nested: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
+    """Everything besides its inputs that decides a reranking method's output, from its class and resolved parameters.
 
     ``execution=False`` leaves out the parameters that change only speed (``batch_size``): the
-    model-output cache's identity, so differently batched runs share answers.
+    model-output cache's identity, so differently batched runs share answers. ``nested`` gives the
+    identity of a parameter that holds another method's spec (JointRank's ``inner``).
     """
     from rerank.llm.backend import BACKENDS
-    from rerank.registry import method_class, resolve_spec
 
-    resolved = resolve_spec(spec)
-    cls = method_class(resolved.name)
-    params = resolved.kwargs
     libraries = set(cls.libraries)
     options: dict[str, Value] = {}
     backend = params.get("backend")
@@ -151,7 +150,7 @@ def method_identity(spec: MethodSpec | str, *, execution: bool = True) -> dict[s
         options = backend_spec.kwargs
     kept = {k: v for k, v in params.items() if execution or k not in cls.execution_params}
     identity: dict[str, Any] = {
-        "spec": str(MethodSpec.of(resolved.name, kept)),
+        "spec": str(MethodSpec.of(cls.method, kept)),
         "version": cls.version,
         "libraries": package_versions(libraries),
         "models": [model_identity(v) for k, v in sorted(params.items()) if k == "model" and isinstance(v, str)],
@@ -162,8 +161,8 @@ def method_identity(spec: MethodSpec | str, *, execution: bool = True) -> dict[s
         identity["prompt"] = prompt_digest(prompt)
     for name in cls.nested_params:
         value = params.get(name)
-        if isinstance(value, (str, MethodSpec)):
-            identity.setdefault("nested", {})[name] = method_identity(value, execution=execution)
+        if value is not None:
+            identity.setdefault("nested", {})[name] = nested(value) if nested else str(value)
     return identity
 
 
@@ -183,6 +182,6 @@ def retriever_identity(spec: MethodSpec) -> dict[str, Any]:
     }
 
 
-def cache_identity(spec: MethodSpec | str) -> str:
+def cache_identity(reranker: Any) -> str:
     """The model-output cache's namespace for a method: its identity without execution-only parameters."""
-    return json.dumps(method_identity(spec, execution=False), sort_keys=True)
+    return json.dumps(component_identity(type(reranker), reranker.params(), execution=False), sort_keys=True)

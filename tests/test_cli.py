@@ -1,6 +1,7 @@
 """The CLI: eval, doctor, exit codes, and `rerank run` with checkpoints and resume."""
 
 import json
+import re
 
 import pytest
 
@@ -184,22 +185,14 @@ def test_run_resumes_from_checkpoint_with_identical_output(capsys, tmp_path):
     assert code == 0
     # Interrupted job: a checkpoint holding 3 finished queries and a torn fourth line.
     full = (tmp_path / "full.trec").read_bytes()
-    from rerank.inputs import fingerprint
+    from rerank.cli import build_parser
+    from rerank.cli.run_cmd import plan
+    from rerank.inputs import requests_from_run
     from rerank.registry import load_reranker
-    from rerank.spec import parse_spec
 
     ds = data.load("example")
-    from rerank.inputs import requests_from_run
-
     requests = list(requests_from_run(ds.run("bm25"), {q.qid: q for q in ds.queries()}, ds.docs(), 100))
-    job = {
-        "spec": str(parse_spec(SPEC)),
-        "inputs": fingerprint(requests),
-        "k": 100,
-        "tag": "rerank",
-        "batch": 3,
-        "format": "trec",
-    }
+    job = plan(build_parser().parse_args([*args, "--output", str(tmp_path / "resumed.trec")]), ds).key
     checkpoint = Checkpoint(tmp_path / "resumed.trec.checkpoint", job).open()
     reranker = load_reranker(SPEC)
     checkpoint.add(reranker.rerank(requests[:3]))
@@ -268,26 +261,23 @@ def test_run_from_files_and_rankllm_candidates(capsys, tmp_path, dl19):
 
 @pytest.mark.slow
 def test_dl19_bm25_top100_minilm_reaches_the_recorded_ndcg(capsys, tmp_path, data_dir):
-    """ASSETS.md records 0.6424 for MiniLM cosine over DL19 BM25 top 100."""
+    """ASSETS.md records 0.6424 for MiniLM cosine over DL19 BM25 top 100: a pipeline from the CLI, with --eval."""
     out = tmp_path / "dl19.trec"
-    code, _, _ = run_cli(
-        capsys,
-        "run",
-        "--dataset",
-        "msmarco-passage/trec-dl-2019",
-        "--run",
-        "bm25",
-        "--reranker",
-        "bi-encoder(model=minilm)",
-        "--output",
-        str(out),
-    )
+    pipeline = "run(name=bm25) % 100 >> bi-encoder(model=minilm)"
+    args = ["run", "--dataset", "msmarco-passage/trec-dl-2019", "--pipeline", pipeline, "--output", str(out)]
+    code, stdout, _ = run_cli(capsys, *args, "--eval")
     assert code == 0
+    assert re.search(r"^input \(top 100\)\s+0\.5058 ", stdout, re.M) and re.search(
+        r"^reranked\s+0\.6424†", stdout, re.M
+    )
     code, stdout, _ = run_cli(
         capsys, "eval", "--dataset", "msmarco-passage/trec-dl-2019", "bm25", str(out), "--output", "json"
     )
     report = json.loads(stdout)
     assert round(report["runs"][1]["aggregate"]["nDCG@10"], 4) == 0.6424
+    # the same job again is up to date; the shorthand names the same pipeline and reuses its first stage
+    code, stdout, _ = run_cli(capsys, *args)
+    assert code == 0 and "up to date" in stdout
 
 
 def test_run_max_queries_reranks_and_evaluates_only_the_first_queries(capsys, tmp_path):

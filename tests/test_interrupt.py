@@ -10,8 +10,20 @@ import time
 
 import pytest
 
-ARGS = ["--dataset", "msmarco-passage/trec-dl-2019", "--run", "bm25", "--top-k", "30", "--batch-queries", "2",
-        "--reranker", "bi-encoder(model=minilm, batch_size=16)"]  # fmt: skip
+# Three stages ending in an LLM method, on the first 12 queries (smollm2 scores about 2 pairs a second here);
+# the kill comes in the last stage (its checkpoint is beside the output), the earlier stages come back
+# from the stage store.
+PIPELINE = "run(name=bm25) % 20 >> bi-encoder(batch_size=16, model=minilm) % 4 >> llm-pointwise(backend=llama.cpp, model=smollm2-135m)"
+ARGS = [
+    "--dataset",
+    "msmarco-passage/trec-dl-2019",
+    "--pipeline",
+    PIPELINE,
+    "--batch-queries",
+    "2",
+    "--max-queries",
+    "12",
+]
 
 
 def rerank(*extra, **popen):

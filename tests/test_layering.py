@@ -3,7 +3,9 @@
 The import graph is read from the source with ``ast`` (nothing is imported): every ``import`` and
 ``from … import`` statement, at module level or inside a function, relative ones resolved. An edge
 goes to the module an import names: ``from rerank.cli import common`` to ``rerank.cli.common`` (a
-submodule), ``from rerank import Reranker`` to ``rerank`` (the package's ``__init__``).
+submodule), ``from rerank import Reranker`` to ``rerank`` (the package's ``__init__``). The layering
+check also reads the targets of dynamic imports: a string that is a dotted module path of the tree
+(``"eval.leaderboard"``, ``"rerank.methods.listwise:ListwiseReranker"``), as given to ``import_module``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("data", "retrievers", "rerank", "eval")  # each may import only from itself and those before it
 
 # (importing module, imported module): known upward imports or cycle edges, each with the change that removes it.
-ALLOWED: dict[tuple[str, str], str] = {
-    # rerank.base -> rerank.identity (base.py, PointwiseReranker._score_with_cache) -> rerank.registry
-    # (identity.py, cache_identity resolves the spec) -> rerank.base (registry.py: from rerank.base import Reranker)
-    ("rerank.identity", "rerank.registry"): "removed by the executor refactor",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +84,21 @@ def import_graph(root: Path, packages: Iterable[str] = LAYERS) -> dict[str, list
                 if target is not None and target != module:
                     edges.append(Edge(module, target, path, node.lineno))
     return graph
+
+
+def module_strings(root: Path, packages: Iterable[str] = LAYERS) -> dict[str, list[Edge]]:
+    """Module -> its string constants that name another module of the tree by a dotted path (``a.b`` or
+    ``a.b:attr``): the targets of imports made at run time, which ``import_graph`` cannot see."""
+    modules = module_names(root, packages)
+    found: dict[str, list[Edge]] = {}
+    for module, path in modules.items():
+        edges = found.setdefault(module, [])
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                name = node.value.partition(":")[0]
+                if "." in name and name in modules and name != module:
+                    edges.append(Edge(module, name, path, node.lineno))
+    return found
 
 
 def layer_of(module: str, layers: tuple[str, ...] = LAYERS) -> int:
@@ -180,7 +193,7 @@ def _describe(cycle: list[Edge], root: Path) -> str:
 
 
 def test_no_upward_imports():
-    found = upward_imports(_without_allowed(import_graph(ROOT)))
+    found = upward_imports(_without_allowed(import_graph(ROOT))) + upward_imports(module_strings(ROOT))
     assert not found, "imports from a higher package (order: data < retrievers < rerank < eval):\n" + "\n".join(
         f"  {e.where(ROOT)}: {e.source} imports {e.target}" for e in found
     )
@@ -212,7 +225,7 @@ def test_graph_finds_upward_imports_at_any_depth(tmp_path):
             "data/__init__.py": "",
             "data/records.py": "import json\n",
             "rerank/__init__.py": "",
-            "rerank/cli/__init__.py": "def main():\n    import eval.cli\n",
+            "rerank/cli/__init__.py": "def main():\n    import eval.cli\n\n\nCOMMANDS = {'eval': 'eval.cli:run'}\n",
             "rerank/cli/run.py": "from data import records\nfrom ..cli import main\n",
             "eval/__init__.py": "from . import cli\n",
             "eval/cli.py": "from rerank.cli import run\n",
@@ -225,6 +238,8 @@ def test_graph_finds_upward_imports_at_any_depth(tmp_path):
     }
     found = upward_imports(graph, ("data", "rerank", "eval"))
     assert [(e.where(root), e.target) for e in found] == [("rerank/cli/__init__.py:2", "eval.cli")]
+    found = upward_imports(module_strings(root, ("data", "rerank", "eval")), ("data", "rerank", "eval"))
+    assert [(e.where(root), e.target) for e in found] == [("rerank/cli/__init__.py:5", "eval.cli")]
 
 
 def test_graph_finds_cycles_through_a_package_init(tmp_path):

@@ -122,7 +122,7 @@ def test_quick_and_selection(tmp_path):
     ("pipeline", "message"),
     [
         ("listwise(model=sort)", "starts with run"),
-        ("run(name=bm25) >> bm25", "not a reranking method"),
+        ("run(name=bm25) >> bm25", "unknown reranking method .bm25. in a later stage"),
         ("run(name=bm25) % 0", "positive integer"),
         ("rrf(bm25)", "at least two"),
         ('rrf(runs="bm25 | dense")', "rrf takes k"),
@@ -154,10 +154,14 @@ def test_every_pipeline_of_the_leaderboard_config_parses_prints_back_and_equals_
             spec = MethodSpec.of(stage.spec.name, stage.spec.kwargs, [rebuild(p) for p in stage.spec.inputs])
             part = spec % stage.cutoff if stage.cutoff else spec
             built = part if built is None else built >> part
-        return built if isinstance(built, PipelineSpec) else PipelineSpec((built if isinstance(built, StageSpec) else StageSpec(built),))
+        return (
+            built
+            if isinstance(built, PipelineSpec)
+            else PipelineSpec((built if isinstance(built, StageSpec) else StageSpec(built),))
+        )
 
     matrix = DEFAULT_CONFIG.read_text(encoding="utf-8").split("[[datasets]]", 1)[1].split("[[published]]")[0]
-    texts = [line.strip().rstrip(",")[1:-1] for line in matrix.splitlines() if line.startswith(("    \"", "    '"))]
+    texts = [line.strip().rstrip(",")[1:-1] for line in matrix.splitlines() if line.startswith(('    "', "    '"))]
     config = load_config(DEFAULT_CONFIG)
     pipelines = [p for entry in config.datasets for p in entry.pipelines]
     assert len(texts) == len(pipelines) > 30

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from data.tsv import read_topics
 from rerank.base import RerankResult
 from rerank.cli.common import add_data_arguments, dataset_from, print_json
 from rerank.cli.plugins import command_module
-from rerank.executor import Source, check_pipeline
+from rerank.executor import Executor, Source, StageOutput, check_pipeline, stage_kind
 from rerank.spec import MethodSpec, PipelineSpec, parse_pipeline, parse_spec
 
 
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     method = parser.add_argument_group("what to run (one of)")
     method.add_argument(
         "--pipeline", metavar="SPEC",
-        help="a whole cascade, e.g. 'run(name=bm25) % 100 >> bi-encoder(model=minilm) % 20 >> first(model=M)'",
+        help="a whole cascade, e.g. 'run(name=bm25) %% 100 >> bi-encoder(model=minilm) %% 20 >> first(model=M)'",
     )  # fmt: skip
     method.add_argument(
         "--reranker", metavar="SPEC", help="a method spec, e.g. 'cross-encoder(model=M, max_length=256)'"
@@ -151,28 +152,30 @@ def read_given_requests(spec: MethodSpec) -> list[RerankRequest]:
     return list(read(str(spec.kwargs["path"])))
 
 
-def run(args: argparse.Namespace) -> int:
-    from data.config import cache_dir
-    from rerank.executor import Executor, stage_kind
+@dataclass(frozen=True)
+class Job:
+    """What ``rerank run`` will do: the pipeline, its source, the executor, the input of the last stage and its key."""
 
-    if args.batch_queries < 1 or args.k < 1 or (args.max_queries is not None and args.max_queries < 1):
-        raise ValueError("--top-k, --batch-queries and --max-queries must be at least 1")
-    if args.resume and args.fresh:
-        raise ValueError("--resume and --fresh contradict each other")
-    if args.eval:
-        command_module("eval", needed_by="--eval")  # no package gives the eval command: fail before any work
-    dataset = dataset_from(args)
+    pipeline: PipelineSpec
+    source: Source
+    executor: Executor
+    previous: StageOutput
+    key: dict[str, Any]
+
+
+def plan(args: argparse.Namespace, dataset: Dataset | None) -> Job:
+    """Check everything, compute (or reuse) every stage but the last, and name the last stage's job."""
+    from data.config import cache_dir
+
     pipeline = pipeline_from(args, dataset)
     source = source_from(args, dataset, pipeline)
-    output = Path(args.output)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     executor = Executor(
         Path(args.work_dir) if args.work_dir else cache_dir() / "stages", index_cache=cache_dir(),
         batch_queries=args.batch_queries, retrieve_batch=256, output_cache=Path(args.cache) if args.cache else None,
         log=log,
     )  # fmt: skip
-    last = pipeline.last
-    if len(pipeline.stages) == 1 or stage_kind(last.spec, False) != "reranker":
+    if len(pipeline.stages) == 1 or stage_kind(pipeline.last.spec, False) != "reranker":
         raise ValueError(f"--pipeline {str(pipeline)!r} must end with a reranking method")
     # Every stage but the last comes from the stage store (computed there once, reused after);
     # the last writes OUTPUT, checkpointing beside it.
@@ -180,29 +183,42 @@ def run(args: argparse.Namespace) -> int:
     assert previous is not None
     # The key holds the batch size: batched floating point differs in the last digits across batch
     # shapes, and a resumed job must write the same bytes as an uninterrupted one.
-    job = {**executor.stage_key(pipeline, source, previous, []), "format": args.output_format, "tag": args.tag}
+    key = {**executor.stage_key(pipeline, source, previous, []), "format": args.output_format, "tag": args.tag}
+    return Job(pipeline, source, executor, previous, key)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_queries < 1 or args.k < 1 or (args.max_queries is not None and args.max_queries < 1):
+        raise ValueError("--top-k, --batch-queries and --max-queries must be at least 1")
+    if args.resume and args.fresh:
+        raise ValueError("--resume and --fresh contradict each other")
+    if args.eval:
+        command_module("eval", needed_by="--eval")  # no package gives the eval command: fail before any work
+    dataset = dataset_from(args)
+    job = plan(args, dataset)
+    output = Path(args.output)
     manifest_path = output.with_name(output.name + ".manifest.json")
     earlier = read_manifest(manifest_path) if output.is_file() and not args.fresh else None
     results: list[RerankResult] | None = None
-    if earlier is not None and earlier.get("job") == job:
+    if earlier is not None and earlier.get("job") == job.key:
         summary = {**earlier["summary"], "up_to_date": True}
     else:
-        _, _, details = executor.rerank_stage(
-            last, source, previous.run(), output, job, output=output, resume=args.resume, fresh=args.fresh,
-            output_format=args.output_format, tag=args.tag,
+        _, _, details = job.executor.rerank_stage(
+            job.pipeline.last, job.source, job.previous.run(), output, job.key, output=output, resume=args.resume,
+            fresh=args.fresh, output_format=args.output_format, tag=args.tag,
         )  # fmt: skip
-        summary = {**details["summary"], "pipeline": str(pipeline)}
+        summary = {**details["summary"], "pipeline": str(job.pipeline)}
         results = details["results"]
         with atomic_writer(manifest_path) as out:
-            json.dump({"job": job, "summary": summary, "stages": [str(previous.directory)]}, out, indent=2)
+            json.dump({"job": job.key, "summary": summary, "stages": [str(job.previous.directory)]}, out, indent=2)
     if args.summary == "json":
         print_json(summary)
     else:
         print(format_summary(summary))
     if args.eval:
-        by_qid = {q.qid: q for q in source.queries}
-        requests = [RerankRequest(by_qid[r.qid], r.candidates) for r in previous.run()]
-        args.k = previous.pipeline.last.cutoff
+        by_qid = {q.qid: q for q in job.source.queries}
+        requests = [RerankRequest(by_qid[r.qid], r.candidates) for r in job.previous.run()]
+        args.k = job.previous.pipeline.last.cutoff
         print_before_after(args, dataset, requests, output, results)
     return 0
 

@@ -44,7 +44,9 @@ class LLMMethodMixin:
 
     backend: Any
     _uncached: LLMBackend
-    prompt_param: ClassVar[str | None] = "template"  # the prompt file (rerank/prompts/NAME.json) is data: digested into stage keys
+    prompt_param: ClassVar[str | None] = (
+        "template"  # the prompt file (rerank/prompts/NAME.json) is data: digested into stage keys
+    )
 
     def _load_backend(self, backend: str, model: str, batch_size: int) -> None:
         self._uncached = load_backend(backend, model, batch_size=batch_size)
