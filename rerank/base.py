@@ -81,19 +81,19 @@ class Reranker(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec})"
 
-    # Pipeline algebra: ``reranker % 20`` keeps the top 20; ``a >> b`` chains (see rerank.pipeline).
+    # Pipeline algebra: ``reranker % 20`` keeps the top 20; ``a >> b`` chains (see rerank.compose).
     def __mod__(self, k: int) -> Any:
-        from rerank.pipeline import RerankStage
+        from rerank.compose import RerankStage
 
         return RerankStage(self) % k
 
     def __rshift__(self, other: Any) -> Any:
-        from rerank.pipeline import Pipeline
+        from rerank.compose import Pipeline
 
         return Pipeline.of(self) >> other
 
     def __rrshift__(self, other: Any) -> Any:
-        from rerank.pipeline import Pipeline
+        from rerank.compose import Pipeline
 
         return Pipeline.of(other) >> self
 

@@ -477,8 +477,8 @@ class Executor:
 
         identity = retriever_identity(MethodSpec.of(spec.name, build))
         name = digest_text(json.dumps(identity, sort_keys=True), source.corpus_digest or "")
-        index_dir = self.index_cache / "leaderboard-indexes" / slug(source.name) / f"{spec.name}-{name}"
-        info_path = index_dir / "leaderboard-index.json"
+        index_dir = self.index_cache / "indexes" / slug(source.name) / f"{spec.name}-{name}"
+        info_path = index_dir / "executor-index.json"
         if not info_path.is_file():
             self.log(f"indexing {source.name} with {MethodSpec.of(spec.name, build)}")
             staging = index_dir.with_name(index_dir.name + ".building")
@@ -486,7 +486,7 @@ class Executor:
             start = time.perf_counter()
             cls.build(source.dataset.iter_documents(), staging, corpus={"dataset": source.dataset.name}, **build)
             seconds = time.perf_counter() - start
-            with atomic_writer(staging / "leaderboard-index.json") as out:
+            with atomic_writer(staging / "executor-index.json") as out:
                 json.dump({"spec": str(spec), "build": build, "seconds": round(seconds, 3)}, out, sort_keys=True)
             shutil.rmtree(index_dir, ignore_errors=True)
             os.replace(staging, index_dir)

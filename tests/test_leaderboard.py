@@ -199,3 +199,29 @@ def test_plot_labels_tell_apart_rows_that_differ_only_by_model():
     large = short_label("run(name=bm25) % 20 >> first(backend=llama.cpp, model=qwen2.5-coder-1.5b)")
     assert small == "run > first(qwen2.5-coder-0.5b)" and large == "run > first(qwen2.5-coder-1.5b)"
     assert short_label("rrf(bm25 | dense(model=minilm)) % 20 >> random(seed=0)") == "rrf > random"
+
+
+def test_status_names_what_changed_and_recompute_forces_cells(tmp_path, capsys, monkeypatch):
+    from rerank.methods.bi_encoder import BiEncoderReranker
+
+    write_config(tmp_path / "board.toml")
+    output = tmp_path / "board"
+    config = load_config(tmp_path / "board.toml")
+    run_leaderboard(config, output, pipelines=["*bi-encoder*"], log=lambda _: None)
+    status = ["leaderboard", "--config", str(tmp_path / "board.toml"), "--output", str(output), "--status"]
+    assert main(status) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"fresh    example\t{PIPELINES[1]}" in lines and "fresh    example\trun(name=bm25) % 10" in lines
+    assert f"missing  example\t{PIPELINES[2]}" in lines and lines[-1] == "2 fresh, 2 missing"
+
+    monkeypatch.setattr(BiEncoderReranker, "version", BiEncoderReranker.version + 1)  # its behaviour changed
+    assert main(status) == 0
+    stale = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stale")]
+    assert stale == [f"stale    example\t{PIPELINES[1]}  (identity.version changed)"]
+    _, computed = run_leaderboard(config, output, pipelines=["*bi-encoder*"], log=lambda _: None)
+    assert computed == [f"example: {PIPELINES[1]}"]  # only the stale cell, not its fresh first stage
+
+    _, computed = run_leaderboard(config, output, pipelines=["*bi-encoder*"], recompute=[PIPELINES[0]], log=lambda _: None)
+    assert computed == [
+        "example: run(name=bm25) % 10"
+    ]  # forced; its output is the same bytes, so the reranker's key holds

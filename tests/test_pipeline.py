@@ -4,8 +4,8 @@ import pytest
 
 import data
 from rerank import load_reranker
+from rerank.compose import Pipeline, RerankStage
 from rerank.inputs import requests_from_run
-from rerank.pipeline import Pipeline, RerankStage
 
 pytestmark = pytest.mark.pyserini
 

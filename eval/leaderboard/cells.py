@@ -12,28 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from data.datasets import Dataset
-from data.records import Query, Run
-from data.trec import read_trec_run
-from rerank.executor import Executor, Source, StageStatus
+from data.records import Query
+from rerank.executor import Executor, Source, StageOutput, StageStatus
 from rerank.spec import PipelineSpec
 
 
-@dataclass(frozen=True, slots=True)
-class Cell:
-    dataset: str
-    pipeline: PipelineSpec  # as the config writes it
-    directory: Path
-    manifest: dict[str, Any]
+@dataclass(frozen=True)
+class Cell(StageOutput):
+    """A stage output with its dataset; ``pipeline`` is as the config writes it."""
 
-    @property
-    def run_path(self) -> Path:
-        return self.directory / "run.trec.gz"
-
-    def run(self) -> Run:
-        return read_trec_run(self.run_path, name=str(self.pipeline))
+    dataset: str = ""
 
 
 class CellRunner:
@@ -83,12 +73,12 @@ class CellRunner:
         """The cell of a pipeline on a dataset, computed (with its prefixes) unless up to date."""
         found = self.executor.output(pipeline, self.source(dataset))
         assert found is not None
-        return Cell(dataset, pipeline, found.directory, found.manifest)
+        return Cell(pipeline, found.directory, found.manifest, dataset)
 
     def existing(self, dataset: str, pipeline: PipelineSpec) -> Cell | None:
         """The cell if it and everything it depends on are up to date; nothing is computed."""
         found = self.executor.output(pipeline, self.source(dataset), compute=False)
-        return None if found is None else Cell(dataset, pipeline, found.directory, found.manifest)
+        return None if found is None else Cell(pipeline, found.directory, found.manifest, dataset)
 
     def status(self, dataset: str, pipeline: PipelineSpec) -> list[StageStatus]:
         return self.executor.status(pipeline, self.source(dataset))

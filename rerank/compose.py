@@ -22,6 +22,7 @@ from data.docstore import DocumentStore
 from data.records import Query, Ranking, RerankRequest, Run
 from rerank.cost import Cost
 from rerank.inputs import attach_texts
+from rerank.spec import MethodSpec, PipelineSpec, StageSpec
 
 
 class RerankerLike(Protocol):
@@ -57,7 +58,11 @@ class RerankStage:
         return Pipeline.of(other) >> self
 
     def __str__(self) -> str:
-        return f"{self.reranker.spec}" + (f" % {self.keep}" if self.keep else "")
+        return str(self.spec)
+
+    @property
+    def spec(self) -> StageSpec:
+        return StageSpec(self.reranker.spec, self.keep)
 
     def __call__(
         self,
@@ -66,6 +71,15 @@ class RerankStage:
         queries: Sequence[Query] | None = None,
     ) -> Run:
         return Pipeline((self,))(inputs, docs, queries)
+
+
+def _retriever_spec(retriever: Any) -> StageSpec:
+    params = {
+        name: getattr(retriever, name) for name in getattr(retriever, "search_params", ()) if hasattr(retriever, name)
+    }
+    if getattr(retriever, "index_dir", None) is not None:
+        params["index"] = str(retriever.index_dir)
+    return MethodSpec.of(retriever.name, params) % retriever.k
 
 
 def _check_cutoff(k: object) -> int:
@@ -111,7 +125,12 @@ class Pipeline:
         return Pipeline((*self.stages[:-1], cut))
 
     def __str__(self) -> str:
-        return " >> ".join(str(s) if isinstance(s, RerankStage) else f"{s.name} % {s.k}" for s in self.stages)
+        return str(self.spec)
+
+    @property
+    def spec(self) -> PipelineSpec:
+        """The pipeline in the one pipeline language: a retriever stage names its index and search settings."""
+        return PipelineSpec(tuple(s.spec if isinstance(s, RerankStage) else _retriever_spec(s) for s in self.stages))
 
     def __call__(
         self,
