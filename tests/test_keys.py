@@ -40,7 +40,7 @@ if "scripted" not in BACKENDS:
 given, stages, store = json.loads(sys.argv[1]), json.loads(sys.argv[2]), Path(sys.argv[3])
 ds = data.load("example")
 source = Source("example", tuple(ds.queries()), ds.docs(), ds)
-executor = Executor(store, batch_queries=4)
+executor = Executor(store, batch_queries=4, log=lambda _: None)
 first = executor.output(parse_pipeline(given), source)
 keys = {"given": executor.stage_key(first.pipeline, source, None, [])}
 for name, spec in stages.items():
@@ -104,7 +104,7 @@ def example(tmp_path):
 
     ds = data.load("example")
     source = Source("example", tuple(ds.queries()), ds.docs(), ds)
-    executor = Executor(tmp_path / "store", batch_queries=4)
+    executor = Executor(tmp_path / "store", batch_queries=4, log=lambda _: None)
     first = executor.output(parse_pipeline(GIVEN), source)
     return executor, source, first
 

@@ -208,20 +208,23 @@ def test_status_names_what_changed_and_recompute_forces_cells(tmp_path, capsys, 
     output = tmp_path / "board"
     config = load_config(tmp_path / "board.toml")
     run_leaderboard(config, output, pipelines=["*bi-encoder*"], log=lambda _: None)
+    given, bi, listwise = (str(parse_pipeline(p)) for p in PIPELINES)
     status = ["leaderboard", "--config", str(tmp_path / "board.toml"), "--output", str(output), "--status"]
     assert main(status) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert f"fresh    example\t{PIPELINES[1]}" in lines and "fresh    example\trun(name=bm25) % 10" in lines
-    assert f"missing  example\t{PIPELINES[2]}" in lines and lines[-1] == "2 fresh, 2 missing"
+    assert f"fresh    example\t{bi}" in lines and "fresh    example\trun(name=bm25) % 10" in lines
+    assert f"missing  example\t{listwise}" in lines and lines[-1] == "2 fresh, 2 missing"
 
     monkeypatch.setattr(BiEncoderReranker, "version", BiEncoderReranker.version + 1)  # its behaviour changed
     assert main(status) == 0
     stale = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stale")]
-    assert stale == [f"stale    example\t{PIPELINES[1]}  (identity.version changed)"]
+    assert stale == [f"stale    example\t{bi}  (identity.version changed)"]
     _, computed = run_leaderboard(config, output, pipelines=["*bi-encoder*"], log=lambda _: None)
-    assert computed == [f"example: {PIPELINES[1]}"]  # only the stale cell, not its fresh first stage
+    assert computed == [f"example: {bi}"]  # only the stale cell, not its fresh first stage
 
-    _, computed = run_leaderboard(config, output, pipelines=["*bi-encoder*"], recompute=[PIPELINES[0]], log=lambda _: None)
+    _, computed = run_leaderboard(
+        config, output, pipelines=["*bi-encoder*"], recompute=[PIPELINES[0]], log=lambda _: None
+    )
     assert computed == [
         "example: run(name=bm25) % 10"
     ]  # forced; its output is the same bytes, so the reranker's key holds
