@@ -208,7 +208,7 @@ def test_status_names_what_changed_and_recompute_forces_cells(tmp_path, capsys, 
     output = tmp_path / "board"
     config = load_config(tmp_path / "board.toml")
     run_leaderboard(config, output, pipelines=["*bi-encoder*"], log=lambda _: None)
-    given, bi, listwise = (str(parse_pipeline(p)) for p in PIPELINES)
+    _, bi, listwise = (str(parse_pipeline(p)) for p in PIPELINES)
     status = ["leaderboard", "--config", str(tmp_path / "board.toml"), "--output", str(output), "--status"]
     assert main(status) == 0
     lines = capsys.readouterr().out.splitlines()
