@@ -144,8 +144,8 @@ def component_identity(
     libraries = set(cls.libraries)
     options: dict[str, Value] = {}
     backend = params.get("backend")
-    if isinstance(backend, str):
-        backend_spec = parse_spec(backend)
+    if isinstance(backend, (str, MethodSpec)):
+        backend_spec = parse_spec(backend) if isinstance(backend, str) else backend
         libraries.update(BACKENDS.get(backend_spec.name).libraries)
         options = backend_spec.kwargs
     kept = {k: v for k, v in params.items() if execution or k not in cls.execution_params}

@@ -332,3 +332,33 @@ def test_run_eval_without_the_eval_command_fails_before_any_work(capsys, monkeyp
     assert code == ExitCode.MISSING_DEPENDENCY and not stdout
     assert err.count("\n") == 1 and "--eval needs the 'eval' command" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.pyserini
+def test_a_pipeline_with_a_retriever_and_fusion_runs_from_the_cli(capsys, tmp_path):
+    """BM25 over an index of the example corpus (built once into the stage store), fused with the shipped run."""
+    from retrievers.fusion import interpolate
+
+    pipeline = (
+        "interpolate(bm25(b=0.4, k1=0.9) % 20 | run(name=bm25) % 20, weights=[0.7, 0.3]) % 10 >> random(seed=0) % 5"
+    )
+    args = ["run", "--dataset", "example", "--pipeline", pipeline, "--work-dir", str(tmp_path / "stages")]
+    code, _, err = run_cli(capsys, *args, "--output", str(tmp_path / "out.trec"))
+    assert code == 0, err
+    assert "computing example: bm25(b=0.4, k1=0.9) % 20" in err and "indexing example with bm25" in err
+    stages = {p.parent.name: p.parent for p in (tmp_path / "stages").rglob("manifest.json")}
+    assert len(stages) == 3  # bm25, the given run, their fusion; the last stage wrote the output
+
+    def stage_run(prefix):
+        return data.read_trec_run(next(d for name, d in stages.items() if name.startswith(prefix)) / "run.trec.gz")
+
+    ours = stage_run("interpolate-10")
+    expected = interpolate([stage_run("bm25-20"), stage_run("run-20")], [0.7, 0.3]).cut(10)
+    assert [(r.qid, r.candidates) for r in ours] == [(r.qid, r.candidates) for r in expected]
+    reranked = data.read_trec_run(tmp_path / "out.trec")
+    assert [len(r.candidates) for r in reranked] == [min(5, len(r.candidates)) for r in ours]
+    assert {c.docid for r in reranked for c in r.candidates} <= {c.docid for r in ours for c in r.candidates}
+    # a second pipeline sharing the first stages computes only its own last stage
+    other = pipeline.replace("random(seed=0) % 5", "random(seed=1)")
+    code, _, err = run_cli(capsys, *args[:4], other, *args[5:], "--output", str(tmp_path / "other.trec"))
+    assert code == 0 and "computing" not in err

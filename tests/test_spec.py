@@ -121,3 +121,35 @@ def test_every_parameter_survives_printing(text):
     pipeline = parse_pipeline(text)
     for stage, again in zip(pipeline.stages, parse_pipeline(str(pipeline)).stages, strict=True):
         assert stage.spec.kwargs == again.spec.kwargs and stage.cutoff == again.cutoff
+
+
+def test_one_registry_type_refuses_duplicates_and_lets_constructor_errors_through():
+    from data.models import PACKS
+    from rerank.llm.backend import BACKENDS
+    from rerank.registry import METHODS
+    from retrievers.registry import RETRIEVERS
+
+    for registry, name in ((METHODS, "listwise"), (BACKENDS, "llama.cpp"), (RETRIEVERS, "bm25"), (PACKS, "minilm")):
+        with pytest.raises(ValueError, match=f"{name!r} is registered twice: .* and somewhere:Else"):
+            registry.register(name, "somewhere:Else")
+    # a constructor's own check keeps its message (it used to read "bad parameters")
+    with pytest.raises(ValueError, match="window_size must be at least 2"):
+        load_reranker("listwise(model=sort, backend=scripted, window_size=1)")
+    with pytest.raises(InvalidSpecError, match=r"'llama\.cpp' has no parameter 'nonesuch'"):
+        load_reranker("listwise(model=sort, backend=llama.cpp(nonesuch=1))")
+    with pytest.raises(InvalidSpecError, match="needs model"):
+        load_reranker("listwise(backend=scripted)")
+
+
+def test_parameters_are_declared_once_by_the_constructor():
+    from rerank.registry import METHODS
+
+    specs = ["random(seed=4)", "listwise(model=sort, backend=scripted, stride=3)", "first(model=sort, backend=scripted)",
+             "pairwise(model=sort, backend=scripted)", "setwise(model=sort, backend=scripted)",
+             "groupwise(model=sort, backend=scripted)", "jointrank(inner=random(seed=1))"]  # fmt: skip
+    for text in specs:
+        built = load_reranker(text)
+        assert set(built.params()) == set(METHODS.signature(built.method)), text
+        assert load_reranker(built.spec).spec == built.spec  # the spec rebuilds the same method
+    listwise = load_reranker(specs[1])
+    assert listwise.params()["stride"] == 3 and listwise.params()["window_size"] == 20  # defaults included

@@ -93,7 +93,7 @@ def backend_names() -> list[str]:
     return BACKENDS.names()
 
 
-def load_backend(spec: str, model: str, **defaults: Any) -> LLMBackend:
+def load_backend(spec: Any, model: str, **defaults: Any) -> LLMBackend:
     """The backend a spec names (``name`` or ``name(option=value, …)``) for ``model``.
 
     ``defaults`` (such as the method's ``batch_size``) are passed unless the spec sets them.
@@ -101,7 +101,7 @@ def load_backend(spec: str, model: str, **defaults: Any) -> LLMBackend:
     """
     from rerank.spec import parse_spec
 
-    parsed = parse_spec(spec)
+    parsed = parse_spec(spec) if isinstance(spec, str) else spec  # a string or a nested spec
     options = {**defaults, **parsed.kwargs}
     backend: LLMBackend = BACKENDS.create(parsed.name, {"model": model, **options}, given=f"backend {spec!r}")
     return backend
