@@ -79,7 +79,7 @@ def test_unknown_backend_and_bad_options_are_spec_errors():
 
     with pytest.raises(InvalidSpecError, match="unknown LLM backend"):
         load_backend("nonesuch", "smollm2-135m")
-    with pytest.raises(InvalidSpecError, match="LLM backend .llama.cpp. has no parameter .nonesuch_option."):
+    with pytest.raises(InvalidSpecError, match=r"LLM backend .llama\.cpp. has no parameter .nonesuch_option."):
         load_backend("llama.cpp(nonesuch_option=1)", "smollm2-135m")
 
 
