@@ -11,7 +11,7 @@ long checkpoint per batch of queries and resume to the identical file; every fil
 atomically. The git commit is recorded in the manifest as provenance, never in the key.
 
 Stages: ``run(name=N)`` (a run the dataset ships) or ``run(path=FILE)``; a retriever over an
-index it builds from the source's corpus (or ``index=DIR``); fusion (``rrf``, ``interpolate``)
+index it builds from the source's corpus (or ``index_dir=DIR``); fusion (``rrf``, ``interpolate``)
 over sub-pipelines; and any registered reranking method. ``% K`` after a first stage is its
 depth (100 when omitted); after a reranker, how many of its candidates go on.
 """
@@ -43,6 +43,7 @@ from rerank.spec import MethodSpec, PipelineSpec, StageSpec, Value
 
 DEFAULT_DEPTH = 100
 GIVEN = "run"
+GIVEN_INDEX = "index_dir"  # a retriever stage over an index built elsewhere (rerank retrieve)
 GIVEN_FORMATS = ("trec", "rankllm", "jsonl")
 FUSION = ("rrf", "interpolate")
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +187,13 @@ def check_pipeline(pipeline: PipelineSpec) -> PipelineSpec:
             for member in stage.spec.inputs:
                 check_pipeline(member)
         elif kind == "retriever":
-            RETRIEVERS.get(stage.spec.name)
+            accepted = {*RETRIEVERS.get(stage.spec.name).parameters(), GIVEN_INDEX}
+            unknown = sorted(set(stage.spec.kwargs) - accepted)
+            if unknown:
+                raise InvalidSpecError(
+                    f"{stage.spec}: retriever {stage.spec.name!r} has no parameter {unknown[0]!r}; "
+                    f"it takes {', '.join(sorted(accepted))}"
+                )
     return resolved
 
 
@@ -366,10 +373,10 @@ class Executor:
             inputs["members"] = [_sha256(m.run_path) for m in members]
         elif kind == "retriever":
             key["identity"] = retriever_identity(stage.spec)
-            if "index" in stage.spec.kwargs:
+            if GIVEN_INDEX in stage.spec.kwargs:
                 from retrievers.base import META_FILE
 
-                inputs["index"] = _sha256(Path(str(stage.spec.kwargs["index"])) / META_FILE)
+                inputs["index"] = _sha256(Path(str(stage.spec.kwargs[GIVEN_INDEX])) / META_FILE)
             else:
                 inputs["corpus"] = source.corpus_digest
             key["batch_queries"] = self.retrieve_batch
@@ -463,16 +470,16 @@ class Executor:
         return run, details
 
     def retriever(self, spec: MethodSpec, source: Source) -> tuple[Any, dict[str, Any]]:
-        """The retriever of a stage: over ``index=DIR``, or over an index of the source's corpus built once."""
+        """The retriever of a stage: over ``index_dir=DIR``, or over an index of the source's corpus built once."""
         from retrievers.registry import open_index, retriever_class
 
         cls = retriever_class(spec.name)
         search = {k: v for k, v in spec.params if k in cls.search_params}
-        build = {k: v for k, v in spec.params if k not in cls.search_params and k != "index"}
-        if "index" in spec.kwargs:
-            return open_index(str(spec.kwargs["index"]), **search), {}
+        build = {k: v for k, v in spec.params if k not in cls.search_params and k != GIVEN_INDEX}
+        if GIVEN_INDEX in spec.kwargs:
+            return open_index(str(spec.kwargs[GIVEN_INDEX]), **search), {}
         if source.dataset is None or self.index_cache is None:
-            raise InvalidSpecError(f"{spec}: a retriever without index=DIR needs a dataset to index")
+            raise InvalidSpecError(f"{spec}: a retriever without index_dir=DIR needs a dataset to index")
         from rerank.identity import retriever_identity
 
         identity = retriever_identity(MethodSpec.of(spec.name, build))

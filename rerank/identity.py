@@ -171,10 +171,11 @@ def retriever_identity(spec: MethodSpec) -> dict[str, Any]:
     from retrievers.registry import retriever_class
 
     cls = retriever_class(spec.name)
-    params = spec.kwargs
+    # every parameter, defaults included; a given index is an input (its metadata's digest), not a parameter
+    params = {**cls.parameters(), **{k: v for k, v in spec.kwargs.items() if k != "index_dir"}}
     libraries = set(cls.libraries_for(params))
     return {
-        "spec": str(spec),
+        "spec": str(MethodSpec.of(spec.name, params)),
         "version": cls.version,
         "libraries": package_versions(libraries),
         "models": [model_identity(v) for k, v in sorted(params.items()) if k == "model" and isinstance(v, str)],

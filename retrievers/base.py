@@ -88,6 +88,26 @@ class Retriever(ABC):
     search_params: ClassVar[frozenset[str]] = frozenset()  # the rest are index-time and pick the index
 
     @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        """Every parameter a spec may give, with its default: search-time ones from the constructor
+        (``search_params``), index-time ones from ``build``."""
+        import inspect
+
+        found: dict[str, Any] = {}
+        build = cls.build  # type: ignore[attr-defined]  # every retriever builds its index (not in this interface)
+        for function, skip in (
+            (cls.__init__, {"self", "index_dir", "k"}),
+            (build, {"documents", "index_dir", "corpus"}),
+        ):
+            for parameter in inspect.signature(function).parameters.values():
+                if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL) or parameter.name in skip:
+                    continue
+                searched = parameter.name in cls.search_params
+                if (function is cls.__init__) == searched and parameter.name not in found:
+                    found[parameter.name] = None if parameter.default is parameter.empty else parameter.default
+        return found
+
+    @classmethod
     def libraries_for(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
         """The distributions that compute this retriever's run with these parameters."""
         return cls.libraries

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         options = {"ef_search": args.ef_search}
     # One stage of the staged executor: its key (the index, its metadata, the options, the queries, the
     # library versions) heads the checkpoint, so a checkpoint of other work is refused.
-    stage = MethodSpec.of(meta.retriever, {"index": str(Path(args.index).resolve()), **options}) % args.k
+    stage = MethodSpec.of(meta.retriever, {"index_dir": str(Path(args.index).resolve()), **options}) % args.k
     executor = Executor(Path(args.output).parent, retrieve_batch=args.batch_queries)
     source = Source("retrieve", tuple(queries))
     key = executor.stage_key(PipelineSpec((stage,)), source, None, [])

@@ -41,7 +41,7 @@ from data.tsv import read_topics
 from rerank.base import RerankResult
 from rerank.cli.common import add_data_arguments, dataset_from, print_json
 from rerank.cli.plugins import command_module
-from rerank.executor import Executor, Source, StageOutput, check_pipeline, stage_kind
+from rerank.executor import Executor, Source, StageOutput, check_pipeline, digest_text, stage_kind
 from rerank.spec import MethodSpec, PipelineSpec, parse_pipeline, parse_spec
 
 
@@ -137,7 +137,10 @@ def source_from(args: argparse.Namespace, dataset: Dataset | None, pipeline: Pip
     else:
         queries = tuple(texts.values())
     queries = queries[: args.max_queries]
-    name = dataset.name if dataset is not None and not (args.topics or args.corpus) else "files"
+    if dataset is not None and not (args.topics or args.corpus):
+        name = dataset.name
+    else:  # stages over other files get their own folder in the store
+        name = "files-" + digest_text(*(f"{q.qid}\t{q.text}" for q in queries), str(corpus_file))[:10]
     return Source(name, queries, docs, dataset, corpus_file)
 
 
