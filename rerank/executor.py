@@ -302,13 +302,13 @@ class Executor:
             if len(resolved.stages) > 1
             else None
         )
-        members = [self.output(m, source, compute=compute) for m in self._members(resolved)]
+        members = [self.output(m, source, compute=compute) for m in self.fusion_members(resolved)]
         if (len(resolved.stages) > 1 and previous is None) or any(m is None for m in members):
             return None
         key = self.stage_key(resolved, source, previous, [m for m in members if m is not None])
         directory = self.directory(resolved, source)
         manifest = read_manifest(directory / "manifest.json")
-        forced = any(fnmatch.fnmatchcase(str(pipeline), p) for p in self.recompute) and memo not in self._memo
+        forced = any(fnmatch.fnmatchcase(str(pipeline), p) for p in self.recompute)
         if manifest is not None and manifest.get("key") == key and (directory / "run.trec.gz").is_file() and not forced:
             found: StageOutput | None = StageOutput(resolved, directory, manifest)
         elif compute:
@@ -324,7 +324,7 @@ class Executor:
         resolved = resolve_pipeline(pipeline)
         found: list[StageStatus] = []
         for prefix in resolved.prefixes():
-            for member in self._members(prefix):
+            for member in self.fusion_members(prefix):
                 found += self.status(member, source)
             found.append(self._status_of(prefix, source))
         unique = {str(s.pipeline): s for s in found}
@@ -340,7 +340,7 @@ class Executor:
             previous = self.output(pipeline.prefix(len(pipeline.stages) - 1), source, compute=False)
             if previous is None:
                 return StageStatus(pipeline, directory, "stale", ("inputs.previous",))
-        members = [self.output(m, source, compute=False) for m in self._members(pipeline)]
+        members = [self.output(m, source, compute=False) for m in self.fusion_members(pipeline)]
         if any(m is None for m in members):
             return StageStatus(pipeline, directory, "stale", ("inputs.members",))
         key = self.stage_key(pipeline, source, previous, [m for m in members if m is not None])
@@ -349,7 +349,7 @@ class Executor:
         return StageStatus(pipeline, directory, "stale", tuple(changed_fields(manifest.get("key"), key)))
 
     @staticmethod
-    def _members(pipeline: PipelineSpec) -> list[PipelineSpec]:
+    def fusion_members(pipeline: PipelineSpec) -> list[PipelineSpec]:
         if len(pipeline.stages) > 1 or pipeline.first.spec.name not in FUSION:
             return []
         return [resolve_pipeline(m) for m in pipeline.first.spec.inputs]

@@ -103,7 +103,7 @@ def main(evidence_path: str) -> int:
                 if len(stage.stages) > 1:
                     previous = executor.output(stage.prefix(len(stage.stages) - 1), source, compute=False)
                     assert previous is not None, f"{stage}: its input stage is not migrated"
-                members = [executor.output(m, source, compute=False) for m in executor._members(stage)]
+                members = [executor.output(m, source, compute=False) for m in executor.fusion_members(stage)]
                 assert all(m is not None for m in members)
                 if carry and previous is not None and manifest["key"]["inputs"] != digest_path(previous.run_path):
                     carry, why = False, "the run it reranked was recomputed and differs"

@@ -139,10 +139,10 @@ def run_leaderboard(
 
 def chain(runner: Any, dataset: str, pipeline: PipelineSpec) -> list[Any]:
     """The cells whose work a pipeline includes: each prefix, and a fusion's member runs."""
-    from eval.leaderboard.cells import fusion_members
+    from rerank.executor import Executor
 
     cells = [runner.cell(dataset, prefix) for prefix in pipeline.prefixes()]
-    return cells + [runner.cell(dataset, member) for member in fusion_members(pipeline.prefix(1))]
+    return cells + [runner.cell(dataset, member) for member in Executor.fusion_members(pipeline.prefix(1))]
 
 
 def status(config: Config, output: Path, datasets: Sequence[str] | None, patterns: Sequence[str] | None,

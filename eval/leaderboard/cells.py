@@ -82,9 +82,3 @@ class CellRunner:
 
     def status(self, dataset: str, pipeline: PipelineSpec) -> list[StageStatus]:
         return self.executor.status(pipeline, self.source(dataset))
-
-
-def fusion_members(pipeline: PipelineSpec) -> list[PipelineSpec]:
-    """The sub-pipelines a fusion first stage fuses (none for other pipelines)."""
-    first = pipeline.first.spec
-    return list(first.inputs) if len(pipeline.stages) == 1 else []
