@@ -57,6 +57,10 @@ class InvalidSpecError(RerankError, ValueError):
     """A method or pipeline spec string does not parse, or names an unknown method."""
 
 
+class SpecTypeError(InvalidSpecError, TypeError):
+    """A parameter of the wrong type (a constructor's own check): a ``TypeError`` to Python, exit 3 to the CLI."""
+
+
 def _excerpt(text: str, limit: int = 80) -> str:
     text = text.rstrip("\r\n")
     return repr(text if len(text) <= limit else text[:limit] + "…")

@@ -15,6 +15,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 
+from data.errors import SpecTypeError
 from data.records import RerankRequest
 from rerank.base import Reranker, RerankResult, scored_ranking
 from rerank.cost import Cost
@@ -33,7 +34,7 @@ class RandomReranker(Reranker):
 
     def __init__(self, seed: int = 0):
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an integer, not {seed!r}")
+            raise SpecTypeError(f"random: seed must be an integer, not {seed!r}")
         self.seed = seed
 
     def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:

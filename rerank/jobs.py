@@ -70,7 +70,12 @@ def rerank_to_file(
         resumed_seconds = sum(checkpoint.done[r.query.qid].cost.seconds for r in requests if r.query.qid not in pending)
         start = time.perf_counter()
         if todo:
-            reranker = load_reranker(spec)
+            try:
+                reranker = load_reranker(spec)
+            except Exception:
+                if not checkpoint.done:  # nothing was computed: leave nothing behind to resume
+                    checkpoint.remove()
+                raise
             if cache:
                 from rerank.cache import OutputCache
 

@@ -57,3 +57,15 @@ def test_the_cli_runs_the_random_control_on_the_example(capsys, tmp_path):
     ranked, first = data.read_trec_run(out), data.load("example").run("bm25")
     assert {r.qid: sorted(r.docids) for r in ranked} == {r.qid: sorted(r.docids) for r in first}
     assert [r.docids for r in ranked] != [r.docids for r in first]
+
+
+def test_a_seed_of_the_wrong_type_is_one_clear_line(capsys, tmp_path):
+    from rerank.cli import main
+
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        load_reranker("random(seed=abc)")
+    code = main(["run", "--dataset", "example", "--run", "bm25", "--reranker", "random(seed=abc)",
+                 "--output", str(tmp_path / "out.trec")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 3 and err == "rerank: error: random: seed must be an integer, not 'abc'\n"
+    assert not list(tmp_path.iterdir())  # no output, no checkpoint to refuse the next run
