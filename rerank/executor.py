@@ -74,17 +74,22 @@ class Source:
         return digest_path(path) if path is not None else None
 
     def run_file(self, spec: MethodSpec) -> Path:
-        params = spec.kwargs
-        if set(params) == {"name"} and self.dataset is not None:
-            return Path(self.dataset.run_path(str(params["name"])))
-        if set(params) in ({"path"}, {"path", "format"}):
-            path = Path(str(params["path"]))
-            if not path.is_file():
-                from data.errors import DatasetNotFoundError
+        return given_run_path(spec, self.dataset)
 
-                raise DatasetNotFoundError(f"{spec}: no such run file {path}")
-            return path
-        raise InvalidSpecError(f"{spec}: a given run is run(name=NAME) over a dataset, or run(path=FILE)")
+
+def given_run_path(spec: MethodSpec, dataset: Any) -> Path:
+    """The file of a given run: ``run(name=N)`` of the dataset, or ``run(path=FILE[, format=F])``."""
+    params = spec.kwargs
+    if set(params) == {"name"} and dataset is not None:
+        return Path(dataset.run_path(str(params["name"])))
+    if set(params) in ({"path"}, {"path", "format"}):
+        path = Path(str(params["path"]))
+        if not path.is_file():
+            from data.errors import DatasetNotFoundError
+
+            raise DatasetNotFoundError(f"{spec}: no such run file {path}")
+        return path
+    raise InvalidSpecError(f"{spec}: a given run is run(name=NAME) over a dataset, or run(path=FILE)")
 
 
 def _dataset_corpus(dataset: Any) -> Path | None:
@@ -427,7 +432,7 @@ class Executor:
             "timed_queries": len(source.queries),
             "cost": cost,
             "prefix": None if previous is None else _relative(previous.directory, self.store.parent),
-            "models": [m for s in pipeline.stages for m in key_models(s, self)],
+            "models": [m for s in pipeline.stages for m in stage_models(s)],
             "computed": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             **details,
             **environment(),
@@ -586,7 +591,7 @@ def method_identity(spec: MethodSpec | str, *, execution: bool = True) -> dict[s
     )  # fmt: skip
 
 
-def key_models(stage: StageSpec, executor: Executor) -> list[dict[str, Any]]:
+def stage_models(stage: StageSpec) -> list[dict[str, Any]]:
     """The weights a stage uses, for its manifest (nested specs included)."""
     from rerank.identity import model_identity
 
@@ -595,10 +600,10 @@ def key_models(stage: StageSpec, executor: Executor) -> list[dict[str, Any]]:
         if name == "model" and isinstance(value, str):
             found.append(_model_record(value, model_identity(value)))
         elif isinstance(value, MethodSpec):
-            found += key_models(StageSpec(value), executor)
+            found += stage_models(StageSpec(value))
     for member in stage.spec.inputs:
         for inner in member.stages:
-            found += key_models(inner, executor)
+            found += stage_models(inner)
     return found
 
 
@@ -633,16 +638,6 @@ def _relative(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)
-
-
-def run_pipeline(pipeline: str | PipelineSpec, source: Source, store: Path, **options: Any) -> StageOutput:
-    """Run a pipeline over a source with a store of stage outputs (a convenience over ``Executor``)."""
-    from rerank.spec import as_pipeline
-
-    spec = check_pipeline(as_pipeline(pipeline))
-    found = Executor(store, **options).output(spec, source)
-    assert found is not None
-    return found
 
 
 def source_for_dataset(dataset: Any, queries: Iterable[Query] | None = None, name: str | None = None) -> Source:

@@ -38,8 +38,20 @@ _BARE = re.compile(r"[A-Za-z0-9_./:@+-][A-Za-z0-9_./:@+\-]*")
 _INT = re.compile(r"\d+")
 
 
+class _Chains:
+    """``a >> b`` for a method spec or a stage: both become one-stage pipelines first."""
+
+    __slots__ = ()
+
+    def __rshift__(self, other: Any) -> PipelineSpec:
+        return as_pipeline(self) >> other
+
+    def __rrshift__(self, other: Any) -> PipelineSpec:
+        return as_pipeline(other) >> self
+
+
 @dataclass(frozen=True, slots=True)
-class MethodSpec:
+class MethodSpec(_Chains):
     """A registered name, its keyword parameters (sorted) and, for fusion, the pipelines it combines."""
 
     name: str
@@ -71,15 +83,9 @@ class MethodSpec:
     def __mod__(self, k: int) -> StageSpec:
         return StageSpec(self) % k
 
-    def __rshift__(self, other: Any) -> PipelineSpec:
-        return as_pipeline(self) >> other
-
-    def __rrshift__(self, other: Any) -> PipelineSpec:
-        return as_pipeline(other) >> self
-
 
 @dataclass(frozen=True, slots=True)
-class StageSpec:
+class StageSpec(_Chains):
     spec: MethodSpec
     cutoff: int | None = None
 
@@ -88,12 +94,6 @@ class StageSpec:
 
     def __mod__(self, k: int) -> StageSpec:
         return StageSpec(self.spec, check_cutoff(k))
-
-    def __rshift__(self, other: Any) -> PipelineSpec:
-        return as_pipeline(self) >> other
-
-    def __rrshift__(self, other: Any) -> PipelineSpec:
-        return as_pipeline(other) >> self
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,9 +145,9 @@ def source_from(args: argparse.Namespace, dataset: Dataset | None, pipeline: Pip
 
 
 def read_given(spec: MethodSpec, dataset: Dataset | None) -> Run:
-    from rerank.executor import read_given_run
+    from rerank.executor import given_run_path, read_given_run
 
-    return read_given_run(spec, Source("given", (), dataset=dataset).run_file(spec))
+    return read_given_run(spec, given_run_path(spec, dataset))
 
 
 def read_given_requests(spec: MethodSpec) -> list[RerankRequest]:
