@@ -14,6 +14,10 @@ EXTRAS = {
     "faiss": "dense",
     "pyserini": "pyserini",
     "llama_cpp": "llamacpp",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "prometheus_client": "serve",
+    "httpx": "serve",
 }
 
 

@@ -70,6 +70,10 @@ class Reranker(ABC):
     def spec(self) -> MethodSpec:
         return MethodSpec.of(self.method, self.params())
 
+    def tokenizer(self) -> Any | None:
+        """The Hugging Face tokenizer the model reads text with, where it has one (for token limits)."""
+        return None
+
     def rank(self, query: str | Query, documents: Iterable[str | Candidate]) -> RerankResult:
         """Rerank one query's documents (plain strings get docids "0", "1", …)."""
         q = query if isinstance(query, Query) else Query("0", query)

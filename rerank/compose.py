@@ -14,7 +14,7 @@ a callable ``rerank`` and a ``spec``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Union
 
@@ -172,13 +172,44 @@ class Pipeline:
         if stages and not isinstance(stages[0], RerankStage):
             raise ValueError("this pipeline starts with a retriever: call it on queries")
         costs: list[Cost] = []
-        for stage in stages:
-            requests = [RerankRequest(r.query, attach_texts(r.candidates, docs)) for r in requests]
-            results = stage.reranker.rerank(requests)
+        for requests, results in _through(stages, requests, docs):
             costs.append(sum((result.cost for result in results), Cost()))
-            requests = [
-                RerankRequest(request.query, result.ranking.candidates[: stage.keep])
-                for request, result in zip(requests, results, strict=True)
-            ]
         rankings = [Ranking(r.query.qid, r.candidates) for r in requests]
         return Run.from_rankings(rankings, name=str(self)), costs
+
+    def rerank(self, requests: Sequence[RerankRequest]) -> list[PipelineResult]:
+        """A pipeline of rerankers used as one: each request's final ranking and its cost over every stage.
+
+        Candidates a stage's cutoff drops are not in the final ranking (as in a written run).
+        """
+        if any(not isinstance(stage, RerankStage) for stage in self.stages):
+            raise ValueError("this pipeline starts with a retriever: call it on queries")
+        current = list(requests)
+        totals = [Cost() for _ in current]
+        for current, results in _through(list(self.stages), current, None):
+            totals = [total + result.cost for total, result in zip(totals, results, strict=True)]
+        return [
+            PipelineResult(Ranking(r.query.qid, r.candidates), cost) for r, cost in zip(current, totals, strict=True)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineResult:
+    """What ``Pipeline.rerank`` gives per request (the shape of ``rerank.base.RerankResult``)."""
+
+    ranking: Ranking
+    cost: Cost
+
+
+def _through(
+    stages: Sequence[RerankStage], requests: list[RerankRequest], docs: DocumentStore | None
+) -> Iterator[tuple[list[RerankRequest], Sequence[Any]]]:
+    """Each stage in turn: the requests it leaves for the next (cut to its ``keep``) and its results."""
+    for stage in stages:
+        requests = [RerankRequest(r.query, attach_texts(r.candidates, docs)) for r in requests]
+        results = stage.reranker.rerank(requests)
+        requests = [
+            RerankRequest(request.query, result.ranking.candidates[: stage.keep])
+            for request, result in zip(requests, results, strict=True)
+        ]
+        yield requests, results

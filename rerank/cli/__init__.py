@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "retrieve": ("rerank.cli.retrieve_cmd", "search an index and write a TREC run"),
     "fuse": ("rerank.cli.fuse_cmd", "fuse runs (reciprocal rank fusion or interpolation)"),
     "run": ("rerank.cli.run_cmd", "rerank a TREC run or candidate file with a method spec"),
+    "serve": ("rerank.cli.serve_cmd", "serve a reranker over HTTP (Cohere, Jina and TEI APIs)"),
     "doctor": ("rerank.cli.doctor", "report what is installed and where data is"),
 }
 

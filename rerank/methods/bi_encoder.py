@@ -66,6 +66,9 @@ class BiEncoderReranker(PointwiseReranker):
         self._vectors = index.reconstruct_n(0, index.ntotal)
         self._stored = {docid: row for row, (_, docid) in enumerate(iter_lines(Path(index_dir) / "docids.txt"))}
 
+    def tokenizer(self) -> Any:
+        return self._encoder.tokenizer
+
     def _encode(self, texts: list[str]) -> Any:
         return self._encoder.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False

@@ -131,6 +131,9 @@ class CrossEncoderReranker(PointwiseReranker):
             batches.append(current)
         return batches
 
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         import torch
 

@@ -1,0 +1,106 @@
+"""Loading what is served, and running it under uvicorn with a graceful stop.
+
+SIGTERM or SIGINT: uvicorn stops accepting connections, every accepted request is finished and
+answered, the batcher drains, and the process exits 0 (a second SIGINT forces the exit).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from data.errors import InvalidSpecError
+from data.optional import optional_import
+from data.records import RerankRequest
+from rerank.serve.app import ServeSettings, Service, create_app
+from rerank.spec import PipelineSpec
+
+log = logging.getLogger("rerank.serve")
+
+
+def load_served(pipeline: PipelineSpec) -> tuple[Callable[[Sequence[RerankRequest]], Sequence[Any]], Any]:
+    """The rerank callable for a pipeline of rerankers (one stage: the reranker itself) and its first reranker."""
+    from rerank.compose import Pipeline, RerankStage
+    from rerank.registry import METHODS, load_reranker
+
+    for stage in pipeline.stages:
+        if stage.spec.name not in METHODS.names():
+            raise InvalidSpecError(
+                f"{stage.spec}: a served pipeline reranks the documents each request sends, so every stage is a "
+                f"reranking method (one of {', '.join(METHODS.names())})"
+            )
+    rerankers = [load_reranker(stage.spec) for stage in pipeline.stages]
+    if len(rerankers) == 1 and pipeline.stages[0].cutoff is None:
+        return rerankers[0].rerank, rerankers[0]
+    served = Pipeline(tuple(RerankStage(r, s.cutoff) for r, s in zip(rerankers, pipeline.stages, strict=True)))
+    return served.rerank, rerankers[0]
+
+
+def token_cutter(reranker: Any) -> Callable[[str, int], str] | None:
+    """Cuts a text to N tokens of the reranker's own tokenizer (for ``max_tokens_per_doc``), if it has one."""
+    tokenizer = reranker.tokenizer() if hasattr(reranker, "tokenizer") else None
+    if tokenizer is None or not getattr(tokenizer, "is_fast", False):
+        return None
+
+    def cut(text: str, limit: int) -> str:
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        return text if len(offsets) <= limit else text[: offsets[limit - 1][1]]
+
+    return cut
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuses a port that is out of range or taken, before the model loads."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port {port}: a port is 0-65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise ValueError(f"--host {host}: {err.strerror}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            reason = "in use" if err.errno == errno.EADDRINUSE else err.strerror
+            raise ValueError(f"--port {port}: cannot listen on {host}:{port} ({reason})") from None
+
+
+def serve(
+    pipeline: PipelineSpec,
+    settings: ServeSettings,
+    host: str,
+    port: int,
+    on_listening: Callable[[str], None] | None = None,
+) -> None:
+    """Loads the model, then serves until SIGTERM/SIGINT; returns after a graceful stop."""
+    uvicorn = optional_import("uvicorn")
+    rerank, first = load_served(pipeline)
+    app = create_app(Service(rerank, settings, token_cutter(first)))
+
+    class Server(uvicorn.Server):  # type: ignore[misc, name-defined]
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            # uvicorn re-raises a caught signal after its graceful stop (exit 143); a requested stop exits 0.
+            self._captured_signals.clear()
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started and on_listening is not None:
+                bound = [s.getsockname() for server in self.servers for s in server.sockets]
+                on_listening(", ".join(f"http://{_host(a)}:{a[1]}" for a in bound))
+
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=None,
+        lifespan="on",
+    )  # fmt: skip
+    Server(config).run()
+
+
+def _host(address: Sequence[Any]) -> str:
+    host = str(address[0])
+    return f"[{host}]" if ":" in host else host
