@@ -14,7 +14,7 @@ a callable ``rerank`` and a ``spec``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Union
 
@@ -171,9 +171,8 @@ class Pipeline:
             requests = [RerankRequest(by_qid[r.qid], r.candidates) for r in run]
         if stages and not isinstance(stages[0], RerankStage):
             raise ValueError("this pipeline starts with a retriever: call it on queries")
-        costs: list[Cost] = []
-        for requests, results in _through(stages, requests, docs):
-            costs.append(sum((result.cost for result in results), Cost()))
+        requests, per_stage = _through(stages, requests, docs)
+        costs = [sum((result.cost for result in results), Cost()) for results in per_stage]
         rankings = [Ranking(r.query.qid, r.candidates) for r in requests]
         return Run.from_rankings(rankings, name=str(self)), costs
 
@@ -184,13 +183,9 @@ class Pipeline:
         """
         if any(not isinstance(stage, RerankStage) for stage in self.stages):
             raise ValueError("this pipeline starts with a retriever: call it on queries")
-        current = list(requests)
-        totals = [Cost() for _ in current]
-        for current, results in _through(list(self.stages), current, None):
-            totals = [total + result.cost for total, result in zip(totals, results, strict=True)]
-        return [
-            PipelineResult(Ranking(r.query.qid, r.candidates), cost) for r, cost in zip(current, totals, strict=True)
-        ]
+        final, per_stage = _through(list(self.stages), list(requests), None)
+        totals = [sum((results[n].cost for results in per_stage), Cost()) for n in range(len(final))]
+        return [PipelineResult(Ranking(r.query.qid, r.candidates), c) for r, c in zip(final, totals, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +198,9 @@ class PipelineResult:
 
 def _through(
     stages: Sequence[RerankStage], requests: list[RerankRequest], docs: DocumentStore | None
-) -> Iterator[tuple[list[RerankRequest], Sequence[Any]]]:
-    """Each stage in turn: the requests it leaves for the next (cut to its ``keep``) and its results."""
+) -> tuple[list[RerankRequest], list[Sequence[Any]]]:
+    """Every stage in turn: what the last leaves (each cut to its ``keep``), and each stage's results."""
+    per_stage = []
     for stage in stages:
         requests = [RerankRequest(r.query, attach_texts(r.candidates, docs)) for r in requests]
         results = stage.reranker.rerank(requests)
@@ -212,4 +208,5 @@ def _through(
             RerankRequest(request.query, result.ranking.candidates[: stage.keep])
             for request, result in zip(requests, results, strict=True)
         ]
-        yield requests, results
+        per_stage.append(results)
+    return requests, per_stage

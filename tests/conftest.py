@@ -71,3 +71,22 @@ def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     from rerank.methods.cross_encoder import build_minilm_shaped_cross_encoder
 
     return build_minilm_shaped_cross_encoder(str(tmp_path_factory.getbasetemp() / "ce-minilm"))
+
+
+SERVE_KEY = "a-test-key"  # what remote(...) sends (RERANK_API_KEY) and the session's server expects
+
+
+@pytest.fixture(scope="session")
+def minilm_server():
+    """`rerank serve` of the MiniLM bi-encoder on a free loopback port, with an API key and small limits."""
+    from serving import Served
+
+    os.environ["RERANK_API_KEY"] = SERVE_KEY
+    served = Served(
+        "--reranker", "bi-encoder(model=minilm)", "--api-key-env", "RERANK_API_KEY", "--max-documents", "50",
+        "--max-body-bytes", "100000", "--max-wait-ms", "20",
+    )  # fmt: skip
+    try:
+        yield served.wait_listening()
+    finally:
+        served.stop()

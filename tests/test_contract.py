@@ -28,6 +28,8 @@ CONTRACT_SPECS = {
     "pairwise/transformers": "pairwise(model=smollm2-135m, strategy=bubblesort, k=1, batch_size=4)",
     "setwise/transformers": "setwise(model=smollm2-135m, num_child=2, k=2, batch_size=4)",
     "jointrank/transformers": 'jointrank(inner="first(model=smollm2-135m, window_size=4)", block_size=4, replicas=2)',
+    # through `rerank serve` of the MiniLM bi-encoder on loopback (tests/conftest.py: minilm_server)
+    "remote": 'remote(base_url="{served}")',
 }
 
 
@@ -38,7 +40,8 @@ def test_every_registered_method_runs_the_contract():
 
 @pytest.fixture(scope="module", params=sorted(CONTRACT_SPECS))
 def reranker(request, cross_encoder_dir):
-    return load_reranker(CONTRACT_SPECS[request.param].format(cross_encoder=f'"{cross_encoder_dir}"'))
+    served = request.getfixturevalue("minilm_server") if request.param == "remote" else ""
+    return load_reranker(CONTRACT_SPECS[request.param].format(cross_encoder=f'"{cross_encoder_dir}"', served=served))
 
 
 class TestContract(RerankerContract):

@@ -25,26 +25,56 @@ from rerank.serve.batcher import BatchLimits
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to serve (one of)")
     what.add_argument("--reranker", metavar="SPEC", help="a method spec, e.g. 'bi-encoder(model=minilm)'")
-    what.add_argument("--pipeline", metavar="SPEC", help="rerankers chained with >> and cut with %%, e.g. 'a %% 20 >> b'")
+    what.add_argument(
+        "--pipeline", metavar="SPEC", help="rerankers chained with >> and cut with %%, e.g. 'a %% 20 >> b'"
+    )
     what.add_argument("--method", metavar="NAME", help="a registered method name (with --model)")
     parser.add_argument("--model", metavar="M", help="model pack, folder or Hugging Face id for --method")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     limits = parser.add_argument_group("batching and limits")
     default = BatchLimits()
-    limits.add_argument("--max-batch-pairs", type=int, default=default.max_batch_pairs, metavar="N",
-                        help=f"pairs per model call across requests (default {default.max_batch_pairs})")
-    limits.add_argument("--max-batch-tokens", type=int, default=default.max_batch_tokens, metavar="N",
-                        help="estimated tokens per model call (default 0: no bound)")
-    limits.add_argument("--max-wait-ms", type=float, default=default.max_wait_ms, metavar="MS",
-                        help=f"how long a batch that is not full waits for more requests (default {default.max_wait_ms:g})")
-    limits.add_argument("--max-queue", type=int, default=default.max_queue, metavar="N",
-                        help=f"requests waiting before new ones get 429 (default {default.max_queue})")
-    limits.add_argument("--max-documents", type=int, default=1000, metavar="N", help="documents per request (default 1000)")
-    limits.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, metavar="N",
-                        help="request body size cap (default 8 MiB)")
-    limits.add_argument("--request-timeout", type=float, default=60.0, metavar="S",
-                        help="seconds a request may take before 504 (default 60)")
+    limits.add_argument(
+        "--max-batch-pairs",
+        type=int,
+        default=default.max_batch_pairs,
+        metavar="N",
+        help=f"pairs per model call across requests (default {default.max_batch_pairs})",
+    )
+    limits.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=default.max_batch_tokens,
+        metavar="N",
+        help="estimated tokens per model call (default 0: no bound)",
+    )
+    limits.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=default.max_wait_ms,
+        metavar="MS",
+        help=f"how long a batch that is not full waits for more requests (default {default.max_wait_ms:g})",
+    )
+    limits.add_argument(
+        "--max-queue",
+        type=int,
+        default=default.max_queue,
+        metavar="N",
+        help=f"requests waiting before new ones get 429 (default {default.max_queue})",
+    )
+    limits.add_argument(
+        "--max-documents", type=int, default=1000, metavar="N", help="documents per request (default 1000)"
+    )
+    limits.add_argument(
+        "--max-body-bytes", type=int, default=8 * 1024 * 1024, metavar="N", help="request body size cap (default 8 MiB)"
+    )
+    limits.add_argument(
+        "--request-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds a request may take before 504 (default 60)",
+    )
     parser.add_argument("--api-key-env", metavar="NAME",
                         help="require 'Authorization: Bearer KEY', KEY read from this environment variable")  # fmt: skip
 
@@ -58,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from rerank.executor import method_identity
     from rerank.identity import package_versions
     from rerank.serve.app import ServeSettings
-    from rerank.serve.server import check_port, serve
+    from rerank.serve.server import check_port, check_served, serve
     from rerank.spec import PipelineSpec, StageSpec, parse_pipeline, parse_spec
 
     chosen = [flag for flag in ("reranker", "pipeline", "method") if getattr(args, flag)]
@@ -66,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
         print("rerank serve: error: give one of --reranker SPEC, --pipeline SPEC or --method NAME", file=sys.stderr)
         return ExitCode.USAGE
     if args.method:
-        pipeline = PipelineSpec((StageSpec(parse_spec(args.method).replace(**({"model": args.model} if args.model else {}))),))
+        pipeline = PipelineSpec(
+            (StageSpec(parse_spec(args.method).replace(**({"model": args.model} if args.model else {}))),)
+        )
     elif args.reranker:
         pipeline = PipelineSpec((StageSpec(parse_spec(args.reranker)),))
     else:
@@ -83,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         if not api_key:
             raise ValueError(f"--api-key-env {args.api_key_env}: that environment variable is empty or unset")
     # Every stage's parameters are checked, and the port probed, before any model loads.
+    check_served(pipeline)
     identities = [method_identity(stage.spec) for stage in pipeline.stages]
     check_port(args.host, args.port)
     info = {

@@ -14,18 +14,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from rerank.http_client import post_json
 from rerank.llm.backend import BackendError, Generation, LLMBackend, Message, TokenScores
 
 T = TypeVar("T")
-_RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 
 
 class OpenAIBackend(LLMBackend):
@@ -64,35 +60,12 @@ class OpenAIBackend(LLMBackend):
 
     # --- HTTP ---------------------------------------------------------------------------------------------
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.base_url}{path}"
-        data = json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
-            try:
-                request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    answer: dict[str, Any] = json.loads(response.read())
-                    return answer
-            except urllib.error.HTTPError as err:
-                detail = err.read()[:300].decode("utf-8", "replace")
-                last = f"HTTP {err.code} from {url}: {detail}"
-                if err.code not in _RETRYABLE:
-                    raise BackendError(last) from None
-                retry_after = err.headers.get("Retry-After") if err.headers else None
-                if retry_after and retry_after.replace(".", "", 1).isdigit():
-                    delay = min(60.0, float(retry_after))
-            except (urllib.error.URLError, TimeoutError, ConnectionError, json.JSONDecodeError) as err:
-                last = f"{url}: {getattr(err, 'reason', err)}"
-            if attempt < self.max_retries:
-                time.sleep(delay)
-        raise BackendError(
-            f"OpenAI-compatible server failed after {self.max_retries + 1} attempts ({last}); "
-            "check that it is running and that base_url points at its /v1"
-        )
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        answer: dict[str, Any] = post_json(
+            f"{self.base_url}{path}", body, headers=headers, max_retries=self.max_retries, timeout=self.timeout,
+            what="OpenAI-compatible server", hint="check that it is running and that base_url points at its /v1",
+        )  # fmt: skip
+        return answer
 
     def _map(self, fn: Callable[[Sequence[Message]], T], conversations: Sequence[Sequence[Message]]) -> list[T]:
         if len(conversations) <= 1 or self.concurrency == 1:

@@ -102,7 +102,9 @@ class Service:
 
     async def rank(self, query: str, texts: Sequence[str], max_tokens_per_doc: int | None = None) -> Scored:
         if len(texts) > self.settings.max_documents:
-            raise APIError(413, f"{len(texts)} documents; at most {self.settings.max_documents} per request", "documents")
+            raise APIError(
+                413, f"{len(texts)} documents; at most {self.settings.max_documents} per request", "documents"
+            )
         if max_tokens_per_doc is not None:
             cut = self._cut_tokens or _cut_words
             texts = [cut(t, max_tokens_per_doc) for t in texts]
@@ -157,9 +159,7 @@ def create_app(service: Service) -> Any:
         yield
         service.stopping = True
         await service.batcher.close()
-        log.warning(
-            "rerank serve: stopped; answered %d of %d accepted requests", service.answered, service.accepted
-        )
+        log.warning("rerank serve: stopped; answered %d of %d accepted requests", service.answered, service.accepted)
 
     app = FastAPI(
         title="rerank",
@@ -268,7 +268,7 @@ def create_app(service: Service) -> Any:
     async def ready() -> Any:
         if service.stopping:
             return error_response(503, "the server is stopping", None)
-        return {"status": "ready", "queue_depth": service.batcher.depth}
+        return {"status": "ready", "queue_depth": service.batcher.depth, "in_flight": service.batcher.in_flight}
 
     @app.get("/info", dependencies=guarded, summary="what is served")
     async def info() -> Any:
@@ -320,7 +320,9 @@ class _Guard:
             await _send_json(send, 413, f"the body is {int(length)} bytes; at most {self.limit}", "body")
         else:
             # The body is read here, within the limit, and handed on whole (a chunked body has no length).
-            body, complete = await _read_body(receive, self.limit) if scope["method"] in ("POST", "PUT") else (b"", True)
+            body, complete = (
+                await _read_body(receive, self.limit) if scope["method"] in ("POST", "PUT") else (b"", True)
+            )
             if not complete:
                 status["code"] = 413
                 await _send_json(send, 413, f"the body is over {self.limit} bytes", "body")

@@ -15,7 +15,9 @@ class Metrics:
         prom = optional_import("prometheus_client")
         self.registry: Any = prom.CollectorRegistry()
         r = self.registry
-        self.requests = prom.Counter("rerank_requests", "HTTP requests by route and status", ["route", "status"], registry=r)
+        self.requests = prom.Counter(
+            "rerank_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+        )
         self.latency = prom.Histogram(
             "rerank_request_seconds", "Request latency by route", ["route"], buckets=LATENCY_BUCKETS, registry=r
         )

@@ -21,10 +21,9 @@ from rerank.spec import PipelineSpec
 log = logging.getLogger("rerank.serve")
 
 
-def load_served(pipeline: PipelineSpec) -> tuple[Callable[[Sequence[RerankRequest]], Sequence[Any]], Any]:
-    """The rerank callable for a pipeline of rerankers (one stage: the reranker itself) and its first reranker."""
-    from rerank.compose import Pipeline, RerankStage
-    from rerank.registry import METHODS, load_reranker
+def check_served(pipeline: PipelineSpec) -> None:
+    """A served pipeline reranks what each request sends: every stage must be a reranking method."""
+    from rerank.registry import METHODS
 
     for stage in pipeline.stages:
         if stage.spec.name not in METHODS.names():
@@ -32,6 +31,14 @@ def load_served(pipeline: PipelineSpec) -> tuple[Callable[[Sequence[RerankReques
                 f"{stage.spec}: a served pipeline reranks the documents each request sends, so every stage is a "
                 f"reranking method (one of {', '.join(METHODS.names())})"
             )
+
+
+def load_served(pipeline: PipelineSpec) -> tuple[Callable[[Sequence[RerankRequest]], Sequence[Any]], Any]:
+    """The rerank callable for a pipeline of rerankers (one stage: the reranker itself) and its first reranker."""
+    from rerank.compose import Pipeline, RerankStage
+    from rerank.registry import load_reranker
+
+    check_served(pipeline)
     rerankers = [load_reranker(stage.spec) for stage in pipeline.stages]
     if len(rerankers) == 1 and pipeline.stages[0].cutoff is None:
         return rerankers[0].rerank, rerankers[0]
@@ -82,7 +89,7 @@ def serve(
     rerank, first = load_served(pipeline)
     app = create_app(Service(rerank, settings, token_cutter(first)))
 
-    class Server(uvicorn.Server):  # type: ignore[misc, name-defined]
+    class Server(uvicorn.Server):  # type: ignore[name-defined]
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
             # uvicorn re-raises a caught signal after its graceful stop (exit 143); a requested stop exits 0.
