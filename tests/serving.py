@@ -67,16 +67,20 @@ class Served:
 
 
 class GatedReranker(Reranker):
-    """Scores by text length, but computes only while ``gate`` (a file) is absent: a test holds the model busy."""
+    """Scores by text length, but computes only while ``gate`` (a file) is absent: a test holds the model busy.
+
+    ``seconds_per_pair`` makes it a slow model of known speed.
+    """
 
     method = "gated"
 
-    def __init__(self, gate: str, poll: float = 0.01):
-        self.gate, self.poll = gate, poll
+    def __init__(self, gate: str, poll: float = 0.01, seconds_per_pair: float = 0.0):
+        self.gate, self.poll, self.seconds_per_pair = gate, poll, seconds_per_pair
 
     def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
         while os.path.exists(self.gate):
             time.sleep(self.poll)
+        time.sleep(self.seconds_per_pair * sum(len(r.candidates) for r in requests))
         return [
             RerankResult(scored_ranking(r, [float(len(c.text or "")) for c in r.candidates]), Cost(calls=1))
             for r in requests

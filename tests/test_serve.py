@@ -200,6 +200,24 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path):
         assert served.stop() == 0
 
 
+def test_a_request_that_would_outwait_its_timeout_gets_429_at_once(tmp_path):
+    # A model of 20 pairs/s at most and a 2 s timeout: 30 pairs in flight and 30 more would wait ~3 s.
+    served = Served("--reranker", f'gated(gate="{tmp_path / "open"}", seconds_per_pair=0.05)', "--request-timeout", "2",
+                    gated=True)  # fmt: skip
+    url = served.wait_listening()
+    try:
+        assert httpx.post(f"{url}/rerank", json={"query": "q", "texts": ["a"] * 10}, timeout=300).status_code == 200
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(httpx.post, f"{url}/rerank", json={"query": "q", "texts": ["a"] * 30}, timeout=300)
+            wait_until(url, lambda r: r["in_flight"] == 1)
+            refused = httpx.post(f"{url}/rerank", json={"query": "q", "texts": ["b"] * 30}, timeout=300)
+            assert refused.status_code == 429 and "request timeout" in refused.json()["message"]
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert first.result().status_code == 200
+    finally:
+        assert served.stop() == 0
+
+
 def test_a_request_over_its_timeout_gets_504(tmp_path):
     gate = tmp_path / "gate"
     gate.touch()

@@ -116,7 +116,9 @@ class Service:
         try:
             result = await asyncio.wait_for(self.batcher.submit(request), self.settings.request_timeout)
         except QueueFullError as err:
-            raise APIError(429, f"the server is busy ({err}); retry later", headers={"Retry-After": "1"}) from None
+            raise APIError(
+                429, f"the server is busy ({err}); retry later", headers={"Retry-After": str(err.retry_after)}
+            ) from None
         except asyncio.TimeoutError:
             raise APIError(504, f"not answered within {self.settings.request_timeout:g} s") from None
         except BackendError as err:

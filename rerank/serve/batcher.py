@@ -10,6 +10,7 @@ result back through its own future, so nothing crosses between requests.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -21,7 +22,11 @@ from data.records import RerankRequest
 
 
 class QueueFullError(Exception):
-    """The queue holds ``max_queue`` requests already: the caller should come back later (HTTP 429)."""
+    """No room: ``max_queue`` requests wait already, or the work ahead would outlast the request's timeout (429)."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +35,16 @@ class BatchLimits:
     max_batch_tokens: int = 0  # 0: no token bound
     max_wait_ms: float = 5.0
     max_queue: int = 256  # requests waiting (not counting the batch being computed)
+    # Refuse a request whose wait, estimated from the measured pairs/s, would exceed this (0: never):
+    # under overload it gets 429 at once instead of waiting in the queue only to time out.
+    shed_after_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("max_batch_pairs", "max_queue"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.max_batch_tokens < 0 or self.max_wait_ms < 0:
-            raise ValueError("max_batch_tokens and max_wait_ms cannot be negative")
+        if self.max_batch_tokens < 0 or self.max_wait_ms < 0 or self.shed_after_s < 0:
+            raise ValueError("max_batch_tokens, max_wait_ms and shed_after_s cannot be negative")
 
 
 def estimated_tokens(request: RerankRequest) -> int:
@@ -73,6 +81,8 @@ class Batcher:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerank-model")
         self._closing = False
         self.in_flight = 0  # requests of the batch being computed
+        self._pairs_ahead = 0  # pairs waiting or being computed
+        self._rate: float | None = None  # pairs/s of recent batches (moving average)
 
     @property
     def depth(self) -> int:
@@ -85,14 +95,27 @@ class Batcher:
     async def submit(self, request: RerankRequest) -> Any:
         if self._wakeup is None or self._closing:
             raise RuntimeError("the batcher is not running")
+        pairs = len(request.candidates)
         if len(self._waiting) >= self.limits.max_queue:
-            raise QueueFullError(f"{len(self._waiting)} requests are waiting already")
-        waiting = _Waiting(
-            request, asyncio.get_running_loop().create_future(), len(request.candidates), estimated_tokens(request)
-        )
+            raise QueueFullError(f"{len(self._waiting)} requests are waiting already", self._seconds_for(0))
+        if self.limits.shed_after_s and self._rate and self._pairs_ahead:
+            eta = (self._pairs_ahead + pairs) / self._rate
+            if eta > self.limits.shed_after_s:
+                raise QueueFullError(
+                    f"about {eta:.0f} s of work is ahead, over the {self.limits.shed_after_s:g} s request timeout",
+                    self._seconds_for(self.limits.shed_after_s),
+                )
+        waiting = _Waiting(request, asyncio.get_running_loop().create_future(), pairs, estimated_tokens(request))
         self._waiting.append(waiting)
+        self._pairs_ahead += pairs
         self._wakeup.set()
         return await waiting.future
+
+    def _seconds_for(self, allowed: float) -> int:
+        """Retry-After: when the work ahead should have shrunk to what is allowed (at least a second)."""
+        if not self._rate:
+            return 1
+        return max(1, math.ceil(self._pairs_ahead / self._rate - allowed))
 
     async def close(self) -> None:
         """Computes everything accepted, then stops the worker and the model thread."""
@@ -110,6 +133,7 @@ class Batcher:
             head = self._waiting[0]
             if head.future.done():  # its caller gave up (timeout or disconnect) before it was computed
                 self._waiting.popleft()
+                self._pairs_ahead -= head.pairs
                 continue
             fits = pairs + head.pairs <= self.limits.max_batch_pairs and (
                 not self.limits.max_batch_tokens or tokens + head.tokens <= self.limits.max_batch_tokens
@@ -160,5 +184,10 @@ class Batcher:
                         waiting.future.set_result(result)
             finally:
                 self.in_flight = 0
+            pairs, seconds = sum(w.pairs for w in batch), time.perf_counter() - start
+            self._pairs_ahead -= pairs
+            if pairs and seconds > 0:
+                rate = pairs / seconds
+                self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
             if self._on_batch is not None:
-                self._on_batch(len(batch), sum(w.pairs for w in batch), time.perf_counter() - start)
+                self._on_batch(len(batch), pairs, seconds)

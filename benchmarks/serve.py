@@ -1,0 +1,278 @@
+"""`rerank serve` under closed-loop load, side by side with Infinity, a plain FastAPI server and offline reranking.
+
+    .venv/bin/python benchmarks/serve.py [--seconds 20] [--clients 1 8 32] [--docs 20 100]
+        [--infinity /path/to/env/bin/infinity_emb] [--soak-seconds 600]
+
+DL19 BM25 passages (43 queries; each request is one query with its top 20 or 100 passages, queries
+in turn). Models: the MiniLM bi-encoder and the MiniLM-shaped cross-encoder (random head: speed only).
+For each model, one at a time on the same machine:
+  offline   the reranker's batched rerank() over the same requests, 8 queries a call (as `rerank run`)
+  rerank    `rerank serve` (Cohere /v1/rerank)
+  plain     benchmarks/plain_server.py: FastAPI calling the model once per request
+  infinity  infinity-emb serving the same folder (its /rerank needs a sequence-classification model,
+            so it serves only the cross-encoder), from its own environment
+Each cell: a warm-up round, then `--seconds` of closed-loop load from asyncio httpx clients in this
+process (every answer checked for one result per document). Then a soak: `rerank serve` with the
+bi-encoder at twice its measured capacity (open loop) for --soak-seconds: every request must be
+answered 200 or 429, every 200 with the offline scores, and resident memory is sampled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(command: list[str], port: int, log: Path) -> subprocess.Popen:
+    import httpx
+
+    out = log.open("w")
+    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "DO_NOT_TRACK": "1"})
+    while True:  # up when /health answers (or the process died)
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[0]} exited {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def closed_loop(url: str, route: str, model: str, queries: list, docs: int, clients: int, seconds: float) -> dict:
+    import httpx
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=900, limits=limits) as http:
+        counter = itertools.count()
+        latencies: list[float] = []
+        failures = 0
+
+        async def one() -> None:
+            nonlocal failures
+            query, texts = queries[next(counter) % len(queries)]
+            body = {"model": model, "query": query, "documents": texts[:docs]}
+            t = time.perf_counter()
+            answer = await http.post(route, json=body)
+            elapsed = time.perf_counter() - t
+            if answer.status_code == 200 and len(answer.json()["results"]) == len(body["documents"]):
+                latencies.append(elapsed)
+            else:
+                failures += 1
+
+        for _ in range(2):  # warm-up, untimed
+            await one()
+        latencies.clear()
+        begin = time.perf_counter()
+        deadline = begin + seconds
+
+        async def client() -> None:
+            while time.perf_counter() < deadline:
+                await one()
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+        wall = time.perf_counter() - begin
+    n = len(latencies)
+    ordered = sorted(latencies)
+    return {
+        "requests": n, "failures": failures, "req_s": n / wall, "pairs_s": n * docs / wall,
+        "p50_ms": 1000 * statistics.median(ordered) if n else None,
+        "p99_ms": 1000 * ordered[min(n - 1, int(0.99 * n))] if n else None,
+    }  # fmt: skip
+
+
+def offline(spec: str, requests: list, docs: int) -> dict:
+    from data.records import RerankRequest
+    from rerank.registry import load_reranker
+
+    reranker = load_reranker(spec)
+    cut = [RerankRequest(r.query, r.candidates[:docs]) for r in requests]
+    reranker.rerank(cut[:8])  # warm-up
+    begin = time.perf_counter()
+    for i in range(0, len(cut), 8):
+        reranker.rerank(cut[i : i + 8])
+    wall = time.perf_counter() - begin
+    pairs = sum(len(r.candidates) for r in cut)
+    return {"requests": len(cut), "req_s": len(cut) / wall, "pairs_s": pairs / wall}
+
+
+async def soak(url: str, queries: list, expected: list, docs: int, rate: float, seconds: float, pid: int) -> dict:
+    import httpx
+
+    counts = {"sent": 0, "200": 0, "429": 0, "other": 0, "wrong": 0}
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    async with httpx.AsyncClient(base_url=url, timeout=900, limits=limits) as http:
+        for query, texts in queries:  # warm-up: every query once, so the start sample is a warm server
+            await http.post("/v1/rerank", json={"query": query, "documents": texts[:docs]})
+        memory = [(0.0, rss_mb(pid))]
+
+        async def one(i: int) -> None:
+            query, texts = queries[i % len(queries)]
+            answer = await http.post("/v1/rerank", json={"query": query, "documents": texts[:docs]})
+            if answer.status_code == 200:
+                got = {r["index"]: r["relevance_score"] for r in answer.json()["results"]}
+                want = expected[i % len(queries)]
+                right = sorted(got) == list(range(len(want))) and all(abs(got[k] - want[k]) < 1e-5 for k in got)
+                counts["200" if right else "wrong"] += 1
+            elif answer.status_code == 429:
+                counts["429"] += 1
+            else:
+                counts["other"] += 1
+
+        tasks = []
+        begin = time.perf_counter()
+        next_sample = 60.0
+        while (now := time.perf_counter() - begin) < seconds:
+            tasks.append(asyncio.create_task(one(counts["sent"])))
+            counts["sent"] += 1
+            if now >= next_sample:
+                memory.append((round(now), rss_mb(pid)))
+                next_sample += 60
+            await asyncio.sleep(max(0.0, counts["sent"] / rate - (time.perf_counter() - begin)))
+        await asyncio.gather(*tasks)
+        memory.append((round(time.perf_counter() - begin), rss_mb(pid)))
+    return {"rate": rate, **counts, "rss_mb": memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0, help="timed load per cell")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--docs", type=int, nargs="+", default=[20, 100])
+    parser.add_argument("--models", nargs="+", default=["bi-encoder", "cross-encoder"])
+    parser.add_argument("--infinity", default="", help="infinity_emb executable in its own environment")
+    parser.add_argument("--soak-seconds", type=float, default=600.0)
+    parser.add_argument("--output", default="", help="write the results as JSON here too")
+    args = parser.parse_args()
+    print("command:", shlex.join([Path(sys.executable).name, *sys.argv]), flush=True)
+
+    import data
+    from data.models import resolve_model
+    from rerank.methods.cross_encoder import build_minilm_shaped_cross_encoder
+
+    logs = Path(tempfile.mkdtemp(prefix="rerank-serve-bench-"))
+    requests = data.load("msmarco-passage/trec-dl-2019").candidates("bm25")
+    queries = [(r.query.text, [c.text or "" for c in r.candidates]) for r in requests]
+    ce_dir = build_minilm_shaped_cross_encoder(str(Path(tempfile.gettempdir()) / "rerank-bench-ce-minilm"))
+    models = {
+        "bi-encoder": ("bi-encoder(model=minilm)", resolve_model("minilm")),
+        "cross-encoder": (f'cross-encoder(model="{ce_dir}")', ce_dir),
+    }
+    rerank_cli = str(Path(sys.executable).parent / "rerank")
+    results: dict = {"cells": [], "soak": None}
+    for name in args.models:
+        spec, path = models[name]
+        for docs in args.docs:
+            cell = {"model": name, "system": "offline", "docs": docs, "clients": None, **offline(spec, requests, docs)}
+            results["cells"].append(cell)
+            print(json.dumps(cell), flush=True)
+        systems = {
+            # No request timeout, as the references have none: under 32 clients of 100 documents a request
+            # waits behind ~3,000 pairs, about a minute here, and the default 60 s would answer 504.
+            "rerank": ([rerank_cli, "serve", "--reranker", spec, "--request-timeout", "3600", "--port"], "/v1/rerank"),
+            "plain": ([sys.executable, str(ROOT / "benchmarks/plain_server.py"), "--kind", name, "--model", path,
+                       "--port"], "/rerank"),  # fmt: skip
+        }
+        if args.infinity and name == "cross-encoder":
+            systems["infinity"] = (
+                [args.infinity, "v2", "--model-id", path, "--engine", "torch", "--device", "cpu", "--port"], "/rerank"
+            )
+        for system, (command, route) in systems.items():
+            port = free_port()
+            process = start([*command, str(port)], port, logs / f"{name}-{system}.log")
+            url = f"http://127.0.0.1:{port}"
+            served_model = path.lstrip("/") if system == "infinity" else name
+            try:
+                for docs in args.docs:
+                    for clients in args.clients:
+                        measured = asyncio.run(
+                            closed_loop(url, route, served_model, queries, docs, clients, args.seconds)
+                        )
+                        cell = {"model": name, "system": system, "docs": docs, "clients": clients, **measured}
+                        results["cells"].append(cell)
+                        print(json.dumps(cell), flush=True)
+            finally:
+                stop(process)
+    if args.soak_seconds > 0:
+        results["soak"] = run_soak(args, rerank_cli, models["bi-encoder"][0], requests, queries, results, logs)
+        print(json.dumps(results["soak"]), flush=True)
+    print(table(results))
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
+
+
+def run_soak(args, rerank_cli: str, spec: str, requests: list, queries: list, results: dict, logs: Path) -> dict:
+    from data.records import RerankRequest
+    from rerank.registry import load_reranker
+
+    docs = 20
+    reranker = load_reranker(spec)
+    expected = []
+    for r in requests:
+        ranking = reranker.rerank([RerankRequest(r.query, r.candidates[:docs])])[0].ranking
+        by_docid = {c.docid: c.score for c in ranking.candidates}
+        expected.append([by_docid[c.docid] for c in r.candidates[:docs]])
+    measured = [c for c in results["cells"] if c["system"] == "rerank" and c["model"] == "bi-encoder" and c["docs"] == docs]
+    capacity = max((c["req_s"] for c in measured), default=20.0)
+    port = free_port()
+    process = start([rerank_cli, "serve", "--reranker", spec, "--port", str(port)], port, logs / "soak.log")
+    try:
+        return {"capacity_req_s": capacity, "docs": docs,
+                **asyncio.run(soak(f"http://127.0.0.1:{port}", queries, expected, docs, 2 * capacity,
+                                   args.soak_seconds, process.pid))}  # fmt: skip
+    finally:
+        stop(process)
+
+
+def table(results: dict) -> str:
+    lines = [
+        "| model | docs | system | clients | req/s | pairs/s | p50 ms | p99 ms |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for c in results["cells"]:
+        p50 = f"{c['p50_ms']:.0f}" if c.get("p50_ms") is not None else ""
+        p99 = f"{c['p99_ms']:.0f}" if c.get("p99_ms") is not None else ""
+        lines.append(
+            f"| {c['model']} | {c['docs']} | {c['system']} | {c['clients'] or ''} | {c['req_s']:.1f} | "
+            f"{c['pairs_s']:.0f} | {p50} | {p99} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
