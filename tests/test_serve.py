@@ -47,6 +47,11 @@ def test_cohere_sdk_httpx_and_remote_give_the_scores_rerank_run_writes(minilm_se
         got = {r.index: r.relevance_score for r in answer.results}
         assert [got[i] for i in range(len(texts))] == pytest.approx(want, abs=1e-6)
         assert [r.relevance_score for r in answer.results] == sorted(got.values(), reverse=True)
+        old_sdk = cohere.Client(api_key=SERVE_KEY, base_url=minilm_server).rerank(
+            model="minilm", query=query.text, documents=texts, return_documents=True
+        )  # the v1 API, documents returned
+        assert {r.index: r.relevance_score for r in old_sdk.results} == pytest.approx(got, abs=1e-9)
+        assert all(r.document.text == texts[r.index] for r in old_sdk.results)
         v1 = http.post("/v1/rerank", json={"query": query.text, "documents": texts, "return_documents": True}).json()
         assert {r["index"]: r["relevance_score"] for r in v1["results"]} == pytest.approx(got, abs=1e-9)
         assert all(r["document"] == {"text": texts[r["index"]]} for r in v1["results"])

@@ -36,7 +36,8 @@ class BatchLimits:
     max_wait_ms: float = 5.0
     max_queue: int = 256  # requests waiting (not counting the batch being computed)
     # Refuse a request whose wait, estimated from the measured pairs/s, would exceed this (0: never):
-    # under overload it gets 429 at once instead of waiting in the queue only to time out.
+    # under overload it gets 429 at once instead of waiting in the queue only to time out. The CLI
+    # passes 3/4 of the request timeout: the estimate moves with batch mix and CPU contention.
     shed_after_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -102,7 +103,7 @@ class Batcher:
             eta = (self._pairs_ahead + pairs) / self._rate
             if eta > self.limits.shed_after_s:
                 raise QueueFullError(
-                    f"about {eta:.0f} s of work is ahead, over the {self.limits.shed_after_s:g} s request timeout",
+                    f"about {eta:.0f} s of work is ahead, too close to the request timeout",
                     self._seconds_for(self.limits.shed_after_s),
                 )
         waiting = _Waiting(request, asyncio.get_running_loop().create_future(), pairs, estimated_tokens(request))
