@@ -311,7 +311,7 @@ def test_eval_and_leaderboard_come_from_the_entry_point_group():
         "leaderboard": "eval.leaderboard",
     }
     commands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    assert list(commands) == ["index", "retrieve", "fuse", "run", "doctor", "eval", "leaderboard"]
+    assert list(commands) == ["index", "retrieve", "fuse", "run", "serve", "doctor", "eval", "leaderboard"]
 
 
 def test_a_command_given_twice_or_shadowing_a_builtin_names_both_targets(capsys, monkeypatch):
@@ -335,9 +335,11 @@ def test_run_eval_without_the_eval_command_fails_before_any_work(capsys, monkeyp
 
 
 @pytest.mark.pyserini
-def test_a_pipeline_with_a_retriever_and_fusion_runs_from_the_cli(capsys, tmp_path):
+def test_a_pipeline_with_a_retriever_and_fusion_runs_from_the_cli(capsys, monkeypatch, tmp_path):
     """BM25 over an index of the example corpus (built once into the stage store), fused with the shipped run."""
     from retrievers.fusion import interpolate
+
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path / "cache"))  # an index cache of its own: built here
 
     pipeline = (
         "interpolate(bm25(b=0.4, k1=0.9) % 20 | run(name=bm25) % 20, weights=[0.7, 0.3]) % 10 >> random(seed=0) % 5"
