@@ -11,9 +11,10 @@ For each model, one at a time on the same machine:
   plain     benchmarks/plain_server.py: FastAPI calling the model once per request
   infinity  infinity-emb serving the same folder (its /rerank needs a sequence-classification model,
             so it serves only the cross-encoder), from its own environment
-Each cell: two warm-up requests, then all clients at once; the timed window of `--seconds` opens when
-the first client has finished its first request and counts every request started in it, to its end
-(closed loop, asyncio httpx clients in this process, every answer checked for one result per document). Then a soak: `rerank serve` with the
+Each cell: two warm-up requests, then all clients at once (closed loop, asyncio httpx clients in this
+process). The window of `--seconds` opens when every client has had its first answer (steady state);
+throughput counts the answers inside it and the latencies are theirs (each checked for one result per
+document). Then a soak: `rerank serve` with the
 bi-encoder at twice its measured capacity (open loop) for --soak-seconds: every request must be
 answered 200 or 429, every 200 with the offline scores, and resident memory is sampled.
 """
@@ -76,6 +77,11 @@ def rss_mb(pid: int) -> float:
 
 
 async def closed_loop(url: str, route: str, model: str, queries: list, docs: int, clients: int, seconds: float) -> dict:
+    """Steady-state closed loop: the window opens once every client has had its first answer.
+
+    Throughput counts the answers that arrive inside the window; latencies are theirs. Requests still
+    open when the window closes are finished untimed, so the next cell starts on an idle server.
+    """
     import httpx
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -84,6 +90,7 @@ async def closed_loop(url: str, route: str, model: str, queries: list, docs: int
         window: dict[str, float] = {}
         latencies: list[float] = []
         failures = 0
+        first_answers = 0
 
         async def one() -> None:
             nonlocal failures
@@ -91,27 +98,31 @@ async def closed_loop(url: str, route: str, model: str, queries: list, docs: int
             body = {"model": model, "query": query, "documents": texts[:docs]}
             sent = time.perf_counter()
             answer = await http.post(route, json=body)
+            done = time.perf_counter()
             ok = answer.status_code == 200 and len(answer.json()["results"]) == len(body["documents"])
-            if "begin" in window and sent >= window["begin"]:  # started inside the timed window
+            if "begin" in window and window["begin"] <= done <= window["end"]:
                 if ok:
-                    latencies.append(time.perf_counter() - sent)
+                    latencies.append(done - sent)
                 else:
                     failures += 1
 
         async def client() -> None:
-            await one()  # untimed: all clients start together; the window opens after the first answer
-            window.setdefault("begin", time.perf_counter())
-            while time.perf_counter() < window["begin"] + seconds:
+            nonlocal first_answers
+            await one()
+            first_answers += 1
+            if first_answers == clients:  # every client is past the simultaneous start
+                window["begin"] = time.perf_counter()
+                window["end"] = window["begin"] + seconds
+            while "end" not in window or time.perf_counter() < window["end"]:
                 await one()
 
         for _ in range(2):  # warm caches, untimed
             await one()
         await asyncio.gather(*(client() for _ in range(clients)))
-        wall = time.perf_counter() - window["begin"]
     n = len(latencies)
     ordered = sorted(latencies)
     return {
-        "requests": n, "failures": failures, "req_s": n / wall, "pairs_s": n * docs / wall,
+        "requests": n, "failures": failures, "req_s": n / seconds, "pairs_s": n * docs / seconds,
         "p50_ms": 1000 * statistics.median(ordered) if n else None,
         "p99_ms": 1000 * ordered[min(n - 1, int(0.99 * n))] if n else None,
     }  # fmt: skip
