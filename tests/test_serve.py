@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -183,34 +184,41 @@ def wait_until(url: str, condition) -> None:
         threading.Event().wait(0.02)
 
 
-def test_a_full_queue_answers_429_with_retry_after(tmp_path):
-    gate = tmp_path / "gate"
-    gate.touch()
-    served = Served("--reranker", f'gated(gate="{gate}")', "--max-queue", "1", gated=True)
-    url = served.wait_listening()
+@contextmanager
+def gated_server(gate: Path, *flags: str, params: str = "", closed: bool = True):
+    """A served GatedReranker (closed: the gate file exists, so the model waits); it must stop with exit 0."""
+    if closed:
+        gate.touch()
+    served = Served("--reranker", f'gated(gate="{gate}"{params})', *flags, gated=True)
+    served.wait_listening()
     try:
-        with ThreadPoolExecutor(2) as pool:
-            body = {"query": "q", "documents": ["a", "bbb", "cc"]}
-            first = pool.submit(httpx.post, f"{url}/v2/rerank", json=body, timeout=300)
-            wait_until(url, lambda r: r["in_flight"] == 1)
-            second = pool.submit(httpx.post, f"{url}/v2/rerank", json=body, timeout=300)
-            wait_until(url, lambda r: r["queue_depth"] == 1)
-            refused = httpx.post(f"{url}/v2/rerank", json=body)
-            assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
-            assert refused.json()["message"].startswith("the server is busy")
-            gate.unlink()
-            for answer in (first.result(), second.result()):
-                assert [r["index"] for r in answer.json()["results"]] == [1, 2, 0]
+        yield served
     finally:
         assert served.stop() == 0
 
 
+def test_a_full_queue_answers_429_with_retry_after(tmp_path):
+    gate = tmp_path / "gate"
+    with gated_server(gate, "--max-queue", "1") as served, ThreadPoolExecutor(2) as pool:
+        url = served.url
+        body = {"query": "q", "documents": ["a", "bbb", "cc"]}
+        first = pool.submit(httpx.post, f"{url}/v2/rerank", json=body, timeout=300)
+        wait_until(url, lambda r: r["in_flight"] == 1)
+        second = pool.submit(httpx.post, f"{url}/v2/rerank", json=body, timeout=300)
+        wait_until(url, lambda r: r["queue_depth"] == 1)
+        refused = httpx.post(f"{url}/v2/rerank", json=body)
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+        assert refused.json()["message"].startswith("the server is busy")
+        gate.unlink()
+        for answer in (first.result(), second.result()):
+            assert [r["index"] for r in answer.json()["results"]] == [1, 2, 0]
+
+
 def test_a_request_that_would_outwait_its_timeout_gets_429_at_once(tmp_path):
     # A model of 20 pairs/s at most and a 2 s timeout: 30 pairs in flight and 30 more would wait ~3 s.
-    served = Served("--reranker", f'gated(gate="{tmp_path / "open"}", seconds_per_pair=0.05)', "--request-timeout", "2",
-                    gated=True)  # fmt: skip
-    url = served.wait_listening()
-    try:
+    gate = tmp_path / "open"
+    with gated_server(gate, "--request-timeout", "2", params=", seconds_per_pair=0.05", closed=False) as served:
+        url = served.url
         assert httpx.post(f"{url}/rerank", json={"query": "q", "texts": ["a"] * 10}, timeout=300).status_code == 200
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(httpx.post, f"{url}/rerank", json={"query": "q", "texts": ["a"] * 30}, timeout=300)
@@ -219,51 +227,44 @@ def test_a_request_that_would_outwait_its_timeout_gets_429_at_once(tmp_path):
             assert refused.status_code == 429 and "request timeout" in refused.json()["message"]
             assert int(refused.headers["Retry-After"]) >= 1
             assert first.result().status_code == 200
-    finally:
-        assert served.stop() == 0
 
 
 def test_a_request_over_its_timeout_gets_504(tmp_path):
     gate = tmp_path / "gate"
-    gate.touch()
-    served = Served("--reranker", f'gated(gate="{gate}")', "--request-timeout", "0.5", gated=True)
-    url = served.wait_listening()
-    try:
+    with gated_server(gate, "--request-timeout", "0.5") as served:
+        url = served.url
         answer = httpx.post(f"{url}/rerank", json={"query": "q", "texts": ["a"]}, timeout=300)
         assert answer.status_code == 504 and "0.5 s" in answer.json()["message"]
         gate.unlink()
         assert httpx.post(f"{url}/rerank", json={"query": "q", "texts": ["a"]}, timeout=300).status_code == 200
-    finally:
-        assert served.stop() == 0
 
 
 def test_sigterm_under_load_answers_every_accepted_request_once(tmp_path):
     gate = tmp_path / "gate"
-    gate.touch()
-    served = Served("--reranker", f'gated(gate="{gate}")', "--max-queue", "64", gated=True)
-    url = served.wait_listening()
-    sent = 20
-    bodies = [{"query": f"q{i}", "documents": ["y" * 5, "x" * (i + 1)]} for i in range(sent)]
-    with ThreadPoolExecutor(sent) as pool:
-        futures = [pool.submit(httpx.post, f"{url}/v2/rerank", json=b, timeout=300) for b in bodies]
-        wait_until(url, lambda r: r["queue_depth"] + r["in_flight"] == sent)
-        served.process.send_signal(signal.SIGTERM)
-        # Stopping: no new connection is accepted (the listening socket closes first)
-        host, port = url.removeprefix("http://").rsplit(":", 1)
-        while True:
-            try:
-                socket.create_connection((host, int(port)), timeout=5).close()
-            except OSError:
-                break
-            threading.Event().wait(0.02)
-        gate.unlink()
-        answers = [f.result() for f in futures]
-    assert served.stop() == 0
-    assert [a.status_code for a in answers] == [200] * sent
-    # each its own answer: the gated model scores a document by its length
-    for i, answer in enumerate(answers):
-        assert {r["index"]: r["relevance_score"] for r in answer.json()["results"]} == {0: 5.0, 1: float(i + 1)}
-    assert f"answered {sent} of {sent} accepted requests" in served.log
+    with gated_server(gate, "--max-queue", "64") as served:
+        url = served.url
+        sent = 20
+        bodies = [{"query": f"q{i}", "documents": ["y" * 5, "x" * (i + 1)]} for i in range(sent)]
+        with ThreadPoolExecutor(sent) as pool:
+            futures = [pool.submit(httpx.post, f"{url}/v2/rerank", json=b, timeout=300) for b in bodies]
+            wait_until(url, lambda r: r["queue_depth"] + r["in_flight"] == sent)
+            served.process.send_signal(signal.SIGTERM)
+            # Stopping: no new connection is accepted (the listening socket closes first)
+            host, port = url.removeprefix("http://").rsplit(":", 1)
+            while True:
+                try:
+                    socket.create_connection((host, int(port)), timeout=5).close()
+                except OSError:
+                    break
+                threading.Event().wait(0.02)
+            gate.unlink()
+            answers = [f.result() for f in futures]
+        assert served.stop() == 0
+        assert [a.status_code for a in answers] == [200] * sent
+        # each its own answer: the gated model scores a document by its length
+        for i, answer in enumerate(answers):
+            assert {r["index"]: r["relevance_score"] for r in answer.json()["results"]} == {0: 5.0, 1: float(i + 1)}
+        assert f"answered {sent} of {sent} accepted requests" in served.log
 
 
 @pytest.mark.parametrize(
