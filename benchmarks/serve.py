@@ -1,22 +1,30 @@
 """`rerank serve` under closed-loop load, side by side with Infinity, a plain FastAPI server and offline reranking.
 
-    .venv/bin/python benchmarks/serve.py [--seconds 20] [--clients 1 8 32] [--docs 20 100]
+    .venv/bin/python benchmarks/serve.py [--seconds 45] [--rounds 3] [--clients 1 8 32] [--docs 20 100]
         [--infinity /path/to/env/bin/infinity_emb] [--soak-seconds 600]
 
 DL19 BM25 passages (43 queries; each request is one query with its top 20 or 100 passages, queries
 in turn). Models: the MiniLM bi-encoder and the MiniLM-shaped cross-encoder (random head: speed only).
-For each model, one at a time on the same machine:
+For each model, on the same machine, one system under load at a time:
   offline   the reranker's batched rerank() over the same requests, 8 queries a call (as `rerank run`)
   rerank    `rerank serve` (Cohere /v1/rerank)
   plain     benchmarks/plain_server.py: FastAPI calling the model once per request
   infinity  infinity-emb serving the same folder (its /rerank needs a sequence-classification model,
             so it serves only the cross-encoder), from its own environment
-Each cell: two warm-up requests, then all clients at once (closed loop, asyncio httpx clients in this
-process). The window of `--seconds` opens when every client has had its first answer (steady state);
-throughput counts the answers inside it and the latencies are theirs (each checked for one result per
-document). Then a soak: `rerank serve` with the
-bi-encoder at twice its measured capacity (open loop) for --soak-seconds: every request must be
-answered 200 or 429, every 200 with the offline scores, and resident memory is sampled.
+The servers of a model start together and idle while another is measured. Each cell: two warm-up
+requests, then all clients at once (closed loop, asyncio httpx clients in this process). The window
+opens when every client has had its first answer (steady state) and lasts `--seconds` or `--rounds`
+times that first round, whichever is longer, so that even at a minute a request it holds several
+answers per client. Throughput counts the answers inside it and the latencies are theirs (each
+checked for one result per document).
+
+The speed of this shared machine drifts by ±15 % from minute to minute, so the offline reference is
+measured again (for at least `--offline-seconds`) right before and right after every server cell,
+and each cell's ratio is against the mean of its two neighbours.
+
+Then a soak: `rerank serve` with the bi-encoder at twice its measured capacity (open loop) for
+--soak-seconds: every request must be answered 200 or 429, every 200 with the offline scores, and
+resident memory is sampled.
 """
 
 from __future__ import annotations
@@ -76,7 +84,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def closed_loop(url: str, route: str, model: str, queries: list, docs: int, clients: int, seconds: float) -> dict:
+async def closed_loop(
+    url: str, route: str, model: str, queries: list, docs: int, clients: int, seconds: float, rounds: float
+) -> dict:
     """Steady-state closed loop: the window opens once every client has had its first answer.
 
     Throughput counts the answers that arrive inside the window; latencies are theirs. Requests still
@@ -112,35 +122,47 @@ async def closed_loop(url: str, route: str, model: str, queries: list, docs: int
             first_answers += 1
             if first_answers == clients:  # every client is past the simultaneous start
                 window["begin"] = time.perf_counter()
-                window["end"] = window["begin"] + seconds
+                window["end"] = window["begin"] + max(seconds, rounds * (window["begin"] - started))
             while "end" not in window or time.perf_counter() < window["end"]:
                 await one()
 
         for _ in range(2):  # warm caches, untimed
             await one()
+        started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
-    n = len(latencies)
+    n, span = len(latencies), window["end"] - window["begin"]
     ordered = sorted(latencies)
     return {
-        "requests": n, "failures": failures, "req_s": n / seconds, "pairs_s": n * docs / seconds,
+        "window_s": round(span, 1), "requests": n, "failures": failures, "req_s": n / span, "pairs_s": n * docs / span,
         "p50_ms": 1000 * statistics.median(ordered) if n else None,
         "p99_ms": 1000 * ordered[min(n - 1, int(0.99 * n))] if n else None,
     }  # fmt: skip
 
 
-def offline(spec: str, requests: list, docs: int) -> dict:
-    from data.records import RerankRequest
-    from rerank.registry import load_reranker
+class Offline:
+    """The offline reference: the reranker's batched rerank(), 8 queries a call, as `rerank run` calls it.
 
-    reranker = load_reranker(spec)
-    cut = [RerankRequest(r.query, r.candidates[:docs]) for r in requests]
-    reranker.rerank(cut[:8])  # warm-up
-    begin = time.perf_counter()
-    for i in range(0, len(cut), 8):
-        reranker.rerank(cut[i : i + 8])
-    wall = time.perf_counter() - begin
-    pairs = sum(len(r.candidates) for r in cut)
-    return {"requests": len(cut), "req_s": len(cut) / wall, "pairs_s": pairs / wall}
+    Each measurement runs for at least ``seconds`` and carries on through the queries where the last
+    one stopped, so that over a run every query counts alike.
+    """
+
+    def __init__(self, spec: str, requests: list):
+        from rerank.registry import load_reranker
+
+        self.reranker, self.requests, self.next = load_reranker(spec), requests, 0
+        self.reranker.rerank(requests[:8])  # warm-up
+
+    def measure(self, docs: int, seconds: float) -> float:
+        from data.records import RerankRequest
+
+        pairs, begin = 0, time.perf_counter()
+        while (wall := time.perf_counter() - begin) < seconds or not pairs:
+            batch = [self.requests[(self.next + i) % len(self.requests)] for i in range(8)]
+            self.next = (self.next + 8) % len(self.requests)
+            cut = [RerankRequest(r.query, r.candidates[:docs]) for r in batch]
+            self.reranker.rerank(cut)
+            pairs += sum(len(r.candidates) for r in cut)
+        return pairs / wall
 
 
 async def soak(url: str, queries: list, expected: list, docs: int, rate: float, seconds: float, pid: int) -> dict:
@@ -188,7 +210,9 @@ async def soak(url: str, queries: list, expected: list, docs: int, rate: float, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0, help="timed load per cell")
+    parser.add_argument("--seconds", type=float, default=45.0, help="shortest timed window per cell")
+    parser.add_argument("--rounds", type=float, default=3.0, help="the window holds at least this many first rounds")
+    parser.add_argument("--offline-seconds", type=float, default=20.0, help="each offline reference measurement")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--docs", type=int, nargs="+", default=[20, 100])
     parser.add_argument("--models", nargs="+", default=["bi-encoder", "cross-encoder"])
@@ -220,10 +244,6 @@ def main() -> None:
     results: dict = {"cells": [], "soak": None}
     for name in [] if args.soak_capacity else args.models:
         spec, path = models[name]
-        for docs in args.docs:
-            cell = {"model": name, "system": "offline", "docs": docs, "clients": None, **offline(spec, requests, docs)}
-            results["cells"].append(cell)
-            print(json.dumps(cell), flush=True)
         systems = {
             # No request timeout, as the references have none: under 32 clients of 100 documents a request
             # waits behind ~3,000 pairs, about a minute here, and the default 60 s would answer 504.
@@ -238,21 +258,31 @@ def main() -> None:
                 [args.infinity, "v2", "--model-id", path, "--engine", "torch", "--device", "cpu", "--port"],
                 "/rerank",
             )
-        for system, (command, route) in systems.items():
-            port = free_port()
-            process = start([*command, str(port)], port, logs / f"{name}-{system}.log")
-            url = f"http://127.0.0.1:{port}"
-            served_model = path.lstrip("/") if system == "infinity" else name
-            try:
-                for docs in args.docs:
-                    for clients in args.clients:
+        reference = Offline(spec, requests)
+        servers: dict[str, tuple[subprocess.Popen, str]] = {}
+        try:
+            for system, (command, _) in systems.items():
+                port = free_port()
+                process = start([*command, str(port)], port, logs / f"{name}-{system}.log")
+                servers[system] = (process, f"http://127.0.0.1:{port}")
+            for docs in args.docs:
+                for clients in args.clients:
+                    before = reference.measure(docs, args.offline_seconds)
+                    for system, (_, route) in systems.items():
+                        served_model = path.lstrip("/") if system == "infinity" else name
                         measured = asyncio.run(
-                            closed_loop(url, route, served_model, queries, docs, clients, args.seconds)
-                        )
-                        cell = {"model": name, "system": system, "docs": docs, "clients": clients, **measured}
+                            closed_loop(servers[system][1], route, served_model, queries, docs, clients,
+                                        args.seconds, args.rounds)
+                        )  # fmt: skip
+                        after = reference.measure(docs, args.offline_seconds)
+                        cell = {"model": name, "system": system, "docs": docs, "clients": clients, **measured,
+                                "offline_pairs_s": [round(before, 2), round(after, 2)],
+                                "vs_offline": measured["pairs_s"] / ((before + after) / 2)}  # fmt: skip
                         results["cells"].append(cell)
                         print(json.dumps(cell), flush=True)
-            finally:
+                        before = after
+        finally:
+            for process, _ in servers.values():
                 stop(process)
     if args.soak_seconds > 0:
         results["soak"] = run_soak(args, rerank_cli, models["bi-encoder"][0], requests, queries, results, logs)
@@ -289,15 +319,18 @@ def run_soak(args, rerank_cli: str, spec: str, requests: list, queries: list, re
 
 def table(results: dict) -> str:
     lines = [
-        "| model | docs | system | clients | req/s | pairs/s | p50 ms | p99 ms |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| model | docs | clients | system | req/s | pairs/s | p50 ms | p99 ms | ÷ offline | ÷ infinity |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for c in results["cells"]:
-        p50 = f"{c['p50_ms']:.0f}" if c.get("p50_ms") is not None else ""
-        p99 = f"{c['p99_ms']:.0f}" if c.get("p99_ms") is not None else ""
+        infinity = [
+            o for o in results["cells"]
+            if o["system"] == "infinity" and (o["model"], o["docs"], o["clients"]) == (c["model"], c["docs"], c["clients"])
+        ]  # fmt: skip
+        ratio = f"{c['pairs_s'] / infinity[0]['pairs_s']:.2f}" if infinity and c["system"] != "infinity" else ""
         lines.append(
-            f"| {c['model']} | {c['docs']} | {c['system']} | {c['clients'] or ''} | {c['req_s']:.1f} | "
-            f"{c['pairs_s']:.0f} | {p50} | {p99} |"
+            f"| {c['model']} | {c['docs']} | {c['clients']} | {c['system']} | {c['req_s']:.2f} | "
+            f"{c['pairs_s']:.1f} | {c['p50_ms']:.0f} | {c['p99_ms']:.0f} | {c['vs_offline']:.2f} | {ratio} |"
         )
     return "\n".join(lines)
 
