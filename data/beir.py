@@ -42,6 +42,16 @@ def iter_beir_queries(path: str | Path) -> Iterator[Query]:
         yield Query(qid, require_str(path, number, obj, "text"))
 
 
+def read_qrels(path: str | Path) -> Qrels:
+    """TREC qrels, or BEIR's TSV when the file starts with its header."""
+    from data.trec import read_trec_qrels
+
+    first = next((text for _, text in iter_lines(path) if text.strip()), "")
+    if tuple(first.split()) == QRELS_HEADER:
+        return read_beir_qrels(path)
+    return read_trec_qrels(path)
+
+
 def read_beir_qrels(path: str | Path) -> Qrels:
     """A BEIR qrels TSV: an optional ``query-id corpus-id score`` header, then 3 columns."""
     judgments: dict[str, dict[str, int]] = {}

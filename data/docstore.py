@@ -79,6 +79,12 @@ class SqliteDocumentStore:
             self._local.conn = conn
         return conn
 
+    @property
+    def source(self) -> str:
+        """The corpus file (or dataset) the store was built from, as recorded when it was built."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'source'").fetchone()
+        return str(row[0]) if row and row[0] else ""
+
     @classmethod
     def build(cls, path: str | Path, documents: Iterable[Document], source: str = "") -> SqliteDocumentStore:
         """Write a store atomically: it appears at ``path`` only once complete."""
@@ -122,7 +128,8 @@ class SqliteDocumentStore:
         missing = [d for d in unique if d not in found]
         if missing:
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-            raise DocumentNotFoundError(f"document {missing[0]!r}{more} not in the store {self.path}")
+            where = f"the corpus {self.source}" if self.source else f"the store {self.path}"
+            raise DocumentNotFoundError(f"document {missing[0]!r}{more} not in {where}")
         return [found[d] for d in docids]
 
     def __contains__(self, docid: object) -> bool:

@@ -13,6 +13,10 @@ class RerankError(Exception):
     """Base of every error rerank raises on purpose."""
 
 
+class RerankWarning(UserWarning):
+    """A result that may mislead (an empty run, queries without judgments); the CLI prints it as one line."""
+
+
 class ParseError(RerankError, ValueError):
     """A file does not have the expected format; names the file and the line."""
 
@@ -42,6 +46,18 @@ class DatasetNotFoundError(RerankError, FileNotFoundError):
     """A dataset name is unknown or its files are not in the data directory."""
 
 
+class PathNotFoundError(RerankError, FileNotFoundError):
+    """A file or folder given on the command line does not exist."""
+
+
+class InvalidPathError(RerankError, ValueError):
+    """A path of the wrong kind (a folder where a file belongs, an output over a folder) or not readable/writable."""
+
+
+class OutputError(InvalidPathError):
+    """An output could not be written (a full disk, a read-only place); nothing partial is left."""
+
+
 class ModelNotFoundError(RerankError, FileNotFoundError):
     """A model name resolves to no local weights."""
 
@@ -59,6 +75,10 @@ class InvalidSpecError(RerankError, ValueError):
 
 class SpecTypeError(InvalidSpecError, TypeError):
     """A parameter of the wrong type (a constructor's own check): a ``TypeError`` to Python, exit 3 to the CLI."""
+
+
+class UntrainedModelError(InvalidSpecError):
+    """A checkpoint lacks trained weights its method needs (a bi-encoder folder given as a cross-encoder)."""
 
 
 def _excerpt(text: str, limit: int = 80) -> str:

@@ -158,6 +158,61 @@ def find_pack(name: str) -> ModelPack | None:
     return PACKS.get(name) if name in PACKS else None
 
 
+def check_model(name: str, *, what: str = "model", files: tuple[str, ...] = ("config.json",)) -> None:
+    """Refuse, before anything loads, a model that cannot load here: one line naming it.
+
+    A pack must be installed (else ``ModelPackNotInstalledError`` with the install command); a local
+    folder must hold one of ``files`` (a file given directly is taken as it is); a Hugging Face id must
+    be in the local cache, or downloads must be on (a download failure is then the loader's to report).
+    """
+    from data.errors import ModelNotFoundError
+
+    pack = find_pack(name)
+    if pack is not None:
+        if not pack.installed():
+            pack.path()  # raises, naming the install command
+        return
+    path = Path(name).expanduser()
+    if path.is_file():
+        return
+    if path.is_dir():
+        if not any((path / f).is_file() for f in files):
+            raise ModelNotFoundError(f"{what} {name!r} is a folder without a model in it (no {' or '.join(files)})")
+        return
+    looks_like_path = (
+        name.startswith((".", "/", "~")) or name.endswith((".gguf", ".bin", ".onnx")) or name.count("/") > 1
+    )
+    if looks_like_path:
+        raise ModelNotFoundError(f"{what} {name!r} does not exist")
+    if _hub_cached(name, files):
+        return
+    if _offline():
+        raise ModelNotFoundError(
+            f"{what} {name!r} is not a model pack ({', '.join(PACKS.names())}), a local folder, or a Hugging Face "
+            "id in the local cache, and downloads are off (HF_HUB_OFFLINE)"
+        )
+
+
+def _hub_cached(repo_id: str, files: tuple[str, ...]) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    for file in files:
+        try:
+            if isinstance(try_to_load_from_cache(repo_id, file), str):
+                return True
+        except Exception:  # not a valid repo id
+            return False
+    return False
+
+
+def _offline() -> bool:
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
 def resolve_model(name: str) -> str:
     """Local weights for a pack name; a path or Hugging Face id is returned as given."""
     pack = find_pack(name)

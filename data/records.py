@@ -6,6 +6,8 @@ descending (byte order) among equal scores. ``Ranking.sorted`` applies it.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -15,6 +17,12 @@ from types import MappingProxyType
 class Query:
     qid: str
     text: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.qid, str) or not isinstance(self.text, str):
+            raise TypeError(
+                f"Query(qid, text) takes two strings, not {type(self.qid).__name__} and {type(self.text).__name__}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +44,17 @@ class Candidate:
     docid: str
     score: float
     text: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.docid, str) or not self.docid:
+            raise TypeError(f"a Candidate's docid is a non-empty string, not {self.docid!r}")
+        score = self.score
+        if type(score) is not float and (isinstance(score, bool) or not isinstance(score, numbers.Real)):  # fast path
+            raise TypeError(f"candidate {self.docid!r}: score must be a number, not {score!r}")
+        if math.isnan(score):
+            raise ValueError(f"candidate {self.docid!r}: score is NaN")
+        if self.text is not None and not isinstance(self.text, str):
+            raise TypeError(f"candidate {self.docid!r}: text must be a string or None, not {type(self.text).__name__}")
 
 
 def trec_order_key(candidate: Candidate) -> tuple[float, tuple[int, ...]]:
@@ -144,3 +163,24 @@ class RerankRequest:
 
     query: Query
     candidates: tuple[Candidate, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.query, Query):
+            raise TypeError(f"RerankRequest takes a Query, not {type(self.query).__name__}")
+        if not self.query.text.strip():
+            raise ValueError(f"query {self.query.qid!r} has no text")
+        if not isinstance(self.candidates, tuple):
+            if isinstance(self.candidates, (str, bytes, Mapping)) or not isinstance(self.candidates, Iterable):
+                raise TypeError(
+                    f"query {self.query.qid!r}: candidates are a sequence of Candidate, not {type(self.candidates).__name__}"
+                )
+            object.__setattr__(self, "candidates", tuple(self.candidates))
+        seen: set[str] = set()
+        for candidate in self.candidates:
+            if not isinstance(candidate, Candidate):
+                raise TypeError(
+                    f"query {self.query.qid!r}: candidates are Candidate records, not {type(candidate).__name__}"
+                )
+            if candidate.docid in seen:
+                raise ValueError(f"query {self.query.qid!r}: document {candidate.docid!r} is a candidate twice")
+            seen.add(candidate.docid)

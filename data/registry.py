@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping
+import math
+import sys
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
-from data.errors import InvalidSpecError
+from data.errors import InvalidSpecError, SpecTypeError
 
 T = TypeVar("T")
 _OPEN = object()  # a constructor that takes any keyword (``**kwargs`` all the way up)
@@ -90,6 +94,12 @@ class Registry(Generic[T]):
         missing = [k for k, v in accepted.items() if v is inspect.Parameter.empty and k not in params]
         if missing:
             raise InvalidSpecError(f"{where}: {self.kind} {name!r} needs {', '.join(missing)}")
+        target = self.get(name)
+        if isinstance(target, type):
+            check_values(params, constructor_annotations(target), where)
+            check = getattr(target, "check_params", None)
+            if callable(check):  # the class's own up-front checks: a model that exists, a device that is there
+                check(dict(params), where)
 
     def resolve(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """The parameters with every default filled in (checked first)."""
@@ -122,6 +132,93 @@ def constructor_parameters(cls: type) -> dict[Any, Any]:
             return found
     found[_OPEN] = None
     return found
+
+
+def constructor_annotations(cls: type) -> dict[str, Any]:
+    """Each constructor parameter's type (from the class that declares it), where it can be evaluated."""
+    found: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for key, annotation in function_annotations(init).items():
+            found.setdefault(key, annotation)
+    return found
+
+
+def function_annotations(function: Any) -> dict[str, Any]:
+    """A function's parameter types, evaluated in its module (one that cannot be, say a name imported
+    only for type checking, is ``Any``: not checked)."""
+    function = getattr(function, "__func__", function)
+    namespace = dict(vars(sys.modules.get(function.__module__, object())))
+    found: dict[str, Any] = {}
+    for key, annotation in getattr(function, "__annotations__", {}).items():
+        if key == "return":
+            continue
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace, {})
+            except Exception:
+                annotation = Any
+        found[key] = annotation
+    return found
+
+
+def check_values(params: Mapping[str, Any], annotations: Mapping[str, Any], where: str) -> None:
+    """Each value against its parameter's type: ``SpecTypeError`` naming the first that does not fit."""
+    for key, value in params.items():
+        problem = value_problem(value, annotations.get(key, Any))
+        if problem:
+            raise SpecTypeError(f"{where}: {key} must be {problem}, not {_show(value)}")
+
+
+def value_problem(value: Any, annotation: Any) -> str:
+    """What ``value`` should have been for ``annotation`` (``""`` when it fits, or the type is not checked)."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any or isinstance(annotation, TypeVar):
+        return ""
+    if origin is typing.Literal:
+        choices = typing.get_args(annotation)
+        return (
+            ""
+            if value in choices and type(value) in {type(c) for c in choices}
+            else "one of " + ", ".join(map(str, choices))
+        )
+    if origin in (typing.Union, types.UnionType):
+        members = typing.get_args(annotation)
+        if value is None and type(None) in members:
+            return ""
+        problems = [value_problem(value, m) for m in members if m is not type(None)]
+        if any(p == "" for p in problems):
+            return ""
+        return " or ".join(problems) + (" or none" if type(None) in members else "")
+    if annotation is type(None):
+        return "" if value is None else "none"
+    if annotation is bool:
+        return "" if isinstance(value, bool) else "true or false"
+    if annotation is int:
+        return "" if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if annotation is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+        return "" if ok else "a number"
+    if annotation is str:  # a nested spec (``backend=llama.cpp(n_ctx=4096)``) is a spec written as a string
+        return (
+            "" if isinstance(value, str) or type(value).__name__ == "MethodSpec" else f'a string (quote it: "{value}")'
+        )
+    if origin in (list, tuple, typing.Sequence, Sequence) or annotation in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return "a list [a, b, ...]"
+        inner = typing.get_args(annotation)
+        if len(inner) == 1 or (len(inner) == 2 and inner[1] is Ellipsis):
+            problems = [value_problem(v, inner[0]) for v in value]
+            bad = next((p for p in problems if p), "")
+            return f"a list whose items are each {bad}" if bad else ""
+        return ""
+    return ""  # any other type (a path, a spec, a mapping): the constructor checks it
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _describe(target: object) -> str:

@@ -8,6 +8,7 @@ into place, so no partial file ever sits at an output path.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import os
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from data.errors import ParseError
+from data.errors import OutputError, ParseError
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -71,16 +72,44 @@ def read_text(path: str | Path) -> str:
     return text.removeprefix("\ufeff")
 
 
+def is_special_output(path: str | Path) -> bool:
+    """``-`` (standard output) or an existing path that is not a regular file or folder (a device, a FIFO)."""
+    if str(path) == "-":
+        return True
+    target = Path(path)
+    return target.exists() and not target.is_file() and not target.is_dir()
+
+
 @contextmanager
 def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
     """A text handle whose content appears at ``path`` only when the block succeeds.
 
-    A ``.gz`` path is gzip-compressed (with a fixed mtime, so equal content gives
-    equal bytes).
+    A ``.gz`` path is gzip-compressed (with a fixed mtime, so equal content gives equal bytes).
+    ``-`` writes to standard output, and a device or FIFO is written in place: only a regular file is
+    replaced by renaming (a rename would put a file where the device was). A new file gets the mode
+    the umask gives; a replaced one keeps its mode.
     """
+    import sys
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if is_special_output(target):
+        try:
+            with _in_place(target, sys.stdout.buffer if str(path) == "-" else None) as stream:
+                in_place = io.TextIOWrapper(stream, encoding="utf-8", newline="\n")
+                yield in_place
+                in_place.detach()
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
+        return
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a folder, not a file to write")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
     try:
         with os.fdopen(fd, "wb") as raw:
             compressed = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if target.suffix == ".gz" else None
@@ -91,8 +120,30 @@ def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
                 compressed.close()  # writes the gzip trailer, leaves raw open
             raw.flush()
             os.fsync(raw.fileno())
+        os.chmod(tmp_name, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+        if isinstance(err, OSError) and err.errno in _FULL_OR_DENIED:
+            raise OutputError(f"cannot write {target}: {err.strerror}") from None
         raise
+
+
+@contextmanager
+def _in_place(target: Path, stream: IO[bytes] | None) -> Iterator[IO[bytes]]:
+    if stream is not None:
+        yield stream
+        stream.flush()
+        return
+    with open(target, "wb") as raw:
+        yield raw
+
+
+_FULL_OR_DENIED = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

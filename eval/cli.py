@@ -10,15 +10,24 @@ Holm-Bonferroni across the runs of each measure).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from data.beir import QRELS_HEADER, read_beir_qrels
+from data.beir import read_qrels
 from data.records import Qrels, Run
-from data.textio import iter_lines
-from data.trec import read_trec_qrels
+from data.textio import atomic_writer
 from eval.significance import TESTS
-from rerank.cli.common import add_data_arguments, dataset_from, print_json, print_table, read_run_arg
+from rerank.cli.common import (
+    add_data_arguments,
+    add_format_argument,
+    dataset_from,
+    deprecated,
+    print_json,
+    print_table,
+    read_run_arg,
+)
 
 # The `rerank eval` command, added to the CLI through the rerank.commands entry point `eval` (pyproject.toml).
 HELP = "evaluate runs against qrels, with significance tests"
@@ -33,15 +42,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", choices=TESTS, default="t-test", help="paired test (default: t-test)")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level after correction")
     parser.add_argument("--per-query", action="store_true", help="include per-query values (JSON output)")
-    parser.add_argument("--output", choices=("table", "json"), default="table", help="how to print the results")
+    add_format_argument(parser, "the results")
+    parser.add_argument("--output", metavar="FILE", help="write the results to FILE instead of standard output")
 
 
 def read_qrels_file(path: str | Path) -> Qrels:
     """TREC qrels, or BEIR's TSV when the file starts with its header."""
-    first = next((text for _, text in iter_lines(path) if text.strip()), "")
-    if tuple(first.split()) == QRELS_HEADER:
-        return read_beir_qrels(path)
-    return read_trec_qrels(path)
+    return read_qrels(path)
+
+
+def warn_unjudged(run: Run, qrels: Qrels, source: str) -> None:
+    """An empty run, or queries the qrels do not judge (left out of every average), may mislead: say so."""
+    import warnings
+
+    from data.errors import RerankWarning
+
+    if not len(run):
+        warnings.warn(f"{source} holds no rankings: every measure is 0", RerankWarning, stacklevel=2)
+        return
+    unjudged = [qid for qid in run.qids if qid not in qrels]
+    if unjudged:
+        warnings.warn(
+            f"{len(unjudged)} of the {len(run)} queries of {source} have no judgments in the qrels "
+            f"(first: {unjudged[0]!r}); they are left out of the averages",
+            RerankWarning,
+            stacklevel=2,
+        )
 
 
 def distinct_names(names: list[str], sources: list[str]) -> list[str]:
@@ -85,6 +111,30 @@ def print_before_after(
 
 
 def run(args: argparse.Namespace) -> int:
+    from rerank.cli import paths
+
+    fmt = args.format or "text"
+    if args.output in ("table", "json"):  # the old meaning of --output, kept one release
+        deprecated(f"--output {args.output}", f"--format {'text' if args.output == 'table' else args.output}")
+        fmt, args.output = ("text" if args.output == "table" else args.output), None
+    if args.output:
+        paths.output_file("--output", args.output)
+    for value in args.runs:
+        if not (args.dataset and "/" not in value and "." not in value):  # a dataset's run name is checked later
+            paths.input_file("RUN", value)
+    if args.qrels:
+        paths.input_file("--qrels", args.qrels)
+    if args.output:
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            code = report(args, fmt)
+        with atomic_writer(args.output) as out:
+            out.write(buffer.getvalue())
+        return code
+    return report(args, fmt)
+
+
+def report(args: argparse.Namespace, fmt: str) -> int:
     from eval.metrics import evaluate
     from eval.significance import compare
 
@@ -97,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --qrels FILE or --dataset NAME")
     measures = args.measures or (dataset.measures if dataset else DEFAULT_MEASURES)
     runs = [read_run_arg(value, dataset) for value in args.runs]
+    for run_, value in zip(runs, args.runs, strict=True):
+        warn_unjudged(run_, qrels, value)
     evaluations = [evaluate(r, qrels, measures) for r in runs]
     names = distinct_names([r.name or value for r, value in zip(runs, args.runs, strict=True)], args.runs)
     evaluations = [
@@ -106,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     by_key = {(c.run, c.measure): c for c in comparisons}
     measure_names = evaluations[0].measures
 
-    if args.output == "json":
+    if fmt == "json":
         rows = []
         for evaluation, path in zip(evaluations, args.runs, strict=True):
             row: dict[str, object] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -63,14 +64,29 @@ def _qrels(qrels: Qrels, qids: set[str]) -> Iterator[Any]:
             yield ir_measures.Qrel(qid, docid, relevance)
 
 
-def evaluate(run: Run, qrels: Qrels, measures: Sequence[str]) -> Evaluation:
+def evaluate(run: Run | str | Path, qrels: Qrels | str | Path, measures: str | Sequence[str]) -> Evaluation:
     """Aggregate and per-query values, as trec_eval computes them (ir-measures' providers).
 
-    Queries without judgments are ignored; judged queries absent from the run are
+    ``run`` and ``qrels`` may be files (a TREC run; TREC or BEIR qrels), ``measures`` one name or
+    several. Queries without judgments are ignored; judged queries absent from the run are
     not averaged in (trec_eval's default without ``-c``).
     """
     import ir_measures
 
+    from data.trec import read_trec_run
+
+    if isinstance(run, (str, Path)):
+        run = read_trec_run(run)
+    elif not isinstance(run, Run):
+        raise TypeError(f"evaluate() takes a Run or a run file, not {type(run).__name__}")
+    if isinstance(qrels, (str, Path)):
+        from data.beir import read_qrels
+
+        qrels = read_qrels(qrels)
+    elif not isinstance(qrels, Qrels):
+        raise TypeError(f"evaluate() takes Qrels or a qrels file, not {type(qrels).__name__}")
+    if isinstance(measures, str):
+        measures = [measures]
     parsed = parse_measures(measures)
     names = tuple(str(m) for m in parsed)
     per_query: dict[str, dict[str, float]] = {name: {} for name in names}

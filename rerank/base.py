@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -47,6 +47,11 @@ class Reranker(ABC):
     # Parameters that hold another method's spec (JointRank's inner ranker): keyed as that method.
     nested_params: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "rerank" in cls.__dict__:  # every implementation checks what it is given the same way
+            cls.rerank = _checked_rerank(cls.__dict__["rerank"])  # type: ignore[method-assign]
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Reranker:
         if not isinstance(getattr(cls, "method", None), str):
             raise TypeError(f"{cls.__name__} must set the class attribute 'method' (its registry name)")
@@ -74,13 +79,28 @@ class Reranker(ABC):
         """The Hugging Face tokenizer the model reads text with, where it has one (for token limits)."""
         return None
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any], where: str) -> None:
+        """Checks beyond the parameters' types, before anything loads (a device that is there, a model
+        that exists); each raises one error that names the parameter."""
+        if params.get("device") is not None:
+            check_device(params["device"], where)
+
     def rank(self, query: str | Query, documents: Iterable[str | Candidate]) -> RerankResult:
         """Rerank one query's documents (plain strings get docids "0", "1", …)."""
+        if not isinstance(query, (str, Query)):
+            raise TypeError(f"rank() takes the query as a string or Query, not {type(query).__name__}")
+        if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Iterable):
+            raise TypeError(
+                f"rank() takes the documents as a list of strings or Candidates, not a {type(documents).__name__}"
+            )
         q = query if isinstance(query, Query) else Query("0", query)
-        candidates = tuple(
-            d if isinstance(d, Candidate) else Candidate(str(i), 0.0, d) for i, d in enumerate(documents)
-        )
-        return self.rerank([RerankRequest(q, candidates)])[0]
+        candidates = []
+        for i, d in enumerate(documents):
+            if not isinstance(d, (str, Candidate)):
+                raise TypeError(f"rank(): document {i} is a {type(d).__name__}; give strings or Candidates")
+            candidates.append(d if isinstance(d, Candidate) else Candidate(str(i), 0.0, d))
+        return self.rerank([RerankRequest(q, tuple(candidates))])[0]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec})"
@@ -100,6 +120,57 @@ class Reranker(ABC):
         from rerank.compose import Pipeline
 
         return Pipeline.of(other) >> self
+
+
+def _checked_rerank(rerank: Any) -> Any:
+    import functools
+
+    if getattr(rerank, "_checks_requests", False):
+        return rerank
+
+    @functools.wraps(rerank)
+    def checked(self: Reranker, requests: Sequence[RerankRequest], *args: Any, **kwargs: Any) -> Any:
+        if isinstance(requests, (str, bytes, Mapping, RerankRequest)) or not isinstance(requests, Sequence):
+            raise TypeError(
+                f"rerank() takes a list of RerankRequest, not a {type(requests).__name__} "
+                "(rank(query, documents) reranks one query's texts)"
+            )
+        for request in requests:
+            if not isinstance(request, RerankRequest):
+                raise TypeError(
+                    f"rerank() takes a list of RerankRequest, not of {type(request).__name__} "
+                    "(rank(query, documents) reranks one query's texts)"
+                )
+        return rerank(self, requests, *args, **kwargs)
+
+    checked._checks_requests = True  # type: ignore[attr-defined]
+    return checked
+
+
+def check_device(device: str, where: str) -> None:
+    """``cpu``, ``cuda[:N]`` or ``mps``, and only where this torch build and machine have it."""
+    from data.errors import InvalidSpecError
+
+    kind, _, index = str(device).partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+        raise InvalidSpecError(f"{where}: device must be cpu, cuda, cuda:N or mps, not {device!r}")
+    if kind == "cpu":
+        return
+    from data.optional import optional_import
+
+    torch = optional_import("torch")
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise InvalidSpecError(f"{where}: device=mps, but this machine has no Apple GPU; use device=cpu")
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, no GPU visible"
+        raise InvalidSpecError(
+            f"{where}: device={device}, but torch {torch.__version__} has no CUDA device ({build}); use device=cpu"
+        )
+    if index and int(index) >= count:
+        raise InvalidSpecError(f"{where}: device={device}, but this machine has {count} CUDA device(s)")
 
 
 def _given_parameters(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -80,13 +80,11 @@ class Checkpoint:
         self._handle: IO[str] | None = None
 
     def open(self) -> Checkpoint:
+        """Loads what an earlier run finished. A new checkpoint file is created by the first ``add``, so
+        a job that fails before its first batch is done leaves nothing to resume."""
         if self.path.exists():
             self._load()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "w", encoding="utf-8") as out:
-                out.write(_line(self.header))
-        self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across add() calls
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across add() calls
         return self
 
     def _load(self) -> None:
@@ -116,7 +114,10 @@ class Checkpoint:
                 raw.truncate(os.path.getsize(self.path) - len(torn))
 
     def add(self, results: Iterable[RerankResult]) -> None:
-        assert self._handle is not None, "open() the checkpoint first"
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - kept open across add() calls
+            self._handle.write(_line(self.header))
         for result in results:
             payload = {
                 "qid": result.ranking.qid,

@@ -29,13 +29,14 @@ import re
 import shutil
 import subprocess
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data.docstore import DocumentStore
-from data.errors import InvalidSpecError
+from data.errors import InvalidSpecError, RerankWarning
 from data.records import Query, Ranking, Run
 from data.textio import atomic_writer
 from data.trec import read_trec_run, write_trec_run
@@ -174,11 +175,22 @@ def resolve_pipeline(pipeline: PipelineSpec) -> PipelineSpec:
 
 def check_pipeline(pipeline: PipelineSpec) -> PipelineSpec:
     """Check every stage's name and parameters before any work starts; returns the resolved pipeline."""
+    from data.models import check_model
+    from data.registry import check_values, constructor_annotations, function_annotations
     from rerank.registry import resolve_spec
     from retrievers.registry import RETRIEVERS
 
     resolved = resolve_pipeline(pipeline)
+    depth: int | None = None
     for position, stage in enumerate(resolved.stages):
+        if stage.cutoff is not None:
+            if depth is not None and stage.cutoff > depth:
+                warnings.warn(
+                    f"{resolved}: {stage.spec.name} keeps {stage.cutoff} but gets only {depth} candidates",
+                    RerankWarning,
+                    stacklevel=2,
+                )
+            depth = min(stage.cutoff, depth or stage.cutoff)
         kind = stage_kind(stage.spec, position == 0)
         if kind == "reranker":
             resolve_spec(stage.spec)
@@ -192,13 +204,18 @@ def check_pipeline(pipeline: PipelineSpec) -> PipelineSpec:
             for member in stage.spec.inputs:
                 check_pipeline(member)
         elif kind == "retriever":
-            accepted = {*RETRIEVERS.get(stage.spec.name).parameters(), GIVEN_INDEX}
+            retriever = RETRIEVERS.get(stage.spec.name)
+            accepted = {*retriever.parameters(), GIVEN_INDEX}
             unknown = sorted(set(stage.spec.kwargs) - accepted)
             if unknown:
                 raise InvalidSpecError(
                     f"{stage.spec}: retriever {stage.spec.name!r} has no parameter {unknown[0]!r}; "
                     f"it takes {', '.join(sorted(accepted))}"
                 )
+            types = {**function_annotations(retriever.build), **constructor_annotations(retriever)}  # type: ignore[attr-defined]
+            check_values(stage.spec.kwargs, types, str(stage.spec))
+            if isinstance(stage.spec.kwargs.get("model"), str):
+                check_model(str(stage.spec.kwargs["model"]), what=f"{stage.spec}: model")
     return resolved
 
 

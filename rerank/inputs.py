@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 
 from data.docstore import DocumentStore
-from data.errors import DatasetNotFoundError
+from data.errors import DatasetNotFoundError, DocumentNotFoundError
 from data.records import Candidate, Query, RerankRequest, Run
 
 
@@ -23,7 +23,12 @@ def requests_from_run(
         if query is None:
             raise DatasetNotFoundError(f"query {ranking.qid!r} of the run has no text in the topics")
         candidates = ranking.candidates[:k] if k is not None else ranking.candidates
-        yield RerankRequest(query, attach_texts(candidates, store))
+        try:
+            texts = attach_texts(candidates, store)
+        except DocumentNotFoundError as err:
+            source = f" of {run.name}" if run.name else ""
+            raise DocumentNotFoundError(f"query {ranking.qid!r}{source}: {err.args[0]}") from None
+        yield RerankRequest(query, texts)
 
 
 def attach_texts(candidates: tuple[Candidate, ...], store: DocumentStore | None) -> tuple[Candidate, ...]:

@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "fuse": ("rerank.cli.fuse_cmd", "fuse runs (reciprocal rank fusion or interpolation)"),
     "run": ("rerank.cli.run_cmd", "rerank a TREC run or candidate file with a method spec"),
     "serve": ("rerank.cli.serve_cmd", "serve a reranker over HTTP (Cohere, Jina and TEI APIs)"),
+    "list": ("rerank.cli.list_cmd", "list methods, backends, retrievers, model packs or datasets"),
     "doctor": ("rerank.cli.doctor", "report what is installed and where data is"),
 }
 
@@ -38,19 +39,59 @@ def build_parser() -> argparse.ArgumentParser:
     from rerank import __version__
 
     parser.add_argument("--version", action="version", version=f"rerank {__version__}")
+    # Flags every subcommand takes, with the same meaning everywhere.
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--quiet", "-q", action="store_true", help="no progress bars or library chatter on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    formatter = argparse.RawDescriptionHelpFormatter
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
-        command = sub.add_parser(name, help=help_text, description=module.__doc__)
+        command = sub.add_parser(
+            name, help=help_text, description=module.__doc__, parents=[shared], formatter_class=formatter
+        )
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
     # then the commands of other packages (entry-point group rerank.commands), sorted by name
     for name, entry in command_entry_points({n: m for n, (m, _) in SUBCOMMANDS.items()}).items():
         module = entry.load()
-        command = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        command = sub.add_parser(
+            name, help=module.HELP, description=module.__doc__, parents=[shared], formatter_class=formatter
+        )
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
     return parser
+
+
+def show_warnings() -> None:
+    """rerank's own warnings as one line each on stderr (``rerank: warning: …``), once per message."""
+    import warnings
+
+    from data.errors import RerankWarning
+
+    shown = warnings.showwarning
+    if getattr(shown, "one_line", False):
+        return
+
+    def one_line(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, RerankWarning):
+            print(f"rerank: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    one_line.one_line = True  # type: ignore[attr-defined]
+    warnings.showwarning = one_line
+    warnings.simplefilter("default", RerankWarning)
+
+
+def quiet() -> None:
+    """Silence progress bars and the libraries' own logging and warnings (``--quiet``)."""
+    import logging
+    import warnings
+
+    os.environ.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.simplefilter("ignore")
+    logging.disable(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,10 +100,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RerankError as err:  # a broken installation: two packages give the same command
         print(f"rerank: error: {err}", file=sys.stderr)
         return exit_code_for(err)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:  # `rerank` alone: what it can do
+        parser.print_help()
+        return ExitCode.OK
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    if getattr(args, "quiet", False):
+        quiet()
+    else:
+        show_warnings()
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

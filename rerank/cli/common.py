@@ -46,6 +46,45 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: 
         print("  ".join(cells).rstrip())
 
 
-def print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+def print_json(value: Any, stream: Any = None) -> None:
+    stream = stream or sys.stdout
+    json.dump(value, stream, indent=2, ensure_ascii=False)
+    stream.write("\n")
+
+
+def add_format_argument(parser: argparse.ArgumentParser, what: str, *, old: str = "") -> None:
+    """``--format text|json``, the same in every subcommand; ``old`` is the spelling it replaces
+    (kept one release as a deprecated alias)."""
+    parser.add_argument("--format", choices=("text", "json"), help=f"how to print {what} (text)")
+    if old:
+        parser.add_argument(old, dest="old_format", help=argparse.SUPPRESS)
+
+
+def output_format(args: argparse.Namespace, old: str = "") -> str:
+    """The chosen ``--format``, from a deprecated spelling when that was used (with a note saying so)."""
+    legacy = getattr(args, "old_format", None)
+    if legacy is not None and args.format is None:
+        if legacy not in ("text", "table", "json"):
+            raise ValueError(f"{old} {legacy!r}: choose text or json (and use --format: {old} is deprecated)")
+        deprecated(f"{old} {legacy}", f"--format {'text' if legacy == 'table' else legacy}")
+        return "text" if legacy == "table" else legacy
+    return str(args.format or "text")
+
+
+def deprecated(old: str, new: str) -> None:
+    print(f"rerank: note: {old} is now {new}; the old spelling goes in the next release", file=sys.stderr)
+
+
+def add_method_options(group: Any) -> None:
+    """``--device`` and ``--batch-size``: parameters of a ``--method`` (a spec writes them inside)."""
+    group.add_argument("--device", metavar="D", help="with --method: cpu, cuda, cuda:N or mps")
+    group.add_argument("--batch-size", type=int, metavar="N", help="with --method: the model's batch size")
+
+
+def method_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {k: v for k, v in (("device", args.device), ("batch_size", args.batch_size)) if v is not None}
+    if options and not args.method:
+        raise ValueError(
+            "--device and --batch-size go with --method; in a spec write them inside: bi-encoder(device=cpu, batch_size=64)"
+        )
+    return options

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 
-from rerank.cli.common import print_json, print_table
+from rerank.cli.common import add_format_argument, output_format, print_json, print_table
 
 PACKAGES = (
     ("torch", "pip install torch==2.13.0 (install it before the rest)"),
@@ -43,7 +43,7 @@ class Check:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", metavar="DIR", help="the dataset folder to check (default: $RERANK_DATA_DIR)")
-    parser.add_argument("--output", choices=("table", "json"), default="table", help="how to print the report")
+    add_format_argument(parser, "the report", old="--output")
 
 
 def java_check() -> Check:
@@ -136,7 +136,7 @@ def checks(data_dir_arg: str | None) -> list[Check]:
 
 def run(args: argparse.Namespace) -> int:
     report = checks(args.data_dir)
-    if args.output == "json":
+    if output_format(args, "--output") == "json":
         print_json([asdict(c) for c in report])
     else:
         print_table(

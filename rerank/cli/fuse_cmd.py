@@ -6,6 +6,7 @@ Each RUN is a file, or with --dataset the name of one of its runs.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from data.trec import write_trec_run
 from rerank.cli.common import add_data_arguments, dataset_from, read_run_arg
@@ -25,8 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rerank.cli import paths
     from retrievers.fusion import interpolate, reciprocal_rank_fusion
 
+    paths.output_file("--output", args.output)
+    if args.k < 1 or (args.depth is not None and args.depth < 1) or args.rrf_k < 0:
+        raise ValueError("--k and --depth must be at least 1, and --rrf-k at least 0")
+    if args.method == "rrf" and args.weights:
+        raise ValueError("--weights are for --method interpolate; reciprocal rank fusion weighs every run alike")
+    if args.weights and len(args.weights) != len(args.runs):
+        raise ValueError(f"--weights gives {len(args.weights)} weights for {len(args.runs)} runs")
     dataset = dataset_from(args)
     runs = [read_run_arg(value, dataset) for value in args.runs]
     if args.method == "rrf":
@@ -34,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         fused = interpolate(runs, args.weights, args.normalization)
     write_trec_run(fused.cut(args.k), args.output, tag=args.tag)
-    print(f"fused {len(runs)} runs ({fused.name}) over {len(fused)} queries -> {args.output}")
+    report = sys.stderr if args.output == "-" else sys.stdout  # standard output carries the run itself
+    print(f"fused {len(runs)} runs ({fused.name}) over {len(fused)} queries -> {args.output}", file=report)
     return 0

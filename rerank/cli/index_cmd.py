@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from data.errors import InvalidPathError
+from data.models import check_model
 from data.records import Document
 from rerank.cli.common import add_data_arguments, dataset_from
 
@@ -47,8 +49,16 @@ def corpus_documents(args: argparse.Namespace) -> tuple[Iterable[Document], dict
 
 
 def run(args: argparse.Namespace) -> int:
+    from rerank.cli import paths
     from retrievers.registry import retriever_class
 
+    out = paths.output_folder("--out", args.out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "rerank-index.json").is_file():
+        raise InvalidPathError(f"--out {args.out} is a folder with other files in it; give a new or empty folder")
+    if args.corpus:
+        paths.input_file("--corpus", args.corpus)
+    if args.model:
+        check_model(args.model, what="--model")
     documents, corpus = corpus_documents(args)
     options: dict[str, Any] = {"corpus": corpus}
     if args.retriever == "bm25":

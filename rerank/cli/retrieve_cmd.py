@@ -10,13 +10,15 @@ appears atomically when every query is done.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from data.textio import is_special_output
 from data.trec import write_trec_run
 from data.tsv import read_topics
-from rerank.cli.common import add_data_arguments, dataset_from, print_json
+from rerank.cli.common import add_data_arguments, add_format_argument, dataset_from, output_format, print_json
 
 CHUNK = 256  # queries per batch by default: progress stays visible and memory bounded
 
@@ -36,10 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", default="rerank", help="the run tag column")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     parser.add_argument("--fresh", action="store_true", help="discard any checkpoint of an interrupted run")
-    parser.add_argument("--summary", choices=("text", "json"), default="text", help="how to print the summary")
+    add_format_argument(parser, "the summary", old="--summary")
 
 
 def run(args: argparse.Namespace) -> int:
+    from rerank.cli import paths
     from rerank.executor import Executor, Source
     from rerank.spec import MethodSpec, PipelineSpec
     from retrievers.base import IndexMeta
@@ -47,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and args.fresh:
         raise ValueError("--resume and --fresh contradict each other")
+    fmt = output_format(args, "--summary")
+    target = paths.output_file("--output", args.output)
+    paths.input_folder("--index", args.index)
+    if args.topics:
+        paths.input_file("--topics", args.topics)
     if args.topics:
         queries = read_topics(args.topics)
     elif (dataset := dataset_from(args)) is not None:
@@ -66,15 +74,17 @@ def run(args: argparse.Namespace) -> int:
     # One stage of the staged executor: its key (the index, its metadata, the options, the queries, the
     # library versions) heads the checkpoint, so a checkpoint of other work is refused.
     stage = MethodSpec.of(meta.retriever, {"index_dir": str(Path(args.index).resolve()), **options}) % args.k
-    executor = Executor(Path(args.output).parent, retrieve_batch=args.batch_queries)
     source = Source("retrieve", tuple(queries))
-    key = executor.stage_key(PipelineSpec((stage,)), source, None, [])
-    output = Path(args.output)
+    key = Executor(Path("."), retrieve_batch=args.batch_queries).stage_key(PipelineSpec((stage,)), source, None, [])
+    # Standard output, a device or a FIFO gets the finished run copied in; the checkpoint lives in the cache.
+    special = is_special_output(target)
+    output = paths.work_file(key, "trec") if special else target
+    executor = Executor(output.parent, retrieve_batch=args.batch_queries)
     start = time.perf_counter()
     run_, resumed = executor.retrieve_stage(
         lambda: open_index(args.index, **options), queries, args.k, output, key, resume=args.resume, fresh=args.fresh
     )
-    write_trec_run(run_, output, tag=args.tag)
+    write_trec_run(run_, target, tag=args.tag)
     seconds = time.perf_counter() - start
     searched = len(queries) - resumed
     summary = {
@@ -86,11 +96,13 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 3),
         "queries_per_second": round(searched / seconds, 2) if searched and seconds > 0 else None,
     }
-    if args.summary == "json":
-        print_json(summary)
+    report = sys.stderr if args.output == "-" else sys.stdout  # standard output carries the run itself
+    if fmt == "json":
+        print_json(summary, report)
     else:
         print(
             f"retrieved {len(queries)} queries ({resumed} from checkpoint) with {meta.retriever} in {seconds:.1f}s "
-            f"({summary['queries_per_second']} queries/s) -> {args.output}"
+            f"({summary['queries_per_second']} queries/s) -> {args.output}",
+            file=report,
         )
     return 0

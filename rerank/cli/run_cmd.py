@@ -23,8 +23,10 @@ bytes an uninterrupted run writes. The output appears only when complete.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,14 +34,23 @@ from typing import Any
 from data.corpus import corpus_store
 from data.datasets import Dataset
 from data.docstore import DocumentStore, MemoryDocumentStore
-from data.errors import DatasetNotFoundError
+from data.errors import DatasetNotFoundError, RerankWarning
 from data.jsonl import read_candidates_jsonl
 from data.rankllm import read_rankllm_requests
-from data.records import Document, Qrels, Query, Ranking, RerankRequest, Run
-from data.textio import atomic_writer
+from data.records import Candidate, Document, Qrels, Query, Ranking, RerankRequest, Run
+from data.textio import atomic_writer, is_special_output
+from data.trec import write_trec_run
 from data.tsv import read_topics
 from rerank.base import RerankResult
-from rerank.cli.common import add_data_arguments, dataset_from, print_json
+from rerank.cli.common import (
+    add_data_arguments,
+    add_format_argument,
+    add_method_options,
+    dataset_from,
+    method_options,
+    output_format,
+    print_json,
+)
 from rerank.cli.plugins import command_module
 from rerank.executor import Executor, Source, StageOutput, check_pipeline, digest_text, stage_kind
 from rerank.spec import MethodSpec, PipelineSpec, parse_pipeline, parse_spec
@@ -56,14 +67,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     method.add_argument("--method", metavar="NAME", help="a registered method name (with --model)")
     method.add_argument("--model", metavar="M", help="model pack, folder or Hugging Face id for --method")
+    add_method_options(method)
     parser.add_argument("--output", required=True, metavar="FILE", help="the reranked run (.gz to compress)")
     parser.add_argument("--output-format", choices=("trec", "rankllm", "jsonl"), default="trec")
     add_data_arguments(parser)
-    parser.add_argument("--run", metavar="RUN", help="a dataset run name or a run file (with --reranker)")
+    parser.add_argument("--run", metavar="RUN", help="a dataset run name, a run file, or - for standard input")
     parser.add_argument("--input-format", choices=("trec", "rankllm", "jsonl"), default="trec", help="format of --run")
     parser.add_argument("--topics", metavar="FILE", help="queries as 'qid<TAB>text' (default: the dataset's)")
     parser.add_argument("--corpus", metavar="FILE", help="document texts: BEIR corpus.jsonl[.gz] or 'docid<TAB>text'")
     parser.add_argument("--top-k", "--k", dest="k", type=int, default=100, help="rerank the top K of each query (100)")
+    parser.add_argument(
+        "--keep-rest", action="store_true",
+        help="after the reranked top K, append the run's other candidates in their first-stage order, scored below "
+        "them (the full depth, e.g. for a TREC submission)",
+    )  # fmt: skip
     parser.add_argument("--batch-queries", type=int, default=8, metavar="N", help="queries per reranker call")
     parser.add_argument(
         "--max-queries", type=int, metavar="N", help="rerank only the run's first N queries (--eval compares those)"
@@ -76,23 +93,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     parser.add_argument("--fresh", action="store_true", help="discard any checkpoint and previous output")
     parser.add_argument("--tag", default="rerank", help="the run tag column")
-    parser.add_argument("--summary", choices=("text", "json"), default="text", help="how to print the summary")
+    add_format_argument(parser, "the summary", old="--summary")
 
 
 def method_spec(args: argparse.Namespace) -> MethodSpec:
     if args.reranker and (args.method or args.model):
         raise ValueError("give --reranker SPEC or --method NAME --model M, not both")
+    options = method_options(args)
     if args.reranker:
         return parse_spec(args.reranker)
     if not args.method:
         raise ValueError("give --pipeline SPEC, --reranker SPEC or --method NAME --model M")
     spec = parse_spec(args.method)
-    return MethodSpec.of(spec.name, {**spec.kwargs, "model": args.model} if args.model else spec.kwargs)
+    return MethodSpec.of(spec.name, {**spec.kwargs, **({"model": args.model} if args.model else {}), **options})
 
 
 def pipeline_from(args: argparse.Namespace, dataset: Dataset | None) -> PipelineSpec:
     """``--pipeline SPEC``, or the one-stage shorthand: the given run's top K, then ``--reranker``."""
     if args.pipeline:
+        method_options(args)
         if args.reranker or args.method or args.model or args.run:
             raise ValueError("--pipeline holds the whole cascade: give it without --run, --reranker or --method")
         return check_pipeline(parse_pipeline(args.pipeline))
@@ -187,7 +206,25 @@ def plan(args: argparse.Namespace, dataset: Dataset | None) -> Job:
     # The key holds the batch size: batched floating point differs in the last digits across batch
     # shapes, and a resumed job must write the same bytes as an uninterrupted one.
     key = {**executor.stage_key(pipeline, source, previous, []), "format": args.output_format, "tag": args.tag}
+    if args.keep_rest:
+        key["keep_rest"] = True
     return Job(pipeline, source, executor, previous, key)
+
+
+def check_paths(args: argparse.Namespace) -> Path:
+    """Every path the command was given, before anything loads; returns the output path."""
+    from rerank.cli import paths
+
+    output = paths.output_file("--output", args.output)
+    if args.run == "-":
+        args.run = str(paths.stdin_file("--run"))
+    for flag, value in (("--topics", args.topics), ("--corpus", args.corpus), ("--qrels", args.qrels)):
+        if value:
+            paths.input_file(flag, value)
+    for flag, value in (("--cache", args.cache), ("--work-dir", args.work_dir)):
+        if value:
+            paths.output_folder(flag, value)
+    return output
 
 
 def run(args: argparse.Namespace) -> int:
@@ -195,13 +232,25 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--top-k, --batch-queries and --max-queries must be at least 1")
     if args.resume and args.fresh:
         raise ValueError("--resume and --fresh contradict each other")
+    fmt = output_format(args, "--summary")
+    from rerank.cli import paths
+
+    if args.keep_rest and (args.pipeline or args.output_format != "trec"):
+        raise ValueError("--keep-rest goes with --run (one reranking stage) and a TREC --output-format")
+    target = check_paths(args)
     if args.eval:
         command_module("eval", needed_by="--eval")  # no package gives the eval command: fail before any work
     dataset = dataset_from(args)
+    qrels = eval_qrels(args, dataset) if args.eval else None
     job = plan(args, dataset)
-    output = Path(args.output)
+    if not len(job.previous.run()):
+        warnings.warn(f"{job.previous.pipeline} gives no candidates: the output is empty", RerankWarning, stacklevel=1)
+    # Standard output, a device or a FIFO gets the finished run copied in; the job (and its
+    # checkpoint) works on a file in the cache, never beside a device.
+    special = is_special_output(target)
+    output = paths.work_file(job.key, args.output_format) if special else target
     manifest_path = output.with_name(output.name + ".manifest.json")
-    earlier = read_manifest(manifest_path) if output.is_file() and not args.fresh else None
+    earlier = read_manifest(manifest_path) if output.is_file() and not args.fresh and not special else None
     results: list[RerankResult] | None = None
     if earlier is not None and earlier.get("job") == job.key:
         summary = {**earlier["summary"], "up_to_date": True}
@@ -210,20 +259,66 @@ def run(args: argparse.Namespace) -> int:
             job.pipeline.last, job.source, job.previous.run(), output, job.key, output=output, resume=args.resume,
             fresh=args.fresh, output_format=args.output_format, tag=args.tag,
         )  # fmt: skip
-        summary = {**details["summary"], "pipeline": str(job.pipeline)}
+        summary = {**details["summary"], "pipeline": str(job.pipeline), "output": args.output}
         results = details["results"]
-        with atomic_writer(manifest_path) as out:
-            json.dump({"job": job.key, "summary": summary, "stages": [str(job.previous.directory)]}, out, indent=2)
-    if args.summary == "json":
-        print_json(summary)
+        if args.keep_rest:
+            given = read_given(job.pipeline.first.spec, dataset)
+            write_trec_run(with_rest(results, given), output, tag=args.tag)
+        if special:
+            copy_out(output, target)
+        else:
+            with atomic_writer(manifest_path) as out:
+                json.dump({"job": job.key, "summary": summary, "stages": [str(job.previous.directory)]}, out, indent=2)
+    report = sys.stderr if args.output == "-" else sys.stdout  # standard output carries the run itself
+    if fmt == "json":
+        print_json(summary, report)
     else:
-        print(format_summary(summary))
+        print(format_summary(summary), file=report)
     if args.eval:
         by_qid = {q.qid: q for q in job.source.queries}
         requests = [RerankRequest(by_qid[r.qid], r.candidates) for r in job.previous.run()]
         args.k = job.previous.pipeline.last.cutoff
-        print_before_after(args, dataset, requests, output, results)
+        assert qrels is not None
+        with contextlib.redirect_stdout(report):
+            print_before_after(args, dataset, requests, output, results, qrels)
     return 0
+
+
+def with_rest(results: list[RerankResult], given: Run) -> list[Ranking]:
+    """Each reranked ranking, then the given run's other candidates in their order, scored below the
+    lowest reranked score (one apart, so their order survives any reader's sort)."""
+    rankings = []
+    for result in results:
+        ranked = result.ranking.candidates
+        done = {c.docid for c in ranked}
+        floor = min((c.score for c in ranked), default=0.0)
+        rest = (
+            [c for c in given[result.ranking.qid].candidates if c.docid not in done]
+            if result.ranking.qid in given
+            else []
+        )
+        tail = tuple(Candidate(c.docid, floor - 1.0 - i) for i, c in enumerate(rest))
+        rankings.append(Ranking(result.ranking.qid, ranked + tail))
+    return rankings
+
+
+def eval_qrels(args: argparse.Namespace, dataset: Dataset | None) -> Qrels:
+    """The qrels ``--eval`` compares with, read (and so checked) before any reranking."""
+    if args.qrels:
+        read: Any = command_module("eval", needed_by="--eval").read_qrels_file
+        qrels: Qrels = read(args.qrels)
+        return qrels
+    if dataset is None:
+        raise ValueError("--eval needs qrels: give --dataset or --qrels")
+    return dataset.qrels()
+
+
+def copy_out(work: Path, target: Path) -> None:
+    from data.textio import read_text
+
+    with atomic_writer(target) as out:
+        out.write(read_text(work))
+    work.unlink()
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -253,16 +348,10 @@ def print_before_after(
     requests: list[RerankRequest],
     output: Path,
     results: list[RerankResult] | None,
+    qrels: Qrels,
 ) -> None:
     # The metrics, tests and table are the eval command's, found as a plugin (rerank/ does not import eval/).
     evaluator = command_module("eval", needed_by="--eval")
-    qrels: Qrels | str
-    if args.qrels:
-        qrels = args.qrels  # a file: the eval command reads TREC or BEIR qrels
-    elif dataset is not None:
-        qrels = dataset.qrels()
-    else:
-        raise ValueError("--eval needs qrels: give --dataset or --qrels")
     before_run = Run.from_rankings(
         (Ranking.sorted(r.query.qid, r.candidates) for r in requests), name=f"input (top {args.k})"
     )

@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 
+from rerank.cli.common import add_method_options, method_options
 from rerank.serve.batcher import BatchLimits
 
 
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     what.add_argument("--method", metavar="NAME", help="a registered method name (with --model)")
     parser.add_argument("--model", metavar="M", help="model pack, folder or Hugging Face id for --method")
+    add_method_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     limits = parser.add_argument_group("batching and limits")
@@ -95,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
     if len(chosen) != 1:
         print("rerank serve: error: give one of --reranker SPEC, --pipeline SPEC or --method NAME", file=sys.stderr)
         return ExitCode.USAGE
+    options = method_options(args)
     if args.method:
-        pipeline = PipelineSpec(
-            (StageSpec(parse_spec(args.method).replace(**({"model": args.model} if args.model else {}))),)
-        )
+        given = {**({"model": args.model} if args.model else {}), **options}
+        pipeline = PipelineSpec((StageSpec(parse_spec(args.method).replace(**given)),))
     elif args.reranker:
         pipeline = PipelineSpec((StageSpec(parse_spec(args.reranker)),))
     else:

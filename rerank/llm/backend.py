@@ -72,6 +72,11 @@ class LLMBackend(ABC):
     def single_token(self, label: str) -> bool:
         return True
 
+    @classmethod
+    def check_model(cls, model: str, what: str) -> None:
+        """Refuse, before loading, a model this backend cannot have (a server's models are the server's to check)."""
+        return None
+
     @property
     def identity(self) -> str:
         """What determines this backend's outputs besides the prompt (for cache keys)."""

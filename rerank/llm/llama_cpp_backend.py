@@ -24,6 +24,15 @@ class LlamaCppBackend(LLMBackend):
     name = "llama.cpp"
     libraries = ("llama_cpp_python",)
 
+    @classmethod
+    def check_model(cls, model: str, what: str) -> None:
+        from data.models import check_model, find_pack
+
+        if find_pack(model) is not None:
+            check_model(model, what=what)
+        elif not Path(model).expanduser().exists():
+            raise ModelNotFoundError(f"{what} {model!r} does not exist (llama.cpp takes a .gguf file or a model pack)")
+
     def __init__(
         self,
         model: str,

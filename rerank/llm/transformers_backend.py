@@ -44,6 +44,12 @@ class TransformersBackend(LLMBackend):
     name = "transformers"
     libraries = ("torch", "transformers")
 
+    @classmethod
+    def check_model(cls, model: str, what: str) -> None:
+        from data.models import check_model
+
+        check_model(model, what=what)
+
     def __init__(self, model: str, device: str | None = None, batch_size: int = 8, dtype: str | None = None):
         torch = optional_import("torch")
         transformers = optional_import("transformers")

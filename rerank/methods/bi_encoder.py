@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from data.models import resolve_model
+from data.models import check_model, resolve_model
 from data.optional import optional_import
 from rerank.base import PairScores, PointwiseReranker
 
@@ -47,6 +47,11 @@ class BiEncoderReranker(PointwiseReranker):
         self._encoder: Any = st.SentenceTransformer(resolve_model(model), device=device)
         if max_length is not None:
             self._encoder.max_seq_length = max_length
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], where: str) -> None:
+        super().check_params(params, where)
+        check_model(str(params.get("model", "minilm")), what=f"{where}: model", files=("modules.json", "config.json"))
 
     def _load_embeddings(self, index_dir: str) -> None:
         from pathlib import Path

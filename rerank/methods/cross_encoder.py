@@ -13,7 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from data.models import resolve_model
+from data.errors import UntrainedModelError
+from data.models import check_model, resolve_model
 from data.optional import optional_import
 from rerank.base import PairScores, PointwiseReranker
 
@@ -29,6 +30,8 @@ class CrossEncoderReranker(PointwiseReranker):
     is cut too only when it alone is too long); ``"both"`` cuts the longer of the two
     first, as ``longest_first`` does. ``precision="int8"`` applies dynamic int8
     quantisation of the linear layers (CPU); ``float16``/``bfloat16`` are for CUDA.
+    A checkpoint without trained weights for the classification head (a bi-encoder folder, a
+    base model) is refused unless ``allow_untrained=true`` (speed tests only).
     Dynamic int8 scales activations per batch, so its scores move slightly with
     batch composition: it is the one path that is not batch-size invariant.
     """
@@ -47,6 +50,7 @@ class CrossEncoderReranker(PointwiseReranker):
         precision: Precision = "auto",
         device: str | None = None,
         threads: int | None = None,
+        allow_untrained: bool = False,
     ):
         torch = optional_import("torch")
         transformers = optional_import("transformers")
@@ -62,7 +66,23 @@ class CrossEncoderReranker(PointwiseReranker):
         path = resolve_model(model)
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._tokenizer: Any = transformers.AutoTokenizer.from_pretrained(path)
-        net: Any = transformers.AutoModelForSequenceClassification.from_pretrained(path)
+        net: Any
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()  # missing head weights are reported below, in one line
+        try:
+            net, loading = transformers.AutoModelForSequenceClassification.from_pretrained(
+                path, output_loading_info=True
+            )
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+        untrained = sorted(loading.get("missing_keys") or ())
+        if untrained and not allow_untrained:
+            raise UntrainedModelError(
+                f"cross-encoder(model={model}): the checkpoint has no trained weights for {', '.join(untrained[:3])}"
+                f"{' …' if len(untrained) > 3 else ''} (it is not a cross-encoder; a random head would rank differently "
+                "on every load). Give a cross-encoder checkpoint, or allow_untrained=true for speed tests"
+            )
+        self.allow_untrained = allow_untrained
         net.eval()
         if precision == "int8":
             if self._device.type != "cpu":
@@ -79,6 +99,11 @@ class CrossEncoderReranker(PointwiseReranker):
         limit = getattr(self._tokenizer, "model_max_length", max_length) or max_length
         self._limit = min(max_length, limit if limit < 1_000_000 else max_length)
         self._special = self._tokenizer.num_special_tokens_to_add(pair=True)
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], where: str) -> None:
+        super().check_params(params, where)
+        check_model(str(params["model"]), what=f"{where}: model", files=("config.json",))
 
     @property
     def batch_invariant(self) -> bool:

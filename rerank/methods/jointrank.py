@@ -106,6 +106,13 @@ class JointRankReranker(Reranker):
         self.aggregation, self.seed = aggregation, seed
         self.inner: Any = load_reranker(inner)
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any], where: str) -> None:
+        from rerank.registry import resolve_spec
+
+        super().check_params(params, where)
+        resolve_spec(params.get("inner", "first(model=qwen2.5-coder-0.5b)"))  # the inner method, checked alike
+
     def use_cache(self, cache: OutputCache | None) -> None:
         if hasattr(self.inner, "use_cache"):
             self.inner.use_cache(cache)

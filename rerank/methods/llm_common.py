@@ -39,6 +39,19 @@ def words(text: str, limit: int) -> str:
     return " ".join(text.split()[:limit])
 
 
+def check_backend_model(cls: type, params: dict[str, Any], where: str) -> None:
+    """The backend's own check of the method's model (a local file or an installed pack for in-process backends)."""
+    from data.registry import constructor_parameters
+    from rerank.llm.backend import BACKENDS
+    from rerank.spec import parse_spec
+
+    defaults = constructor_parameters(cls)
+    backend, model = params.get("backend", defaults.get("backend")), params.get("model", defaults.get("model"))
+    if isinstance(model, str) and backend is not None:
+        name = parse_spec(backend).name if isinstance(backend, str) else backend.name
+        BACKENDS.get(name).check_model(model, f"{where}: model")
+
+
 class LLMMethodMixin:
     """A backend loaded from the method's ``backend`` spec, and the disk cache in front of it."""
 
@@ -47,6 +60,11 @@ class LLMMethodMixin:
     prompt_param: ClassVar[str | None] = (
         "template"  # the prompt file (rerank/prompts/NAME.json) is data: digested into stage keys
     )
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], where: str) -> None:
+        super().check_params(params, where)  # type: ignore[misc]
+        check_backend_model(cls, params, where)
 
     def _load_backend(self, backend: str, model: str, batch_size: int) -> None:
         self._uncached = load_backend(backend, model, batch_size=batch_size)

@@ -10,6 +10,7 @@ passages are cut to ``max_words`` words.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rerank.base import PairScores, PointwiseReranker
 from rerank.llm.backend import load_backend
@@ -34,6 +35,13 @@ class LLMPointwiseReranker(PointwiseReranker):
         self.yes, self.no, self.max_words, self.batch_size = yes, no, max_words, batch_size
         self.template = load_text(template)
         self.backend = load_backend(backend, model, batch_size=batch_size)
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], where: str) -> None:
+        from rerank.methods.llm_common import check_backend_model
+
+        super().check_params(params, where)
+        check_backend_model(cls, params, where)
 
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         conversations = []

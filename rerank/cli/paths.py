@@ -1,0 +1,110 @@
+"""Checks of the paths given on the command line, made before any work starts.
+
+Each failure is one line naming the flag: a path that does not exist is ``PathNotFoundError``
+(exit 5); a folder where a file belongs, an unreadable input or an output that cannot be written is
+``InvalidPathError`` (exit 3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from data.errors import InvalidPathError, PathNotFoundError
+from data.textio import is_special_output
+
+
+def input_file(flag: str, value: str) -> Path:
+    """An existing, readable file (``-`` is not accepted here: the command says where it is)."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise PathNotFoundError(f"{flag} {value}: no such file")
+    if path.is_dir():
+        raise InvalidPathError(f"{flag} {value} is a folder; give a file")
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as err:
+        raise InvalidPathError(f"{flag} {value} cannot be read: {err.strerror or err}") from None
+    return path
+
+
+def input_folder(flag: str, value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise PathNotFoundError(f"{flag} {value}: no such folder")
+    if not path.is_dir():
+        raise InvalidPathError(f"{flag} {value} is a file; give a folder")
+    return path
+
+
+def output_file(flag: str, value: str) -> Path:
+    """Where a result file will go: ``-`` (standard output), a device or FIFO written in place, or a
+    regular file (new or replaced) in a folder that can be written."""
+    if not value:
+        raise InvalidPathError(f"{flag} is empty; give a file path or - for standard output")
+    path = Path(value).expanduser()
+    if is_special_output(path):
+        if str(value) != "-" and not os.access(path, os.W_OK):
+            raise InvalidPathError(f"{flag} {value} cannot be written")
+        return path
+    if path.is_dir():
+        raise InvalidPathError(f"{flag} {value} is a folder; give a file path")
+    _writable_folder(flag, value, path.parent)
+    return path
+
+
+def output_folder(flag: str, value: str, *, new: bool = False) -> Path:
+    """A folder that will be created or written into; with ``new``, an existing file there is refused."""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InvalidPathError(f"{flag} {value} is a file; give a folder")
+    _writable_folder(flag, value, path if path.is_dir() else path.parent)
+    return path
+
+
+def _writable_folder(flag: str, value: str, folder: Path) -> None:
+    """The folder (or, if it does not exist yet, its nearest existing ancestor) accepts new files."""
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidPathError(f"{flag} {value}: {existing} is a file, so no folder can be made there")
+    try:  # a real probe: root passes permission checks but not a read-only file system
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as err:
+        raise InvalidPathError(f"{flag} {value}: cannot write in {existing} ({err.strerror or err})") from None
+
+
+def work_file(key: dict[str, Any], output_format: str) -> Path:
+    """Where a job whose output is standard output or a device writes (and checkpoints) first: the cache."""
+    from data.config import cache_dir
+    from rerank.executor import digest_text
+
+    suffix = {"trec": ".trec", "rankllm": ".json", "jsonl": ".jsonl"}[output_format]
+    return cache_dir() / "outputs" / (digest_text(json.dumps(key, sort_keys=True))[:20] + suffix)
+
+
+def stdin_file(flag: str) -> Path:
+    """Standard input saved into the cache under its digest, so a run read from a pipe has a stable
+    identity (and a resumed job finds the same input)."""
+    import hashlib
+    import sys
+
+    from data.config import cache_dir
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise InvalidPathError(f"{flag} -: standard input is empty")
+    path = cache_dir() / "stdin" / (hashlib.sha256(data).hexdigest()[:20] + ".trec")
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return path

@@ -1,0 +1,791 @@
+"""Every wrong input gets one clear line, the exit code from the table, and leaves nothing behind.
+
+Each CLI case runs the real command in-process (``rerank.cli.main``) on the example collection: the
+exit code, one line on stderr naming what was wrong (never a traceback: ``main`` re-raises a bug, so
+it would fail the test), no output file and no checkpoint left in the work folder, and then the
+corrected command succeeds where one is given. The Python API cases check the exception type and
+message. Where a case needs a GPU-less machine, it says so.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import data
+from rerank.cli import main
+from rerank.cli.exit_codes import ExitCode
+
+OK, USAGE, INVALID, MISSING, NOT_FOUND = (
+    ExitCode.OK,
+    ExitCode.USAGE,
+    ExitCode.INVALID_INPUT,
+    ExitCode.MISSING_DEPENDENCY,
+    ExitCode.NOT_FOUND,
+)
+RUN = ["run", "--dataset", "example", "--run", "bm25", "--output", "{out}"]
+RANDOM = ["--reranker", "random"]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    argv: list[str]
+    code: int
+    says: str  # a piece of the one error line
+    fix: list[str] | None = None  # the corrected command, which must then succeed
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+CASES = [
+    # -- rerank run: the method spec -------------------------------------------------------------
+    Case("unknown method", [*RUN, "--reranker", "nope"], INVALID, "unknown reranking method 'nope'", [*RUN, *RANDOM]),
+    Case("spec does not parse", [*RUN, "--reranker", "random(seed=1"], INVALID, "expected", [*RUN, *RANDOM]),
+    Case("unknown parameter", [*RUN, "--reranker", "random(nosuch=1)"], INVALID, "has no parameter 'nosuch'"),
+    Case("seed not an integer", [*RUN, "--reranker", "random(seed=x)"], INVALID, "seed must be an integer, not 'x'"),
+    Case(
+        "batch_size=abc",
+        [*RUN, "--reranker", "bi-encoder(model=minilm, batch_size=abc)"],
+        INVALID,
+        "batch_size must be an integer, not 'abc'",
+        [*RUN, "--reranker", "bi-encoder(model=minilm, batch_size=16)"],
+    ),
+    Case(
+        "batch_size=2.5",
+        [*RUN, "--reranker", "bi-encoder(batch_size=2.5)"],
+        INVALID,
+        "batch_size must be an integer, not 2.5",
+    ),
+    Case(
+        "max_length a string",
+        [*RUN, "--reranker", 'bi-encoder(max_length="long")'],
+        INVALID,
+        "max_length must be an integer or none",
+    ),
+    Case(
+        "precision=fp8",
+        [*RUN, "--reranker", "cross-encoder(model=minilm, precision=fp8)"],
+        INVALID,
+        "precision must be one of auto, float32, float16, bfloat16, int8, not 'fp8'",
+    ),
+    Case(
+        "truncation=middle",
+        [*RUN, "--reranker", "cross-encoder(model=minilm, truncation=middle)"],
+        INVALID,
+        "truncation must be one of document, both",
+    ),
+    Case(
+        "query_prefix a number",
+        [*RUN, "--reranker", "bi-encoder(query_prefix=3)"],
+        INVALID,
+        'query_prefix must be a string (quote it: "3")',
+    ),
+    Case(
+        "bi-encoder folder as a cross-encoder",
+        [*RUN, "--reranker", "cross-encoder(model=minilm)"],
+        INVALID,
+        "no trained weights for classifier",
+        [*RUN, "--reranker", "cross-encoder(model=minilm, allow_untrained=true)"],
+    ),
+    Case(
+        "model folder that does not exist",
+        [*RUN, "--reranker", 'cross-encoder(model="./nosuchdir")'],
+        NOT_FOUND,
+        "model './nosuchdir' does not exist",
+    ),
+    Case(
+        "model folder without a model",
+        [*RUN, "--reranker", 'bi-encoder(model="{tmp}/empty")'],
+        NOT_FOUND,
+        "a folder without a model in it",
+    ),
+    Case(
+        "unknown hub id offline",
+        [*RUN, "--reranker", 'cross-encoder(model="nosuch-org/nosuch-model")'],
+        NOT_FOUND,
+        "not a model pack",
+    ),
+    Case(
+        "README model id offline",
+        [*RUN, "--method", "cross-encoder", "--model", "cross-encoder/ms-marco-MiniLM-L-6-v2"],
+        NOT_FOUND,
+        "downloads are off",
+    ),
+    Case(
+        "gguf that does not exist",
+        [*RUN, "--reranker", "listwise(model=nosuch.gguf, backend=llama.cpp)"],
+        NOT_FOUND,
+        "'nosuch.gguf' does not exist",
+    ),
+    Case(
+        "unknown backend",
+        [*RUN, "--reranker", "listwise(model=x, backend=nope)"],
+        INVALID,
+        "unknown LLM backend 'nope'",
+    ),
+    Case(
+        "jointrank inner unknown",
+        [*RUN, "--reranker", "jointrank(inner=nope)"],
+        INVALID,
+        "unknown reranking method 'nope'",
+    ),
+    Case(
+        "jointrank inner bad type",
+        [*RUN, "--reranker", 'jointrank(inner="first(model=x, window_size=big)")'],
+        INVALID,
+        "window_size must be an integer",
+    ),
+    Case(
+        "device that is no device",
+        [*RUN, "--reranker", "bi-encoder(device=tpu)"],
+        INVALID,
+        "device must be cpu, cuda, cuda:N or mps, not 'tpu'",
+    ),
+    pytest.param(
+        Case(
+            "device=cuda without a GPU",
+            [*RUN, "--reranker", "bi-encoder(device=cuda)"],
+            INVALID,
+            "has no CUDA device",
+            [*RUN, "--reranker", "bi-encoder(device=cpu)"],
+        ),
+        marks=pytest.mark.skipif("_cuda()", reason="this machine has a GPU"),
+    ),
+    pytest.param(
+        Case(
+            "--device cuda with --method",
+            [*RUN, "--method", "bi-encoder", "--device", "cuda"],
+            INVALID,
+            "has no CUDA device",
+            [*RUN, "--method", "bi-encoder", "--device", "cpu", "--batch-size", "8"],
+        ),
+        marks=pytest.mark.skipif("_cuda()", reason="this machine has a GPU"),
+    ),
+    Case("--device with --reranker", [*RUN, *RANDOM, "--device", "cpu"], INVALID, "go with --method"),
+    Case(
+        "--batch-size not a number", [*RUN, "--method", "bi-encoder", "--batch-size", "x"], USAGE, "invalid int value"
+    ),
+    Case("both --reranker and --method", [*RUN, *RANDOM, "--method", "random"], INVALID, "not both"),
+    Case("no method at all", RUN, INVALID, "give --pipeline SPEC, --reranker SPEC or --method"),
+    # -- rerank run: pipelines --------------------------------------------------------------------
+    Case(
+        "pipeline without a reranker",
+        ["run", "--dataset", "example", "--pipeline", "run(name=bm25) % 10", "--output", "{out}"],
+        INVALID,
+        "must end with a reranking method",
+    ),
+    Case(
+        "pipeline cutoff 0",
+        ["run", "--dataset", "example", "--pipeline", "run(name=bm25) % 0 >> random", "--output", "{out}"],
+        INVALID,
+        "a cutoff must be a positive integer",
+    ),
+    Case(
+        "fusion of one pipeline",
+        ["run", "--dataset", "example", "--pipeline", "rrf(run(name=bm25)) >> random", "--output", "{out}"],
+        INVALID,
+        "fuses at least two pipelines",
+    ),
+    Case(
+        "pipeline with --run",
+        ["run", "--dataset", "example", "--pipeline", "run(name=bm25) >> random", "--run", "bm25", "--output", "{out}"],
+        INVALID,
+        "holds the whole cascade",
+    ),
+    Case(
+        "pipeline retriever parameter",
+        ["run", "--dataset", "example", "--pipeline", "bm25(k2=1) % 10 >> random", "--output", "{out}"],
+        INVALID,
+        "has no parameter 'k2'",
+    ),
+    Case(
+        "pipeline retriever parameter type",
+        ["run", "--dataset", "example", "--pipeline", "bm25(k1=high) % 10 >> random", "--output", "{out}"],
+        INVALID,
+        "k1 must be a number, not 'high'",
+    ),
+    Case(
+        "pipeline given run missing",
+        ["run", "--dataset", "example", "--pipeline", 'run(path="{tmp}/no.trec") >> random', "--output", "{out}"],
+        NOT_FOUND,
+        "no.trec",
+    ),
+    # -- rerank run: paths ------------------------------------------------------------------------
+    Case(
+        "--output is a folder",
+        ["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--output", "{tmp}"],
+        INVALID,
+        "--output {tmp} is a folder",
+        [*RUN, *RANDOM],
+    ),
+    Case(
+        "--output empty",
+        ["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--output", ""],
+        INVALID,
+        "--output is empty",
+    ),
+    Case(
+        "--output on a read-only file system",
+        ["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--output", "/proc/rerank-out/run.trec"],
+        INVALID,
+        "cannot write in /proc",
+    ),
+    Case(
+        "--output under a file",
+        ["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--output", "{tmp}/afile/run.trec"],
+        INVALID,
+        "is a file, so no folder can be made there",
+    ),
+    Case(
+        "--topics missing",
+        [*RUN, *RANDOM, "--topics", "{tmp}/nope.tsv"],
+        NOT_FOUND,
+        "--topics {tmp}/nope.tsv: no such file",
+    ),
+    Case("--topics a folder", [*RUN, *RANDOM, "--topics", "{tmp}"], INVALID, "--topics {tmp} is a folder"),
+    Case("--corpus a folder", [*RUN, *RANDOM, "--corpus", "{tmp}"], INVALID, "--corpus {tmp} is a folder"),
+    Case(
+        "--corpus missing",
+        [*RUN, *RANDOM, "--corpus", "{tmp}/c.jsonl"],
+        NOT_FOUND,
+        "--corpus {tmp}/c.jsonl: no such file",
+    ),
+    Case("--qrels a folder", [*RUN, *RANDOM, "--eval", "--qrels", "{tmp}"], INVALID, "--qrels {tmp} is a folder"),
+    Case(
+        "--qrels malformed",
+        [*RUN, *RANDOM, "--eval", "--qrels", "{tmp}/bad.qrels"],
+        INVALID,
+        "bad.qrels:2",
+        [*RUN, *RANDOM, "--eval", "--qrels", "{tmp}/good.qrels"],
+    ),
+    Case("--cache is a file", [*RUN, *RANDOM, "--cache", "{tmp}/afile"], INVALID, "--cache {tmp}/afile is a file"),
+    Case(
+        "--work-dir is a file",
+        [*RUN, *RANDOM, "--work-dir", "{tmp}/afile"],
+        INVALID,
+        "--work-dir {tmp}/afile is a file",
+    ),
+    Case(
+        "--run missing",
+        ["run", "--dataset", "example", "--run", "{tmp}/none.trec", *RANDOM, "--output", "{out}"],
+        NOT_FOUND,
+        "neither a file nor a run",
+    ),
+    Case(
+        "--run malformed",
+        ["run", "--dataset", "example", "--run", "{tmp}/bad.trec", *RANDOM, "--output", "{out}"],
+        INVALID,
+        "bad.trec:2",
+    ),
+    Case(
+        "--run jsonl malformed",
+        ["run", "--run", "{tmp}/bad.jsonl", "--input-format", "jsonl", *RANDOM, "--output", "{out}"],
+        INVALID,
+        "bad.jsonl:1",
+    ),
+    Case(
+        "--run without topics",
+        ["run", "--run", "{tmp}/good.trec", *RANDOM, "--output", "{out}"],
+        INVALID,
+        "needs --topics",
+    ),
+    Case(
+        "a docid the corpus lacks",
+        [
+            "run",
+            "--run",
+            "{tmp}/stray.trec",
+            "--topics",
+            "{tmp}/topics.tsv",
+            "--corpus",
+            "{tmp}/corpus.tsv",
+            *RANDOM,
+            "--output",
+            "{out}",
+        ],
+        NOT_FOUND,
+        "query 'q2' of stray.trec: document 'nosuchdoc' not in the corpus",
+    ),
+    Case(
+        "--dataset unknown",
+        ["run", "--dataset", "nosuch", "--run", "bm25", *RANDOM, "--output", "{out}"],
+        NOT_FOUND,
+        "unknown dataset 'nosuch'",
+    ),
+    Case(
+        "--eval without qrels",
+        [
+            "run",
+            "--run",
+            "{tmp}/good.trec",
+            "--topics",
+            "{tmp}/topics.tsv",
+            "--corpus",
+            "{tmp}/corpus.tsv",
+            *RANDOM,
+            "--output",
+            "{out}",
+            "--eval",
+        ],
+        INVALID,
+        "--eval needs qrels",
+    ),
+    Case("--top-k 0", [*RUN, *RANDOM, "--top-k", "0"], INVALID, "must be at least 1"),
+    Case("--top-k not a number", [*RUN, *RANDOM, "--top-k", "ten"], USAGE, "invalid int value"),
+    Case("--batch-queries 0", [*RUN, *RANDOM, "--batch-queries", "0"], INVALID, "must be at least 1"),
+    Case("--max-queries 0", [*RUN, *RANDOM, "--max-queries", "0"], INVALID, "must be at least 1"),
+    Case("--resume with --fresh", [*RUN, *RANDOM, "--resume", "--fresh"], INVALID, "contradict"),
+    Case(
+        "--keep-rest with jsonl",
+        [*RUN, *RANDOM, "--keep-rest", "--output-format", "jsonl"],
+        INVALID,
+        "--keep-rest goes with --run",
+    ),
+    Case("--summary old spelling, bad value", [*RUN, *RANDOM, "--summary", "xml"], INVALID, "choose text or json"),
+    Case("--format bad value", [*RUN, *RANDOM, "--format", "xml"], USAGE, "invalid choice"),
+    # -- retrieve -----------------------------------------------------------------------------------
+    Case(
+        "retrieve: index missing",
+        ["retrieve", "--index", "{tmp}/noindex", "--dataset", "example", "--output", "{out}"],
+        NOT_FOUND,
+        "--index {tmp}/noindex: no such folder",
+    ),
+    Case(
+        "retrieve: index is a file",
+        ["retrieve", "--index", "{tmp}/afile", "--dataset", "example", "--output", "{out}"],
+        INVALID,
+        "--index {tmp}/afile is a file",
+    ),
+    Case(
+        "retrieve: output a folder",
+        ["retrieve", "--index", "{tmp}/index", "--dataset", "example", "--output", "{tmp}"],
+        INVALID,
+        "--output {tmp} is a folder",
+    ),
+    Case(
+        "retrieve: topics missing",
+        ["retrieve", "--index", "{tmp}/index", "--topics", "{tmp}/no.tsv", "--output", "{out}"],
+        NOT_FOUND,
+        "--topics {tmp}/no.tsv: no such file",
+    ),
+    Case(
+        "retrieve: --k 0",
+        ["retrieve", "--index", "{tmp}/index", "--dataset", "example", "--output", "{out}", "--k", "0"],
+        INVALID,
+        "must be at least 1",
+    ),
+    Case(
+        "retrieve: no queries",
+        ["retrieve", "--index", "{tmp}/index", "--output", "{out}"],
+        INVALID,
+        "give --dataset NAME or --topics FILE",
+    ),
+    Case(
+        "retrieve: --resume --fresh",
+        ["retrieve", "--index", "{tmp}/index", "--dataset", "example", "--output", "{out}", "--resume", "--fresh"],
+        INVALID,
+        "contradict",
+    ),
+    # -- index --------------------------------------------------------------------------------------
+    Case(
+        "index: --out an existing file",
+        ["index", "--retriever", "bm25", "--dataset", "example", "--out", "{tmp}/afile"],
+        INVALID,
+        "--out {tmp}/afile is a file",
+    ),
+    Case(
+        "index: --out a folder with other files",
+        ["index", "--retriever", "bm25", "--dataset", "example", "--out", "{tmp}/full"],
+        INVALID,
+        "a folder with other files in it",
+    ),
+    Case(
+        "index: corpus missing",
+        ["index", "--retriever", "bm25", "--corpus", "{tmp}/c.jsonl", "--out", "{tmp}/newindex"],
+        NOT_FOUND,
+        "--corpus {tmp}/c.jsonl: no such file",
+    ),
+    Case(
+        "index: corpus a folder",
+        ["index", "--retriever", "bm25", "--corpus", "{tmp}", "--out", "{tmp}/newindex"],
+        INVALID,
+        "--corpus {tmp} is a folder",
+    ),
+    Case(
+        "index: model missing",
+        ["index", "--retriever", "dense", "--dataset", "example", "--model", "./nomodel", "--out", "{tmp}/newindex"],
+        NOT_FOUND,
+        "--model './nomodel' does not exist",
+    ),
+    Case(
+        "index: no corpus",
+        ["index", "--retriever", "bm25", "--out", "{tmp}/newindex"],
+        INVALID,
+        "give --dataset NAME or --corpus FILE",
+    ),
+    Case(
+        "index: unknown retriever",
+        ["index", "--retriever", "nope", "--dataset", "example", "--out", "{tmp}/newindex"],
+        USAGE,
+        "invalid choice",
+    ),
+    # -- fuse ---------------------------------------------------------------------------------------
+    Case(
+        "fuse: --k 0",
+        ["fuse", "{tmp}/good.trec", "{tmp}/good.trec", "--output", "{out}", "--k", "0"],
+        INVALID,
+        "--k and --depth must be at least 1",
+        ["fuse", "{tmp}/good.trec", "{tmp}/good.trec", "--output", "{out}"],
+    ),
+    Case(
+        "fuse: --rrf-k negative",
+        ["fuse", "{tmp}/good.trec", "{tmp}/good.trec", "--output", "{out}", "--rrf-k", "-1"],
+        INVALID,
+        "--rrf-k at least 0",
+    ),
+    Case(
+        "fuse: weights with rrf",
+        ["fuse", "{tmp}/good.trec", "{tmp}/good.trec", "--output", "{out}", "--weights", "0.6", "0.4"],
+        INVALID,
+        "--weights are for --method interpolate",
+    ),
+    Case(
+        "fuse: weights count",
+        [
+            "fuse",
+            "{tmp}/good.trec",
+            "{tmp}/good.trec",
+            "--output",
+            "{out}",
+            "--method",
+            "interpolate",
+            "--weights",
+            "1",
+        ],
+        INVALID,
+        "gives 1 weights for 2 runs",
+    ),
+    Case(
+        "fuse: run missing",
+        ["fuse", "{tmp}/good.trec", "{tmp}/none.trec", "--output", "{out}"],
+        NOT_FOUND,
+        "neither a file nor a run",
+    ),
+    Case(
+        "fuse: run malformed", ["fuse", "{tmp}/good.trec", "{tmp}/bad.trec", "--output", "{out}"], INVALID, "bad.trec:2"
+    ),
+    Case(
+        "fuse: output a folder",
+        ["fuse", "{tmp}/good.trec", "{tmp}/good.trec", "--output", "{tmp}"],
+        INVALID,
+        "--output {tmp} is a folder",
+    ),
+    # -- eval ---------------------------------------------------------------------------------------
+    Case(
+        "eval: run missing",
+        ["eval", "--dataset", "example", "{tmp}/none.trec"],
+        NOT_FOUND,
+        "RUN {tmp}/none.trec: no such file",
+    ),
+    Case("eval: run a folder", ["eval", "--dataset", "example", "{tmp}/"], INVALID, "is a folder"),
+    Case(
+        "eval: qrels missing",
+        ["eval", "--qrels", "{tmp}/no.qrels", "{tmp}/good.trec"],
+        NOT_FOUND,
+        "--qrels {tmp}/no.qrels: no such file",
+    ),
+    Case(
+        "eval: qrels malformed",
+        ["eval", "--qrels", "{tmp}/bad.qrels", "{tmp}/good.trec"],
+        INVALID,
+        "bad.qrels:2",
+        ["eval", "--qrels", "{tmp}/good.qrels", "{tmp}/good.trec"],
+    ),
+    Case(
+        "eval: unknown measure", ["eval", "--dataset", "example", "bm25", "--measures", "nDCG@ten"], INVALID, "nDCG@ten"
+    ),
+    Case("eval: no qrels", ["eval", "{tmp}/good.trec"], INVALID, "give --qrels FILE or --dataset NAME"),
+    Case(
+        "eval: --output a folder",
+        ["eval", "--dataset", "example", "bm25", "--output", "{tmp}"],
+        INVALID,
+        "--output {tmp} is a folder",
+        ["eval", "--dataset", "example", "bm25", "--output", "{out}"],
+    ),
+    # -- serve (refused before any model loads or any port is bound) --------------------------------
+    Case("serve: unknown method", ["serve", "--reranker", "nope", "--port", "0"], INVALID, "unknown reranking method"),
+    Case(
+        "serve: bad parameter type",
+        ["serve", "--reranker", "bi-encoder(batch_size=abc)", "--port", "0"],
+        INVALID,
+        "batch_size must be an integer",
+    ),
+    Case(
+        "serve: model missing",
+        ["serve", "--method", "cross-encoder", "--model", "./nosuchdir", "--port", "0"],
+        NOT_FOUND,
+        "does not exist",
+    ),
+    Case(
+        "serve: --max-documents 0",
+        ["serve", *RANDOM, "--max-documents", "0", "--port", "0"],
+        INVALID,
+        "--max-documents must be at least 1",
+    ),
+    Case(
+        "serve: empty key variable",
+        ["serve", *RANDOM, "--api-key-env", "RERANK_TEST_UNSET_KEY", "--port", "0"],
+        INVALID,
+        "RERANK_TEST_UNSET_KEY",
+    ),
+    Case(
+        "serve: --device with --reranker",
+        ["serve", *RANDOM, "--device", "cpu", "--port", "0"],
+        INVALID,
+        "go with --method",
+    ),
+    # -- usage --------------------------------------------------------------------------------------
+    Case("unknown command", ["nosuch"], USAGE, "invalid choice"),
+    Case("list: unknown kind", ["list", "nosuch"], USAGE, "invalid choice", ["list", "methods"]),
+]
+
+
+def _ids(case: object) -> str:
+    return case.name if isinstance(case, Case) else str(case)
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Files the cases point at: good and malformed runs, qrels, topics, a corpus, a BM25 index."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("RERANK_TEST_UNSET_KEY", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "empty").mkdir()
+    (work / "full").mkdir()
+    (work / "full" / "notes.txt").write_text("mine\n")
+    (work / "afile").write_text("a file\n")
+    example = data.load("example")
+    good = "".join(
+        f"{r.qid} Q0 {c.docid} {i} {c.score} bm25\n" for r in example.run("bm25") for i, c in enumerate(r.candidates, 1)
+    )
+    (work / "good.trec").write_text(good)
+    (work / "bad.trec").write_text("q1 Q0 d1 1 1.0 t\nq1 Q0 d2 2 oops t\n")
+    (work / "stray.trec").write_text(good + "q2 Q0 nosuchdoc 99 -9.0 bm25\n")
+    (work / "bad.jsonl").write_text("{not json\n")
+    (work / "good.qrels").write_text(
+        "".join(f"{q} 0 {d} {g}\n" for q, docs in example.qrels().judgments.items() for d, g in docs.items())
+    )
+    (work / "bad.qrels").write_text("q1 0 d1 1\nq1 0 d2 high\n")
+    (work / "topics.tsv").write_text("".join(f"{q.qid}\t{q.text}\n" for q in example.queries()))
+    (work / "corpus.tsv").write_text("".join(f"{d.docid}\t{d.text}\n" for d in example.iter_documents()))
+    assert main(["index", "--retriever", "bm25", "--dataset", "example", "--out", str(work / "index")]) == 0
+    return {"tmp": str(work), "out": str(tmp_path / "out" / "result.trec")}
+
+
+def _fill(argv: list[str], world: dict[str, str]) -> list[str]:
+    return [a.format(**world) for a in argv]
+
+
+def _leftovers(world: dict[str, str], before: set[Path]) -> list[Path]:
+    out = Path(world["out"])
+    found = [p for p in Path(world["tmp"]).rglob("*") if p not in before and "index" not in p.parts]
+    found += list(out.parent.glob("*")) if out.parent.exists() else []
+    return [p for p in found if p.suffix in (".trec", ".checkpoint", ".tmp", ".json") or p == out]
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_a_wrong_input_gets_one_line_and_leaves_nothing(case: Case, world, capsys) -> None:
+    before = set(Path(world["tmp"]).rglob("*"))
+    capsys.readouterr()
+    code = main(_fill(case.argv, world))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("rerank: note:")]
+    assert code == case.code, err
+    if case.code == USAGE:  # argparse: the usage line, then the one error line
+        assert lines[-1].startswith("rerank") and case.says in lines[-1], err
+    else:
+        assert len(lines) == 1 and lines[0].startswith("rerank: error: "), err
+        assert case.says.format(**world) in lines[0], err
+    assert "Traceback" not in err
+    assert _leftovers(world, before) == []
+    if case.fix is not None:
+        fixed = main(_fill(case.fix, world))
+        assert fixed == OK, capsys.readouterr().err
+
+
+def test_the_table_holds_at_least_eighty_cases() -> None:
+    assert len(CASES) + len(PYTHON_CASES) >= 80
+
+
+# -- outputs that are not regular files -----------------------------------------------------------
+def test_output_to_a_device_writes_in_place_and_keeps_the_device(world, capsys) -> None:
+    code = main(["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--output", "/dev/null"])
+    assert code == OK and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not Path("/dev/null.checkpoint").exists() and not Path("/dev/null.manifest.json").exists()
+
+
+def test_output_to_a_full_device_is_one_line_and_the_device_stays(world, capsys) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    code = main(["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--output", "/dev/full"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == INVALID and err[-1] == "rerank: error: cannot write /dev/full: No space left on device"
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_output_dash_streams_the_run_to_stdout_and_the_summary_to_stderr(world, capsys) -> None:
+    assert main(["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--output", "-"]) == OK
+    out, err = capsys.readouterr()
+    expected = sum(len(r) for r in data.load("example").run("bm25"))
+    assert len(out.splitlines()) == expected and all(len(line.split()) == 6 for line in out.splitlines())
+    assert "reranked 8 queries" in err
+
+
+def test_run_reads_standard_input(world, capsys, monkeypatch) -> None:
+    text = Path(world["tmp"], "good.trec").read_text()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    assert main(["run", "--dataset", "example", "--run", "-", *RANDOM, "--output", world["out"]]) == OK
+    assert data.read_trec_run(world["out"]).qids == data.load("example").run("bm25").qids
+
+
+def test_new_outputs_follow_the_umask(world, capsys) -> None:
+    old = os.umask(0o027)
+    try:
+        assert main(["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--output", world["out"]]) == OK
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(world["out"]).st_mode) == 0o640
+
+
+def test_keep_rest_appends_the_other_candidates_in_first_stage_order(world, capsys) -> None:
+    out = world["out"]
+    assert main(["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--top-k", "3", "--keep-rest",
+                 "--output", out]) == OK  # fmt: skip
+    first, written = data.load("example").run("bm25"), data.read_trec_run(out)
+    for ranking in first:
+        got = written[ranking.qid].docids
+        assert sorted(got) == sorted(ranking.docids)  # the full depth
+        assert sorted(got[:3]) == sorted(ranking.docids[:3])  # the reranked top 3 first
+        assert got[3:] == ranking.docids[3:]  # then the rest, in BM25's order
+
+
+def test_a_failure_before_the_first_batch_leaves_no_checkpoint(world, capsys) -> None:
+    out = world["out"]
+    spec = "cross-encoder(model=minilm)"  # refused when the model loads: the job had begun
+    assert main(["run", "--dataset", "example", "--run", "bm25", "--reranker", spec, "--output", out]) == INVALID
+    assert not Path(out + ".checkpoint").exists()
+    assert main(["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--output", out]) == OK
+
+
+# -- the CLI's vocabulary ---------------------------------------------------------------------------
+def test_rerank_alone_prints_the_help(capsys) -> None:
+    assert main([]) == OK
+    out = capsys.readouterr().out
+    assert "usage: rerank" in out and "run" in out and "list" in out
+
+
+def test_list_shows_each_method_with_its_parameters_and_defaults(capsys) -> None:
+    assert main(["list", "methods"]) == OK
+    out = capsys.readouterr().out
+    assert "bi-encoder(model=minilm, batch_size=32," in out
+    assert "cross-encoder(model, max_length=512," in out
+    import json
+
+    assert main(["list", "models", "--format", "json"]) == OK
+    packs = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    assert packs["minilm"]["installed"] and "pip install" in packs["minilm"]["install"]
+
+
+def test_old_spellings_still_work_with_a_note(world, capsys) -> None:
+    assert main(["doctor", "--output", "json"]) == OK
+    captured = capsys.readouterr()
+    assert captured.out.lstrip().startswith("[") and "--format json" in captured.err
+
+
+def test_warnings_say_when_a_result_may_mislead(world, capsys) -> None:
+    partial = Path(world["tmp"], "partial.qrels")
+    partial.write_text("q1 0 vac1 1\n")
+    assert main(["eval", "--qrels", str(partial), world["tmp"] + "/good.trec"]) == OK
+    assert "rerank: warning: 7 of the 8 queries" in capsys.readouterr().err
+    empty = Path(world["tmp"], "empty.trec")
+    empty.write_text("")
+    assert main(["eval", "--dataset", "example", str(empty)]) == OK
+    assert "holds no rankings" in capsys.readouterr().err
+    pipeline = "run(name=bm25) % 5 >> random % 10"
+    assert main(["run", "--dataset", "example", "--pipeline", pipeline, "--output", world["out"]]) == OK
+    assert "keeps 10 but gets only 5 candidates" in capsys.readouterr().err
+
+
+# -- the Python API ---------------------------------------------------------------------------------
+def _reranker():
+    from rerank.registry import load_reranker
+
+    return load_reranker("random")
+
+
+def _request(**changes):
+    query = changes.pop("query", data.Query("q", "why is the sky blue"))
+    candidates = changes.pop("candidates", (data.Candidate("a", 1.0, "x"), data.Candidate("b", 0.5, "y")))
+    return data.RerankRequest(query, candidates)
+
+
+PYTHON_CASES = [
+    ("rank a string as documents", lambda: _reranker().rank("sky", "Rayleigh scattering"), TypeError, "not a str"),
+    ("rank a dict", lambda: _reranker().rank("sky", {"a": "b"}), TypeError, "not a dict"),
+    ("rank numbers", lambda: _reranker().rank("sky", [1, 2]), TypeError, "document 0 is a int"),
+    ("rank a number as query", lambda: _reranker().rank(3, ["x"]), TypeError, "query as a string or Query"),
+    ("rerank strings", lambda: _reranker().rerank(["text"]), TypeError, "list of RerankRequest, not of str"),
+    ("rerank one request", lambda: _reranker().rerank(_request()), TypeError, "not a RerankRequest"),
+    (
+        "duplicate docids",
+        lambda: _request(candidates=(data.Candidate("a", 1.0), data.Candidate("a", 0.5))),
+        ValueError,
+        "'a' is a candidate twice",
+    ),
+    ("NaN score", lambda: data.Candidate("a", float("nan")), ValueError, "score is NaN"),
+    ("string score", lambda: data.Candidate("a", "1.0"), TypeError, "score must be a number"),
+    ("bool score", lambda: data.Candidate("a", True), TypeError, "score must be a number"),
+    ("empty docid", lambda: data.Candidate("", 1.0), TypeError, "non-empty string"),
+    ("empty query", lambda: _request(query=data.Query("q", "  ")), ValueError, "has no text"),
+    ("query not a Query", lambda: data.RerankRequest("why", ()), TypeError, "takes a Query"),
+    ("candidates a string", lambda: _request(candidates="abc"), TypeError, "not str"),
+    (
+        "evaluate a number",
+        lambda: __import__("eval").evaluate(3, data.Qrels({}), "nDCG@10"),
+        TypeError,
+        "a Run or a run file",
+    ),
+    (
+        "spec type",
+        lambda: __import__("rerank").load_reranker("bi-encoder(batch_size=abc)"),
+        TypeError,
+        "batch_size must be an integer",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "says"), [c[1:] for c in PYTHON_CASES], ids=[c[0] for c in PYTHON_CASES])
+def test_the_python_api_checks_its_arguments(call, error, says) -> None:
+    with pytest.raises(error, match=None) as raised:
+        call()
+    assert says in str(raised.value)
+
+
+def test_evaluate_takes_paths_and_one_measure_name(world) -> None:
+    from eval import evaluate
+
+    by_path = evaluate(world["tmp"] + "/good.trec", world["tmp"] + "/good.qrels", "nDCG@10")
+    example = data.load("example")
+    assert by_path.aggregate == evaluate(example.run("bm25"), example.qrels(), ["nDCG@10"]).aggregate
