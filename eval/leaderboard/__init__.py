@@ -166,9 +166,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", help=f"where the tables and cells go (default: {DEFAULT_OUTPUT}, quick: {QUICK_OUTPUT})"
     )
-    parser.add_argument("--datasets", help="comma-separated dataset names to run (default: all in the config)")
-    parser.add_argument("--pipelines", action="append", metavar="PATTERN",
-                        help="run only pipelines matching this glob (repeatable), e.g. '*first(*'")  # fmt: skip
+    parser.add_argument("--datasets", nargs="+", action="extend", metavar="NAME",
+                        help="dataset names to run (default: all in the config); a,b also works")  # fmt: skip
+    parser.add_argument("--pipelines", nargs="+", action="extend", metavar="PATTERN",
+                        help="run only pipelines matching these globs, e.g. '*first(*'")  # fmt: skip
     parser.add_argument(
         "--quick", action="store_true", help="a few queries per dataset and the config's quick pipelines"
     )
@@ -176,13 +177,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="print the selected cells and exit")
     parser.add_argument("--status", action="store_true",
                         help="list every cell the selection needs as fresh, stale (what changed) or missing; compute nothing")  # fmt: skip
-    parser.add_argument("--recompute", action="append", metavar="GLOB", default=[],
-                        help="compute the cells whose pipeline matches this glob again (repeatable)")  # fmt: skip
+    parser.add_argument("--recompute", nargs="+", action="extend", metavar="GLOB", default=[],
+                        help="compute the cells whose pipeline matches these globs again")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    datasets = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
+    datasets = [d.strip() for given in args.datasets for d in given.split(",") if d.strip()] if args.datasets else None
     if args.list:
         patterns = args.pipelines or (config.quick_pipelines if args.quick else None)
         for entry in select(config, datasets, patterns):

@@ -67,14 +67,18 @@ class CrossEncoderReranker(PointwiseReranker):
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._tokenizer: Any = transformers.AutoTokenizer.from_pretrained(path)
         net: Any
-        verbosity = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()  # missing head weights are reported below, in one line
+        # Missing head weights are reported below in one line; a sub-second load needs no bar.
+        verbosity, bars = transformers.logging.get_verbosity(), not transformers.logging.is_progress_bar_enabled()
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
         try:
             net, loading = transformers.AutoModelForSequenceClassification.from_pretrained(
                 path, output_loading_info=True
             )
         finally:
             transformers.logging.set_verbosity(verbosity)
+            if not bars:
+                transformers.logging.enable_progress_bar()
         untrained = sorted(loading.get("missing_keys") or ())
         if untrained and not allow_untrained:
             raise UntrainedModelError(
