@@ -92,7 +92,11 @@ def iter_candidates_jsonl(path: str | Path) -> Iterator[RerankRequest]:
                 raise ParseError(path, number, f"{where}duplicate docid {docid!r} for query {qid!r}")
             seen_docids.add(docid)
             candidates.append(Candidate(docid, score, text))
-        yield RerankRequest(query, tuple(candidates))
+        try:
+            request = RerankRequest(query, tuple(candidates))
+        except (TypeError, ValueError) as err:  # a request no reranker can take (a blank query)
+            raise ParseError(path, number, str(err)) from None
+        yield request
 
 
 def read_candidates_jsonl(path: str | Path) -> list[RerankRequest]:

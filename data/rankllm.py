@@ -97,7 +97,11 @@ def iter_rankllm_requests(path: str | Path) -> Iterator[RerankRequest]:
             qid = require_str(path, line, obj, "qid")
         if seen_qids.setdefault(qid, line) != line:
             raise ParseError(path, line, f"duplicate query id {qid!r} (first on line {seen_qids[qid]})")
-        yield RerankRequest(Query(qid, query_text), tuple(candidates))
+        try:
+            request = RerankRequest(Query(qid, query_text), tuple(candidates))
+        except (TypeError, ValueError) as err:  # a request no reranker can take (a blank query)
+            raise ParseError(path, line, str(err)) from None
+        yield request
 
 
 def read_rankllm_requests(path: str | Path) -> list[RerankRequest]:

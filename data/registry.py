@@ -81,8 +81,12 @@ class Registry(Generic[T]):
         """Each constructor parameter and its default (``inspect.Parameter.empty`` when required)."""
         return constructor_parameters(self.get(name))  # type: ignore[arg-type]
 
-    def check(self, name: str, params: Mapping[str, Any], *, given: str = "") -> None:
-        """Refuse unknown or missing parameters before anything is built."""
+    def check(self, name: str, params: Mapping[str, Any], *, given: str = "", environment: bool = False) -> None:
+        """Refuse unknown or missing parameters, and values of the wrong type, before anything is built.
+
+        With ``environment``, also the class's own ``check_params`` (a model that exists here, a device
+        this machine has): for work about to run here, not for a spec's key or a config's parsing.
+        """
         accepted = self.signature(name)
         where = given or name
         if _OPEN not in accepted:
@@ -98,7 +102,9 @@ class Registry(Generic[T]):
         if isinstance(target, type):
             check_values(params, constructor_annotations(target), where)
             check = getattr(target, "check_params", None)
-            if callable(check):  # the class's own up-front checks: a model that exists, a device that is there
+            if environment and callable(
+                check
+            ):  # the class's own up-front checks: a model that exists, a device that is there
                 check(dict(params), where)
 
     def resolve(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,7 +117,7 @@ class Registry(Generic[T]):
 
     def create(self, name: str, params: Mapping[str, Any], *, given: str = "") -> Any:
         """Build the named class with checked parameters; the constructor's own errors pass through."""
-        self.check(name, params, given=given)
+        self.check(name, params, given=given, environment=True)
         return self.get(name)(**params)  # type: ignore[operator]
 
 

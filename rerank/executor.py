@@ -173,11 +173,14 @@ def resolve_pipeline(pipeline: PipelineSpec) -> PipelineSpec:
     return PipelineSpec((StageSpec(spec, first.cutoff or DEFAULT_DEPTH), *pipeline.stages[1:]))
 
 
-def check_pipeline(pipeline: PipelineSpec) -> PipelineSpec:
-    """Check every stage's name and parameters before any work starts; returns the resolved pipeline."""
+def check_pipeline(pipeline: PipelineSpec, *, environment: bool = False) -> PipelineSpec:
+    """Check every stage's name and parameters before any work starts; returns the resolved pipeline.
+
+    With ``environment``, also that each stage's model and device exist here (for a pipeline about
+    to run, not for one only parsed or keyed)."""
     from data.models import check_model
     from data.registry import check_values, constructor_annotations, function_annotations
-    from rerank.registry import resolve_spec
+    from rerank.registry import check_reranker, resolve_spec
     from retrievers.registry import RETRIEVERS
 
     resolved = resolve_pipeline(pipeline)
@@ -193,7 +196,7 @@ def check_pipeline(pipeline: PipelineSpec) -> PipelineSpec:
             depth = min(stage.cutoff, depth or stage.cutoff)
         kind = stage_kind(stage.spec, position == 0)
         if kind == "reranker":
-            resolve_spec(stage.spec)
+            (check_reranker if environment else resolve_spec)(stage.spec)
         elif kind == "given":
             if set(stage.spec.kwargs) not in ({"name"}, {"path"}, {"path", "format"}):
                 raise InvalidSpecError(f"{stage.spec}: a given run is run(name=NAME) or run(path=FILE[, format=F])")
@@ -202,7 +205,7 @@ def check_pipeline(pipeline: PipelineSpec) -> PipelineSpec:
         elif kind == "fusion":
             _fusion_params(stage.spec)
             for member in stage.spec.inputs:
-                check_pipeline(member)
+                check_pipeline(member, environment=environment)
         elif kind == "retriever":
             retriever = RETRIEVERS.get(stage.spec.name)
             accepted = {*retriever.parameters(), GIVEN_INDEX}
@@ -214,7 +217,7 @@ def check_pipeline(pipeline: PipelineSpec) -> PipelineSpec:
                 )
             types = {**function_annotations(retriever.build), **constructor_annotations(retriever)}  # type: ignore[attr-defined]
             check_values(stage.spec.kwargs, types, str(stage.spec))
-            if isinstance(stage.spec.kwargs.get("model"), str):
+            if environment and isinstance(stage.spec.kwargs.get("model"), str):
                 check_model(str(stage.spec.kwargs["model"]), what=f"{stage.spec}: model")
     return resolved
 

@@ -46,6 +46,15 @@ def resolve_spec(spec: str | MethodSpec) -> MethodSpec:
     return MethodSpec.of(parsed.name, METHODS.resolve(parsed.name, parsed.kwargs))
 
 
+def check_reranker(spec: str | MethodSpec) -> MethodSpec:
+    """Everything about a method spec that can be known before it loads, here: its parameters, their
+    types, and that its model and device exist on this machine. Returns the resolved spec."""
+    parsed = _parsed(spec)
+    method_class(parsed.name)
+    METHODS.check(parsed.name, parsed.kwargs, given=str(parsed), environment=True)
+    return resolve_spec(parsed)
+
+
 def load_reranker(spec: str | MethodSpec) -> Reranker:
     """Construct the method a spec names, with the spec's parameters (checked before construction)."""
     parsed = _parsed(spec)

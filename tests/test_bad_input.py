@@ -801,3 +801,15 @@ def test_evaluate_takes_paths_and_one_measure_name(world) -> None:
     by_path = evaluate(world["tmp"] + "/good.trec", world["tmp"] + "/good.qrels", "nDCG@10")
     example = data.load("example")
     assert by_path.aggregate == evaluate(example.run("bm25"), example.qrels(), ["nDCG@10"]).aggregate
+
+
+def test_quiet_silences_progress_bars_and_library_chatter(world, tmp_path) -> None:
+    import subprocess
+
+    command = [sys.executable, "-m", "rerank.cli", "run", "--dataset", "example", "--run", "bm25",
+               "--reranker", "bi-encoder(model=minilm)", "--output"]  # fmt: skip
+    loud = subprocess.run([*command, str(tmp_path / "a.trec")], capture_output=True, text=True, check=True)
+    quiet = subprocess.run([*command, str(tmp_path / "b.trec"), "--quiet"], capture_output=True, text=True, check=True)
+    assert "query/s" in loud.stderr or "it/s" in loud.stderr  # the progress bar, without --quiet
+    assert quiet.stderr == "" and "reranked 8 queries" in quiet.stdout
+    assert Path(tmp_path / "a.trec").read_bytes() == Path(tmp_path / "b.trec").read_bytes()

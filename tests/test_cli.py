@@ -97,7 +97,7 @@ def test_exit_codes(capsys, tmp_path):
     code, _, err = run_cli(capsys, "eval", "--dataset", "example", str(bad))
     assert code == ExitCode.INVALID_INPUT and "bad.trec:2: score 'oops' is not a number" in err
     code, _, err = run_cli(capsys, "eval", "--dataset", "example", str(tmp_path / "missing.trec"))
-    assert code == ExitCode.NOT_FOUND and "neither a file nor a run" in err
+    assert code == ExitCode.NOT_FOUND and "missing.trec: no such file" in err
     code, _, err = run_cli(capsys, "eval", "--dataset", "beir/scifact", "bm25-flat", "--data-dir", str(tmp_path))
     assert code == ExitCode.NOT_FOUND and "RERANK_DATA_DIR" in err
     code, _, _ = run_cli(capsys, "eval")
@@ -311,7 +311,7 @@ def test_eval_and_leaderboard_come_from_the_entry_point_group():
         "leaderboard": "eval.leaderboard",
     }
     commands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    assert list(commands) == ["index", "retrieve", "fuse", "run", "serve", "doctor", "eval", "leaderboard"]
+    assert list(commands) == ["index", "retrieve", "fuse", "run", "serve", "list", "doctor", "eval", "leaderboard"]
 
 
 def test_a_command_given_twice_or_shadowing_a_builtin_names_both_targets(capsys, monkeypatch):

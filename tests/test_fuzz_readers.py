@@ -289,7 +289,11 @@ def test_any_run_written_is_read_back_exactly(tmp_path, rows):
 @FUZZ
 @given(
     requests=st.lists(
-        st.tuples(TOKEN, st.text(max_size=30), st.dictionaries(TOKEN, st.tuples(FINITE, st.text(max_size=30)))),
+        st.tuples(
+            TOKEN,
+            st.text(min_size=1, max_size=30).filter(str.strip),  # a blank query is refused (its own test)
+            st.dictionaries(TOKEN, st.tuples(FINITE, st.text(max_size=30))),
+        ),
         max_size=5,
         unique_by=lambda r: r[0],
     )
@@ -303,6 +307,14 @@ def test_any_candidates_written_as_json_are_read_back_exactly(tmp_path, requests
     assert read_candidates_jsonl(tmp_path / "c.jsonl") == records
     write_rankllm_requests(records, tmp_path / "c.json")
     assert read_rankllm_requests(tmp_path / "c.json") == records
+
+
+def test_a_blank_query_is_a_parse_error_on_its_line(tmp_path):
+    (tmp_path / "c.jsonl").write_text(
+        '{"qid": "q1", "query": "x", "candidates": []}\n{"qid": "q2", "query": " ", "candidates": []}\n'
+    )
+    result = _read("jsonl", tmp_path / "c.jsonl")
+    assert isinstance(result, ParseError) and result.line == 2 and "has no text" in str(result)
 
 
 @pytest.mark.parametrize(

@@ -26,11 +26,18 @@ ARGS = [
 ]
 
 
+def default_sigint() -> None:
+    """Children get Ctrl-C's default action even when this test runs in the background (where a shell
+    ignores SIGINT, and ignored signals stay ignored across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def rerank(*extra, **popen):
     return subprocess.Popen(
         [sys.executable, "-m", "rerank.cli", "run", *ARGS, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=default_sigint,
         **popen,
     )
 
@@ -87,7 +94,7 @@ def retrieve(index, output, *extra):
     return subprocess.Popen(
         [sys.executable, "-m", "rerank.cli", "retrieve", "--index", str(index), "--dataset", "beir/scifact",
          "--k", "50", "--batch-queries", "1", "--output", str(output), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
     )  # fmt: skip
 
 
@@ -162,7 +169,7 @@ def leaderboard(config, output):
     return subprocess.Popen(
         [sys.executable, "-m", "eval.leaderboard", "--config", str(config), "--output", str(output),
          "--batch-queries", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
     )  # fmt: skip
 
 

@@ -89,5 +89,8 @@ def test_bi_encoder_reuses_a_dense_index(tmp_path):
         assert x.ranking.docids == y.ranking.docids
         assert [c.score for c in x.ranking] == pytest.approx([c.score for c in y.ranking], abs=1e-5)
     assert sum(r.cost.input_tokens for r in b) == 0  # no passage was encoded again
+    from data.models import resolve_model
+
+    other = resolve_model("minilm")  # the same weights named by their folder: not the model the index records
     with pytest.raises(ValueError, match="not dense vectors"):
-        load_reranker(f'bi-encoder(model=other, embeddings="{tmp_path / "dense"}")')
+        load_reranker(f'bi-encoder(model="{other}", embeddings="{tmp_path / "dense"}")')

@@ -114,7 +114,7 @@ def pipeline_from(args: argparse.Namespace, dataset: Dataset | None) -> Pipeline
         method_options(args)
         if args.reranker or args.method or args.model or args.run:
             raise ValueError("--pipeline holds the whole cascade: give it without --run, --reranker or --method")
-        return check_pipeline(parse_pipeline(args.pipeline))
+        return check_pipeline(parse_pipeline(args.pipeline), environment=True)
     if not args.run:
         raise ValueError("give --pipeline SPEC, or --run RUN with --reranker SPEC")
     spec = method_spec(args)
@@ -127,7 +127,7 @@ def pipeline_from(args: argparse.Namespace, dataset: Dataset | None) -> Pipeline
         given = MethodSpec.of("run", {"path": args.run})
     else:
         given = MethodSpec.of("run", {"path": args.run, "format": args.input_format})
-    return check_pipeline(given % args.k >> spec)
+    return check_pipeline(given % args.k >> spec, environment=True)
 
 
 def source_from(args: argparse.Namespace, dataset: Dataset | None, pipeline: PipelineSpec) -> Source:

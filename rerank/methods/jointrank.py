@@ -108,10 +108,10 @@ class JointRankReranker(Reranker):
 
     @classmethod
     def check_params(cls, params: dict[str, Any], where: str) -> None:
-        from rerank.registry import resolve_spec
+        from rerank.registry import check_reranker
 
         super().check_params(params, where)
-        resolve_spec(params.get("inner", "first(model=qwen2.5-coder-0.5b)"))  # the inner method, checked alike
+        check_reranker(params.get("inner", "first(model=qwen2.5-coder-0.5b)"))  # the inner method, checked alike
 
     def use_cache(self, cache: OutputCache | None) -> None:
         if hasattr(self.inner, "use_cache"):

@@ -48,8 +48,9 @@ def check_backend_model(cls: type, params: dict[str, Any], where: str) -> None:
     defaults = constructor_parameters(cls)
     backend, model = params.get("backend", defaults.get("backend")), params.get("model", defaults.get("model"))
     if isinstance(model, str) and backend is not None:
-        name = parse_spec(backend).name if isinstance(backend, str) else backend.name
-        BACKENDS.get(name).check_model(model, f"{where}: model")
+        spec = parse_spec(backend) if isinstance(backend, str) else backend
+        BACKENDS.check(spec.name, {"model": model, **spec.kwargs}, given=f"backend {spec}")  # its options first
+        BACKENDS.get(spec.name).check_model(model, f"{where}: model")
 
 
 class LLMMethodMixin:

@@ -23,7 +23,7 @@ log = logging.getLogger("rerank.serve")
 
 def check_served(pipeline: PipelineSpec) -> None:
     """A served pipeline reranks what each request sends: every stage must be a reranking method."""
-    from rerank.registry import METHODS
+    from rerank.registry import METHODS, check_reranker
 
     for stage in pipeline.stages:
         if stage.spec.name not in METHODS.names():
@@ -31,6 +31,7 @@ def check_served(pipeline: PipelineSpec) -> None:
                 f"{stage.spec}: a served pipeline reranks the documents each request sends, so every stage is a "
                 f"reranking method (one of {', '.join(METHODS.names())})"
             )
+        check_reranker(stage.spec)  # its parameters, and that its model and device are here
 
 
 def load_served(pipeline: PipelineSpec) -> tuple[Callable[[Sequence[RerankRequest]], Sequence[Any]], Any]:
