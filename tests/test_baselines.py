@@ -67,5 +67,5 @@ def test_a_seed_of_the_wrong_type_is_one_clear_line(capsys, tmp_path):
     code = main(["run", "--dataset", "example", "--run", "bm25", "--reranker", "random(seed=abc)",
                  "--output", str(tmp_path / "out.trec")])  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 3 and err == "rerank: error: random: seed must be an integer, not 'abc'\n"
+    assert code == 3 and err == "rerank: error: random(seed=abc): seed must be an integer, not 'abc'\n"
     assert not list(tmp_path.iterdir())  # no output, no checkpoint to refuse the next run
