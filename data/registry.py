@@ -19,7 +19,7 @@ import math
 import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
@@ -121,13 +121,18 @@ class Registry(Generic[T]):
         return self.get(name)(**params)  # type: ignore[operator]
 
 
+def _constructors(cls: type) -> Iterator[Any]:
+    """The ``__init__`` of each class in ``cls``'s MRO that defines one, most derived first."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None and klass is not object:
+            yield init
+
+
 def constructor_parameters(cls: type) -> dict[Any, Any]:
     """Keyword parameters of ``cls``'s constructor, following ``**kwargs`` into base classes' constructors."""
     found: dict[Any, Any] = {}
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None or klass is object:
-            continue
+    for init in _constructors(cls):
         forwards = False
         for parameter in list(inspect.signature(init).parameters.values())[1:]:
             if parameter.kind is inspect.Parameter.VAR_KEYWORD:
@@ -143,10 +148,7 @@ def constructor_parameters(cls: type) -> dict[Any, Any]:
 def constructor_annotations(cls: type) -> dict[str, Any]:
     """Each constructor parameter's type (from the class that declares it), where it can be evaluated."""
     found: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None or klass is object:
-            continue
+    for init in _constructors(cls):
         for key, annotation in function_annotations(init).items():
             found.setdefault(key, annotation)
     return found
