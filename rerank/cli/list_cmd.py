@@ -32,8 +32,11 @@ def _parameters(found: dict[Any, Any]) -> dict[str, Any]:
 
 
 def _summary(obj: Any) -> str:
-    doc = inspect.getdoc(obj) or ""
-    return doc.split("\n\n")[0].replace("\n", " ")
+    """The first paragraph of the class's own docstring, else of its module's (never a base class's)."""
+    import sys
+
+    doc = obj.__dict__.get("__doc__") or getattr(sys.modules.get(obj.__module__), "__doc__", None) or ""
+    return " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
 
 
 def entries(kind: str, data_dir: str | None = None) -> list[dict[str, Any]]:
