@@ -104,7 +104,7 @@ def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
             raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
         return
     if target.is_dir():
-        raise IsADirectoryError(f"{target} is a folder, not a file to write")
+        raise OutputError(f"cannot write {target}: it is a folder")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

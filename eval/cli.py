@@ -46,11 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="FILE", help="write the results to FILE instead of standard output")
 
 
-def read_qrels_file(path: str | Path) -> Qrels:
-    """TREC qrels, or BEIR's TSV when the file starts with its header."""
-    return read_qrels(path)
-
-
 def warn_unjudged(run: Run, qrels: Qrels, source: str) -> None:
     """An empty run, or queries the qrels do not judge (left out of every average), may mislead: say so."""
     import warnings
@@ -98,7 +93,7 @@ def print_before_after(
     from eval.significance import compare
 
     if not isinstance(qrels, Qrels):
-        qrels = read_qrels_file(qrels)
+        qrels = read_qrels(qrels)
     measures = DEFAULT_MEASURES if measures is None else measures
     before, after = evaluate(before_run, qrels, measures), evaluate(after_run, qrels, measures)
     tests = {c.measure: c for c in compare(before, [after])}
@@ -140,7 +135,7 @@ def report(args: argparse.Namespace, fmt: str) -> int:
 
     dataset = dataset_from(args)
     if args.qrels:
-        qrels = read_qrels_file(args.qrels)
+        qrels = read_qrels(args.qrels)
     elif dataset is not None:
         qrels = dataset.qrels()
     else:

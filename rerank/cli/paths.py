@@ -57,8 +57,8 @@ def output_file(flag: str, value: str) -> Path:
     return path
 
 
-def output_folder(flag: str, value: str, *, new: bool = False) -> Path:
-    """A folder that will be created or written into; with ``new``, an existing file there is refused."""
+def output_folder(flag: str, value: str) -> Path:
+    """A folder that will be created or written into (an existing file at that path is refused)."""
     path = Path(value).expanduser()
     if path.exists() and not path.is_dir():
         raise InvalidPathError(f"{flag} {value} is a file; give a folder")

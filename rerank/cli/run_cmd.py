@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data.beir import read_qrels
 from data.corpus import corpus_store
 from data.datasets import Dataset
 from data.docstore import DocumentStore, MemoryDocumentStore
@@ -42,6 +43,7 @@ from data.textio import atomic_writer, is_special_output
 from data.trec import write_trec_run
 from data.tsv import read_topics
 from rerank.base import RerankResult
+from rerank.cli import paths
 from rerank.cli.common import (
     add_data_arguments,
     add_format_argument,
@@ -213,8 +215,6 @@ def plan(args: argparse.Namespace, dataset: Dataset | None) -> Job:
 
 def check_paths(args: argparse.Namespace) -> Path:
     """Every path the command was given, before anything loads; returns the output path."""
-    from rerank.cli import paths
-
     output = paths.output_file("--output", args.output)
     if args.run == "-":
         args.run = str(paths.stdin_file("--run"))
@@ -233,8 +233,6 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.fresh:
         raise ValueError("--resume and --fresh contradict each other")
     fmt = output_format(args, "--summary")
-    from rerank.cli import paths
-
     if args.keep_rest and (args.pipeline or args.output_format != "trec"):
         raise ValueError("--keep-rest goes with --run (one reranking stage) and a TREC --output-format")
     target = check_paths(args)
@@ -243,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = dataset_from(args)
     qrels = eval_qrels(args, dataset) if args.eval else None
     job = plan(args, dataset)
-    if not len(job.previous.run()):
+    previous_run = job.previous.run()
+    if not len(previous_run):
         warnings.warn(f"{job.previous.pipeline} gives no candidates: the output is empty", RerankWarning, stacklevel=1)
     # Standard output, a device or a FIFO gets the finished run copied in; the job (and its
     # checkpoint) works on a file in the cache, never beside a device.
@@ -256,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
         summary = {**earlier["summary"], "up_to_date": True}
     else:
         _, _, details = job.executor.rerank_stage(
-            job.pipeline.last, job.source, job.previous.run(), output, job.key, output=output, resume=args.resume,
+            job.pipeline.last, job.source, previous_run, output, job.key, output=output, resume=args.resume,
             fresh=args.fresh, output_format=args.output_format, tag=args.tag,
         )  # fmt: skip
         summary = {**details["summary"], "pipeline": str(job.pipeline), "output": args.output}
@@ -276,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(summary), file=report)
     if args.eval:
         by_qid = {q.qid: q for q in job.source.queries}
-        requests = [RerankRequest(by_qid[r.qid], r.candidates) for r in job.previous.run()]
+        requests = [RerankRequest(by_qid[r.qid], r.candidates) for r in previous_run]
         args.k = job.previous.pipeline.last.cutoff
         assert qrels is not None
         with contextlib.redirect_stdout(report):
@@ -305,9 +304,7 @@ def with_rest(results: list[RerankResult], given: Run) -> list[Ranking]:
 def eval_qrels(args: argparse.Namespace, dataset: Dataset | None) -> Qrels:
     """The qrels ``--eval`` compares with, read (and so checked) before any reranking."""
     if args.qrels:
-        read: Any = command_module("eval", needed_by="--eval").read_qrels_file
-        qrels: Qrels = read(args.qrels)
-        return qrels
+        return read_qrels(args.qrels)
     if dataset is None:
         raise ValueError("--eval needs qrels: give --dataset or --qrels")
     return dataset.qrels()
