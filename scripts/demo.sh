@@ -11,6 +11,6 @@ else
   echo "TREC DL 2019 not found in the data directory (\$RERANK_DATA_DIR); using the example collection" >&2
   dataset=example
 fi
-out="out/$dataset/bm25.bi-encoder-minilm.trec"
+out="${DEMO_OUT:-out}/$dataset/bm25.bi-encoder-minilm.trec"  # DEMO_OUT: where the run goes
 set -x
 "$PY" -m rerank.cli run --dataset "$dataset" --run bm25 --top-k 100 --method bi-encoder --model minilm --output "$out" --eval
