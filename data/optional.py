@@ -18,6 +18,11 @@ EXTRAS = {
     "uvicorn": "serve",
     "prometheus_client": "serve",
     "httpx": "serve",
+    "onnxruntime": "onnx",
+    "onnx": "onnx",
+    "onnxscript": "onnx",
+    "openvino": "openvino",
+    "nncf": "openvino",
 }
 
 

@@ -11,6 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from data.records import Candidate, Query, Ranking, RerankRequest
@@ -46,6 +47,16 @@ class Reranker(ABC):
     prompt_param: ClassVar[str | None] = None
     # Parameters that hold another method's spec (JointRank's inner ranker): keyed as that method.
     nested_params: ClassVar[tuple[str, ...]] = ()
+    # Parameters added after outputs were keyed, with the value that keeps the earlier behaviour: at that
+    # value they stay out of keys (adding one changes no key); any other value enters the key.
+    neutral_params: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+    # The parameter holding an LLM backend spec (rerank/llm), if any: its libraries and options join the key.
+    llm_backend_param: ClassVar[str | None] = None
+
+    @classmethod
+    def libraries_for(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """The distributions that compute this method's output with these parameters (a backend may add some)."""
+        return cls.libraries
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -130,6 +130,12 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def without_neutral(cls: Any, params: Mapping[str, Value]) -> dict[str, Value]:
+    """The parameters minus those at their neutral value (``neutral_params``): added later, changing nothing."""
+    neutral = getattr(cls, "neutral_params", {})
+    return {k: v for k, v in params.items() if not (k in neutral and neutral[k] == v)}
+
+
 def component_identity(
     cls: Any, params: Mapping[str, Value], *, execution: bool = True, nested: Callable[[Any], Any] | None = None
 ) -> dict[str, Any]:
@@ -141,9 +147,10 @@ def component_identity(
     """
     from rerank.llm.backend import BACKENDS
 
-    libraries = set(cls.libraries)
+    params = without_neutral(cls, params)
+    libraries = set(cls.libraries_for(params))
     options: dict[str, Value] = {}
-    backend = params.get("backend")
+    backend = params.get(cls.llm_backend_param) if cls.llm_backend_param else None
     if isinstance(backend, (str, MethodSpec)):
         backend_spec = parse_spec(backend) if isinstance(backend, str) else backend
         libraries.update(BACKENDS.get(backend_spec.name).libraries)
@@ -173,6 +180,7 @@ def retriever_identity(spec: MethodSpec) -> dict[str, Any]:
     cls = retriever_class(spec.name)
     # every parameter, defaults included; a given index is an input (its metadata's digest), not a parameter
     params = {**cls.parameters(), **{k: v for k, v in spec.kwargs.items() if k != "index_dir"}}
+    params = without_neutral(cls, params)
     libraries = set(cls.libraries_for(params))
     return {
         "spec": str(MethodSpec.of(spec.name, params)),

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from data.errors import DatasetNotFoundError, ParseError
@@ -111,6 +112,9 @@ class Retriever(ABC):
     def libraries_for(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
         """The distributions that compute this retriever's run with these parameters."""
         return cls.libraries
+
+    # Parameters added after runs were keyed, at the value that keeps the earlier behaviour: out of keys then.
+    neutral_params: ClassVar[Mapping[str, Any]] = MappingProxyType({})
 
     @abstractmethod
     def retrieve(self, queries: Sequence[Query], k: int | None = None) -> Run:

@@ -12,8 +12,10 @@ import itertools
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
+from data.inference import NEUTRAL, Backend, SentenceEncoder, backend_libraries, check_backend
 from data.models import resolve_model
 from data.optional import optional_import
 from data.records import Candidate, Document, Query, Ranking, Run
@@ -49,10 +51,22 @@ class DenseEncoder:
         encoder: EncoderKind = "sentence-transformers",
         threads: int | None = None,
         pooling: str | None = None,
+        backend: Backend = "torch",
+        precision: str = "float32",
+        calibration: int = 0,
+        export: Path | None = None,
     ):
         if encoder not in ("sentence-transformers", "llama.cpp"):
             raise ValueError(f"encoder must be 'sentence-transformers' or 'llama.cpp', not {encoder!r}")
-        self.model, self.encoder = model, encoder
+        check_backend(backend, precision, "dense")
+        if backend != "torch" and encoder != "sentence-transformers":
+            raise ValueError(f"backend={backend} exports a sentence-transformers model; encoder={encoder} runs its own")
+        if backend == "torch" and precision != "float32":
+            raise ValueError("dense: precision=int8 runs on backend=onnx or openvino")
+        if backend == "openvino" and precision == "int8" and not calibration and export is None:
+            raise ValueError("dense: backend=openvino, precision=int8 is static quantisation: give calibration=N")
+        self.model, self.encoder, self.backend = model, encoder, backend
+        self.sentence: SentenceEncoder | None = None
         self.batch_size = batch_size
         self.query_prefix, self.document_prefix = query_prefix, document_prefix
         self._model: Any
@@ -67,6 +81,10 @@ class DenseEncoder:
                 model_path=resolve_model(model), embedding=True, n_ctx=context, n_batch=context, n_ubatch=context,
                 n_threads=threads, pooling_type=poolings[pooling], verbose=False,
             )  # fmt: skip
+        elif backend != "torch":
+            self.sentence = SentenceEncoder(
+                resolve_model(model), backend, precision, batch_size, max_length, calibration, threads, export
+            )
         else:
             st = optional_import("sentence_transformers")
             self._model = st.SentenceTransformer(resolve_model(model), device=device)
@@ -77,7 +95,13 @@ class DenseEncoder:
     def dimension(self) -> int:
         if self.encoder == "llama.cpp":
             return int(self._model.n_embd())
+        if self.sentence is not None:
+            return self._config_width()  # mean or cls pooling: the hidden width
         return int(self._model.get_embedding_dimension())
+
+    def _config_width(self) -> int:
+        transformers = optional_import("transformers")
+        return int(transformers.AutoConfig.from_pretrained(resolve_model(self.model)).hidden_size)
 
     def encode(self, texts: Sequence[str], prefix: str, progress: bool = False) -> Any:
         import numpy as np
@@ -88,6 +112,8 @@ class DenseEncoder:
             if rows and isinstance(rows[0][0], list):
                 raise ValueError(f"{self.model} gives one vector per token: pass pooling=mean, cls or last")
             return np.ascontiguousarray(np.asarray(rows, dtype=np.float32))
+        if self.sentence is not None:
+            return np.ascontiguousarray(self.sentence.encode([prefix + t for t in texts]), dtype=np.float32)
         vectors = self._model.encode(
             [prefix + t for t in texts], batch_size=self.batch_size, normalize_embeddings=True,
             convert_to_numpy=True, show_progress_bar=progress,
@@ -95,13 +121,28 @@ class DenseEncoder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+def _keep_export(embedder: DenseEncoder, target: Path) -> None:
+    import shutil
+
+    assert embedder.sentence is not None and embedder.sentence.runtime is not None
+    staging = target.with_name(".export.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(embedder.sentence.runtime.folder, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
 class DenseRetriever(Retriever):
     name = "dense"
     libraries = ("torch", "sentence-transformers", "transformers", "faiss-cpu")
 
+    neutral_params = MappingProxyType({**NEUTRAL, "precision": "float32"})
+
     @classmethod
     def libraries_for(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
-        return ("llama_cpp_python", "faiss-cpu") if params.get("encoder") == "llama.cpp" else cls.libraries
+        if params.get("encoder") == "llama.cpp":
+            return ("llama_cpp_python", "faiss-cpu")
+        return cls.libraries + backend_libraries(str(params.get("backend", "torch")))
 
     search_params = frozenset({"ef_search", "batch_size"})
 
@@ -126,6 +167,8 @@ class DenseRetriever(Retriever):
             self.params["model"], batch_size, self.params.get("max_length"), device,
             self.params.get("query_prefix", ""), self.params.get("document_prefix", ""),
             self.params.get("encoder", "sentence-transformers"), pooling=self.params.get("pooling"),
+            backend=self.params.get("backend", "torch"), precision=self.params.get("precision", "float32"),
+            export=self.index_dir / "export" if (self.index_dir / "export").is_dir() else None,
         )  # fmt: skip
 
     @classmethod
@@ -146,17 +189,25 @@ class DenseRetriever(Retriever):
         encoder: EncoderKind = "sentence-transformers",
         threads: int | None = None,
         pooling: str | None = None,
+        backend: Backend = "torch",
+        precision: str = "float32",
+        calibration: int = 0,
         **search_options: Any,
     ) -> DenseRetriever:
-        """Encode every document's title and text and add it to a faiss index in ``index_dir``."""
+        """Encode every document's title and text and add it to a faiss index in ``index_dir``.
+
+        With ``backend=onnx|openvino`` the index keeps the export its documents were encoded with
+        (``export/``), so queries are encoded by the same model, calibration included.
+        """
         from tqdm import tqdm
 
         faiss = optional_import("faiss")
         if index not in ("flat", "hnsw"):
             raise ValueError(f"index must be 'flat' or 'hnsw', not {index!r}")
         embedder = DenseEncoder(
-            model, batch_size, max_length, device, query_prefix, document_prefix, encoder, threads, pooling
-        )
+            model, batch_size, max_length, device, query_prefix, document_prefix, encoder, threads, pooling,
+            backend, precision, calibration,
+        )  # fmt: skip
         dim = embedder.dimension
         if index == "flat":
             faiss_index = faiss.IndexFlatIP(dim)
@@ -186,10 +237,16 @@ class DenseRetriever(Retriever):
             params["encoder"] = encoder  # absent means sentence-transformers: older indexes still load
         if pooling is not None:
             params["pooling"] = pooling
+        if backend != "torch":  # absent means torch: older indexes still load
+            params |= {"backend": backend, "precision": precision, "calibration": calibration}
+            _keep_export(embedder, index_dir / "export")
         if index == "hnsw":
             params |= {"hnsw_m": hnsw_m, "ef_construction": ef_construction}
         corpus_info = {**(corpus or {}), "documents": count}
-        runtime = ("llama_cpp_python",) if encoder == "llama.cpp" else ("sentence-transformers", "torch")
+        runtime = {"llama.cpp": ("llama_cpp_python",), "onnx": ("onnxruntime", "onnx", "torch"),
+                   "openvino": ("openvino", "nncf", "onnx", "torch")}.get(
+            encoder if encoder == "llama.cpp" else backend, ("sentence-transformers", "torch")
+        )  # fmt: skip
         new_meta(cls.name, params, corpus_info, *runtime, "faiss-cpu").save(index_dir)
         return cls(index_dir, batch_size=batch_size, device=device, **search_options)
 

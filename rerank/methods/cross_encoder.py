@@ -10,10 +10,12 @@ no padding, and from tokenising each distinct query and passage once.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Literal
 
 from data.errors import UntrainedModelError
+from data.inference import NEUTRAL, backend_libraries, check_backend
 from data.models import check_model, resolve_model
 from data.optional import optional_import
 from rerank.base import PairScores, PointwiseReranker
@@ -21,6 +23,7 @@ from rerank.base import PairScores, PointwiseReranker
 Truncation = Literal["document", "both"]
 Activation = Literal["none", "sigmoid"]
 Precision = Literal["auto", "float32", "float16", "bfloat16", "int8"]
+Backend = Literal["torch", "onnx", "openvino"]
 
 
 class CrossEncoderReranker(PointwiseReranker):
@@ -28,8 +31,11 @@ class CrossEncoderReranker(PointwiseReranker):
 
     ``truncation="document"`` cuts only the passage to fit ``max_length`` (the query
     is cut too only when it alone is too long); ``"both"`` cuts the longer of the two
-    first, as ``longest_first`` does. ``precision="int8"`` applies dynamic int8
-    quantisation of the linear layers (CPU); ``float16``/``bfloat16`` are for CUDA.
+    first, as ``longest_first`` does. ``float16``/``bfloat16`` are for CUDA.
+    ``backend="onnx"`` or ``"openvino"`` runs the same model exported once into the cache
+    (``data.inference``); with ``precision="int8"`` it is quantised there: dynamically on ONNX
+    Runtime, or statically from the first ``calibration`` pairs the reranker is given. With
+    ``backend="torch"``, ``precision="int8"`` is torch's dynamic quantisation of the linear layers.
     A checkpoint without trained weights for the classification head (a bi-encoder folder, a
     base model) is refused unless ``allow_untrained=true`` (speed tests only).
     Dynamic int8 scales activations per batch, so its scores move slightly with
@@ -38,6 +44,11 @@ class CrossEncoderReranker(PointwiseReranker):
 
     method = "cross-encoder"
     libraries = ("torch", "transformers", "sentence-transformers")
+    neutral_params = MappingProxyType(NEUTRAL)
+
+    @classmethod
+    def libraries_for(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+        return cls.libraries + backend_libraries(str(params.get("backend", "torch")))
 
     def __init__(
         self,
@@ -51,6 +62,8 @@ class CrossEncoderReranker(PointwiseReranker):
         device: str | None = None,
         threads: int | None = None,
         allow_untrained: bool = False,
+        backend: Backend = "torch",
+        calibration: int = 0,
     ):
         torch = optional_import("torch")
         transformers = optional_import("transformers")
@@ -61,6 +74,13 @@ class CrossEncoderReranker(PointwiseReranker):
         self.model, self.max_length, self.batch_size, self.batch_tokens = model, max_length, batch_size, batch_tokens
         self.truncation, self.activation, self.precision = truncation, activation, precision
         self.device, self.threads = device, threads
+        self.backend, self.calibration = backend, calibration
+        if calibration < 0:
+            raise ValueError(f"calibration must be a number of pairs >= 0, not {calibration}")
+        if calibration and (backend == "torch" or precision != "int8"):
+            raise ValueError("calibration=N calibrates static int8: give it with backend=onnx|openvino, precision=int8")
+        if backend == "openvino" and precision == "int8" and not calibration:
+            raise ValueError("backend=openvino, precision=int8 is static quantisation: give calibration=N (pairs)")
         if threads is not None:
             torch.set_num_threads(threads)  # asked for explicitly by the caller
         path = resolve_model(model)
@@ -88,13 +108,21 @@ class CrossEncoderReranker(PointwiseReranker):
             )
         self.allow_untrained = allow_untrained
         net.eval()
-        if precision == "int8":
+        self._path = path
+        self._runtime: Any = None
+        if backend != "torch":
+            check_backend(backend, precision, "cross-encoder")
+            if self._device.type != "cpu":
+                raise ValueError(f"backend={backend} runs on the CPU; use backend=torch on {self._device.type}")
+            if calibration == 0:  # else built on the first pairs it is given (their own calibration sample)
+                self._runtime = self._compile(())
+        elif precision == "int8":
             if self._device.type != "cpu":
                 raise ValueError("precision=int8 is the CPU path; use float16 or bfloat16 on CUDA")
             net = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
         elif precision in ("float16", "bfloat16") or (precision == "auto" and self._device.type == "cuda"):
             net = net.to(getattr(torch, "float16" if precision == "auto" else precision))
-        self._net = net.to(self._device)
+        self._net: Any = net.to(self._device) if backend == "torch" else None  # the export holds the weights
         # Small padded batches keep a CPU's caches warm (measured: 2,048 tokens beat 16-64 fixed pairs); GPUs want more.
         self._budget = batch_tokens or (32_768 if self._device.type == "cuda" else 2_048)
         self._num_labels = int(net.config.num_labels)
@@ -108,10 +136,27 @@ class CrossEncoderReranker(PointwiseReranker):
     def check_params(cls, params: dict[str, Any], where: str) -> None:
         super().check_params(params, where)
         check_model(str(params["model"]), what=f"{where}: model", files=("config.json",))
+        check_backend(str(params.get("backend", "torch")), str(params.get("precision", "auto")), f"{where}: backend")
 
     @property
     def batch_invariant(self) -> bool:
-        return self.precision != "int8"  # dynamic int8 scales activations per batch
+        # Dynamic int8 scales activations per batch; static int8 (calibrated) and float paths do not.
+        return self.precision != "int8" or bool(self.calibration)
+
+    def _compile(self, calibration: Sequence[dict[str, Any]]) -> Any:
+        from data.inference import EncoderRuntime
+
+        precision = "float32" if self.precision == "auto" else self.precision
+        return EncoderRuntime(self._path, "logits", self.backend, precision, calibration, self.threads)
+
+    def _calibrate(self, inputs: list[list[int]], types: list[list[int]]) -> None:
+        """Static int8 from the first ``calibration`` pairs, in the batches the model will see."""
+        order = list(range(min(self.calibration, len(inputs))))
+        samples = [
+            self._arrays([order[i] for i in chunk], inputs, types)
+            for chunk in self._batches([inputs[i] for i in order])
+        ]
+        self._runtime = self._compile(samples)
 
     def _lengths(self, texts: Sequence[str]) -> dict[str, int]:
         """Token counts without special tokens, each distinct text tokenised once."""
@@ -163,29 +208,43 @@ class CrossEncoderReranker(PointwiseReranker):
     def tokenizer(self) -> Any:
         return self._tokenizer
 
+    def _arrays(self, chunk: Sequence[int], inputs: list[list[int]], types: list[list[int]]) -> dict[str, Any]:
+        """One padded batch as int64 arrays (token types only for models that have them)."""
+        import numpy as np
+
+        width = max(len(inputs[i]) for i in chunk)
+        ids = np.full((len(chunk), width), self._tokenizer.pad_token_id or 0, dtype=np.int64)
+        token_types = np.zeros((len(chunk), width), dtype=np.int64)
+        mask = np.zeros((len(chunk), width), dtype=np.int64)
+        for row, i in enumerate(chunk):
+            n = len(inputs[i])
+            ids[row, :n] = inputs[i]
+            if types[i]:
+                token_types[row, :n] = types[i]
+            mask[row, :n] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if types[chunk[0]]:
+            batch["token_type_ids"] = token_types
+        return batch
+
+    def _logits(self, batch: dict[str, Any]) -> Any:
+        import torch
+
+        if self.backend != "torch":
+            return torch.from_numpy(self._runtime.run(**batch))
+        return self._net(**{k: torch.from_numpy(v).to(self._device) for k, v in batch.items()}).logits.float()
+
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         import torch
 
         inputs, types, truncated = self._encode_pairs(queries, texts)
+        if self.backend != "torch" and self._runtime is None:
+            self._calibrate(inputs, types)
         scores = [0.0] * len(inputs)
-        pad = self._tokenizer.pad_token_id or 0
         calls = 0
         with torch.inference_mode():
             for chunk in self._batches(inputs):
-                width = max(len(inputs[i]) for i in chunk)
-                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                token_types = torch.zeros((len(chunk), width), dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for row, i in enumerate(chunk):
-                    n = len(inputs[i])
-                    ids[row, :n] = torch.tensor(inputs[i])
-                    if types[i]:
-                        token_types[row, :n] = torch.tensor(types[i])
-                    mask[row, :n] = 1
-                batch = {"input_ids": ids, "attention_mask": mask}
-                if types[chunk[0]]:
-                    batch["token_type_ids"] = token_types
-                logits = self._net(**{k: v.to(self._device) for k, v in batch.items()}).logits.float()
+                logits = self._logits(self._arrays(chunk, inputs, types))
                 if self._num_labels == 2:
                     values = torch.softmax(logits, dim=-1)[:, 1]
                 else:

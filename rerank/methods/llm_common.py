@@ -61,6 +61,7 @@ class LLMMethodMixin:
     prompt_param: ClassVar[str | None] = (
         "template"  # the prompt file (rerank/prompts/NAME.json) is data: digested into stage keys
     )
+    llm_backend_param: ClassVar[str | None] = "backend"
 
     @classmethod
     def check_params(cls, params: dict[str, Any], where: str) -> None:

@@ -20,6 +20,7 @@ from rerank.prompts import load_text
 class LLMPointwiseReranker(PointwiseReranker):
     method = "llm-pointwise"
     prompt_param = "template"
+    llm_backend_param = "backend"
 
     def __init__(
         self,

@@ -1,0 +1,428 @@
+"""Where a transformer encoder runs: ONNX Runtime or OpenVINO, exported once into the cache.
+
+The cross-encoder, the bi-encoder, the dense retriever and the SPLADE encoder keep their own
+tokenisation (exact lengths, length-sorted batches, each distinct text once) and hand this module
+padded id arrays. It returns one array per batch: a classifier's logits, a pooled sentence
+embedding, or SPLADE's max-pooled ``log(1 + relu(logits))``. The pooling runs inside the exported
+graph, so only a vector per text leaves the runtime.
+
+An export is keyed by the weights' sha256, the head, the backend, the precision, the calibration
+sample's digest and the versions of every library that shaped it, built in a temporary folder and
+renamed into place (an interrupted export leaves nothing), and reused after.
+
+``precision="int8"``:
+
+- ONNX Runtime without calibration: dynamic quantisation (int8 weights per channel, activations
+  quantised per batch at run time; MLAS uses the CPU's VNNI instructions where it has them).
+- With ``calibration`` samples (ONNX Runtime or OpenVINO): static quantisation, scales fixed from
+  the user's own inputs (NNCF for OpenVINO, ``quantize_static`` for ONNX Runtime).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from data.config import cache_dir
+from data.optional import optional_import
+
+Backend = Literal["torch", "onnx", "openvino"]
+Head = Literal["logits", "mean", "cls", "splade"]
+BACKENDS = ("torch", "onnx", "openvino")
+EXPORT_FORMAT = 1  # bump when what an export holds changes
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_EXTRA = {"onnx": "onnx", "openvino": "openvino"}
+
+
+def check_backend(backend: str, precision: str, where: str) -> None:
+    """The backend's libraries are installed (a missing one names its extra), and the precision is one it runs."""
+    from data.errors import MissingDependencyError
+
+    if backend not in BACKENDS:
+        raise ValueError(f"{where}: backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend == "torch":
+        return
+    if precision not in ("float32", "int8", "auto"):
+        raise ValueError(f"{where}: backend={backend} runs precision float32 or int8, not {precision!r}")
+    needed: tuple[str, ...] = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}[backend]
+    if backend == "openvino" and precision == "int8":
+        needed += ("nncf",)
+    import importlib.util
+
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingDependencyError(
+            f"{where}: backend={backend} needs {', '.join(missing)}: pip install 'rerank[{_EXTRA[backend]}]'"
+        )
+
+
+def backend_libraries(backend: str) -> tuple[str, ...]:
+    """The distributions an export on ``backend`` depends on (they join the stage keys)."""
+    return {
+        "torch": (),
+        "onnx": ("onnx", "onnxscript", "onnxruntime"),
+        "openvino": ("onnx", "onnxscript", "openvino", "nncf"),
+    }.get(backend, ())
+
+
+NEUTRAL = {"backend": "torch", "calibration": 0}  # parameters the encoders gained with this module
+
+
+class _Pooled:
+    """Builds the torch module that is exported: the model plus its pooling, one array out."""
+
+    @staticmethod
+    def build(path: str, head: Head) -> Any:
+        torch = optional_import("torch")
+        transformers = optional_import("transformers")
+
+        class Exported(torch.nn.Module):  # type: ignore[name-defined]  # torch is imported lazily
+            def __init__(self) -> None:
+                super().__init__()
+                if head == "logits":
+                    self.net = transformers.AutoModelForSequenceClassification.from_pretrained(path)
+                elif head == "splade":
+                    self.net = transformers.AutoModelForMaskedLM.from_pretrained(path)
+                else:
+                    self.net = transformers.AutoModel.from_pretrained(path)
+
+            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+                kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+                if token_type_ids is not None:
+                    kwargs["token_type_ids"] = token_type_ids
+                out = self.net(**kwargs)
+                mask = attention_mask.unsqueeze(-1).to(torch.float32)
+                if head == "logits":
+                    return out.logits
+                if head == "splade":
+                    weights = torch.log1p(torch.relu(out.logits)) * mask
+                    return weights.max(dim=1).values
+                hidden = out.last_hidden_state
+                if head == "cls":
+                    return hidden[:, 0]
+                return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+        module = Exported().eval()
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+        return module
+
+
+def _digest_folder(path: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        digest.update(file.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 22):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions(backend: str) -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["torch", "transformers", "onnx", "onnxscript"]
+    names += ["onnxruntime"] if backend == "onnx" else ["openvino", "nncf"]
+    found: dict[str, str | None] = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def calibration_digest(samples: Sequence[dict[str, Any]]) -> str:
+    digest = hashlib.sha256()
+    for sample in samples:
+        for name in sorted(sample):
+            digest.update(name.encode())
+            digest.update(sample[name].tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ExportKey:
+    weights: str
+    head: str
+    backend: str
+    precision: str
+    calibration: str  # digest of the sample, "" for none
+    versions: tuple[tuple[str, str | None], ...]
+
+    def folder(self) -> Path:
+        text = json.dumps({**self.__dict__, "format": EXPORT_FORMAT}, sort_keys=True, default=list)
+        name = hashlib.sha256(text.encode()).hexdigest()[:20]
+        return cache_dir() / "exports" / f"{self.backend}-{self.precision}-{self.head}-{name}"
+
+
+class EncoderRuntime:
+    """A compiled encoder: ``run(input_ids, attention_mask, token_type_ids)`` → one float32 array."""
+
+    def __init__(
+        self,
+        path: str,
+        head: Head,
+        backend: Backend,
+        precision: str = "float32",
+        calibration: Sequence[dict[str, Any]] = (),
+        threads: int | None = None,
+    ):
+        if backend == "torch":
+            raise ValueError("EncoderRuntime is for onnx and openvino; torch runs in the method itself")
+        self.path, self.head, self.backend, self.precision = path, head, backend, precision
+        key = ExportKey(
+            weights=_digest_folder(Path(path)),
+            head=head,
+            backend=backend,
+            precision=precision,
+            calibration=calibration_digest(calibration) if precision == "int8" and calibration else "",
+            versions=tuple(sorted(_versions(backend).items())),
+        )
+        self.folder = key.folder()
+        if not (self.folder / "export.json").is_file():
+            _export(self.folder, path, head, backend, precision, calibration, key)
+        self._open(self.folder, threads)
+
+    def _open(self, folder: Path, threads: int | None) -> None:
+        meta = json.loads((folder / "export.json").read_text(encoding="utf-8"))
+        self.input_names: tuple[str, ...] = tuple(meta["inputs"])
+        self._run = _open(folder, self.backend, threads)
+
+    @classmethod
+    def from_folder(cls, folder: Path, threads: int | None = None) -> EncoderRuntime:
+        """An export kept elsewhere (a dense index keeps the one its documents were encoded with)."""
+        meta = json.loads((folder / "export.json").read_text(encoding="utf-8"))
+        runtime = cls.__new__(cls)
+        runtime.path, runtime.head, runtime.backend, runtime.precision = (
+            meta["model"],
+            meta["head"],
+            meta["backend"],
+            meta["precision"],
+        )
+        runtime.folder = folder
+        runtime._open(folder, threads)
+        return runtime
+
+    @property
+    def uses_token_types(self) -> bool:
+        return "token_type_ids" in self.input_names
+
+    def run(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+        np = optional_import("numpy")
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        if "token_type_ids" in self.input_names and token_type_ids is None:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        return self._run({name: np.ascontiguousarray(feeds[name], dtype=np.int64) for name in self.input_names})
+
+
+def _export(
+    folder: Path,
+    path: str,
+    head: Head,
+    backend: str,
+    precision: str,
+    calibration: Sequence[dict[str, Any]],
+    key: ExportKey,
+) -> None:
+    """Export into a temporary sibling folder, then rename it into place: never a half-built export."""
+    import inspect
+
+    torch = optional_import("torch")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        module = _Pooled.build(path, head)
+        accepted = inspect.signature(module.net.forward).parameters
+        names = [n for n in _INPUTS if n in accepted]
+        example = tuple((torch.zeros if n == "token_type_ids" else torch.ones)(2, 8, dtype=torch.long) for n in names)
+        onnx_file = staging / "model.onnx"
+        batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+        torch.onnx.export(
+            module, example, str(onnx_file), input_names=names, output_names=["output"],
+            dynamic_shapes=tuple({0: batch, 1: sequence} for _ in names), dynamo=True, verbose=False,
+            external_data=False,
+        )  # fmt: skip
+        if backend == "onnx":
+            if precision == "int8":
+                _quantize_onnx(onnx_file, staging / "model.int8.onnx", calibration)
+                onnx_file.unlink()
+                (staging / "model.int8.onnx").rename(onnx_file)
+        else:
+            ov = optional_import("openvino")
+            model = ov.convert_model(str(onnx_file))
+            if precision == "int8":
+                model = _quantize_openvino(model, calibration)
+            ov.save_model(model, str(staging / "model.xml"), compress_to_fp16=False)
+            onnx_file.unlink()
+        meta = {"inputs": names, "model": path, **{k: v for k, v in key.__dict__.items() if k != "versions"}}
+        meta["versions"] = dict(key.versions)
+        (staging / "export.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+        try:
+            staging.rename(folder)
+        except OSError:  # another process finished the same export first
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+class _Samples:
+    """ONNX Runtime's calibration reader over a list of feeds."""
+
+    def __init__(self, samples: Sequence[dict[str, Any]], names: Sequence[str]):
+        self._iter = iter([{n: s[n] for n in names} for s in samples])
+
+    def get_next(self) -> dict[str, Any] | None:
+        return next(self._iter, None)
+
+
+def _quantize_onnx(source: Path, target: Path, calibration: Sequence[dict[str, Any]]) -> None:
+    quantization = optional_import("onnxruntime.quantization")
+    if not calibration:
+        quantization.quantize_dynamic(
+            str(source), str(target), weight_type=quantization.QuantType.QInt8, per_channel=True,
+            op_types_to_quantize=["MatMul", "Gemm"],
+        )  # fmt: skip
+        return
+    onnx = optional_import("onnx")
+    graph = onnx.load(str(source)).graph
+    names = [i.name for i in graph.input]
+    # Only products with a weight matrix: attention's activation-by-activation products lose too much in int8.
+    weights = {init.name for init in graph.initializer}
+    activations_only = [n.name for n in graph.node if n.op_type == "MatMul" and not weights & set(n.input)]
+    quantization.quantize_static(
+        str(source), str(target), _Samples(calibration, names), quant_format=quantization.QuantFormat.QDQ,
+        activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8, per_channel=True,
+        op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=activations_only,
+    )  # fmt: skip
+
+
+def _quantize_openvino(model: Any, calibration: Sequence[dict[str, Any]]) -> Any:
+    nncf = optional_import("nncf")
+    if not calibration:
+        raise ValueError("backend=openvino with precision=int8 needs calibration samples (calibration=N)")
+    names = [port.get_any_name() for port in model.inputs]
+    return nncf.quantize(
+        model, nncf.Dataset([{n: s[n] for n in names} for s in calibration]), model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(calibration),
+    )  # fmt: skip
+
+
+def _open(folder: Path, backend: str, threads: int | None) -> Any:
+    if backend == "onnx":
+        ort = optional_import("onnxruntime")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        return lambda feeds: session.run(None, feeds)[0]
+    ov = optional_import("openvino")
+    core = ov.Core()
+    # f32 for what is not quantised: on CPUs with bf16 units OpenVINO would otherwise compute in bf16 (4e-4 off torch).
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = core.compile_model(core.read_model(str(folder / "model.xml")), "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(feeds: dict[str, Any]) -> Any:
+        return request.infer(feeds)[compiled.outputs[0]].copy()
+
+    return run
+
+
+def sentence_pooling(path: str) -> Head:
+    """The pooling a sentence-transformers folder declares (``1_Pooling/config.json``): mean or cls."""
+    folder = Path(path)
+    modules = folder / "modules.json"
+    if not modules.is_file():
+        return "mean"  # a plain transformers encoder: sentence-transformers pools it by mean too
+    for module in json.loads(modules.read_text(encoding="utf-8")):
+        if module.get("type", "").endswith("Pooling"):
+            config = json.loads((folder / module["path"] / "config.json").read_text(encoding="utf-8"))
+            if config.get("pooling_mode_cls_token"):
+                return "cls"
+            if config.get("pooling_mode_mean_tokens"):
+                return "mean"
+            modes = [k for k, v in config.items() if k.startswith("pooling_mode") and v]
+            raise ValueError(
+                f"{path}: pooling {', '.join(modes)} is not exported; onnx and openvino pool by mean or cls"
+            )
+    return "mean"
+
+
+class SentenceEncoder:
+    """Normalised sentence embeddings on ONNX Runtime or OpenVINO, tokenised and batched as sentence-transformers does.
+
+    Texts are cut at ``max_length`` tokens (the folder's ``max_seq_length``), sorted by length so a batch
+    carries almost no padding, and pooled as the folder declares. ``calibration=N`` (with int8) builds the
+    export on the first call, from its first N texts.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        backend: Backend,
+        precision: str = "float32",
+        batch_size: int = 32,
+        max_length: int | None = None,
+        calibration: int = 0,
+        threads: int | None = None,
+        export: Path | None = None,
+    ):
+        transformers = optional_import("transformers")
+        self.path, self.backend, self.precision = path, backend, precision
+        self.batch_size, self.calibration, self.threads = batch_size, calibration, threads
+        self.tokenizer: Any = transformers.AutoTokenizer.from_pretrained(path)
+        config = Path(path) / "sentence_bert_config.json"
+        declared = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length") if config.is_file() else None
+        self.max_length = int(max_length or declared or min(self.tokenizer.model_max_length, 512))
+        self.head = sentence_pooling(path)
+        self.runtime: EncoderRuntime | None = None
+        if export is not None:
+            self.runtime = EncoderRuntime.from_folder(export, threads)
+        elif not (precision == "int8" and calibration):
+            self.runtime = EncoderRuntime(path, self.head, backend, precision, (), threads)
+
+    def _batches(self, ids: list[list[int]]) -> list[tuple[list[int], dict[str, Any]]]:
+        np = optional_import("numpy")
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out = []
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            width = len(ids[chunk[0]])
+            batch = np.full((len(chunk), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for row, i in enumerate(chunk):
+                batch[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            out.append((chunk, {"input_ids": batch, "attention_mask": mask, "token_type_ids": np.zeros_like(batch)}))
+        return out
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        np = optional_import("numpy")
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, verbose=False)["input_ids"]
+        batches = self._batches(ids)
+        if self.runtime is None:
+            sample = self._batches(ids[: self.calibration])
+            self.runtime = EncoderRuntime(
+                self.path, self.head, self.backend, self.precision, [b for _, b in sample], self.threads
+            )
+        vectors = np.zeros((len(ids), 0), dtype=np.float32)
+        for chunk, batch in batches:
+            pooled = self.runtime.run(**batch)
+            if vectors.shape[1] == 0:
+                vectors = np.zeros((len(ids), pooled.shape[1]), dtype=np.float32)
+            vectors[chunk] = pooled
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
