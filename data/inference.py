@@ -40,21 +40,30 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _EXTRA = {"onnx": "onnx", "openvino": "openvino"}
 
 
-def check_backend(backend: str, precision: str, where: str) -> None:
-    """The backend's libraries are installed (a missing one names its extra), and the precision is one it runs."""
-    from data.errors import MissingDependencyError
+def check_backend(backend: str, precision: str, where: str, calibration: int = 0) -> None:
+    """A backend, precision and calibration that go together, and the backend's libraries installed (a
+    missing one names its extra): checked before any model loads."""
+    import importlib.util
+
+    from data.errors import InvalidSpecError, MissingDependencyError
 
     if backend not in BACKENDS:
-        raise ValueError(f"{where}: backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        raise InvalidSpecError(f"{where}: backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if not isinstance(calibration, int) or calibration < 0:
+        raise InvalidSpecError(f"{where}: calibration must be a number of samples >= 0, not {calibration!r}")
+    if calibration and (backend == "torch" or precision != "int8"):
+        raise InvalidSpecError(
+            f"{where}: calibration=N calibrates static int8: use it with backend=onnx|openvino, precision=int8"
+        )
     if backend == "torch":
         return
     if precision not in ("float32", "int8", "auto"):
-        raise ValueError(f"{where}: backend={backend} runs precision float32 or int8, not {precision!r}")
+        raise InvalidSpecError(f"{where}: backend={backend} runs precision float32 or int8, not {precision!r}")
+    if backend == "openvino" and precision == "int8" and not calibration:
+        raise InvalidSpecError(f"{where}: backend=openvino, precision=int8 is static quantisation: give calibration=N")
     needed: tuple[str, ...] = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}[backend]
     if backend == "openvino" and precision == "int8":
         needed += ("nncf",)
-    import importlib.util
-
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         raise MissingDependencyError(
@@ -413,6 +422,8 @@ class SentenceEncoder:
         np = optional_import("numpy")
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, verbose=False)["input_ids"]
         batches = self._batches(ids)
+        if not ids:
+            return np.zeros((0, 0), dtype=np.float32)
         if self.runtime is None:
             sample = self._batches(ids[: self.calibration])
             self.runtime = EncoderRuntime(

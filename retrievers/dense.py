@@ -52,19 +52,18 @@ class DenseEncoder:
         threads: int | None = None,
         pooling: str | None = None,
         backend: Backend = "torch",
-        precision: str = "float32",
+        precision: Literal["float32", "int8"] = "float32",
         calibration: int = 0,
         export: Path | None = None,
     ):
         if encoder not in ("sentence-transformers", "llama.cpp"):
             raise ValueError(f"encoder must be 'sentence-transformers' or 'llama.cpp', not {encoder!r}")
-        check_backend(backend, precision, "dense")
+        if export is None:  # an index's own export needs no calibration sample again
+            check_backend(backend, precision, "dense", calibration)
         if backend != "torch" and encoder != "sentence-transformers":
             raise ValueError(f"backend={backend} exports a sentence-transformers model; encoder={encoder} runs its own")
         if backend == "torch" and precision != "float32":
             raise ValueError("dense: precision=int8 runs on backend=onnx or openvino")
-        if backend == "openvino" and precision == "int8" and not calibration and export is None:
-            raise ValueError("dense: backend=openvino, precision=int8 is static quantisation: give calibration=N")
         self.model, self.encoder, self.backend = model, encoder, backend
         self.sentence: SentenceEncoder | None = None
         self.batch_size = batch_size
@@ -190,7 +189,7 @@ class DenseRetriever(Retriever):
         threads: int | None = None,
         pooling: str | None = None,
         backend: Backend = "torch",
-        precision: str = "float32",
+        precision: Literal["float32", "int8"] = "float32",
         calibration: int = 0,
         **search_options: Any,
     ) -> DenseRetriever:

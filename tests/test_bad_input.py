@@ -80,6 +80,38 @@ CASES = [
         "precision must be one of auto, float32, float16, bfloat16, int8, not 'fp8'",
     ),
     Case(
+        "backend=tensorflow",
+        [*RUN, "--reranker", "bi-encoder(model=minilm, backend=tensorflow)"],
+        INVALID,
+        "backend must be one of torch, onnx, openvino, not 'tensorflow'",
+        [*RUN, "--reranker", "bi-encoder(model=minilm, backend=onnx)"],
+    ),
+    Case(
+        "float16 on onnx",
+        [*RUN, "--reranker", "cross-encoder(model=minilm, allow_untrained=true, backend=onnx, precision=float16)"],
+        INVALID,
+        "backend=onnx runs precision float32 or int8, not 'float16'",
+    ),
+    Case(
+        "calibration without int8",
+        [*RUN, "--reranker", "bi-encoder(model=minilm, backend=onnx, calibration=100)"],
+        INVALID,
+        "calibration=N calibrates static int8",
+    ),
+    Case(
+        "openvino int8 without calibration",
+        [*RUN, "--reranker", "bi-encoder(model=minilm, backend=openvino, precision=int8)"],
+        INVALID,
+        "backend=openvino, precision=int8 is static quantisation: give calibration=N",
+        [*RUN, "--reranker", "bi-encoder(model=minilm, backend=openvino, precision=int8, calibration=20)"],
+    ),
+    Case(
+        "int8 on torch for the bi-encoder",
+        [*RUN, "--reranker", "bi-encoder(model=minilm, precision=int8)"],
+        INVALID,
+        "precision=int8 runs on backend=onnx or openvino",
+    ),
+    Case(
         "truncation=middle",
         [*RUN, "--reranker", "cross-encoder(model=minilm, truncation=middle)"],
         INVALID,

@@ -16,6 +16,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 from rerank.cli.exit_codes import ExitCode
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,3 +130,19 @@ def test_without_java_lucene_indexing_names_the_install(tmp_path):
     )  # fmt: skip
     message = one_message(done.stderr)
     assert done.returncode == ExitCode.MISSING_DEPENDENCY and "java" in message.lower() and "install" in message
+
+
+@pytest.mark.parametrize(
+    ("removed", "spec", "extra"),
+    [
+        ("onnxruntime*", "bi-encoder(model=minilm, backend=onnx)", "rerank[onnx]"),
+        ("nncf*", "bi-encoder(model=minilm, backend=openvino, precision=int8, calibration=10)", "rerank[openvino]"),
+    ],
+)
+def test_without_an_encoder_backend_its_extra_is_named(tmp_path, removed, spec, extra):
+    site = site_without(tmp_path / "site", removed)
+    output = tmp_path / "o.trec"
+    done = cli("run", "--dataset", "example", "--run", "bm25", "--reranker", spec, "--output", str(output), site=site)
+    message = one_message(done.stderr)
+    assert done.returncode == ExitCode.MISSING_DEPENDENCY and f"pip install '{extra}'" in message
+    assert not output.exists()

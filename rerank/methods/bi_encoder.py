@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
 
+from data.errors import InvalidSpecError
 from data.inference import NEUTRAL, Backend, SentenceEncoder, backend_libraries, check_backend
 from data.models import check_model, resolve_model
 from data.optional import optional_import
@@ -47,13 +48,9 @@ class BiEncoderReranker(PointwiseReranker):
     ):
         self.model = model
         self.backend, self.precision, self.calibration = backend, precision, calibration
-        check_backend(backend, precision, "bi-encoder")
+        check_backend(backend, precision, "bi-encoder", calibration)
         if backend == "torch" and precision != "float32":
-            raise ValueError("bi-encoder: precision=int8 runs on backend=onnx or openvino")
-        if calibration < 0 or (calibration and precision != "int8"):
-            raise ValueError("bi-encoder: calibration=N (texts, N > 0) calibrates static int8 (precision=int8)")
-        if backend == "openvino" and precision == "int8" and not calibration:
-            raise ValueError("bi-encoder: backend=openvino, precision=int8 is static quantisation: give calibration=N")
+            raise InvalidSpecError("bi-encoder: precision=int8 runs on backend=onnx or openvino")
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = device
@@ -80,7 +77,10 @@ class BiEncoderReranker(PointwiseReranker):
     def check_params(cls, params: dict[str, Any], where: str) -> None:
         super().check_params(params, where)
         check_model(str(params.get("model", "minilm")), what=f"{where}: model", files=("modules.json", "config.json"))
-        check_backend(str(params.get("backend", "torch")), str(params.get("precision", "float32")), f"{where}: backend")
+        backend, precision = str(params.get("backend", "torch")), str(params.get("precision", "float32"))
+        check_backend(backend, precision, where, params.get("calibration", 0))
+        if backend == "torch" and precision != "float32":
+            raise InvalidSpecError(f"{where}: precision=int8 runs on backend=onnx or openvino")
 
     @property
     def batch_invariant(self) -> bool:

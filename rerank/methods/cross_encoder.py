@@ -75,12 +75,7 @@ class CrossEncoderReranker(PointwiseReranker):
         self.truncation, self.activation, self.precision = truncation, activation, precision
         self.device, self.threads = device, threads
         self.backend, self.calibration = backend, calibration
-        if calibration < 0:
-            raise ValueError(f"calibration must be a number of pairs >= 0, not {calibration}")
-        if calibration and (backend == "torch" or precision != "int8"):
-            raise ValueError("calibration=N calibrates static int8: give it with backend=onnx|openvino, precision=int8")
-        if backend == "openvino" and precision == "int8" and not calibration:
-            raise ValueError("backend=openvino, precision=int8 is static quantisation: give calibration=N (pairs)")
+        check_backend(backend, precision, "cross-encoder", calibration)
         if threads is not None:
             torch.set_num_threads(threads)  # asked for explicitly by the caller
         path = resolve_model(model)
@@ -111,7 +106,6 @@ class CrossEncoderReranker(PointwiseReranker):
         self._path = path
         self._runtime: Any = None
         if backend != "torch":
-            check_backend(backend, precision, "cross-encoder")
             if self._device.type != "cpu":
                 raise ValueError(f"backend={backend} runs on the CPU; use backend=torch on {self._device.type}")
             if calibration == 0:  # else built on the first pairs it is given (their own calibration sample)
@@ -136,7 +130,12 @@ class CrossEncoderReranker(PointwiseReranker):
     def check_params(cls, params: dict[str, Any], where: str) -> None:
         super().check_params(params, where)
         check_model(str(params["model"]), what=f"{where}: model", files=("config.json",))
-        check_backend(str(params.get("backend", "torch")), str(params.get("precision", "auto")), f"{where}: backend")
+        check_backend(
+            str(params.get("backend", "torch")),
+            str(params.get("precision", "auto")),
+            where,
+            params.get("calibration", 0),
+        )
 
     @property
     def batch_invariant(self) -> bool:
@@ -238,6 +237,8 @@ class CrossEncoderReranker(PointwiseReranker):
         import torch
 
         inputs, types, truncated = self._encode_pairs(queries, texts)
+        if not inputs:
+            return PairScores([], [], [], 0)
         if self.backend != "torch" and self._runtime is None:
             self._calibrate(inputs, types)
         scores = [0.0] * len(inputs)

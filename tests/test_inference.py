@@ -1,0 +1,115 @@
+"""ONNX Runtime and OpenVINO encoders: the same scores as torch in fp32, int8 that keeps the ranking, exports built once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import data
+from data.inference import EncoderRuntime
+from eval import evaluate
+from rerank.registry import load_reranker
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def dl19_pairs(dl19):
+    """The BM25 top 100 of three DL19 queries: 300 real (query, passage) pairs."""
+    requests = dl19.candidates("bm25")[:3]
+    return [r.query.text for r in requests for _ in r.candidates], [c.text for r in requests for c in r.candidates]
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_fp32_cross_encoder_scores_equal_torch(backend, cross_encoder_dir, dl19_pairs):
+    queries, texts = dl19_pairs
+    spec = f'cross-encoder(model="{cross_encoder_dir}", max_length=256'
+    torch_scores = np.array(load_reranker(spec + ")").score_pairs(queries, texts).scores)
+    exported = np.array(load_reranker(f"{spec}, backend={backend})").score_pairs(queries, texts).scores)
+    assert np.abs(exported - torch_scores).max() < 1e-4
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_fp32_bi_encoder_scores_equal_torch(backend, minilm_bi_encoder, dl19_pairs):
+    queries, texts = dl19_pairs
+    torch_scores = np.array(minilm_bi_encoder.score_pairs(queries, texts).scores)
+    exported = load_reranker(f"bi-encoder(model=minilm, backend={backend})").score_pairs(queries, texts)
+    assert np.abs(np.array(exported.scores) - torch_scores).max() < 1e-4
+    assert exported.truncated == minilm_bi_encoder.score_pairs(queries, texts).truncated
+
+
+def _ndcg(reranker, dataset):
+    results = reranker.rerank(dataset.candidates("bm25"))
+    run = data.Run.from_rankings(r.ranking for r in results)
+    return evaluate(run, dataset.qrels(), "nDCG@10").aggregate["nDCG@10"]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "bi-encoder(model=minilm, backend=onnx, precision=int8)",  # dynamic
+        "bi-encoder(model=minilm, backend=openvino, precision=int8, calibration=1000)",  # static (NNCF)
+    ],
+)
+def test_int8_bi_encoder_keeps_dl19_ndcg(spec, dl19):
+    # fp32: 0.6424 (README, plain sentence-transformers)
+    assert _ndcg(load_reranker(spec), dl19) == pytest.approx(0.6424, abs=0.003)
+
+
+def test_an_export_is_built_once_and_reused(cross_encoder_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
+    first = EncoderRuntime(cross_encoder_dir, "logits", "onnx")
+    built = (first.folder / "model.onnx").stat().st_mtime_ns
+    second = EncoderRuntime(cross_encoder_dir, "logits", "onnx")
+    assert second.folder == first.folder and (second.folder / "model.onnx").stat().st_mtime_ns == built
+    int8 = EncoderRuntime(cross_encoder_dir, "logits", "onnx", "int8")
+    assert int8.folder != first.folder
+    assert {p.name for p in (tmp_path / "exports").iterdir()} == {first.folder.name, int8.folder.name}
+
+
+def test_a_failed_export_leaves_nothing(cross_encoder_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
+    wrong = [{"input_ids": np.ones((1, 4), dtype=np.int64)}]  # the sample lacks the mask the model needs
+    with pytest.raises(Exception):  # noqa: B017  # whatever the quantiser raises, nothing may stay behind
+        EncoderRuntime(cross_encoder_dir, "logits", "openvino", "int8", wrong)
+    assert [p.name for p in (tmp_path / "exports").iterdir()] == []
+
+
+def test_static_int8_calibrates_on_the_first_pairs_and_is_keyed_by_them(cross_encoder_dir, dl19_pairs):
+    queries, texts = dl19_pairs
+    spec = f'cross-encoder(model="{cross_encoder_dir}", backend=onnx, precision=int8, calibration=64)'
+    one, other = load_reranker(spec), load_reranker(spec)
+    first = one.score_pairs(queries, texts).scores
+    other.score_pairs(queries[100:], texts[100:])  # another calibration sample: another export
+    assert one._runtime.folder != other._runtime.folder
+    assert one.score_pairs(queries, texts).scores == first  # the export stays fixed after the first call
+
+
+def test_a_dense_index_keeps_its_export_and_encodes_queries_with_it(tmp_path):
+    from retrievers.dense import DenseRetriever
+
+    example = data.load("example")
+    DenseRetriever.build(
+        example.iter_documents(), tmp_path / "idx", model="minilm", backend="onnx", precision="int8",
+        calibration=16,
+    )  # fmt: skip
+    assert (tmp_path / "idx" / "export" / "export.json").is_file()
+    reopened = DenseRetriever.load(tmp_path / "idx")
+    # the index's document vectors are what the kept export computes: queries meet the same model
+    stored = reopened._index.reconstruct_n(0, reopened._index.ntotal)
+    again = reopened.encoder.encode([d.full_text for d in example.iter_documents()], "")
+    assert np.abs(stored - again).max() < 1e-6
+    assert len(reopened.retrieve(example.queries(), k=10)) == len(example.queries())
+
+
+def test_int8_dense_retrieval_keeps_scifact_ndcg(data_dir, tmp_path):
+    from retrievers.dense import DenseRetriever
+
+    scifact = data.load("beir/scifact", data_dir)
+    index = DenseRetriever.build(
+        scifact.iter_documents(), tmp_path / "idx", model="minilm", backend="onnx", precision="int8"
+    )
+    run = index.retrieve(scifact.queries(), k=100)
+    # fp32: 0.6451 (README; MTEB publishes the same)
+    assert evaluate(run, scifact.qrels(), "nDCG@10").aggregate["nDCG@10"] == pytest.approx(0.6451, abs=0.003)
