@@ -108,7 +108,6 @@ def main() -> None:
             pairs, batch_size=32, activation_fn=torch.nn.Identity()
         ),
         "ours torch fp32": ours(),
-        "ours torch int8 (dynamic, torch.ao)": ours(precision="int8"),
         "ours onnx fp32": ours(backend="onnx"),
         "ours onnx int8 (dynamic)": ours(backend="onnx", precision="int8"),
         "ours onnx int8 (static)": ours(backend="onnx", precision="int8", calibration=args.calibration),

@@ -56,6 +56,8 @@ def check_backend(backend: str, precision: str, where: str, calibration: int = 0
             f"{where}: calibration=N calibrates static int8: use it with backend=onnx|openvino, precision=int8"
         )
     if backend == "torch":
+        if precision == "int8":  # torch's dynamic quantisation was slower and reordered more (benchmarks/RESULTS.md)
+            raise InvalidSpecError(f"{where}: precision=int8 runs on backend=onnx or openvino")
         return
     if precision not in ("float32", "int8", "auto"):
         raise InvalidSpecError(f"{where}: backend={backend} runs precision float32 or int8, not {precision!r}")
@@ -312,6 +314,8 @@ def _quantize_onnx(source: Path, target: Path, calibration: Sequence[dict[str, A
         str(source), str(target), _Samples(calibration, names), quant_format=quantization.QuantFormat.QDQ,
         activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8, per_channel=True,
         op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=activations_only,
+        # ranges are folded in every few batches: holding every intermediate output of 1,000 texts took 10 GB
+        extra_options={"CalibMaxIntermediateOutputs": 4},
     )  # fmt: skip
 
 

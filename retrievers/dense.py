@@ -62,8 +62,6 @@ class DenseEncoder:
             check_backend(backend, precision, "dense", calibration)
         if backend != "torch" and encoder != "sentence-transformers":
             raise ValueError(f"backend={backend} exports a sentence-transformers model; encoder={encoder} runs its own")
-        if backend == "torch" and precision != "float32":
-            raise ValueError("dense: precision=int8 runs on backend=onnx or openvino")
         self.model, self.encoder, self.backend = model, encoder, backend
         self.sentence: SentenceEncoder | None = None
         self.batch_size = batch_size
@@ -217,7 +215,7 @@ class DenseRetriever(Retriever):
         index_dir.mkdir(parents=True, exist_ok=True)
         count = 0
         with atomic_writer(index_dir / "docids.txt") as ids, tqdm(unit="doc", desc="encoding", file=sys.stderr) as bar:
-            for chunk in _chunks(documents, _CHUNK):
+            for chunk in _chunks(documents, max(_CHUNK, calibration)):  # static int8 calibrates on the first
                 faiss_index.add(embedder.encode([d.full_text for d in chunk], document_prefix))
                 for doc in chunk:
                     if "\n" in doc.docid:

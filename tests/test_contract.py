@@ -9,7 +9,12 @@ from rerank.testing import RerankerContract, request
 CONTRACT_SPECS = {
     "bi-encoder": "bi-encoder(model=minilm, batch_size=4)",
     "cross-encoder": "cross-encoder(model={cross_encoder}, batch_size=4, max_length=64)",
-    "cross-encoder/int8": "cross-encoder(model={cross_encoder}, batch_size=4, precision=int8)",
+    "cross-encoder/onnx-int8": "cross-encoder(model={cross_encoder}, batch_size=4, backend=onnx, precision=int8)",
+    "cross-encoder/openvino-int8": (
+        "cross-encoder(model={cross_encoder}, batch_size=4, backend=openvino, precision=int8, calibration=16)"
+    ),
+    "bi-encoder/onnx": "bi-encoder(model=minilm, batch_size=4, backend=onnx)",
+    "bi-encoder/openvino": "bi-encoder(model=minilm, batch_size=4, backend=openvino)",
     "llm-pointwise": "llm-pointwise(model=smollm2-135m, batch_size=4)",
     "llm-pointwise/llama.cpp": "llm-pointwise(model=smollm2-135m, backend=llama.cpp)",
     "listwise": "listwise(model=sort, backend=scripted, window_size=4, stride=2)",

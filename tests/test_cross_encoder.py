@@ -62,13 +62,14 @@ def test_two_label_models_score_by_softmax(tmp_path):
     assert scores == pytest.approx(torch.softmax(logits, -1)[:, 1].tolist(), abs=1e-5)
 
 
-def test_int8_agrees_with_fp32_in_order(cross_encoder_dir, dl19_pairs):
+@pytest.mark.parametrize("options", [{"backend": "onnx"}, {"backend": "openvino", "calibration": 100}])
+def test_int8_agrees_with_fp32_in_order(cross_encoder_dir, dl19_pairs, options):
     from scipy.stats import spearmanr
 
     queries, texts = dl19_pairs
     fp32 = CrossEncoderReranker(cross_encoder_dir).score_pairs(queries, texts).scores
-    int8 = CrossEncoderReranker(cross_encoder_dir, precision="int8").score_pairs(queries, texts).scores
-    assert spearmanr(fp32, int8).statistic > 0.9  # recorded in benchmarks/RESULTS.md
+    int8 = CrossEncoderReranker(cross_encoder_dir, precision="int8", **options).score_pairs(queries, texts).scores
+    assert spearmanr(fp32, int8).statistic > 0.9  # this model's head is random: its scores are nearly flat
 
 
 def test_spec_names_the_model(cross_encoder_dir):

@@ -249,8 +249,10 @@ def workspace(tmp_path_factory, data_dir, cross_encoder_dir):
 
 
 def substitute(command: str, ports: dict[str, str]) -> str:
-    """What the test changes: the hub cross-encoder (unreachable offline) for a local one of its shape."""
+    """What the test changes: the hub cross-encoder (unreachable offline) for a local one of its shape, the
+    0.5B LLM for the 135M one (the same plumbing in a quarter of the time), and fixed ports for free ones."""
     command = command.replace("cross-encoder/ms-marco-MiniLM-L-6-v2", "cross-encoder")
+    command = command.replace("qwen2.5-coder-0.5b", "smollm2-135m")
     for port, free in ports.items():
         command = command.replace(f":{port}", f":{free}").replace(f"--port {port}", f"--port {free}")
     return command

@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
 
-from data.errors import InvalidSpecError
 from data.inference import NEUTRAL, Backend, SentenceEncoder, backend_libraries, check_backend
 from data.models import check_model, resolve_model
 from data.optional import optional_import
@@ -49,8 +48,6 @@ class BiEncoderReranker(PointwiseReranker):
         self.model = model
         self.backend, self.precision, self.calibration = backend, precision, calibration
         check_backend(backend, precision, "bi-encoder", calibration)
-        if backend == "torch" and precision != "float32":
-            raise InvalidSpecError("bi-encoder: precision=int8 runs on backend=onnx or openvino")
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = device
@@ -79,8 +76,6 @@ class BiEncoderReranker(PointwiseReranker):
         check_model(str(params.get("model", "minilm")), what=f"{where}: model", files=("modules.json", "config.json"))
         backend, precision = str(params.get("backend", "torch")), str(params.get("precision", "float32"))
         check_backend(backend, precision, where, params.get("calibration", 0))
-        if backend == "torch" and precision != "float32":
-            raise InvalidSpecError(f"{where}: precision=int8 runs on backend=onnx or openvino")
 
     @property
     def batch_invariant(self) -> bool:

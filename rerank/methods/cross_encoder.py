@@ -34,8 +34,7 @@ class CrossEncoderReranker(PointwiseReranker):
     first, as ``longest_first`` does. ``float16``/``bfloat16`` are for CUDA.
     ``backend="onnx"`` or ``"openvino"`` runs the same model exported once into the cache
     (``data.inference``); with ``precision="int8"`` it is quantised there: dynamically on ONNX
-    Runtime, or statically from the first ``calibration`` pairs the reranker is given. With
-    ``backend="torch"``, ``precision="int8"`` is torch's dynamic quantisation of the linear layers.
+    Runtime, or statically from the first ``calibration`` pairs the reranker is given.
     A checkpoint without trained weights for the classification head (a bi-encoder folder, a
     base model) is refused unless ``allow_untrained=true`` (speed tests only).
     Dynamic int8 scales activations per batch, so its scores move slightly with
@@ -110,10 +109,6 @@ class CrossEncoderReranker(PointwiseReranker):
                 raise ValueError(f"backend={backend} runs on the CPU; use backend=torch on {self._device.type}")
             if calibration == 0:  # else built on the first pairs it is given (their own calibration sample)
                 self._runtime = self._compile(())
-        elif precision == "int8":
-            if self._device.type != "cpu":
-                raise ValueError("precision=int8 is the CPU path; use float16 or bfloat16 on CUDA")
-            net = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
         elif precision in ("float16", "bfloat16") or (precision == "auto" and self._device.type == "cuda"):
             net = net.to(getattr(torch, "float16" if precision == "auto" else precision))
         self._net: Any = net.to(self._device) if backend == "torch" else None  # the export holds the weights
