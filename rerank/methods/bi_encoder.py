@@ -115,6 +115,10 @@ class BiEncoderReranker(PointwiseReranker):
         unique_queries = list(dict.fromkeys(queries))
         stored = [bool(docids) and docids[i] in self._stored for i in range(len(texts))]
         unique_texts = list(dict.fromkeys(t for t, s in zip(texts, stored, strict=True) if not s))
+        if self._sentence is not None and self._sentence.runtime is None:
+            # static int8 calibrates on what it is about to encode: this call's queries, then its passages
+            sample = [self.query_prefix + q for q in unique_queries] + [self.document_prefix + t for t in unique_texts]
+            self._sentence.encode(sample[: self.calibration])
         q_emb = self._encode([self.query_prefix + q for q in unique_queries])
         d_emb: Any = self._encode([self.document_prefix + t for t in unique_texts]) if unique_texts else None
         q_index = {q: i for i, q in enumerate(unique_queries)}
