@@ -287,10 +287,17 @@ def _export(
 
 
 class _Samples:
-    """ONNX Runtime's calibration reader over a list of feeds."""
+    """ONNX Runtime's calibration reader over a list of feeds, read one stride at a time."""
 
     def __init__(self, samples: Sequence[dict[str, Any]], names: Sequence[str]):
-        self._iter = iter([{n: s[n] for n in names} for s in samples])
+        self._feeds = [{n: s[n] for n in names} for s in samples]
+        self._iter = iter(self._feeds)
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._iter = iter(self._feeds[start_index:end_index])
 
     def get_next(self) -> dict[str, Any] | None:
         return next(self._iter, None)
@@ -314,8 +321,9 @@ def _quantize_onnx(source: Path, target: Path, calibration: Sequence[dict[str, A
         str(source), str(target), _Samples(calibration, names), quant_format=quantization.QuantFormat.QDQ,
         activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8, per_channel=True,
         op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=activations_only,
-        # ranges are folded in every few batches: holding every intermediate output of 1,000 texts took 10 GB
-        extra_options={"CalibMaxIntermediateOutputs": 4},
+        # Ranges are folded in after every batch: holding every intermediate output of 1,000 texts took 10 GB.
+        # (CalibMaxIntermediateOutputs would bound it too, but onnxruntime 1.32 drops the batches it folds.)
+        extra_options={"CalibStridedMinMax": 1},
     )  # fmt: skip
 
 
