@@ -112,8 +112,10 @@ class _Pooled:
                 if head == "logits":
                     return out.logits
                 if head == "splade":
-                    weights = torch.log1p(torch.relu(out.logits)) * mask
-                    return weights.max(dim=1).values
+                    # log1p(relu(.)) is monotonic: pool the raw logits over real tokens, then transform one
+                    # vocabulary-wide row per text instead of one per token.
+                    logits = out.logits.masked_fill(attention_mask.unsqueeze(-1) == 0, float("-inf"))
+                    return torch.log1p(torch.relu(logits.max(dim=1).values))
                 hidden = out.last_hidden_state
                 if head == "cls":
                     return hidden[:, 0]
@@ -382,6 +384,35 @@ def sentence_pooling(path: str) -> Head:
     return "mean"
 
 
+def padded_batches(
+    ids: Sequence[Sequence[int]], batch_size: int, pad_id: int | None
+) -> list[tuple[list[int], dict[str, Any]]]:
+    """Texts' token ids in batches of similar length, longest first: each batch's positions in ``ids`` and its
+    padded ``input_ids``, ``attention_mask`` and ``token_type_ids`` (zeros)."""
+    np = optional_import("numpy")
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    out = []
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        width = len(ids[chunk[0]])
+        batch = np.full((len(chunk), width), pad_id or 0, dtype=np.int64)
+        mask = np.zeros((len(chunk), width), dtype=np.int64)
+        for row, i in enumerate(chunk):
+            batch[row, : len(ids[i])] = ids[i]
+            mask[row, : len(ids[i])] = 1
+        out.append((chunk, {"input_ids": batch, "attention_mask": mask, "token_type_ids": np.zeros_like(batch)}))
+    return out
+
+
+def keep_export(runtime: EncoderRuntime, target: Path) -> None:
+    """Copy the export an index was encoded with into it (``target``), replacing any earlier one whole."""
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(runtime.folder, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
 class SentenceEncoder:
     """Normalised sentence embeddings on ONNX Runtime or OpenVINO, tokenised and batched as sentence-transformers does.
 
@@ -415,29 +446,14 @@ class SentenceEncoder:
         elif not (precision == "int8" and calibration):
             self.runtime = EncoderRuntime(path, self.head, backend, precision, (), threads)
 
-    def _batches(self, ids: list[list[int]]) -> list[tuple[list[int], dict[str, Any]]]:
-        np = optional_import("numpy")
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        out = []
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            width = len(ids[chunk[0]])
-            batch = np.full((len(chunk), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
-            mask = np.zeros((len(chunk), width), dtype=np.int64)
-            for row, i in enumerate(chunk):
-                batch[row, : len(ids[i])] = ids[i]
-                mask[row, : len(ids[i])] = 1
-            out.append((chunk, {"input_ids": batch, "attention_mask": mask, "token_type_ids": np.zeros_like(batch)}))
-        return out
-
     def encode(self, texts: Sequence[str]) -> Any:
         np = optional_import("numpy")
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, verbose=False)["input_ids"]
-        batches = self._batches(ids)
+        batches = padded_batches(ids, self.batch_size, self.tokenizer.pad_token_id)
         if not ids:
             return np.zeros((0, 0), dtype=np.float32)
         if self.runtime is None:
-            sample = self._batches(ids[: self.calibration])
+            sample = padded_batches(ids[: self.calibration], self.batch_size, self.tokenizer.pad_token_id)
             self.runtime = EncoderRuntime(
                 self.path, self.head, self.backend, self.precision, [b for _, b in sample], self.threads
             )

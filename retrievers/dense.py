@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from data.inference import NEUTRAL, Backend, SentenceEncoder, backend_libraries, check_backend
+from data.inference import NEUTRAL, Backend, SentenceEncoder, backend_libraries, check_backend, keep_export
 from data.models import resolve_model
 from data.optional import optional_import
 from data.records import Candidate, Document, Query, Ranking, Run
@@ -116,17 +116,6 @@ class DenseEncoder:
             convert_to_numpy=True, show_progress_bar=progress,
         )  # fmt: skip
         return np.ascontiguousarray(vectors, dtype=np.float32)
-
-
-def _keep_export(embedder: DenseEncoder, target: Path) -> None:
-    import shutil
-
-    assert embedder.sentence is not None and embedder.sentence.runtime is not None
-    staging = target.with_name(".export.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(embedder.sentence.runtime.folder, staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
 
 
 class DenseRetriever(Retriever):
@@ -236,7 +225,8 @@ class DenseRetriever(Retriever):
             params["pooling"] = pooling
         if backend != "torch":  # absent means torch: older indexes still load
             params |= {"backend": backend, "precision": precision, "calibration": calibration}
-            _keep_export(embedder, index_dir / "export")
+            assert embedder.sentence is not None and embedder.sentence.runtime is not None
+            keep_export(embedder.sentence.runtime, index_dir / "export")
         if index == "hnsw":
             params |= {"hnsw_m": hnsw_m, "ef_construction": ef_construction}
         corpus_info = {**(corpus or {}), "documents": count}

@@ -13,10 +13,20 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
+from data.inference import (
+    NEUTRAL,
+    Backend,
+    EncoderRuntime,
+    backend_libraries,
+    check_backend,
+    keep_export,
+    padded_batches,
+)
 from data.models import resolve_model
 from data.optional import optional_import
 from data.records import Document, Query, Run
@@ -25,25 +35,51 @@ from retrievers.lucene import build_lucene_index, require_pyserini, search_batch
 
 
 class SpladeEncoder:
-    """Texts to sparse term weights with any Hugging Face SPLADE (masked-LM) model."""
+    """Texts to sparse term weights with any Hugging Face SPLADE (masked-LM) model.
+
+    ``backend=onnx|openvino`` runs an export whose graph ends in the pooled weights (see
+    ``data.inference``), on batches sorted by length; ``export`` opens one an index kept.
+    """
 
     def __init__(
-        self, model: str = "splade-tiny", max_length: int = 256, batch_size: int = 8, device: str | None = None
+        self,
+        model: str = "splade-tiny",
+        max_length: int = 256,
+        batch_size: int = 8,
+        device: str | None = None,
+        backend: Backend = "torch",
+        precision: Literal["float32", "int8"] = "float32",
+        calibration: int = 0,
+        threads: int | None = None,
+        export: Path | None = None,
     ):
-        torch = optional_import("torch")
+        if export is None:  # an index's own export needs no calibration sample again
+            check_backend(backend, precision, "splade", calibration)
         transformers = optional_import("transformers")
         self.model, self.max_length, self.batch_size = model, max_length, batch_size
-        path = resolve_model(model)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self._tokenizer: Any = transformers.AutoTokenizer.from_pretrained(path)
-        self._mlm: Any = transformers.AutoModelForMaskedLM.from_pretrained(path).to(self.device).eval()
+        self.backend, self.precision, self.calibration, self.threads = backend, precision, calibration, threads
+        self._path = resolve_model(model)
+        self._tokenizer: Any = transformers.AutoTokenizer.from_pretrained(self._path)
         self._vocab = {i: t for t, i in self._tokenizer.get_vocab().items()}
+        self.runtime: EncoderRuntime | None = None
+        if backend == "torch":
+            torch = optional_import("torch")
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self._mlm: Any = transformers.AutoModelForMaskedLM.from_pretrained(self._path).to(self.device).eval()
+        elif export is not None:
+            self.runtime = EncoderRuntime.from_folder(export, threads)
+        elif not (precision == "int8" and calibration):
+            self.runtime = EncoderRuntime(self._path, "splade", backend, precision, (), threads)
 
     def encode(self, texts: Sequence[str], quantization: float | None = None) -> list[dict[str, float]]:
         """One ``{term: weight}`` per text; with ``quantization``, integer weights ``round(w × q)`` above zero."""
+        pooled = self._pooled_torch(texts) if self.backend == "torch" else self._pooled_exported(texts)
+        return [self._terms(row, quantization) for row in pooled]
+
+    def _pooled_torch(self, texts: Sequence[str]) -> list[Any]:
         import torch
 
-        out: list[dict[str, float]] = []
+        rows: list[Any] = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 batch = self._tokenizer(
@@ -55,18 +91,33 @@ class SpladeEncoder:
                 padding = batch["attention_mask"].unsqueeze(-1) == 0
                 pooled = torch.log1p(torch.relu(logits.masked_fill_(padding, float("-inf")).max(dim=1).values))
                 del logits
-                for row in pooled:
-                    nonzero = torch.nonzero(row).squeeze(-1).tolist()
-                    values = row[nonzero].tolist()
-                    terms: dict[str, float] = {}
-                    for index, value in zip(nonzero, values, strict=True):
-                        if quantization is not None:
-                            value = round(value * quantization)
-                            if value <= 0:
-                                continue
-                        terms[self._vocab[index]] = value
-                    out.append(terms)
-        return out
+                rows.extend(pooled.cpu().numpy())
+        return rows
+
+    def _pooled_exported(self, texts: Sequence[str]) -> list[Any]:
+        ids = self._tokenizer(list(texts), truncation=True, max_length=self.max_length, verbose=False)["input_ids"]
+        pad = self._tokenizer.pad_token_id
+        if self.runtime is None:  # static int8: calibrated on the first call's first texts
+            sample = [b for _, b in padded_batches(ids[: self.calibration], self.batch_size, pad)]
+            self.runtime = EncoderRuntime(self._path, "splade", self.backend, self.precision, sample, self.threads)
+        rows: list[Any] = [None] * len(ids)
+        for chunk, batch in padded_batches(ids, self.batch_size, pad):
+            for position, row in zip(chunk, self.runtime.run(**batch), strict=True):
+                rows[position] = row
+        return rows
+
+    def _terms(self, row: Any, quantization: float | None) -> dict[str, float]:
+        import numpy as np
+
+        nonzero = np.flatnonzero(row)
+        terms: dict[str, float] = {}
+        for index, value in zip(nonzero.tolist(), row[nonzero].tolist(), strict=True):
+            if quantization is not None:
+                value = round(value * quantization)
+                if value <= 0:
+                    continue
+            terms[self._vocab[index]] = value
+        return terms
 
 
 class _QueryEncoder:
@@ -83,13 +134,23 @@ class SpladeRetriever(Retriever):
     name = "splade"
     libraries = ("torch", "transformers", "pyserini")
     search_params = frozenset({"threads"})
+    neutral_params = MappingProxyType({**NEUTRAL, "precision": "float32"})
+
+    @classmethod
+    def libraries_for(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+        return cls.libraries + backend_libraries(str(params.get("backend", "torch")))
 
     def __init__(self, index_dir: str | Path, k: int = 1000, threads: int = 2, device: str | None = None):
         require_pyserini()
         self.index_dir = Path(index_dir)
         self.params = dict(IndexMeta.load(index_dir).params)
         self.k, self.threads = k, threads
-        self.encoder = SpladeEncoder(self.params["model"], self.params["max_length"], device=device)
+        export = self.index_dir / "export"
+        self.encoder = SpladeEncoder(
+            self.params["model"], self.params["max_length"], device=device,
+            backend=self.params.get("backend", "torch"), precision=self.params.get("precision", "float32"),
+            export=export if export.is_dir() else None,
+        )  # fmt: skip
         self._searcher: Any = None
 
     @classmethod
@@ -104,13 +165,20 @@ class SpladeRetriever(Retriever):
         quantization: float = 100.0,
         threads: int = 2,
         device: str | None = None,
+        backend: Backend = "torch",
+        precision: Literal["float32", "int8"] = "float32",
+        calibration: int = 0,
         **search_options: Any,
     ) -> SpladeRetriever:
-        """Encode documents (title and text) and index their quantised weights."""
+        """Encode documents (title and text) and index their quantised weights.
+
+        With ``backend=onnx|openvino`` the index keeps the export its documents were encoded with
+        (``export/``), so queries are encoded by the same model, calibration included.
+        """
         from tqdm import tqdm
 
         require_pyserini()
-        encoder = SpladeEncoder(model, max_length, batch_size, device)
+        encoder = SpladeEncoder(model, max_length, batch_size, device, backend, precision, calibration)
         index_dir = Path(index_dir)
         staging = index_dir / ".collection"
         shutil.rmtree(staging, ignore_errors=True)
@@ -135,7 +203,7 @@ class SpladeRetriever(Retriever):
             for doc in documents:
                 pending.append(doc)
                 count += 1
-                if len(pending) >= batch_size * 16:
+                if len(pending) >= max(batch_size * 16, calibration):  # static int8 calibrates on the first
                     flush()
             flush()
         lucene = index_dir / "lucene"
@@ -149,9 +217,12 @@ class SpladeRetriever(Retriever):
             "pooling": "max",
             "activation": "log1p(relu)",
         }
-        new_meta(cls.name, params, {**(corpus or {}), "documents": count}, "pyserini", "transformers", "torch").save(
-            index_dir
-        )
+        if backend != "torch":  # absent means torch: older indexes still load
+            params |= {"backend": backend, "precision": precision, "calibration": calibration}
+            assert encoder.runtime is not None
+            keep_export(encoder.runtime, index_dir / "export")
+        libraries = ("pyserini", "transformers", "torch", *backend_libraries(backend))
+        new_meta(cls.name, params, {**(corpus or {}), "documents": count}, *libraries).save(index_dir)
         return cls(index_dir, threads=threads, device=device, **search_options)
 
     @classmethod

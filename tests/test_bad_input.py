@@ -467,6 +467,20 @@ CASES = [
         "give --dataset NAME or --corpus FILE",
     ),
     Case(
+        "index: bm25 has no encoder",
+        ["index", "--retriever", "bm25", "--dataset", "example", "--backend", "onnx", "--out", "{tmp}/newindex"],
+        INVALID,
+        "--backend, --precision and --calibration choose the encoder of dense or splade",
+        ["index", "--retriever", "bm25", "--dataset", "example", "--out", "{tmp}/newindex"],
+    ),
+    Case(
+        "index: splade openvino int8 without calibration",
+        ["index", "--retriever", "splade", "--dataset", "example", "--backend", "openvino", "--precision", "int8",
+         "--out", "{tmp}/newindex"],
+        INVALID,
+        "backend=openvino, precision=int8 is static quantisation: give calibration=N",
+    ),  # fmt: skip
+    Case(
         "index: unknown retriever",
         ["index", "--retriever", "nope", "--dataset", "example", "--out", "{tmp}/newindex"],
         USAGE,

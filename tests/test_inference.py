@@ -103,6 +103,32 @@ def test_a_dense_index_keeps_its_export_and_encodes_queries_with_it(tmp_path):
     assert len(reopened.retrieve(example.queries(), k=10)) == len(example.queries())
 
 
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_fp32_splade_weights_equal_torch(backend, dl19_pairs):
+    from retrievers.splade import SpladeEncoder
+
+    texts = list(dict.fromkeys(dl19_pairs[1]))[:64]
+    ours = SpladeEncoder("splade-tiny", backend=backend).encode(texts)
+    for want, got in zip(SpladeEncoder("splade-tiny").encode(texts), ours, strict=True):
+        assert max(abs(want.get(t, 0.0) - got.get(t, 0.0)) for t in want.keys() | got.keys()) < 1e-4
+
+
+def test_an_int8_splade_index_keeps_its_export_and_retrieves(tmp_path):
+    from retrievers.splade import SpladeRetriever
+
+    example = data.load("example")
+    SpladeRetriever.build(
+        example.iter_documents(), tmp_path / "idx", backend="openvino", precision="int8", calibration=16
+    )
+    assert (tmp_path / "idx" / "export" / "export.json").is_file()
+    reopened = SpladeRetriever.load(tmp_path / "idx")
+    assert reopened.encoder.runtime is not None and reopened.encoder.runtime.folder == tmp_path / "idx" / "export"
+    run = reopened.retrieve(example.queries(), 10)
+    assert run["q2"].docids[0] == "sky1"  # as in fp32 (tests/test_retrievers.py)
+    bm25 = evaluate(example.run("bm25"), example.qrels(), "nDCG@10").aggregate["nDCG@10"]
+    assert evaluate(run, example.qrels(), "nDCG@10").aggregate["nDCG@10"] > bm25
+
+
 def test_int8_dense_retrieval_keeps_scifact_ndcg(data_dir, tmp_path):
     from retrievers.dense import DenseRetriever
 

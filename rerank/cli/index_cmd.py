@@ -37,13 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--document-prefix", default="", help="dense: text put before documents")
     parser.add_argument("--threads", type=int, default=2, help="Lucene indexing threads")
     parser.add_argument(
-        "--backend", choices=("torch", "onnx", "openvino"), default="torch", help="dense: where the encoder runs"
+        "--backend",
+        choices=("torch", "onnx", "openvino"),
+        default="torch",
+        help="dense, splade: where the encoder runs",
     )
     parser.add_argument(
-        "--precision", choices=("float32", "int8"), default="float32", help="dense: int8 needs onnx or openvino"
+        "--precision", choices=("float32", "int8"), default="float32", help="dense, splade: int8 needs onnx or openvino"
     )
     parser.add_argument(
-        "--calibration", type=int, default=0, metavar="N", help="dense: static int8 from the first N documents"
+        "--calibration", type=int, default=0, metavar="N", help="dense, splade: static int8 from the first N documents"
     )
 
 
@@ -85,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
     if args.retriever == "dense":
         options |= {"index": args.index, "hnsw_m": args.hnsw_m, "ef_construction": args.ef_construction}
         options |= {"query_prefix": args.query_prefix, "document_prefix": args.document_prefix}
-        if args.backend != "torch":
-            check_backend(args.backend, args.precision, "--backend", args.calibration)
-            options |= {"backend": args.backend, "precision": args.precision, "calibration": args.calibration}
-        elif args.precision != "float32" or args.calibration:
-            raise InvalidSpecError("--precision int8 and --calibration need --backend onnx or openvino")
+    if args.retriever != "bm25" and args.backend != "torch":
+        check_backend(args.backend, args.precision, "--backend", args.calibration)
+        options |= {"backend": args.backend, "precision": args.precision, "calibration": args.calibration}
+    elif args.backend != "torch" or args.precision != "float32" or args.calibration:
+        raise InvalidSpecError("--backend, --precision and --calibration choose the encoder of dense or splade")
     start = time.perf_counter()
     retriever_class(args.retriever).build(documents, args.out, **options)
     from retrievers.base import IndexMeta
