@@ -35,7 +35,7 @@ from data.optional import optional_import
 Backend = Literal["torch", "onnx", "openvino"]
 Head = Literal["logits", "mean", "cls", "splade"]
 BACKENDS = ("torch", "onnx", "openvino")
-EXPORT_FORMAT = 1  # bump when what an export holds changes
+EXPORT_FORMAT = 2  # bump when what an export holds changes (2: eager attention)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _EXTRA = {"onnx": "onnx", "openvino": "openvino"}
 
@@ -96,12 +96,16 @@ class _Pooled:
         class Exported(torch.nn.Module):  # type: ignore[name-defined]  # torch is imported lazily
             def __init__(self) -> None:
                 super().__init__()
-                if head == "logits":
-                    self.net = transformers.AutoModelForSequenceClassification.from_pretrained(path)
-                elif head == "splade":
-                    self.net = transformers.AutoModelForMaskedLM.from_pretrained(path)
-                else:
-                    self.net = transformers.AutoModel.from_pretrained(path)
+                auto = {
+                    "logits": transformers.AutoModelForSequenceClassification,
+                    "splade": transformers.AutoModelForMaskedLM,
+                }.get(head, transformers.AutoModel)
+                # Eager attention exports as MatMul, Softmax, MatMul, which OpenVINO fuses into one attention
+                # kernel; the SDPA export's NaN guards (IsNaN, Select) keep the three apart.
+                try:
+                    self.net = auto.from_pretrained(path, attn_implementation="eager")
+                except ValueError:  # a model without an eager attention path
+                    self.net = auto.from_pretrained(path)
 
             def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
                 kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
