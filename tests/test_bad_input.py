@@ -475,11 +475,22 @@ CASES = [
     ),
     Case(
         "index: splade openvino int8 without calibration",
-        ["index", "--retriever", "splade", "--dataset", "example", "--backend", "openvino", "--precision", "int8",
-         "--out", "{tmp}/newindex"],
+        [
+            "index",
+            "--retriever",
+            "splade",
+            "--dataset",
+            "example",
+            "--backend",
+            "openvino",
+            "--precision",
+            "int8",
+            "--out",
+            "{tmp}/newindex",
+        ],
         INVALID,
         "backend=openvino, precision=int8 is static quantisation: give calibration=N",
-    ),  # fmt: skip
+    ),
     Case(
         "index: unknown retriever",
         ["index", "--retriever", "nope", "--dataset", "example", "--out", "{tmp}/newindex"],
