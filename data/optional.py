@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from types import ModuleType
 
 from data.errors import MissingDependencyError
@@ -23,6 +25,10 @@ EXTRAS = {
     "onnxscript": "onnx",
     "openvino": "openvino",
     "nncf": "openvino",
+    "pandas": "pandas",
+    "pyterrier": "pyterrier",
+    "langchain_core": "langchain",
+    "llama_index": "llamaindex",
 }
 
 
@@ -31,7 +37,26 @@ def optional_import(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        top = module.split(".")[0]
-        extra = EXTRAS.get(top)
-        hint = f"pip install 'rerank[{extra}]'" if extra else f"pip install {top}"
-        raise MissingDependencyError(f"{module} is required here but could not be imported ({err}); {hint}") from err
+        raise _missing(module, err) from err
+
+
+@contextlib.contextmanager
+def optional_dependency(module: str) -> Iterator[None]:
+    """An import in this block that fails raises ``MissingDependencyError`` naming ``module``'s extra.
+
+    For modules built on an optional library (``with optional_dependency("pyterrier"): import pyterrier``):
+    the imports stay plain, so type checkers read them.
+    """
+    try:
+        yield
+    except MissingDependencyError:
+        raise
+    except ImportError as err:
+        raise _missing(module, err) from err
+
+
+def _missing(module: str, err: ImportError) -> MissingDependencyError:
+    top = module.split(".")[0]
+    extra = EXTRAS.get(top)
+    hint = f"pip install 'rerank[{extra}]'" if extra else f"pip install {top}"
+    return MissingDependencyError(f"{module} is required here but could not be imported ({err}); {hint}")

@@ -11,6 +11,12 @@ import numbers
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from data.frames import Queries, TextSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,26 @@ class Run:
 
     def num_candidates(self) -> int:
         return sum(len(r) for r in self.rankings.values())
+
+    def to_frame(self, queries: Queries | None = None, docs: TextSource | None = None) -> pd.DataFrame:
+        """This run as a pandas frame in PyTerrier's columns (``qid, query, docno, text, score, rank``,
+        rank 0-based): ``query`` with ``queries`` (Query records or qid -> text), ``text`` with ``docs``
+        (a document store) or candidates that carry their texts. See ``data.frames``."""
+        from data.frames import run_to_frame
+
+        return run_to_frame(self, queries, docs)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, name: str = "") -> Run:
+        """The run of a frame with ``qid, docno, score`` (``text`` kept where present), each query's
+        documents in ``rank`` order, or by score where the frame has no rank."""
+        from data.frames import frame_rankings
+
+        rankings = frame_rankings(frame, ("qid", "docno", "score"), "Run.from_frame")
+        return cls.from_rankings(
+            (Ranking(r.qid, tuple(Candidate(docno, score, text) for docno, score, text in r.rows)) for r in rankings),
+            name,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The ``Reranker`` interface: batch first, a permutation out, a cost record with it.
 
-Contract (``../shared/DESIGN.md``): every input candidate comes back exactly
+Contract (``docs/design.md``): every input candidate comes back exactly
 once, sorted by score descending; ties follow trec_eval's order (docid
 descending), so the returned order is the order a written run file has.
 """
@@ -12,12 +12,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from data.records import Candidate, Query, Ranking, RerankRequest
 from rerank.cache import OutputCache, cache_key
 from rerank.cost import Cost
 from rerank.spec import MethodSpec, Value
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from data.docstore import DocumentStore
+    from rerank.integrations.langchain import RerankerDocumentCompressor
+    from rerank.integrations.llamaindex import RerankerNodePostprocessor
+    from rerank.integrations.pyterrier import RerankerTransformer
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,41 @@ class Reranker(ABC):
                 raise TypeError(f"rank(): document {i} is a {type(d).__name__}; give strings or Candidates")
             candidates.append(d if isinstance(d, Candidate) else Candidate(str(i), 0.0, d))
         return self.rerank([RerankRequest(q, tuple(candidates))])[0]
+
+    def rerank_frame(self, frame: pd.DataFrame, docs: DocumentStore | None = None) -> pd.DataFrame:
+        """Rerank a pandas frame in PyTerrier's columns: ``qid, query, docno`` and ``text`` (or ``docs``, a
+        document store, to read texts from); ``score`` is optional. Returns its rows with new ``score``
+        and ``rank`` (0-based) columns, sorted by qid then rank; other columns come along."""
+        from data.frames import frame_rankings, reranked_frame
+        from rerank.inputs import attach_texts
+
+        needed = ("qid", "query", "docno") if docs is not None else ("qid", "query", "docno", "text")
+        requests = [
+            RerankRequest(Query(r.qid, r.query or ""), attach_texts(tuple(Candidate(*row) for row in r.rows), docs))
+            for r in frame_rankings(frame, needed, f"{type(self).__name__}.rerank_frame")
+        ]
+        return reranked_frame(frame, [result.ranking for result in self.rerank(requests)])
+
+    def as_pyterrier(self, docs: DocumentStore | None = None) -> RerankerTransformer:
+        """This reranker as a PyTerrier transformer (``pt.Transformer``) over results frames: it composes
+        with PyTerrier's operators (``bm25 % 100 >> reranker.as_pyterrier()``). Needs ``rerank[pyterrier]``."""
+        from rerank.integrations.pyterrier import RerankerTransformer
+
+        return RerankerTransformer(self, docs)
+
+    def as_langchain(self, top_n: int | None = 3) -> RerankerDocumentCompressor:
+        """A LangChain document compressor keeping the ``top_n`` documents (all with None) by this
+        reranker, each with ``relevance_score`` in its metadata. Needs ``rerank[langchain]``."""
+        from rerank.integrations.langchain import RerankerDocumentCompressor
+
+        return RerankerDocumentCompressor(reranker=self, top_n=top_n)
+
+    def as_llamaindex(self, top_n: int | None = 3) -> RerankerNodePostprocessor:
+        """A LlamaIndex node postprocessor keeping the ``top_n`` nodes (all with None) by this reranker,
+        scored by it. Needs ``rerank[llamaindex]``."""
+        from rerank.integrations.llamaindex import RerankerNodePostprocessor
+
+        return RerankerNodePostprocessor(reranker=self, top_n=top_n)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec})"

@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from data.errors import DatasetNotFoundError, ParseError
 from data.records import Query, Run
 from data.textio import atomic_writer
+
+if TYPE_CHECKING:
+    from data.docstore import DocumentStore
+    from retrievers.pyterrier import RetrieverTransformer
 
 META_FILE = "rerank-index.json"
 
@@ -123,6 +127,13 @@ class Retriever(ABC):
     def search(self, query: str | Query, k: int | None = None) -> Run:
         """One query, for convenience."""
         return self.retrieve([query if isinstance(query, Query) else Query("0", query)], k)
+
+    def as_pyterrier(self, docs: DocumentStore | None = None) -> RetrieverTransformer:
+        """This retriever as a PyTerrier transformer (``pt.Transformer``) from queries frames to results
+        frames, with a ``text`` column when ``docs`` (a document store) is given. Needs ``rerank[pyterrier]``."""
+        from retrievers.pyterrier import RetrieverTransformer
+
+        return RetrieverTransformer(self, docs)
 
     def __mod__(self, k: int) -> Retriever:
         if not isinstance(k, int) or k < 1:
