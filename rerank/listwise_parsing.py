@@ -2,7 +2,7 @@
 
 The model is asked for ``[3] > [1] > [2]``. What comes back may be partial,
 repeat ids, name ids that do not exist, wrap the ranking in prose, or be empty.
-The rule (``../shared/DESIGN.md``): ids the model placed come first in its
+The rule (the reranker contract in ``docs/design.md``): ids the model placed come first in its
 order; repeated and out-of-range ids are ignored; missing ids follow in their
 previous relative order. Any deviation from a clean full permutation counts as
 one parse failure of that window.

@@ -2,7 +2,7 @@
 
 Subclass ``RerankerContract`` in a pytest module and give it a ``reranker``
 fixture; each ``test_*`` method then checks one clause of the contract in
-``../shared/DESIGN.md`` against the real method. Plugins can reuse it.
+``docs/design.md`` against the real method. Plugins can reuse it.
 """
 
 from __future__ import annotations
