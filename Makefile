@@ -1,4 +1,5 @@
-# make demo: set up (once) and run the main job.  make test: set up (once) and run every check.
+# make demo: set up (once) and run the main job.  make test: set up (once) and run every check (what CI runs).
+# make check: the fast tier (lint, types, every test but slow and acceptance).
 VENV ?= .venv
 SHARED_DATA := $(abspath ../shared/datasets)
 export RERANK_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
@@ -7,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export VENV
 
-.PHONY: setup demo test
+.PHONY: setup demo test check
 
 setup:
 	@bash scripts/setup.sh
@@ -17,3 +18,6 @@ demo: setup
 
 test: setup
 	@bash scripts/test.sh
+
+check: setup
+	@bash scripts/check.sh

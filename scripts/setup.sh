@@ -21,7 +21,7 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep 
 pip install torch==2.13.0
 # llamacpp builds llama.cpp from source: about 6 minutes on 2 cores, once.
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
-pip install -e ".[models,dense,llm,llamacpp,pyserini,plots,serve,onnx,openvino,dev]"
+pip install -e ".[all,llamacpp,docs,dev]"
 # The leaderboard's cells record the library versions they were computed with (their keys): keep the one
 # a newer registry release would otherwise replace, so a fresh machine finds them fresh.
 pip install "sentence-transformers==6.2.0"

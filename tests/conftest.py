@@ -90,3 +90,19 @@ def minilm_server():
         yield served.wait_listening()
     finally:
         served.stop()
+
+
+TIERS = ("unit", "contract", "integration", "acceptance")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test names exactly one tier, so `make check` (all but slow and acceptance) is a known subset."""
+    wrong = []
+    for item in items:
+        tiers = sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS})
+        if len(tiers) != 1:
+            wrong.append(f"{item.nodeid}: {', '.join(tiers) or 'no tier'}")
+    if wrong:
+        raise pytest.UsageError(
+            f"every test needs exactly one tier marker of {', '.join(TIERS)}:\n  " + "\n  ".join(wrong[:20])
+        )

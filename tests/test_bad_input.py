@@ -54,12 +54,15 @@ CASES = [
     Case("spec does not parse", [*RUN, "--reranker", "random(seed=1"], INVALID, "expected", [*RUN, *RANDOM]),
     Case("unknown parameter", [*RUN, "--reranker", "random(nosuch=1)"], INVALID, "has no parameter 'nosuch'"),
     Case("seed not an integer", [*RUN, "--reranker", "random(seed=x)"], INVALID, "seed must be an integer, not 'x'"),
-    Case(
-        "batch_size=abc",
-        [*RUN, "--reranker", "bi-encoder(model=minilm, batch_size=abc)"],
-        INVALID,
-        "batch_size must be an integer, not 'abc'",
-        [*RUN, "--reranker", "bi-encoder(model=minilm, batch_size=16)"],
+    pytest.param(  # the fix runs a real model
+        Case(
+            "batch_size=abc",
+            [*RUN, "--reranker", "bi-encoder(model=minilm, batch_size=abc)"],
+            INVALID,
+            "batch_size must be an integer, not 'abc'",
+            [*RUN, "--reranker", "bi-encoder(model=minilm, batch_size=16)"],
+        ),
+        marks=pytest.mark.slow,
     ),
     Case(
         "batch_size=2.5",
@@ -79,12 +82,15 @@ CASES = [
         INVALID,
         "precision must be one of auto, float32, float16, bfloat16, int8, not 'fp8'",
     ),
-    Case(
-        "backend=tensorflow",
-        [*RUN, "--reranker", "bi-encoder(model=minilm, backend=tensorflow)"],
-        INVALID,
-        "backend must be one of torch, onnx, openvino, not 'tensorflow'",
-        [*RUN, "--reranker", "bi-encoder(model=minilm, backend=onnx)"],
+    pytest.param(  # the fix runs a real model
+        Case(
+            "backend=tensorflow",
+            [*RUN, "--reranker", "bi-encoder(model=minilm, backend=tensorflow)"],
+            INVALID,
+            "backend must be one of torch, onnx, openvino, not 'tensorflow'",
+            [*RUN, "--reranker", "bi-encoder(model=minilm, backend=onnx)"],
+        ),
+        marks=pytest.mark.slow,
     ),
     Case(
         "float16 on onnx",
@@ -98,12 +104,15 @@ CASES = [
         INVALID,
         "calibration=N calibrates static int8",
     ),
-    Case(
-        "openvino int8 without calibration",
-        [*RUN, "--reranker", "bi-encoder(model=minilm, backend=openvino, precision=int8)"],
-        INVALID,
-        "backend=openvino, precision=int8 is static quantisation: give calibration=N",
-        [*RUN, "--reranker", "bi-encoder(model=minilm, backend=openvino, precision=int8, calibration=20)"],
+    pytest.param(  # the fix runs a real model
+        Case(
+            "openvino int8 without calibration",
+            [*RUN, "--reranker", "bi-encoder(model=minilm, backend=openvino, precision=int8)"],
+            INVALID,
+            "backend=openvino, precision=int8 is static quantisation: give calibration=N",
+            [*RUN, "--reranker", "bi-encoder(model=minilm, backend=openvino, precision=int8, calibration=20)"],
+        ),
+        marks=pytest.mark.slow,
     ),
     Case(
         "int8 on torch for the bi-encoder",
@@ -123,12 +132,15 @@ CASES = [
         INVALID,
         'query_prefix must be a string (quote it: "3")',
     ),
-    Case(
-        "bi-encoder folder as a cross-encoder",
-        [*RUN, "--reranker", "cross-encoder(model=minilm)"],
-        INVALID,
-        "no trained weights for classifier",
-        [*RUN, "--reranker", "cross-encoder(model=minilm, allow_untrained=true)"],
+    pytest.param(  # the fix runs a real model
+        Case(
+            "bi-encoder folder as a cross-encoder",
+            [*RUN, "--reranker", "cross-encoder(model=minilm)"],
+            INVALID,
+            "no trained weights for classifier",
+            [*RUN, "--reranker", "cross-encoder(model=minilm, allow_untrained=true)"],
+        ),
+        marks=pytest.mark.slow,
     ),
     Case(
         "model folder that does not exist",
@@ -466,12 +478,15 @@ CASES = [
         INVALID,
         "give --dataset NAME or --corpus FILE",
     ),
-    Case(
-        "index: bm25 has no encoder",
-        ["index", "--retriever", "bm25", "--dataset", "example", "--backend", "onnx", "--out", "{tmp}/newindex"],
-        INVALID,
-        "--backend, --precision and --calibration choose the encoder of dense or splade",
-        ["index", "--retriever", "bm25", "--dataset", "example", "--out", "{tmp}/newindex"],
+    pytest.param(  # the fix runs a real model
+        Case(
+            "index: bm25 has no encoder",
+            ["index", "--retriever", "bm25", "--dataset", "example", "--backend", "onnx", "--out", "{tmp}/newindex"],
+            INVALID,
+            "--backend, --precision and --calibration choose the encoder of dense or splade",
+            ["index", "--retriever", "bm25", "--dataset", "example", "--out", "{tmp}/newindex"],
+        ),
+        marks=pytest.mark.slow,
     ),
     Case(
         "index: splade openvino int8 without calibration",
@@ -674,6 +689,7 @@ def _leftovers(world: dict[str, str], before: set[Path]) -> list[Path]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.integration
 def test_a_wrong_input_gets_one_line_and_leaves_nothing(case: Case, world, capsys) -> None:
     before = set(Path(world["tmp"]).rglob("*"))
     capsys.readouterr()
@@ -694,17 +710,20 @@ def test_a_wrong_input_gets_one_line_and_leaves_nothing(case: Case, world, capsy
         assert fixed == OK, capsys.readouterr().err
 
 
+@pytest.mark.unit
 def test_the_table_holds_at_least_eighty_cases() -> None:
     assert len(CASES) + len(PYTHON_CASES) >= 80
 
 
 # -- outputs that are not regular files -----------------------------------------------------------
+@pytest.mark.integration
 def test_output_to_a_device_writes_in_place_and_keeps_the_device(world, capsys) -> None:
     code = main(["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--output", "/dev/null"])
     assert code == OK and stat.S_ISCHR(os.stat("/dev/null").st_mode)
     assert not Path("/dev/null.checkpoint").exists() and not Path("/dev/null.manifest.json").exists()
 
 
+@pytest.mark.integration
 def test_output_to_a_full_device_is_one_line_and_the_device_stays(world, capsys) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
@@ -714,6 +733,7 @@ def test_output_to_a_full_device_is_one_line_and_the_device_stays(world, capsys)
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
 
 
+@pytest.mark.integration
 def test_output_dash_streams_the_run_to_stdout_and_the_summary_to_stderr(world, capsys) -> None:
     assert main(["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--output", "-"]) == OK
     out, err = capsys.readouterr()
@@ -722,6 +742,7 @@ def test_output_dash_streams_the_run_to_stdout_and_the_summary_to_stderr(world, 
     assert "reranked 8 queries" in err
 
 
+@pytest.mark.integration
 def test_run_reads_standard_input(world, capsys, monkeypatch) -> None:
     text = Path(world["tmp"], "good.trec").read_text()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
@@ -729,6 +750,7 @@ def test_run_reads_standard_input(world, capsys, monkeypatch) -> None:
     assert data.read_trec_run(world["out"]).qids == data.load("example").run("bm25").qids
 
 
+@pytest.mark.integration
 def test_new_outputs_follow_the_umask(world, capsys) -> None:
     old = os.umask(0o027)
     try:
@@ -738,6 +760,7 @@ def test_new_outputs_follow_the_umask(world, capsys) -> None:
     assert stat.S_IMODE(os.stat(world["out"]).st_mode) == 0o640
 
 
+@pytest.mark.integration
 def test_keep_rest_appends_the_other_candidates_in_first_stage_order(world, capsys) -> None:
     out = world["out"]
     assert main(["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--top-k", "3", "--keep-rest",
@@ -750,6 +773,7 @@ def test_keep_rest_appends_the_other_candidates_in_first_stage_order(world, caps
         assert got[3:] == ranking.docids[3:]  # then the rest, in BM25's order
 
 
+@pytest.mark.integration
 def test_a_failure_before_the_first_batch_leaves_no_checkpoint(world, capsys) -> None:
     out = world["out"]
     spec = "cross-encoder(model=minilm)"  # refused when the model loads: the job had begun
@@ -759,12 +783,14 @@ def test_a_failure_before_the_first_batch_leaves_no_checkpoint(world, capsys) ->
 
 
 # -- the CLI's vocabulary ---------------------------------------------------------------------------
+@pytest.mark.integration
 def test_rerank_alone_prints_the_help(capsys) -> None:
     assert main([]) == OK
     out = capsys.readouterr().out
     assert "usage: rerank" in out and "run" in out and "list" in out
 
 
+@pytest.mark.integration
 def test_list_shows_each_method_with_its_parameters_and_defaults(capsys) -> None:
     assert main(["list", "methods"]) == OK
     out = capsys.readouterr().out
@@ -777,12 +803,14 @@ def test_list_shows_each_method_with_its_parameters_and_defaults(capsys) -> None
     assert packs["minilm"]["installed"] and "pip install" in packs["minilm"]["install"]
 
 
+@pytest.mark.integration
 def test_old_spellings_still_work_with_a_note(world, capsys) -> None:
     assert main(["doctor", "--output", "json"]) == OK
     captured = capsys.readouterr()
     assert captured.out.lstrip().startswith("[") and "--format json" in captured.err
 
 
+@pytest.mark.integration
 def test_warnings_say_when_a_result_may_mislead(world, capsys, tmp_path) -> None:
     partial = tmp_path / "partial.qrels"
     partial.write_text("q1 0 vac1 1\n")
@@ -846,12 +874,14 @@ PYTHON_CASES = [
 
 
 @pytest.mark.parametrize(("call", "error", "says"), [c[1:] for c in PYTHON_CASES], ids=[c[0] for c in PYTHON_CASES])
+@pytest.mark.integration
 def test_the_python_api_checks_its_arguments(call, error, says) -> None:
     with pytest.raises(error, match=None) as raised:
         call()
     assert says in str(raised.value)
 
 
+@pytest.mark.integration
 def test_evaluate_takes_paths_and_one_measure_name(world) -> None:
     from eval import evaluate
 
@@ -860,6 +890,8 @@ def test_evaluate_takes_paths_and_one_measure_name(world) -> None:
     assert by_path.aggregate == evaluate(example.run("bm25"), example.qrels(), ["nDCG@10"]).aggregate
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_quiet_silences_progress_bars_and_library_chatter(world, tmp_path) -> None:
     import subprocess
 

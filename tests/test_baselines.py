@@ -15,6 +15,7 @@ def reranker():
     return load_reranker("random(seed=0)")
 
 
+@pytest.mark.contract
 class TestRandomContract(RerankerContract):
     def test_cost_is_recorded(self, reranker):
         # no model: the cost is time only
@@ -23,6 +24,7 @@ class TestRandomContract(RerankerContract):
         assert results[0].cost.seconds >= 0
 
 
+@pytest.mark.unit
 def test_random_is_registered_through_the_plugin_group():
     assert "random" in method_names()
     assert str(load_reranker("random").spec) == "random(seed=0)"
@@ -33,6 +35,7 @@ def order(seed, passages):
     return [c.docid for c in load_reranker(f"random(seed={seed})").rerank([req])[0].ranking.candidates]
 
 
+@pytest.mark.unit
 def test_the_order_depends_on_the_seed_and_not_on_the_input_order():
     passages = [(f"d{i}", f"passage {i}") for i in range(20)]
     assert order(0, passages) == order(0, passages[::-1])
@@ -40,6 +43,7 @@ def test_the_order_depends_on_the_seed_and_not_on_the_input_order():
     assert order(0, passages) not in ([d for d, _ in passages], [d for d, _ in passages][::-1])
 
 
+@pytest.mark.unit
 def test_every_candidate_is_equally_likely_to_come_first():
     reranker = load_reranker("random(seed=7)")
     passages = [(f"d{i}", "same text") for i in range(10)]
@@ -50,6 +54,7 @@ def test_every_candidate_is_equally_likely_to_come_first():
     assert all(140 <= n <= 260 for n in top.values()), top
 
 
+@pytest.mark.integration
 def test_the_cli_runs_the_random_control_on_the_example(capsys, tmp_path):
     out = tmp_path / "random.trec"
     args = ["run", "--dataset", "example", "--run", "bm25", "--reranker", "random(seed=0)", "--output", str(out)]
@@ -59,6 +64,7 @@ def test_the_cli_runs_the_random_control_on_the_example(capsys, tmp_path):
     assert [r.docids for r in ranked] != [r.docids for r in first]
 
 
+@pytest.mark.integration
 def test_a_seed_of_the_wrong_type_is_one_clear_line(capsys, tmp_path):
     from rerank.cli import main
 

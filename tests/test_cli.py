@@ -17,6 +17,7 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.acceptance
 def test_eval_reproduces_dl19_table(capsys, data_dir):
     code, out, _ = run_cli(
         capsys, "eval", "--dataset", "msmarco-passage/trec-dl-2019", "bm25", "splade-pp-ed", "bm25-rm3"
@@ -30,6 +31,7 @@ def test_eval_reproduces_dl19_table(capsys, data_dir):
     assert "Holm" in lines[-1]
 
 
+@pytest.mark.integration
 def test_eval_json_with_qrels_file_and_measures(capsys, data_dir):
     scifact = data_dir / "beir/scifact"
     run_file = str(scifact / "runs/bm25-flat.pyserini.top100.trec.gz")
@@ -54,6 +56,7 @@ def test_eval_json_with_qrels_file_and_measures(capsys, data_dir):
     assert len(row["per_query"]["nDCG@10"]) == 300
 
 
+@pytest.mark.integration
 def test_eval_wilcoxon_marks_significance(capsys, data_dir):
     code, out, _ = run_cli(
         capsys,
@@ -73,6 +76,7 @@ def test_eval_wilcoxon_marks_significance(capsys, data_dir):
     assert tested["significant"] and tested["p_adjusted"] < 0.05
 
 
+@pytest.mark.integration
 def test_eval_tells_apart_runs_whose_file_names_collide(capsys, tmp_path):
     # leaderboard cells all hold a run.trec.gz: rows and significance must not mix them up
     first = data.load("example").run("bm25")
@@ -91,6 +95,7 @@ def test_eval_tells_apart_runs_whose_file_names_collide(capsys, tmp_path):
     assert rows[2]["against_first"]["nDCG@10"]["delta"] == 0
 
 
+@pytest.mark.integration
 def test_exit_codes(capsys, tmp_path):
     bad = tmp_path / "bad.trec"
     bad.write_text("q Q0 d 1 1.0 t\nq Q0 e 2 oops t\n")
@@ -108,6 +113,7 @@ def test_exit_codes(capsys, tmp_path):
     assert code == ExitCode.INVALID_INPUT and "unknown reranking method 'nope'" in err
 
 
+@pytest.mark.integration
 def test_doctor_reports_components(capsys, data_dir):
     code, out, _ = run_cli(capsys, "doctor", "--output", "json")
     report = {row["component"]: row for row in json.loads(out)}
@@ -122,6 +128,8 @@ def test_doctor_reports_components(capsys, data_dir):
 SPEC = "bi-encoder(model=minilm, batch_size=16)"
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_run_reranks_and_improves_the_example(capsys, tmp_path):
     out = tmp_path / "ex.trec"
     code, stdout, _ = run_cli(
@@ -167,6 +175,8 @@ def test_run_reranks_and_improves_the_example(capsys, tmp_path):
     assert code == 0 and "up to date" in stdout
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_run_resumes_from_checkpoint_with_identical_output(capsys, tmp_path):
     args = [
         "run",
@@ -207,6 +217,7 @@ def test_run_resumes_from_checkpoint_with_identical_output(capsys, tmp_path):
     assert (tmp_path / "resumed.trec").read_bytes() == full
 
 
+@pytest.mark.integration
 def test_corrupted_checkpoint_is_reported_not_trusted(capsys, tmp_path):
     out = tmp_path / "r.trec"
     args = ["run", "--dataset", "example", "--run", "bm25", "--reranker", SPEC, "--output", str(out)]
@@ -218,6 +229,8 @@ def test_corrupted_checkpoint_is_reported_not_trusted(capsys, tmp_path):
     assert code == 0 and out.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_run_from_files_and_rankllm_candidates(capsys, tmp_path, dl19):
     from data import Query, write_topics, write_trec_run
 
@@ -260,6 +273,7 @@ def test_run_from_files_and_rankllm_candidates(capsys, tmp_path, dl19):
 
 
 @pytest.mark.slow
+@pytest.mark.acceptance
 def test_dl19_bm25_top100_minilm_reaches_the_recorded_ndcg(capsys, tmp_path, data_dir):
     """ASSETS.md records 0.6424 for MiniLM cosine over DL19 BM25 top 100: a pipeline from the CLI, with --eval."""
     out = tmp_path / "dl19.trec"
@@ -280,6 +294,7 @@ def test_dl19_bm25_top100_minilm_reaches_the_recorded_ndcg(capsys, tmp_path, dat
     assert code == 0 and "up to date" in stdout
 
 
+@pytest.mark.integration
 def test_run_max_queries_reranks_and_evaluates_only_the_first_queries(capsys, tmp_path):
     out = tmp_path / "two.trec"
     args = ["run", "--dataset", "example", "--run", "bm25", "--reranker", SPEC, "--output", str(out)]
@@ -301,6 +316,7 @@ def _with_commands(monkeypatch, *entries):
     monkeypatch.setattr(plugins, "entry_points", lambda group: [e for e in fake if e.group == group])
 
 
+@pytest.mark.integration
 def test_eval_and_leaderboard_come_from_the_entry_point_group():
     from importlib.metadata import entry_points
 
@@ -314,6 +330,7 @@ def test_eval_and_leaderboard_come_from_the_entry_point_group():
     assert list(commands) == ["index", "retrieve", "fuse", "run", "serve", "list", "doctor", "eval", "leaderboard"]
 
 
+@pytest.mark.integration
 def test_a_command_given_twice_or_shadowing_a_builtin_names_both_targets(capsys, monkeypatch):
     _with_commands(monkeypatch, ("eval", "eval.cli"), ("eval", "other.cli"))
     code, _, err = run_cli(capsys, "doctor")
@@ -323,6 +340,7 @@ def test_a_command_given_twice_or_shadowing_a_builtin_names_both_targets(capsys,
     assert code == ExitCode.INVALID_INPUT and "other.run" in err and "rerank.cli.run_cmd" in err
 
 
+@pytest.mark.integration
 def test_run_eval_without_the_eval_command_fails_before_any_work(capsys, monkeypatch, tmp_path):
     _with_commands(monkeypatch, ("leaderboard", "eval.leaderboard"))
     out = tmp_path / "o.trec"
@@ -334,7 +352,9 @@ def test_run_eval_without_the_eval_command_fails_before_any_work(capsys, monkeyp
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.pyserini
+@pytest.mark.integration
 def test_a_pipeline_with_a_retriever_and_fusion_runs_from_the_cli(capsys, monkeypatch, tmp_path):
     """BM25 over an index of the example corpus (built once into the stage store), fused with the shipped run."""
     from retrievers.fusion import interpolate

@@ -11,6 +11,8 @@ from rerank import load_reranker
 from rerank.sorting import bubble_top_k, drive, heap_top_k
 from rerank.testing import assert_permutation, request
 
+pytestmark = pytest.mark.unit
+
 
 def graded_request(n: int, qid: str = "q", seed: int = 0):
     grades = list(range(n))

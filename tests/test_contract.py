@@ -38,21 +38,42 @@ CONTRACT_SPECS = {
 }
 
 
+@pytest.mark.contract
 def test_every_registered_method_runs_the_contract():
     # random (eval.baselines) runs the contract in test_baselines.py: it has no model, so no calls to count
     assert set(method_names()) == {name.split("/")[0] for name in CONTRACT_SPECS} | {"random"}
 
 
-@pytest.fixture(scope="module", params=sorted(CONTRACT_SPECS))
+# Real LLMs, exports and the server take seconds to minutes per method: the slow tier. `make check` keeps the
+# scripted LLM methods and the torch encoders.
+SLOW_SPECS = {
+    "llm-pointwise",
+    "bi-encoder/onnx",
+    "bi-encoder/openvino",
+    "cross-encoder/onnx-int8",
+    "cross-encoder/openvino-int8",
+    "remote",
+    *(name for name in CONTRACT_SPECS if name.endswith(("/llama.cpp", "/transformers"))),
+}
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(name, marks=pytest.mark.slow if name in SLOW_SPECS else ()) for name in sorted(CONTRACT_SPECS)
+    ],
+)
 def reranker(request, cross_encoder_dir):
     served = request.getfixturevalue("minilm_server") if request.param == "remote" else ""
     return load_reranker(CONTRACT_SPECS[request.param].format(cross_encoder=f'"{cross_encoder_dir}"', served=served))
 
 
+@pytest.mark.contract
 class TestContract(RerankerContract):
     pass
 
 
+@pytest.mark.integration
 def test_bi_encoder_prefers_the_answer(minilm_bi_encoder):
     req = request(
         "q",
@@ -62,6 +83,7 @@ def test_bi_encoder_prefers_the_answer(minilm_bi_encoder):
     assert minilm_bi_encoder.rank(req.query, req.candidates).ranking.candidates[0].docid == "moon"
 
 
+@pytest.mark.integration
 def test_bi_encoder_matches_sentence_transformers_cosine(minilm_bi_encoder):
     from sentence_transformers import SentenceTransformer, util
 
@@ -75,6 +97,7 @@ def test_bi_encoder_matches_sentence_transformers_cosine(minilm_bi_encoder):
     assert [got["0"], got["1"]] == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.integration
 def test_bi_encoder_counts_truncated_inputs():
     reranker = load_reranker("bi-encoder(model=minilm, max_length=16)")
     result = reranker.rank("tides", ["short text", " ".join(["long"] * 50)])

@@ -8,6 +8,8 @@ import data
 from rerank import load_reranker
 from rerank.methods.cross_encoder import CrossEncoderReranker
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def dl19_pairs(data_dir):
@@ -17,6 +19,7 @@ def dl19_pairs(data_dir):
     return queries, texts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_length", [512, 64])
 def test_scores_equal_sentence_transformers(cross_encoder_dir, dl19_pairs, max_length):
     from sentence_transformers import CrossEncoder
@@ -62,6 +65,7 @@ def test_two_label_models_score_by_softmax(tmp_path):
     assert scores == pytest.approx(torch.softmax(logits, -1)[:, 1].tolist(), abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [{"backend": "onnx"}, {"backend": "openvino", "calibration": 100}])
 def test_int8_agrees_with_fp32_in_order(cross_encoder_dir, dl19_pairs, options):
     from scipy.stats import spearmanr

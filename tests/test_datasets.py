@@ -7,6 +7,7 @@ import data
 from data import DatasetNotFoundError
 
 
+@pytest.mark.unit
 def test_registry_lists_the_datasets():
     names = data.registered()
     for name in ("beir/scifact", "msmarco-passage/trec-dl-2019", "msmarco-passage/trec-dl-2020", "example"):
@@ -19,6 +20,7 @@ def test_registry_lists_the_datasets():
     ("name", "queries", "judged"),
     [("msmarco-passage/trec-dl-2019", 43, 9260), ("msmarco-passage/trec-dl-2020", 54, 11386)],
 )
+@pytest.mark.integration
 def test_dl_datasets(data_dir, name, queries, judged):
     ds = data.load(name, data_dir)
     assert len(ds.queries()) == queries
@@ -29,6 +31,7 @@ def test_dl_datasets(data_dir, name, queries, judged):
     assert ds.measures == ("nDCG@10", "RR(rel=2)@10", "R(rel=2)@100")
 
 
+@pytest.mark.integration
 def test_scifact(data_dir):
     ds = data.load("beir/scifact", data_dir)
     assert len(ds.queries()) == 300
@@ -39,6 +42,7 @@ def test_scifact(data_dir):
     assert len(run) == 300 and max(len(r) for r in run) == 100
 
 
+@pytest.mark.integration
 def test_missing_dataset_names_the_fix(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="RERANK_DATA_DIR"):
         data.load("beir/scifact", tmp_path)
@@ -46,11 +50,13 @@ def test_missing_dataset_names_the_fix(tmp_path):
         data.load("example").run_path("nope")
 
 
+@pytest.mark.integration
 def test_example_collection_ships_with_the_package():
     ds = data.load("example")
     assert len(ds.queries()) == 8 and len(ds.docs()) == 32 and len(ds.run("bm25")) == 8
 
 
+@pytest.mark.integration
 def test_dl_topics_and_qrels_fall_back_to_pyserini_jar(data_dir, tmp_path):
     pytest.importorskip("pyserini")
     mirror = tmp_path / "msmarco-passage"
@@ -62,6 +68,7 @@ def test_dl_topics_and_qrels_fall_back_to_pyserini_jar(data_dir, tmp_path):
     assert sorted(ds.queries(), key=lambda q: q.qid) == sorted(local.queries(), key=lambda q: q.qid)
 
 
+@pytest.mark.integration
 def test_beir_download_from_a_url(tmp_path, monkeypatch):
     """The download path, fed from a local file URL in BEIR's zip layout."""
     example = data.load("example").root
@@ -80,6 +87,7 @@ def test_beir_download_from_a_url(tmp_path, monkeypatch):
     assert data.load("beir/nfcorpus", target).qrels() == ds.qrels()  # now local, no download
 
 
+@pytest.mark.integration
 def test_failed_download_says_where_from(tmp_path, monkeypatch):
     monkeypatch.setenv("RERANK_BEIR_BASE_URL", (tmp_path / "empty").as_uri())
     with pytest.raises(DatasetNotFoundError, match="could not download BEIR dataset 'fiqa'"):

@@ -12,6 +12,7 @@ def docs(n):
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])
+@pytest.mark.unit
 def test_lookup_in_any_order_with_repeats(tmp_path, kind):
     store = (
         SqliteDocumentStore.build(tmp_path / "s.sqlite", docs(2000))
@@ -29,12 +30,14 @@ def test_lookup_in_any_order_with_repeats(tmp_path, kind):
     assert [d.docid for d in store] == [f"d{i}" for i in range(2000)]
 
 
+@pytest.mark.unit
 def test_duplicate_ids_fail_the_build_and_leave_nothing(tmp_path):
     with pytest.raises(ParseError, match="duplicate document id 'd1'"):
         SqliteDocumentStore.build(tmp_path / "s.sqlite", [*docs(3), Document("d1", "again")], source="corpus.jsonl")
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.unit
 def test_store_serves_threads(tmp_path):
     store = SqliteDocumentStore.build(tmp_path / "s.sqlite", docs(500))
     errors = []
@@ -54,6 +57,7 @@ def test_store_serves_threads(tmp_path):
     assert errors == []
 
 
+@pytest.mark.unit
 def test_cached_store_is_built_once_and_rebuilt_when_the_source_changes(tmp_path):
     source = tmp_path / "corpus.tsv"
     source.write_text("a\tfirst\n")
@@ -72,6 +76,7 @@ def test_cached_store_is_built_once_and_rebuilt_when_the_source_changes(tmp_path
     assert cached_store(source, stream("second"), cache).get_many(["a"])[0].text == "second"
 
 
+@pytest.mark.integration
 def test_dl_passages_store(dl19):
     store = dl19.docs()
     assert len(store) == 30005

@@ -17,12 +17,14 @@ PUBLISHED = [
 
 
 @pytest.mark.parametrize(("dataset", "run", "measure", "expected"), PUBLISHED)
+@pytest.mark.acceptance
 def test_published_numbers_to_four_decimals(data_dir, dataset, run, measure, expected):
     ds = data.load(dataset, data_dir)
     result = evaluate(ds.run(run), ds.qrels(), ds.measures)
     assert round(result.aggregate[measure], 4) == expected
 
 
+@pytest.mark.integration
 def test_per_query_values_average_to_the_aggregate(data_dir):
     ds = data.load("msmarco-passage/trec-dl-2019", data_dir)
     result = evaluate(ds.run("bm25"), ds.qrels(), ["nDCG@10", "AP(rel=2)"])
@@ -32,6 +34,7 @@ def test_per_query_values_average_to_the_aggregate(data_dir):
         assert sum(values.values()) / len(values) == pytest.approx(result.aggregate[measure])
 
 
+@pytest.mark.unit
 def test_unknown_measure_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown measure 'nDCG@@10'"):
         evaluate(data.Run(), data.Qrels(), ["nDCG@@10"])
@@ -41,6 +44,7 @@ def _evaluation(name, values):
     return Evaluation(("m",), {"m": sum(values) / len(values)}, {"m": {str(i): v for i, v in enumerate(values)}}, name)
 
 
+@pytest.mark.unit
 def test_paired_tests_match_scipy():
     a = [0.1, 0.4, 0.35, 0.8, 0.5, 0.2, 0.9]
     b = [0.2, 0.5, 0.30, 0.9, 0.7, 0.4, 0.95]
@@ -50,12 +54,14 @@ def test_paired_tests_match_scipy():
     assert paired_p_value(a, a, "wilcoxon") == 1.0
 
 
+@pytest.mark.unit
 def test_holm_adjustment():
     # Holm on (0.01, 0.04, 0.03): sorted 0.01*3=0.03, 0.03*2=0.06, max(0.06, 0.04*1)=0.06
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
 
 
+@pytest.mark.unit
 def test_compare_corrects_across_runs_and_uses_shared_queries():
     base = _evaluation("base", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
     better = _evaluation("better", [0.3, 0.45, 0.5, 0.62, 0.75, 0.8, 0.95, 1.0])
@@ -68,6 +74,7 @@ def test_compare_corrects_across_runs_and_uses_shared_queries():
     assert rows[1].num_queries == 7 and rows[1].p_value == 1.0
 
 
+@pytest.mark.integration
 def test_a_run_over_some_queries_is_averaged_over_those_queries_only(data_dir):
     from data import Run
 

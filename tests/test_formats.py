@@ -21,6 +21,7 @@ from data import (
 from data.beir import iter_beir_corpus, read_beir_qrels
 
 
+@pytest.mark.unit
 def test_topics_round_trip_and_errors(tmp_path):
     queries = [Query("1", "what is a qrel"), Query("b7", "ünïcode query")]
     write_topics(queries, tmp_path / "t.tsv")
@@ -33,6 +34,7 @@ def test_topics_round_trip_and_errors(tmp_path):
         read_topics(tmp_path / "dup.tsv")
 
 
+@pytest.mark.unit
 def test_beir_corpus_and_qrels_errors(tmp_path):
     corpus = tmp_path / "corpus.jsonl.gz"
     corpus.write_bytes(
@@ -51,6 +53,7 @@ def test_beir_corpus_and_qrels_errors(tmp_path):
         list(iter_beir_corpus(tmp_path / "ids.jsonl"))
 
 
+@pytest.mark.unit
 def test_candidates_jsonl_round_trip_and_errors(tmp_path):
     requests = [
         RerankRequest(Query("q1", "text"), (Candidate("a", 2.0, "alpha"), Candidate("b", 1.0))),
@@ -64,6 +67,7 @@ def test_candidates_jsonl_round_trip_and_errors(tmp_path):
         read_candidates_jsonl(bad)
 
 
+@pytest.mark.integration
 def test_dl19_rankllm_json_round_trips(dl19, tmp_path):
     source = dl19.root / "runs" / "bm25.top100.rankllm.json.gz"
     first = read_rankllm_requests(source)
@@ -76,6 +80,7 @@ def test_dl19_rankllm_json_round_trips(dl19, tmp_path):
     assert [c.docid for c in first[0].candidates] == run[first[0].query.qid].docids
 
 
+@pytest.mark.unit
 def test_rankllm_errors_name_the_request_line(tmp_path):
     rows = [
         {"query": "q", "hits": [{"qid": 1, "docid": "a", "rank": 1, "score": 1.0, "content": "x"}]},
@@ -93,12 +98,14 @@ def test_rankllm_errors_name_the_request_line(tmp_path):
         read_rankllm_requests(tmp_path / "trunc.json")
 
 
+@pytest.mark.unit
 def test_rankllm_request_without_hits_keeps_its_qid(tmp_path):
     requests = [RerankRequest(Query("7", "q"), ())]
     write_rankllm_requests(requests, tmp_path / "r.json")
     assert read_rankllm_requests(tmp_path / "r.json") == requests
 
 
+@pytest.mark.unit
 def test_readers_accept_paths_as_strings(tmp_path):
     write_topics([Query("1", "x")], tmp_path / "t.tsv")
     assert read_topics(str(Path(tmp_path / "t.tsv"))) == [Query("1", "x")]

@@ -18,6 +18,8 @@ from rerank import load_reranker
 from rerank.llm.backend import Generation, Message
 from rerank.testing import ScriptedBackend, assert_permutation, request
 
+pytestmark = pytest.mark.unit
+
 SPECS = {
     "listwise": "listwise(model=sort, backend=scripted, window_size=4, stride=2)",
     "groupwise": "groupwise(model=sort, backend=scripted, group_size=3, rounds=2)",

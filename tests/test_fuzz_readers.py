@@ -33,6 +33,8 @@ from data import (
 from data.beir import iter_beir_corpus, iter_beir_queries, read_beir_qrels
 from data.records import Ranking
 
+pytestmark = pytest.mark.unit
+
 # name -> (reader returning its record count, a valid file, whether each non-blank line is one record)
 READERS: dict[str, tuple[Callable[[Path], int], bytes, bool]] = {
     "trec-run": (

@@ -12,6 +12,8 @@ from rerank.methods.groupwise import parse_scores
 from rerank.methods.jointrank import block_design, pagerank, win_matrix, win_rate
 from rerank.testing import assert_permutation, request
 
+pytestmark = pytest.mark.unit
+
 
 def graded_request(n: int, qid: str = "q", seed: int = 0):
     grades = list(range(n))

@@ -3,6 +3,10 @@
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.integration
+
 HEAVY = ("torch", "transformers", "sentence_transformers", "pyserini", "faiss", "jnius")
 
 

@@ -21,7 +21,9 @@ def dl19_pairs(dl19):
     return [r.query.text for r in requests for _ in r.candidates], [c.text for r in requests for c in r.candidates]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
+@pytest.mark.integration
 def test_fp32_cross_encoder_scores_equal_torch(backend, cross_encoder_dir, dl19_pairs):
     queries, texts = dl19_pairs
     spec = f'cross-encoder(model="{cross_encoder_dir}", max_length=256'
@@ -30,7 +32,9 @@ def test_fp32_cross_encoder_scores_equal_torch(backend, cross_encoder_dir, dl19_
     assert np.abs(exported - torch_scores).max() < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
+@pytest.mark.integration
 def test_fp32_bi_encoder_scores_equal_torch(backend, minilm_bi_encoder, dl19_pairs):
     queries, texts = dl19_pairs
     torch_scores = np.array(minilm_bi_encoder.score_pairs(queries, texts).scores)
@@ -45,12 +49,14 @@ def _ndcg(reranker, dataset):
     return evaluate(run, dataset.qrels(), "nDCG@10").aggregate["nDCG@10"]
 
 
+@pytest.mark.acceptance
 def test_static_int8_bi_encoder_keeps_dl19_ndcg(dl19):
     # fp32: 0.6424 (README, plain sentence-transformers)
     spec = "bi-encoder(model=minilm, backend=openvino, precision=int8, calibration=1000)"
     assert _ndcg(load_reranker(spec), dl19) == pytest.approx(0.6424, abs=0.003)
 
 
+@pytest.mark.acceptance
 def test_dynamic_int8_bi_encoder_keeps_the_order_of_dl19_pairs(dl19, minilm_bi_encoder):
     # Dynamic int8 quantises activations per batch, so its nDCG@10 moves with batch composition
     # (0.6430 with 32-text batches, 0.6365 with 4,096-token ones): what it keeps is the order of the pairs.
@@ -64,6 +70,8 @@ def test_dynamic_int8_bi_encoder_keeps_the_order_of_dl19_pairs(dl19, minilm_bi_e
     assert spearmanr(fp32, int8).statistic >= 0.99
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_an_export_is_built_once_and_reused(cross_encoder_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
     first = EncoderRuntime(cross_encoder_dir, "logits", "onnx")
@@ -75,6 +83,8 @@ def test_an_export_is_built_once_and_reused(cross_encoder_dir, tmp_path, monkeyp
     assert {p.name for p in (tmp_path / "exports").iterdir()} == {first.folder.name, int8.folder.name}
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_failed_export_leaves_nothing(cross_encoder_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
     wrong = [{"input_ids": np.ones((1, 4), dtype=np.int64)}]  # the sample lacks the mask the model needs
@@ -83,6 +93,8 @@ def test_a_failed_export_leaves_nothing(cross_encoder_dir, tmp_path, monkeypatch
     assert [p.name for p in (tmp_path / "exports").iterdir()] == []
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_static_int8_calibrates_on_the_first_pairs_and_is_keyed_by_them(cross_encoder_dir, dl19_pairs):
     queries, texts = dl19_pairs
     spec = f'cross-encoder(model="{cross_encoder_dir}", backend=onnx, precision=int8, calibration=64)'
@@ -93,6 +105,8 @@ def test_static_int8_calibrates_on_the_first_pairs_and_is_keyed_by_them(cross_en
     assert one.score_pairs(queries, texts).scores == first  # the export stays fixed after the first call
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_dense_index_keeps_its_export_and_encodes_queries_with_it(tmp_path):
     from retrievers.dense import DenseRetriever
 
@@ -110,7 +124,9 @@ def test_a_dense_index_keeps_its_export_and_encodes_queries_with_it(tmp_path):
     assert len(reopened.retrieve(example.queries(), k=10)) == len(example.queries())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
+@pytest.mark.integration
 def test_fp32_splade_weights_equal_torch(backend, dl19_pairs):
     from retrievers.splade import SpladeEncoder
 
@@ -120,6 +136,8 @@ def test_fp32_splade_weights_equal_torch(backend, dl19_pairs):
         assert max(abs(want.get(t, 0.0) - got.get(t, 0.0)) for t in want.keys() | got.keys()) < 1e-4
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_an_int8_splade_index_keeps_its_export_and_retrieves(tmp_path):
     from retrievers.splade import SpladeRetriever
 
@@ -136,6 +154,7 @@ def test_an_int8_splade_index_keeps_its_export_and_retrieves(tmp_path):
     assert evaluate(run, example.qrels(), "nDCG@10").aggregate["nDCG@10"] > bm25
 
 
+@pytest.mark.acceptance
 def test_int8_dense_retrieval_keeps_scifact_ndcg(data_dir, tmp_path):
     from retrievers.dense import DenseRetriever
 

@@ -18,6 +18,8 @@ import pytest
 from rerank.executor import Executor, Source, method_identity
 from rerank.spec import parse_pipeline
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 GIVEN = "run(name=bm25) % 10"
 STAGES = {
@@ -76,6 +78,7 @@ def baseline(tmp_path_factory):
     return keys_in(root, tmp_path_factory.mktemp("store"))
 
 
+@pytest.mark.slow
 def test_comments_and_docstrings_change_no_key(tmp_path, baseline):
     root = copy_of_packages(tmp_path / "edited")
     for path in root.rglob("*.py"):

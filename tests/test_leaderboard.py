@@ -36,6 +36,7 @@ def snapshot(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.integration
 def test_a_second_run_recomputes_nothing_and_writes_identical_files(tmp_path):
     config = write_config(tmp_path / "board.toml")
     output = tmp_path / "board"
@@ -54,6 +55,7 @@ def test_a_second_run_recomputes_nothing_and_writes_identical_files(tmp_path):
     assert not list(output.rglob("*.checkpoint"))
 
 
+@pytest.mark.integration
 def test_every_number_is_what_rerank_eval_computes_from_the_cell_run(tmp_path, capsys):
     config = write_config(tmp_path / "board.toml")
     output = tmp_path / "board"
@@ -70,6 +72,7 @@ def test_every_number_is_what_rerank_eval_computes_from_the_cell_run(tmp_path, c
     assert reranked["seconds_per_query"] > 0 and set(reranked["per_query"]["nDCG@10"]) == {f"q{q}" for q in range(1, 9)}
 
 
+@pytest.mark.integration
 def test_compute_time_adds_up_every_cell_once(tmp_path):
     config = write_config(tmp_path / "board.toml")
     output = tmp_path / "board"
@@ -84,6 +87,7 @@ def test_compute_time_adds_up_every_cell_once(tmp_path):
     assert f"Computing every cell below took {_duration(expected)} " in table
 
 
+@pytest.mark.integration
 def test_a_timed_first_stage_shared_by_rows_is_counted_once(tmp_path):
     shared = "bm25 % 5"
     listwise = "listwise(model=sort, backend=scripted, window_size=3, stride=1)"
@@ -98,6 +102,7 @@ def test_a_timed_first_stage_shared_by_rows_is_counted_once(tmp_path):
     assert data["compute_seconds"] == pytest.approx(sum(m["seconds"] or 0.0 for m in manifests), abs=1e-3)
 
 
+@pytest.mark.integration
 def test_changing_one_pipeline_recomputes_only_that_cell(tmp_path):
     output, cache = tmp_path / "board", tmp_path / "cache"
     run_leaderboard(write_config(tmp_path / "a.toml"), output, cache=cache, log=lambda _: None)
@@ -106,6 +111,7 @@ def test_changing_one_pipeline_recomputes_only_that_cell(tmp_path):
     assert computed == [f"example: {parse_pipeline(changed[2])}"]
 
 
+@pytest.mark.integration
 def test_quick_and_selection(tmp_path):
     config = write_config(tmp_path / "board.toml")
     _, computed = run_leaderboard(
@@ -129,12 +135,14 @@ def test_quick_and_selection(tmp_path):
         ("run(name=bm25) >> listwise(model=m, windowsize=3)", "no parameter 'windowsize'"),
     ],
 )
+@pytest.mark.integration
 def test_bad_pipelines_are_reported_with_the_config_file(tmp_path, pipeline, message):
     with pytest.raises(InvalidSpecError, match=message) as error:
         write_config(tmp_path / "bad.toml", [pipeline])
     assert "bad.toml" in str(error.value)
 
 
+@pytest.mark.unit
 def test_pipelines_print_canonically_and_parse_back():
     text = "rrf(bm25 | dense(model=minilm), k=60) % 20 >> first(window_size=20, model=m) % 10 >> listwise(model=m)"
     parsed = parse_pipeline(text)
@@ -144,6 +152,7 @@ def test_pipelines_print_canonically_and_parse_back():
     assert parse_pipeline(str(parsed)) == parsed
 
 
+@pytest.mark.unit
 def test_every_pipeline_of_the_leaderboard_config_parses_prints_back_and_equals_the_algebra():
     from eval.leaderboard import DEFAULT_CONFIG
     from rerank.spec import MethodSpec, PipelineSpec, StageSpec
@@ -170,6 +179,7 @@ def test_every_pipeline_of_the_leaderboard_config_parses_prints_back_and_equals_
         assert parse_pipeline(str(pipeline)) == pipeline == rebuild(pipeline)
 
 
+@pytest.mark.integration
 def test_subset_runs_add_up_and_list_what_is_missing(tmp_path):
     config = write_config(tmp_path / "board.toml")
     output, cache = tmp_path / "board", tmp_path / "cache"
@@ -182,6 +192,7 @@ def test_subset_runs_add_up_and_list_what_is_missing(tmp_path):
     assert len(computed) == 2 and "Not computed yet" not in table and f"| `{listwise}`" in table
 
 
+@pytest.mark.integration
 def test_the_cli_lists_and_runs_the_matrix(tmp_path, capsys):
     write_config(tmp_path / "board.toml", PIPELINES[:1])
     assert main(["leaderboard", "--config", str(tmp_path / "board.toml"), "--list"]) == 0
@@ -192,6 +203,7 @@ def test_the_cli_lists_and_runs_the_matrix(tmp_path, capsys):
     assert main([*args, "--datasets", "nowhere"]) == 3 and "not in the config" in capsys.readouterr().err
 
 
+@pytest.mark.unit
 def test_plot_labels_tell_apart_rows_that_differ_only_by_model():
     from eval.leaderboard.report import short_label
 
@@ -201,6 +213,8 @@ def test_plot_labels_tell_apart_rows_that_differ_only_by_model():
     assert short_label("rrf(bm25 | dense(model=minilm)) % 20 >> random(seed=0)") == "rrf > random"
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_status_names_what_changed_and_recompute_forces_cells(tmp_path, capsys, monkeypatch):
     from rerank.methods.bi_encoder import BiEncoderReranker
 

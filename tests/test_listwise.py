@@ -21,12 +21,14 @@ from rerank.testing import assert_permutation, request
         ("I cannot rank these passages.", [0, 1, 2], True),
     ],
 )
+@pytest.mark.unit
 def test_parse_permutation(answer, order, failed):
     parsed = parse_permutation(answer, 3)
     assert parsed.order == order and parsed.failed is failed
     assert sorted(parsed.order) == [0, 1, 2]
 
 
+@pytest.mark.unit
 def test_window_schedule_runs_bottom_to_top():
     assert window_starts(100, 20, 10) == [80, 70, 60, 50, 40, 30, 20, 10, 0]
     assert window_starts(20, 20, 10) == [0]
@@ -42,6 +44,7 @@ def graded_request(n: int, qid: str = "q"):
     ), grades
 
 
+@pytest.mark.unit
 def test_sliding_window_bubbles_the_best_to_the_top():
     reranker = load_reranker("listwise(model=sort, backend=scripted, window_size=4, stride=2)")
     req, grades = graded_request(11)
@@ -53,6 +56,7 @@ def test_sliding_window_bubbles_the_best_to_the_top():
     assert [c.score for c in result.ranking.candidates] == [float(11 - r) for r in range(11)]
 
 
+@pytest.mark.unit
 def test_passes_and_batching_across_queries():
     reranker = load_reranker("listwise(model=sort, backend=scripted, window_size=4, stride=2, passes=3)")
     requests = [graded_request(11, "a")[0], graded_request(6, "b")[0], graded_request(1, "c")[0]]
@@ -64,6 +68,7 @@ def test_passes_and_batching_across_queries():
 
 
 @pytest.mark.parametrize("script", ["missing", "repeated", "out-of-range", "empty", "prose", "injected"])
+@pytest.mark.unit
 def test_adversarial_answers_keep_every_candidate_once(script):
     reranker = load_reranker(f"listwise(model={script}, backend=scripted, window_size=5, stride=2)")
     requests = [graded_request(12, "x")[0], graded_request(5, "y")[0]]
@@ -82,6 +87,7 @@ def test_adversarial_answers_keep_every_candidate_once(script):
         assert result.cost.parse_failures == result.cost.calls > 0  # every window's answer was faulty, and counted
 
 
+@pytest.mark.unit
 def test_initial_order_options_are_deterministic():
     req, _ = graded_request(8)
     a = load_reranker("listwise(model=empty, backend=scripted, initial_order=reversed)").rerank([req])[0]
@@ -91,6 +97,8 @@ def test_initial_order_options_are_deterministic():
     assert s1.ranking == s2.ranking and s1.ranking.docids != [c.docid for c in req.candidates]
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_listwise_runs_on_a_real_small_llm():
     reranker = load_reranker("listwise(model=smollm2-135m, window_size=4, stride=2, batch_size=2)")
     req, _ = graded_request(6)
@@ -99,6 +107,7 @@ def test_listwise_runs_on_a_real_small_llm():
     assert result.cost.calls == 2 and result.cost.output_tokens > 0 and result.cost.input_tokens > 50
 
 
+@pytest.mark.unit
 def test_first_orders_windows_by_identifier_scores():
     reranker = load_reranker("first(model=sort, backend=scripted, window_size=4, stride=2)")
     req, grades = graded_request(11)
@@ -110,6 +119,8 @@ def test_first_orders_windows_by_identifier_scores():
         load_reranker("first(model=sort, backend=scripted, window_size=30)")
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_first_on_a_real_small_llm_uses_single_token_letters():
     reranker = load_reranker("first(model=smollm2-135m, window_size=5, stride=2)")
     req, _ = graded_request(7)

@@ -5,6 +5,8 @@ import pytest
 from rerank import load_reranker
 from rerank.llm.backend import load_backend
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def backend():
@@ -70,6 +72,7 @@ def test_llm_pointwise_costs_and_truncation():
     assert result.cost.truncated == 1 and result.cost.calls == 2 and result.cost.input_tokens > 20
 
 
+@pytest.mark.slow
 def test_llm_pointwise_from_the_cli(tmp_path, capsys):
     from rerank.cli import main
 

@@ -38,6 +38,7 @@ def llama():
     return load_backend("llama.cpp(n_ctx=2048, threads=2)", "smollm2-135m")
 
 
+@pytest.mark.integration
 def test_next_token_scores_are_the_same_with_and_without_a_reused_prefix(llama):
     scores = [llama.next_token_scores([c], ["Yes", "No"])[0] for c in CONVERSATIONS]
     # Again in another order: the KV cache now holds other prompts' prefixes.
@@ -49,6 +50,7 @@ def test_next_token_scores_are_the_same_with_and_without_a_reused_prefix(llama):
     assert scores[0].logprobs != scores[1].logprobs
 
 
+@pytest.mark.integration
 def test_prefix_moves_the_scored_position(llama):
     plain = llama.next_token_scores(CONVERSATIONS[:1], ["A", "B"])[0]
     opened = llama.next_token_scores(CONVERSATIONS[:1], ["A", "B"], prefix="[")[0]
@@ -56,6 +58,7 @@ def test_prefix_moves_the_scored_position(llama):
     assert opened.logprobs != plain.logprobs
 
 
+@pytest.mark.integration
 def test_generation_is_greedy_and_counted(llama):
     first, second = llama.generate([CONVERSATIONS[0], CONVERSATIONS[0]], max_new_tokens=8)
     assert first.text == second.text and first.text.strip()
@@ -63,17 +66,20 @@ def test_generation_is_greedy_and_counted(llama):
     assert first.input_tokens == llama.count_tokens(llama.render(CONVERSATIONS[0]))
 
 
+@pytest.mark.integration
 def test_multi_token_labels_are_refused(llama):
     assert llama.single_token("A") and not llama.single_token("Absolutely-not-a-token")
     with pytest.raises(ValueError, match="single tokens"):
         llama.next_token_scores(CONVERSATIONS[:1], ["Absolutely-not-a-token"])
 
 
+@pytest.mark.integration
 def test_chat_template_comes_from_the_gguf(llama):
     rendered = llama.render(CONVERSATIONS[0])
     assert "<|im_start|>user" in rendered and rendered.rstrip().endswith("<|im_start|>assistant")
 
 
+@pytest.mark.unit
 def test_unknown_backend_and_bad_options_are_spec_errors():
     from data.errors import InvalidSpecError
 
@@ -86,7 +92,9 @@ def test_unknown_backend_and_bad_options_are_spec_errors():
 # --- the generation cache ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["listwise(window_size=4, stride=2)", "first(window_size=4, stride=2)"])
+@pytest.mark.integration
 def test_cache_makes_a_rerun_free_and_identical(method, tmp_path):
     spec = method.replace("(", '(model=smollm2-135m, backend="llama.cpp(n_ctx=2048)", ', 1)
     requests = sample_requests()
@@ -124,8 +132,7 @@ def server(tmp_path_factory):
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while True:  # the server's progress (it listens) or its exit ends the wait, never a clock
             if process.poll() is not None:
                 pytest.fail(f"llama.cpp server exited: {Path(log).read_text()[-2000:]}")
             try:
@@ -144,6 +151,7 @@ def openai(server):
     return load_backend(f'openai(base_url="{server}", concurrency=2)', "smollm2-135m")
 
 
+@pytest.mark.integration
 def test_openai_generation_matches_llama_cpp_in_process(openai, llama):
     remote = openai.generate(CONVERSATIONS, max_new_tokens=8)
     local = llama.generate(CONVERSATIONS, max_new_tokens=8)
@@ -151,6 +159,7 @@ def test_openai_generation_matches_llama_cpp_in_process(openai, llama):
     assert [g.input_tokens for g in remote] == [g.input_tokens for g in local]
 
 
+@pytest.mark.integration
 def test_openai_logprobs_match_llama_cpp_in_process(openai, llama):
     remote = openai.next_token_scores(CONVERSATIONS, ["Yes", "No"])
     local = llama.next_token_scores(CONVERSATIONS, ["Yes", "No"])
@@ -159,6 +168,8 @@ def test_openai_logprobs_match_llama_cpp_in_process(openai, llama):
         assert r.logprobs == pytest.approx(lo.logprobs, abs=0.05)
 
 
+@pytest.mark.slow
+@pytest.mark.contract
 class TestOpenAIMethods(RerankerContract):
     """Each LLM method passes the reranker contract through the server."""
 
@@ -181,6 +192,8 @@ TIDES = [
     ["pairwise(strategy=bubblesort, k=2)", "setwise(num_child=2, k=2)", "groupwise(group_size=3, rounds=1)",
      "jointrank(block_size=3, replicas=2)"],
 )  # fmt: skip
+@pytest.mark.slow
+@pytest.mark.integration
 def test_part_two_methods_rank_through_the_server(server, method):
     """The comparison and group methods through the server: every candidate once, costs counted.
 
@@ -232,6 +245,7 @@ class _Flaky(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.integration
 def test_openai_retries_server_errors_then_succeeds():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -244,6 +258,7 @@ def test_openai_retries_server_errors_then_succeeds():
         httpd.shutdown()
 
 
+@pytest.mark.integration
 def test_openai_unreachable_server_is_a_clear_error():
     port = _free_port()  # nothing listens there
     backend = load_backend(f'openai(base_url="http://127.0.0.1:{port}/v1", max_retries=1)', "m")

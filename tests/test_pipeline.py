@@ -7,7 +7,7 @@ from rerank import load_reranker
 from rerank.compose import Pipeline, RerankStage
 from rerank.inputs import requests_from_run
 
-pytestmark = pytest.mark.pyserini
+pytestmark = [pytest.mark.integration, pytest.mark.pyserini]
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +17,7 @@ def bm25(tmp_path_factory):
     return BM25Retriever.build(data.load("example").iter_documents(), tmp_path_factory.mktemp("bm25"))
 
 
+@pytest.mark.slow
 def test_cutoffs_and_chaining(bm25, minilm_bi_encoder, cross_encoder_dir):
     ds = data.load("example")
     cross = load_reranker(f'cross-encoder(model="{cross_encoder_dir}")')

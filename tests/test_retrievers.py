@@ -25,6 +25,7 @@ def example_bm25(tmp_path_factory):
     return BM25Retriever.build(ds.iter_documents(), tmp_path_factory.mktemp("bm25"), {"dataset": "example"})
 
 
+@pytest.mark.acceptance
 def test_bm25_scifact_flat_reproduces_pyserini_from_the_cli(tmp_path, data_dir, capsys):
     index = tmp_path / "scifact-bm25"
     assert main(["index", "--dataset", "beir/scifact", "--retriever", "bm25", "--out", str(index)]) == 0
@@ -42,6 +43,7 @@ def test_bm25_scifact_flat_reproduces_pyserini_from_the_cli(tmp_path, data_dir, 
     assert meta.retriever == "bm25" and meta.corpus["documents"] == 5183 and "pyserini" in meta.versions
 
 
+@pytest.mark.integration
 def test_bm25_parameters_and_cutoff(example_bm25):
     ds = data.load("example")
     default = example_bm25.retrieve(ds.queries(), 5)
@@ -52,6 +54,7 @@ def test_bm25_parameters_and_cutoff(example_bm25):
     assert example_bm25.search("why is the sky blue", 1)["0"].docids == ["sky2"]  # lexical match on "blue"
 
 
+@pytest.mark.integration
 def test_missing_java_names_the_fix(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("JAVA_HOME", raising=False)
@@ -63,11 +66,13 @@ def test_missing_java_names_the_fix(tmp_path, monkeypatch, capsys):
     assert code == ExitCode.MISSING_DEPENDENCY and "Java" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_open_index_refuses_a_folder_without_metadata(tmp_path):
     with pytest.raises(data.DatasetNotFoundError, match=META_FILE):
         open_index(tmp_path)
 
 
+@pytest.mark.integration
 def test_splade_encoder_matches_the_definition():
     """Our pooled weights equal log(1 + ReLU(logits)) max-pooled over real tokens, computed naively."""
     import torch
@@ -95,6 +100,7 @@ def test_splade_encoder_matches_the_definition():
     assert "sky" in ours[0] and ours[0]["sky"] > 1.0
 
 
+@pytest.mark.integration
 def test_splade_index_retrieves(tmp_path):
     from retrievers.splade import SpladeRetriever
 
@@ -110,6 +116,7 @@ def test_splade_index_retrieves(tmp_path):
     assert json.loads((tmp_path / "splade" / META_FILE).read_text())["params"]["quantization"] == 100.0
 
 
+@pytest.mark.integration
 def test_dense_flat_and_hnsw_agree_on_the_example(tmp_path):
     from retrievers.dense import DenseRetriever
 
@@ -123,6 +130,7 @@ def test_dense_flat_and_hnsw_agree_on_the_example(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.acceptance
 def test_dense_minilm_scifact_matches_mteb(tmp_path, data_dir):
     from retrievers.dense import DenseRetriever
 
@@ -138,6 +146,7 @@ def _run(rankings):
     return Run.from_rankings([Ranking.sorted(q, [Candidate(d, s) for d, s in cands]) for q, cands in rankings.items()])
 
 
+@pytest.mark.unit
 def test_reciprocal_rank_fusion_by_hand():
     a = _run({"q": [("x", 3.0), ("y", 2.0), ("z", 1.0)]})
     b = _run({"q": [("y", 9.0), ("w", 8.0)], "r": [("x", 1.0)]})
@@ -151,6 +160,7 @@ def test_reciprocal_rank_fusion_by_hand():
     assert reciprocal_rank_fusion([a, b], k=60, depth=1)["q"].docids == ["y", "x"]
 
 
+@pytest.mark.unit
 def test_interpolation_with_normalisation():
     a = _run({"q": [("x", 10.0), ("y", 0.0)]})
     b = _run({"q": [("y", 1.0), ("z", 0.5), ("x", 0.0)]})
@@ -161,6 +171,7 @@ def test_interpolation_with_normalisation():
         interpolate([a], [0.5, 0.5])
 
 
+@pytest.mark.integration
 def test_fusion_retriever_and_cli(example_bm25, tmp_path, capsys):
     ds = data.load("example")
     fused = FusionRetriever([example_bm25, example_bm25 % 2]).retrieve(ds.queries(), 4)
@@ -173,6 +184,7 @@ def test_fusion_retriever_and_cli(example_bm25, tmp_path, capsys):
     assert os.path.getsize(out) > 0 and "fused 2 runs" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_retrieve_with_a_topics_file(example_bm25, tmp_path):
     topics = tmp_path / "topics.tsv"
     data.write_topics([Query("a", "honey bees nectar"), Query("b", "solar panels")], topics)
@@ -197,6 +209,8 @@ def test_retrieve_with_a_topics_file(example_bm25, tmp_path):
     assert run["a"].docids[0] == "hon1" and run["b"].docids[0].startswith("sol")
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_dense_llama_cpp_encoder_builds_saves_and_reloads(tmp_path):
     """The GGUF embedding path (nomic-embed's runtime), on the tiny GGUF that is always installed."""
     from retrievers.dense import DenseRetriever
@@ -215,6 +229,7 @@ def test_dense_llama_cpp_encoder_builds_saves_and_reloads(tmp_path):
     assert vectors.shape == (2, built.encoder.dimension) and abs(float((vectors[0] ** 2).sum()) - 1) < 1e-5
 
 
+@pytest.mark.integration
 def test_nomic_embed_on_the_example_when_its_pack_is_installed(tmp_path):
     from data.models import PACKS
     from retrievers.dense import DenseRetriever

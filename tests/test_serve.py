@@ -18,6 +18,8 @@ from serving import Served
 import data
 from rerank.cli import main
 
+pytestmark = pytest.mark.integration
+
 httpx = pytest.importorskip("httpx")
 DL19 = "msmarco-passage/trec-dl-2019"
 AUTH = {"Authorization": f"Bearer {SERVE_KEY}"}
@@ -34,6 +36,7 @@ def first_requests(dl19, n: int, depth: int):
     return [(r.query, r.candidates[:depth]) for r in dl19.candidates("bm25")[:n]]
 
 
+@pytest.mark.slow
 def test_cohere_sdk_httpx_and_remote_give_the_scores_rerank_run_writes(minilm_server, dl19, tmp_path):
     cohere = pytest.importorskip("cohere")
     expected = run_scores(tmp_path, "--run", "bm25", "--top-k", "10", "--reranker", "bi-encoder(model=minilm)")
@@ -66,6 +69,7 @@ def test_cohere_sdk_httpx_and_remote_give_the_scores_rerank_run_writes(minilm_se
     assert all(remote[key] == pytest.approx(expected[key], abs=1e-6) for key in expected)
 
 
+@pytest.mark.slow
 def test_a_served_pipeline_ending_in_the_cross_encoder_matches_rerank_run(cross_encoder_dir, dl19, tmp_path):
     stages = f'bi-encoder(model=minilm) % 5 >> cross-encoder(model="{cross_encoder_dir}", max_length=128)'
     expected = run_scores(tmp_path, "--pipeline", f"run(name=bm25) % 10 >> {stages}")
@@ -86,6 +90,7 @@ def test_a_served_pipeline_ending_in_the_cross_encoder_matches_rerank_run(cross_
         assert served.stop() == 0
 
 
+@pytest.mark.slow
 def test_32_concurrent_clients_each_get_their_own_results(minilm_server, minilm_bi_encoder, dl19):
     requests = [r for r in dl19.candidates("bm25")[:32]]
     expected = {r.query.qid: {c.docid: c.score for c in minilm_bi_encoder.rerank([r])[0].ranking.candidates}
@@ -214,6 +219,7 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path):
             assert [r["index"] for r in answer.json()["results"]] == [1, 2, 0]
 
 
+@pytest.mark.slow
 def test_a_request_that_would_outwait_its_timeout_gets_429_at_once(tmp_path):
     # A model of 20 pairs/s at most and a 2 s timeout: 30 pairs in flight and 30 more would wait ~3 s.
     gate = tmp_path / "open"

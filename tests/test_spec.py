@@ -5,6 +5,8 @@ from data import InvalidSpecError
 from rerank.registry import load_reranker, method_names
 from rerank.spec import MethodSpec, format_value, parse_pipeline, parse_spec
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     "params",

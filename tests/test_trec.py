@@ -7,6 +7,8 @@ import pytest
 from data import Candidate, ParseError, Qrels, Ranking, Run, read_trec_qrels, read_trec_run, write_trec_run
 from data.trec import iter_run_rankings, write_trec_qrels
 
+pytestmark = pytest.mark.unit
+
 
 def write(path: Path, text: str | bytes) -> Path:
     path.write_bytes(text.encode() if isinstance(text, str) else text)
