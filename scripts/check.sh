@@ -1,9 +1,4 @@
 #!/usr/bin/env bash
-# The inner loop: lint, types, and every test but the slow and acceptance tiers (a few minutes).
+# The inner loop: the same gates as scripts/test.sh, on every test but the slow and acceptance tiers.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-BIN=${VENV:-.venv}/bin
-"$BIN/ruff" check data eval rerank retrievers tests
-"$BIN/ruff" format --check data eval rerank retrievers tests
-"$BIN/mypy"
-"$BIN/python" -m pytest -m "not slow and not acceptance" "$@"
+exec bash "$(dirname "$0")/test.sh" -m "not slow and not acceptance" "$@"
