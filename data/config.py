@@ -7,6 +7,7 @@ from pathlib import Path
 
 DATA_DIR_ENV = "RERANK_DATA_DIR"
 CACHE_DIR_ENV = "RERANK_CACHE_DIR"
+MODELS_DIR_ENV = "RERANK_MODELS_DIR"
 
 
 def cache_dir() -> Path:
@@ -21,3 +22,9 @@ def data_dir(explicit: str | Path | None = None) -> Path:
         return Path(explicit).expanduser()
     env = os.environ.get(DATA_DIR_ENV)
     return Path(env).expanduser() if env else cache_dir() / "datasets"
+
+
+def models_dir() -> Path:
+    """Where joined model packs live: ``$RERANK_MODELS_DIR``, else ``<cache>/models``."""
+    env = os.environ.get(MODELS_DIR_ENV)
+    return Path(env).expanduser() if env else cache_dir() / "models"

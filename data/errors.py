@@ -38,6 +38,10 @@ class ModelPackNotInstalledError(MissingDependencyError):
     """A registered model pack's packages are absent or damaged; the message gives the pip command."""
 
 
+class ModelPackChecksumError(ModelPackNotInstalledError):
+    """A model pack's parts joined into a file whose sha256 is not the pack's: nothing was kept."""
+
+
 class BackendError(RerankError, RuntimeError):
     """A model call failed for good (a server unreachable or erroring after its retries): nothing is ranked from it."""
 

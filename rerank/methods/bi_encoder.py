@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from data.inference import NEUTRAL, Backend, SentenceEncoder, backend_libraries, check_backend
 from data.models import check_model, resolve_model
@@ -22,14 +22,24 @@ class BiEncoderReranker(PointwiseReranker):
     (``data.inference``), tokenised and pooled as sentence-transformers does; ``precision="int8"``
     quantises it there (dynamically on ONNX Runtime, or statically from the first ``calibration``
     texts it is given).
+
+    ``encoder="llama.cpp"`` runs a GGUF embedding model (nomic-embed-text-v1.5) exactly as the dense
+    retriever does (``retrievers.dense.DenseEncoder``), so both give the same vectors and scores. Its
+    passage vectors are kept in a disk cache (``<cache>/vectors``) keyed by the model's checksum, the
+    pooling, the window and the prefixed text: every run that reranks a passage again reads its vector.
     """
 
     method = "bi-encoder"
     libraries = ("torch", "transformers", "sentence-transformers")
-    neutral_params = MappingProxyType({**NEUTRAL, "precision": "float32"})
+    neutral_params = MappingProxyType(
+        {**NEUTRAL, "precision": "float32", "encoder": "sentence-transformers", "pooling": None}
+    )
+    execution_params: ClassVar[frozenset[str]] = frozenset({"batch_size", "threads"})
 
     @classmethod
     def libraries_for(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+        if params.get("encoder") == "llama.cpp":
+            return ("llama_cpp_python",)
         return cls.libraries + backend_libraries(str(params.get("backend", "torch")))
 
     def __init__(
@@ -44,8 +54,12 @@ class BiEncoderReranker(PointwiseReranker):
         backend: Backend = "torch",
         precision: Literal["float32", "int8"] = "float32",
         calibration: int = 0,
+        encoder: Literal["sentence-transformers", "llama.cpp"] = "sentence-transformers",
+        pooling: Literal["mean", "cls", "last"] | None = None,
+        threads: int | None = None,
     ):
         self.model = model
+        self.encoder = encoder
         self.backend, self.precision, self.calibration = backend, precision, calibration
         check_backend(backend, precision, "bi-encoder", calibration)
         self.batch_size = batch_size
@@ -60,6 +74,18 @@ class BiEncoderReranker(PointwiseReranker):
             self._load_embeddings(embeddings)
         self._encoder: Any = None
         self._sentence: SentenceEncoder | None = None
+        self._gguf: Any = None  # retrievers.dense.DenseEncoder on llama.cpp
+        self._vector_cache: Any = None
+        if encoder == "llama.cpp":
+            if backend != "torch" or embeddings is not None:
+                raise ValueError("encoder=llama.cpp runs its own model: backend and embeddings do not apply")
+            from retrievers.dense import DenseEncoder
+
+            self._gguf = DenseEncoder(model, batch_size, max_length, query_prefix=query_prefix,
+                                      document_prefix=document_prefix, encoder=encoder, threads=threads,
+                                      pooling=pooling)  # fmt: skip
+            self._vector_space = self._vector_namespace(pooling, max_length)
+            return
         if backend != "torch":
             self._sentence = SentenceEncoder(
                 resolve_model(model), backend, precision, batch_size, max_length, calibration
@@ -70,10 +96,21 @@ class BiEncoderReranker(PointwiseReranker):
         if max_length is not None:
             self._encoder.max_seq_length = max_length
 
+    def _vector_namespace(self, pooling: str | None, max_length: int | None) -> str:
+        import json
+
+        from rerank.identity import model_identity
+
+        model = model_identity(self.model)
+        return json.dumps({"model": model["sha256"] or model["name"], "encoder": self.encoder, "pooling": pooling,
+                           "max_length": max_length}, sort_keys=True)  # fmt: skip
+
     @classmethod
     def check_params(cls, params: dict[str, Any], where: str) -> None:
         super().check_params(params, where)
-        check_model(str(params.get("model", "minilm")), what=f"{where}: model", files=("modules.json", "config.json"))
+        gguf = params.get("encoder") == "llama.cpp"
+        files = ("modules.json", "config.json") if not gguf else ()
+        check_model(str(params.get("model", "minilm")), what=f"{where}: model", files=files)
         backend, precision = str(params.get("backend", "torch")), str(params.get("precision", "float32"))
         check_backend(backend, precision, where, params.get("calibration", 0))
 
@@ -99,7 +136,53 @@ class BiEncoderReranker(PointwiseReranker):
         self._vectors = index.reconstruct_n(0, index.ntotal)
         self._stored = {docid: row for row, (_, docid) in enumerate(iter_lines(Path(index_dir) / "docids.txt"))}
 
+    def _document_vectors(self, texts: list[str]) -> tuple[Any, int]:
+        """Passage vectors from the vector cache, encoding (and keeping) only the missing ones; and how many."""
+        import base64
+
+        import numpy as np
+
+        from data.config import cache_dir
+        from rerank.cache import OutputCache, cache_key
+
+        if self._vector_cache is None:
+            self._vector_cache = OutputCache(cache_dir() / "vectors")
+        keys = [cache_key(self._vector_space, self.document_prefix + t) for t in texts]
+        found = self._vector_cache.get_many(keys)
+        missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in found))
+        if missing:
+            fresh = self._gguf.encode(missing, self.document_prefix)
+            new = {
+                cache_key(self._vector_space, self.document_prefix + t): v for t, v in zip(missing, fresh, strict=True)
+            }
+            self._vector_cache.put_many((k, base64.b64encode(v.tobytes()).decode()) for k, v in new.items())
+            found.update((k, base64.b64encode(v.tobytes()).decode()) for k, v in new.items())
+        rows = [np.frombuffer(base64.b64decode(found[k]), dtype=np.float32) for k in keys]
+        return np.stack(rows), len(missing)
+
+    def _score_gguf(self, queries: Sequence[str], texts: Sequence[str]) -> PairScores:
+        import numpy as np
+
+        unique_queries = list(dict.fromkeys(queries))
+        unique_texts = list(dict.fromkeys(texts))
+        q_emb = self._gguf.encode(unique_queries, self.query_prefix)
+        d_emb, encoded = self._document_vectors(unique_texts)
+        q_index = {q: i for i, q in enumerate(unique_queries)}
+        d_index = {t: i for i, t in enumerate(unique_texts)}
+        qi = np.fromiter((q_index[q] for q in queries), dtype=np.int64, count=len(queries))
+        di = np.fromiter((d_index[t] for t in texts), dtype=np.int64, count=len(texts))
+        scores = np.einsum("ij,ij->i", q_emb[qi], d_emb[di])
+        limit, lengths = self._gguf.window, self._gguf.token_counts(unique_texts, self.document_prefix)
+        return PairScores(
+            scores=[float(s) for s in scores],
+            input_tokens=[min(lengths[d_index[t]], limit) for t in texts],
+            truncated=[lengths[d_index[t]] > limit for t in texts],
+            calls=len(unique_queries) + encoded,  # llama.cpp encodes one text per call
+        )
+
     def tokenizer(self) -> Any:
+        if self._gguf is not None:
+            return None  # llama.cpp's own tokenizer has no offsets to cut texts by
         return self._sentence.tokenizer if self._sentence is not None else self._encoder.tokenizer
 
     def _encode(self, texts: list[str]) -> Any:
@@ -112,6 +195,8 @@ class BiEncoderReranker(PointwiseReranker):
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         import numpy as np
 
+        if self._gguf is not None:
+            return self._score_gguf(queries, texts)
         unique_queries = list(dict.fromkeys(queries))
         stored = [bool(docids) and docids[i] in self._stored for i in range(len(texts))]
         unique_texts = list(dict.fromkeys(t for t, s in zip(texts, stored, strict=True) if not s))
