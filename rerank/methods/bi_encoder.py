@@ -32,7 +32,7 @@ class BiEncoderReranker(PointwiseReranker):
     method = "bi-encoder"
     libraries = ("torch", "transformers", "sentence-transformers")
     neutral_params = MappingProxyType(
-        {**NEUTRAL, "precision": "float32", "encoder": "sentence-transformers", "pooling": None}
+        {**NEUTRAL, "precision": "float32", "encoder": "sentence-transformers", "pooling": None, "threads": None}
     )
     execution_params: ClassVar[frozenset[str]] = frozenset({"batch_size", "threads"})
 
