@@ -619,8 +619,10 @@ def stage_models(stage: StageSpec) -> list[dict[str, Any]]:
     for name, value in stage.spec.params:
         if name == "model" and isinstance(value, str):
             found.append(_model_record(value, model_identity(value)))
-        elif isinstance(value, MethodSpec):
-            found += stage_models(StageSpec(value))
+        else:  # a nested spec, or a list of them (fuse's rerankers)
+            for nested in value if isinstance(value, tuple) else (value,):
+                if isinstance(nested, MethodSpec):
+                    found += stage_models(StageSpec(nested))
     for member in stage.spec.inputs:
         for inner in member.stages:
             found += stage_models(inner)

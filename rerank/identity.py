@@ -169,7 +169,10 @@ def component_identity(
     for name in cls.nested_params:
         value = params.get(name)
         if value is not None:
-            identity.setdefault("nested", {})[name] = nested(value) if nested else str(value)
+            describe = nested or str
+            # a list of specs (fuse's rerankers) is keyed member by member, in order
+            keyed = [describe(v) for v in value] if isinstance(value, (list, tuple)) else describe(value)
+            identity.setdefault("nested", {})[name] = keyed
     return identity
 
 

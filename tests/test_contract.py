@@ -39,6 +39,11 @@ CONTRACT_SPECS = {
     "jointrank/transformers": 'jointrank(inner="first(model=smollm2-135m, window_size=4)", block_size=4, replicas=2)',
     # through `rerank serve` of the MiniLM bi-encoder on loopback (tests/conftest.py: minilm_server)
     "remote": 'remote(base_url="{served}")',
+    "fuse": "fuse(rerankers=[bi-encoder(model=minilm, batch_size=4), pairwise(model=sort, backend=scripted, k=3)])",
+    "fuse/interpolate": (
+        "fuse(rerankers=[bi-encoder(model=minilm), setwise(model=sort, backend=scripted, num_child=2, k=3)], "
+        "method=interpolate, weights=[0.7, 0.3], normalization=zscore)"
+    ),
 }
 
 
