@@ -86,3 +86,28 @@ def test_a_run_over_some_queries_is_averaged_over_those_queries_only(data_dir):
         assert set(part.per_query[measure]) == {r.qid for r in rankings}
         expected = sum(full.per_query[measure][r.qid] for r in rankings) / 10
         assert part.aggregate[measure] == pytest.approx(expected)
+
+
+@pytest.mark.integration
+def test_interpolation_weights_are_fitted_on_the_given_qrels(tmp_path, capsys):
+    import data
+    from data.records import Candidate, Ranking, Run
+    from data.trec import write_trec_run
+    from eval.fit_weights import fit_interpolation, main
+
+    ds = data.load("example")
+    qrels = ds.qrels()
+    judged = Run.from_rankings(
+        Ranking.sorted(qid, (Candidate(d, float(g)) for d, g in qrels[qid].items())) for qid in qrels.qids
+    )
+    ranked = fit_interpolation([ds.run("bm25"), judged], qrels, "nDCG@10", step=0.25)
+    assert [w for w, _ in sorted(ranked)] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert ranked[0][1] == pytest.approx(1.0) and ranked[0][0] > 0  # the judged run wins, with the least weight
+    best = dict(ranked)
+    assert best[0.0] == pytest.approx(evaluate(ds.run("bm25"), qrels, ["nDCG@10"]).aggregate["nDCG@10"])
+    path = tmp_path / "judged.trec"
+    write_trec_run(judged, path)
+    assert main(["--dataset", "example", "bm25", str(path), "--step", "0.5"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("best on example: weights=[0.00, 1.00] (nDCG@10 1.0000)")
+    assert main(["--dataset", "example", "bm25", str(tmp_path / "missing.trec")]) == 5
+    assert "missing.trec" in capsys.readouterr().err
