@@ -29,7 +29,7 @@ def fit_interpolation(
         raise ValueError(f"fit_interpolation takes two runs, not {len(runs)}")
     if not 0 < step <= 1:
         raise ValueError(f"--step must be in (0, 1], not {step}")
-    grid = [round(i * step, 10) for i in range(int(round(1 / step)) + 1)]
+    grid = [round(i * step, 10) for i in range(round(1 / step) + 1)]
     scored = []
     for w in grid:
         fused = interpolate(runs, [1 - w, w], normalization)  # type: ignore[arg-type]
