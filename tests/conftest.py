@@ -47,6 +47,10 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     found = _data_dir()
     if found is not None:
         monkeypatch.setenv("RERANK_DATA_DIR", str(found))
+    if not os.environ.get("RERANK_CACHE_DIR"):  # a throwaway cache, but the packs joined where they are
+        from data.config import models_dir
+
+        monkeypatch.setenv("RERANK_MODELS_DIR", str(models_dir()))
     cache = os.environ.get("RERANK_CACHE_DIR") or str(tmp_path_factory.getbasetemp() / "rerank-cache")
     monkeypatch.setenv("RERANK_CACHE_DIR", cache)
 
