@@ -327,7 +327,18 @@ def test_eval_and_leaderboard_come_from_the_entry_point_group():
         "leaderboard": "eval.leaderboard",
     }
     commands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    assert list(commands) == ["index", "retrieve", "fuse", "run", "serve", "list", "models", "doctor", "eval", "leaderboard"]
+    assert list(commands) == [
+        "index",
+        "retrieve",
+        "fuse",
+        "run",
+        "serve",
+        "list",
+        "models",
+        "doctor",
+        "eval",
+        "leaderboard",
+    ]
 
 
 @pytest.mark.integration
