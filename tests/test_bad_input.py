@@ -635,6 +635,28 @@ CASES = [
     # -- usage --------------------------------------------------------------------------------------
     Case("unknown command", ["nosuch"], USAGE, "invalid choice"),
     Case("list: unknown kind", ["list", "nosuch"], USAGE, "invalid choice", ["list", "methods"]),
+    # -- rerank models and fuse ---------------------------------------------------------------------
+    Case(
+        "models: unknown pack",
+        ["models", "install", "nosuch"],
+        NOT_FOUND,
+        "NAME: 'nosuch' is not a model pack",
+        ["models", "list"],
+    ),
+    Case("models: no action", ["models"], USAGE, "required", ["models", "list"]),
+    Case(
+        "fuse: one member",
+        [*RUN, "--reranker", "fuse(rerankers=[random(seed=1)])"],
+        INVALID,
+        "fuse takes two or more methods",
+        [*RUN, "--reranker", "fuse(rerankers=[random(seed=1), random(seed=2)])"],
+    ),
+    Case(
+        "fuse: weights with rrf",
+        [*RUN, "--reranker", "fuse(rerankers=[random(seed=1), random(seed=2)], weights=[0.5, 0.5])"],
+        INVALID,
+        "only with method=interpolate",
+    ),
 ]
 
 
