@@ -90,11 +90,12 @@ class DenseEncoder:
                 self._model.max_seq_length = max_length
 
     def token_counts(self, texts: Sequence[str], prefix: str) -> list[int]:
-        """Each prefixed text's length in the model's tokens, before truncation."""
-        if self.encoder == "llama.cpp":
-            return [len(self._model.tokenize((prefix + t).encode("utf-8"))) for t in texts]
-        tokenizer = self.sentence.tokenizer if self.sentence is not None else self._model.tokenizer
-        return [len(ids) for ids in tokenizer([prefix + t for t in texts], verbose=False)["input_ids"]]
+        """Each prefixed text's length in llama.cpp's tokens, before truncation (the GGUF encoder only)."""
+        if self.encoder != "llama.cpp":
+            raise NotImplementedError(
+                "token_counts is for encoder=llama.cpp; sentence encoders count with their tokenizer"
+            )
+        return [len(self._model.tokenize((prefix + t).encode("utf-8"))) for t in texts]
 
     @property
     def dimension(self) -> int:

@@ -147,17 +147,15 @@ class BiEncoderReranker(PointwiseReranker):
 
         if self._vector_cache is None:
             self._vector_cache = OutputCache(cache_dir() / "vectors")
-        keys = [cache_key(self._vector_space, self.document_prefix + t) for t in texts]
-        found = self._vector_cache.get_many(keys)
-        missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in found))
+        keys = {t: cache_key(self._vector_space, self.document_prefix + t) for t in texts}  # texts are distinct
+        found = self._vector_cache.get_many(list(keys.values()))
+        missing = [t for t, k in keys.items() if k not in found]
         if missing:
             fresh = self._gguf.encode(missing, self.document_prefix)
-            new = {
-                cache_key(self._vector_space, self.document_prefix + t): v for t, v in zip(missing, fresh, strict=True)
-            }
-            self._vector_cache.put_many((k, base64.b64encode(v.tobytes()).decode()) for k, v in new.items())
-            found.update((k, base64.b64encode(v.tobytes()).decode()) for k, v in new.items())
-        rows = [np.frombuffer(base64.b64decode(found[k]), dtype=np.float32) for k in keys]
+            new = {keys[t]: base64.b64encode(v.tobytes()).decode() for t, v in zip(missing, fresh, strict=True)}
+            self._vector_cache.put_many(new.items())
+            found.update(new)
+        rows = [np.frombuffer(base64.b64decode(found[keys[t]]), dtype=np.float32) for t in texts]
         return np.stack(rows), len(missing)
 
     def _score_gguf(self, queries: Sequence[str], texts: Sequence[str]) -> PairScores:
