@@ -16,6 +16,7 @@ EXTRAS = {
     "faiss": "dense",
     "pyserini": "pyserini",
     "llama_cpp": "llamacpp",
+    "ftfy": "llm",
     "fastapi": "serve",
     "uvicorn": "serve",
     "prometheus_client": "serve",

@@ -1,20 +1,18 @@
 """Reading a permutation out of a listwise LLM's answer, never dropping or duplicating a candidate.
 
-The model is asked for ``[3] > [1] > [2]``. What comes back may be partial,
-repeat ids, name ids that do not exist, wrap the ranking in prose, or be empty.
-The rule (the reranker contract in ``docs/design.md``): ids the model placed come first in its
-order; repeated and out-of-range ids are ignored; missing ids follow in their
-previous relative order. Any deviation from a clean full permutation counts as
-one parse failure of that window.
+The model is asked for ``[3] > [1] > [2]``. What comes back may be partial, repeat ids, name ids that
+do not exist, wrap the ranking in prose, think aloud first, or be empty. The rule is RankLLM's
+(``ListwiseRankLLM.receive_permutation``), so that the same answer gives the same order: text up to a
+closing ``</think>`` is dropped; every run of digits is an id (look-alike digits such as ``①`` or
+``３`` count as the digit they show); ids come first in the model's order, repeated and out-of-range
+ids are ignored, and missing ids follow in their previous relative order. Any deviation from a clean
+full permutation counts as one parse failure of that window.
 """
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from dataclasses import dataclass
-
-_BRACKETED = re.compile(r"\[(\d+)\]")
-_BARE = re.compile(r"\b(\d+)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,18 +22,22 @@ class ParsedPermutation:
     placed: int  # how many ids the model itself placed
 
 
+def answer_ids(text: str) -> list[int]:
+    """The ids an answer names, in order: its digit runs after any ``</think>``."""
+    if "</think>" in text:
+        text = text.split("</think>")[-1]
+    digits = "".join(str(unicodedata.digit(c)) if c.isdigit() else " " for c in text)
+    return [int(run) for run in digits.split()]
+
+
 def parse_permutation(text: str, size: int) -> ParsedPermutation:
     """The window's new order from an answer naming ids 1..size."""
-    numbers = _BRACKETED.findall(text) or _BARE.findall(text)
     seen: set[int] = set()
     order: list[int] = []
     anomalies = 0
-    for raw in numbers:
-        position = int(raw) - 1
-        if not 0 <= position < size:
-            anomalies += 1
-            continue
-        if position in seen:
+    for number in answer_ids(text):
+        position = number - 1
+        if not 0 <= position < size or position in seen:
             anomalies += 1
             continue
         seen.add(position)

@@ -149,7 +149,9 @@ class ScriptedBackend(LLMBackend):
             out.append(TokenScores(scores, self.count_tokens(self.render(conversation))))
         return out
 
-    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[Generation]:
+    def generate(
+        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+    ) -> list[Generation]:
         out = []
         for conversation in conversations:
             grades = self._grades(conversation)
@@ -180,7 +182,7 @@ class ScriptedBackend(LLMBackend):
                 ids = [int(i) for i in best_first]
                 text = {
                     "sort": " > ".join(f"[{i}]" for i in ids),
-                    "missing": " > ".join(f"[{i}]" for i in ids[:2]),
+                    "missing": " > ".join(f"[{i}]" for i in ids[: min(2, len(ids) - 1)]),  # always one short
                     "repeated": " > ".join(f"[{i}]" for i in ids[:1] * 3 + ids),
                     "out-of-range": "[0] > [99] > " + " > ".join(f"[{i}]" for i in ids),
                     "empty": "",

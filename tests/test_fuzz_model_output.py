@@ -38,7 +38,9 @@ class DrawnAnswers(ScriptedBackend):
         super().__init__("drawn")
         self.answers, self.calls = list(answers), 0
 
-    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[Generation]:
+    def generate(
+        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+    ) -> list[Generation]:
         out = []
         for conversation in conversations:
             text = self.answers[self.calls % len(self.answers)]

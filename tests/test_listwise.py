@@ -4,7 +4,7 @@ import pytest
 
 from rerank import load_reranker
 from rerank.listwise_parsing import parse_permutation
-from rerank.methods.listwise import window_starts
+from rerank.methods.listwise import window_spans
 from rerank.testing import assert_permutation, request
 
 
@@ -19,6 +19,9 @@ from rerank.testing import assert_permutation, request
         ("Sure! Here is the ranking: [3] > [1] > [2]. Hope this helps.", [2, 0, 1], False),  # prose around it
         ("3 > 1 > 2", [2, 0, 1], False),  # bare numbers
         ("I cannot rank these passages.", [0, 1, 2], True),
+        ("<think>maybe [1] first</think>[3] > [2] > [1]", [2, 1, 0], False),  # thinking is dropped
+        ("[③] > [２] > [1]", [2, 1, 0], False),  # look-alike digits count as the digit they show
+        ("[2] > [1], then 3", [1, 0, 2], False),  # every digit run is an id, as in RankLLM
     ],
 )
 @pytest.mark.unit
@@ -29,11 +32,19 @@ def test_parse_permutation(answer, order, failed):
 
 
 @pytest.mark.unit
-def test_window_schedule_runs_bottom_to_top():
-    assert window_starts(100, 20, 10) == [80, 70, 60, 50, 40, 30, 20, 10, 0]
-    assert window_starts(20, 20, 10) == [0]
-    assert window_starts(25, 20, 10) == [5, 0]
-    assert window_starts(3, 20, 10) == [0]
+def test_window_schedule_runs_bottom_to_top_as_rankllm_does():
+    assert [s for s, _ in window_spans(100, 20, 10)] == [80, 70, 60, 50, 40, 30, 20, 10, 0]
+    assert window_spans(100, 20, 10)[-1] == (0, 20)
+    assert window_spans(20, 20, 10) == [(0, 20)]
+    # the window keeps its end and is cut at the top, as RankLLM's sliding loop does
+    assert window_spans(25, 20, 10) == [(5, 25), (0, 15), (0, 5)]
+    assert window_spans(3, 20, 10) == [(0, 3)]
+    assert window_spans(0, 20, 10) == []
+
+
+def windows_asked(n: int, window: int, stride: int) -> int:
+    """RankLLM's windows, less those of one passage (nothing to order: no model call)."""
+    return sum(end - start > 1 for start, end in window_spans(n, window, stride))
 
 
 def graded_request(n: int, qid: str = "q"):
@@ -52,7 +63,7 @@ def test_sliding_window_bubbles_the_best_to_the_top():
     assert_permutation(req, result)
     best = f"d{grades.index(max(grades)):02d}"
     assert result.ranking.candidates[0].docid == best
-    assert result.cost.calls == len(window_starts(11, 4, 2)) and result.cost.parse_failures == 0
+    assert result.cost.calls == windows_asked(11, 4, 2) and result.cost.parse_failures == 0
     assert [c.score for c in result.ranking.candidates] == [float(11 - r) for r in range(11)]
 
 
@@ -61,7 +72,7 @@ def test_passes_and_batching_across_queries():
     reranker = load_reranker("listwise(model=sort, backend=scripted, window_size=4, stride=2, passes=3)")
     requests = [graded_request(11, "a")[0], graded_request(6, "b")[0], graded_request(1, "c")[0]]
     results = reranker.rerank(requests)
-    assert [r.cost.calls for r in results] == [3 * len(window_starts(11, 4, 2)), 3 * len(window_starts(6, 4, 2)), 0]
+    assert [r.cost.calls for r in results] == [3 * windows_asked(11, 4, 2), 3 * windows_asked(6, 4, 2), 0]
     # three passes of a bubble-like sweep fully sort the first three grades of the 11-passage list
     top = [int(c.text.split()[1]) for c in results[0].ranking.candidates[:3]]
     assert top == [10, 9, 8]
@@ -114,7 +125,7 @@ def test_first_orders_windows_by_identifier_scores():
     (result,) = reranker.rerank([req])
     assert_permutation(req, result)
     assert result.ranking.candidates[0].docid == f"d{grades.index(max(grades)):02d}"
-    assert result.cost.calls == len(window_starts(11, 4, 2)) and result.cost.output_tokens == 0  # no generation
+    assert result.cost.calls == windows_asked(11, 4, 2) and result.cost.output_tokens == 0  # no generation
     with pytest.raises(ValueError, match="at most 26"):
         load_reranker("first(model=sort, backend=scripted, window_size=30)")
 

@@ -56,8 +56,10 @@ class LLMBackend(ABC):
     def count_tokens(self, text: str) -> int: ...
 
     @abstractmethod
-    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[Generation]:
-        """Greedy continuations, one per conversation."""
+    def generate(
+        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+    ) -> list[Generation]:
+        """Greedy continuations, one per conversation; no end of text before ``min_new_tokens`` tokens."""
 
     @abstractmethod
     def next_token_scores(

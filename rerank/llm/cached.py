@@ -48,11 +48,17 @@ class CachedBackend(LLMBackend):
     def single_token(self, label: str) -> bool:
         return self.inner.single_token(label)
 
-    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[Generation]:
-        keys = [cache_key("generate", self.identity, self.render(c), str(max_new_tokens)) for c in conversations]
+    def generate(
+        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+    ) -> list[Generation]:
+        # (the minimum joins the key only when set, so answers cached before it existed stay valid)
+        budget = str(max_new_tokens) + (f":{min_new_tokens}" if min_new_tokens else "")
+        keys = [cache_key("generate", self.identity, self.render(c), budget) for c in conversations]
         known = self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in known]
-        fresh = self.inner.generate([conversations[i] for i in missing], max_new_tokens) if missing else []
+        fresh = (
+            self.inner.generate([conversations[i] for i in missing], max_new_tokens, min_new_tokens) if missing else []
+        )
         self.cache.put_many(
             (keys[i], [g.text, g.input_tokens, g.output_tokens]) for i, g in zip(missing, fresh, strict=True)
         )

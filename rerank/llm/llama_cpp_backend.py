@@ -134,14 +134,49 @@ class LlamaCppBackend(LLMBackend):
             )
         return out
 
-    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[Generation]:
+    def generate(
+        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+    ) -> list[Generation]:
         out = []
         for conversation in conversations:
             tokens = self._tokenize(self.render(conversation))
-            self._keep_shared_prefix(tokens)
+            shared = self._keep_shared_prefix(tokens)
+            if min_new_tokens:
+                text, produced = self._greedy(tokens[shared:], max_new_tokens, min_new_tokens)
+                out.append(Generation(text, len(tokens), produced))
+                continue
             answer = self._llm.create_completion(
                 prompt=tokens, max_tokens=max_new_tokens, temperature=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0
             )
             usage = answer["usage"]
             out.append(Generation(answer["choices"][0]["text"], len(tokens), int(usage["completion_tokens"])))
         return out
+
+    def _greedy(self, pending: list[int], max_new_tokens: int, min_new_tokens: int) -> tuple[str, int]:
+        """Greedy decoding that cannot end before ``min_new_tokens`` tokens (vLLM's ``min_tokens``).
+
+        Done by hand because llama-cpp-python's logit processors run through a custom sampler its own
+        source calls broken; the argmax over the last position's logits is what ``top_k=1`` samples.
+        """
+        import numpy as np
+
+        end_ids = self._end_of_generation_ids()
+        produced: list[int] = []
+        while len(produced) < max_new_tokens:
+            self._llm.eval(pending)
+            pointer = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
+            logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).copy()
+            if len(produced) < min_new_tokens:
+                logits[end_ids] = -np.inf
+            token = int(logits.argmax())
+            if token in end_ids:
+                break
+            produced.append(token)
+            pending = [token]
+        return self._llm.detokenize(produced).decode("utf-8", "replace"), len(produced)
+
+    def _end_of_generation_ids(self) -> list[int]:
+        if not hasattr(self, "_eog"):
+            vocab = self._llama_cpp.llama_model_get_vocab(self._llm.model)
+            self._eog = [t for t in range(self._n_vocab) if self._llama_cpp.llama_vocab_is_eog(vocab, t)]
+        return self._eog

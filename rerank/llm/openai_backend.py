@@ -81,9 +81,13 @@ class OpenAIBackend(LLMBackend):
         return answer
 
     # --- the interface -------------------------------------------------------------------------------------
-    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[Generation]:
+    def generate(
+        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+    ) -> list[Generation]:
         def one(messages: Sequence[Message]) -> Generation:
-            answer = self._chat(messages, max_tokens=max_new_tokens)
+            # min_tokens is vLLM's and llama.cpp's server's extension; a server without it may stop sooner
+            extra = {"min_tokens": min_new_tokens} if min_new_tokens else {}
+            answer = self._chat(messages, max_tokens=max_new_tokens, **extra)
             usage = answer.get("usage") or {}
             text = answer["choices"][0]["message"].get("content") or ""
             return Generation(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))

@@ -116,7 +116,9 @@ class TransformersBackend(LLMBackend):
                 )
         return out
 
-    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[Generation]:
+    def generate(
+        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+    ) -> list[Generation]:
         import torch
 
         prompts = [self.render(c) for c in conversations]
@@ -124,7 +126,11 @@ class TransformersBackend(LLMBackend):
         with torch.inference_mode():
             for _, batch, lengths in self._batches(prompts):
                 produced = self._lm.generate(
-                    **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self._tokenizer.pad_token_id
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    min_new_tokens=min_new_tokens or None,
+                    do_sample=False,
+                    pad_token_id=self._tokenizer.pad_token_id,
                 )[:, batch["input_ids"].shape[1] :]
                 for row, n in zip(produced, lengths, strict=True):
                     tokens = [t for t in row.tolist() if t != self._tokenizer.pad_token_id]

@@ -1,17 +1,24 @@
 """Listwise reranking with a sliding window (RankGPT: Sun et al., 2023, "Is ChatGPT Good at Search?";
-RankZephyr: Pradeep et al., 2023).
+RankZephyr: Pradeep et al., 2023), as RankLLM (``RankListwiseOSLLM``) runs it.
 
-The window slides from the bottom of the list to the top: each step asks the
-model to order ``window_size`` passages, then moves up by ``stride``, so strong
-passages bubble towards the head. ``passes`` repeats the sweep. Windows at the
-same step of different queries go to the backend together (batch first).
-Synthetic scores: the final position ``r`` (0-based) gets score ``n - r``.
+The window slides from the bottom of the list to the top: each step asks the model to order up to
+``window_size`` passages, then moves up by ``stride``, so strong passages bubble towards the head.
+``passes`` repeats the sweep. Windows at the same step of different queries go to the backend
+together (batch first). Synthetic scores: the final position ``r`` (0-based) gets score ``n - r``.
+
+What RankLLM does and this module does too (``tests/test_fidelity.py`` compares them side by side):
+the schedule keeps each window's end and cuts the top window short; passages and the query go through
+ftfy's ``fix_text`` and have ``[n]`` rewritten to ``(n)``; a window of ``w`` passages cuts each to
+``300 * 20 / w`` words, fewer while the prompt and answer overflow ``context_size`` tokens; the answer
+is exactly as many tokens as ``[1] > [2] > … > [w]`` (less one); parsing reads every digit run.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
+from typing import ClassVar
 
 from data.records import RerankRequest
 from rerank.base import Reranker, RerankResult, require_texts
@@ -21,19 +28,34 @@ from rerank.llm.backend import call_cost
 from rerank.methods.llm_common import InitialOrder, LLMMethodMixin, check_initial_order, ranked_results, start_order
 from rerank.prompts import load_prompt
 
+_BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
 
-def window_starts(n: int, window: int, stride: int) -> list[int]:
-    """Start offsets from the bottom of the list to the top."""
-    if n <= window:
-        return [0]
-    starts = list(range(n - window, 0, -stride))
-    if starts[-1] != 0:
-        starts.append(0)
-    return starts
+
+def window_spans(n: int, window: int, stride: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of each window, bottom of the list first (RankLLM's ``sliding_windows``).
+
+    Every window keeps its end, so the top one is cut short where ``n - window`` is not a multiple of
+    ``stride``; the sweep stops once a window would start exactly at the top after a full one.
+    """
+    window = min(window, n)
+    spans, end, start = [], n, n - window
+    while end > 0 and start + stride != 0:
+        spans.append((max(start, 0), end))
+        end, start = end - stride, start - stride
+    return spans
+
+
+def clean_text(text: str) -> str:
+    """What RankLLM feeds the prompt: ftfy-fixed text whose ``[n]`` cannot pass for a passage id."""
+    from data.optional import optional_import
+
+    return _BRACKETED_NUMBER.sub(r"(\1)", optional_import("ftfy").fix_text(text))
 
 
 class ListwiseReranker(LLMMethodMixin, Reranker):
     method = "listwise"
+    version = 2  # 2: RankLLM's schedule, text cleaning, passage length, answer length and parsing
+    libraries: ClassVar[tuple[str, ...]] = ("ftfy",)
 
     def __init__(
         self,
@@ -43,40 +65,90 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         window_size: int = 20,
         stride: int = 10,
         passes: int = 1,
-        max_words: int = 100,
+        max_words: int | None = None,
+        context_size: int = 4096,
         initial_order: InitialOrder = "given",
         seed: int = 0,
         batch_size: int = 4,
     ):
         if window_size < 2 or stride < 1 or passes < 1:
             raise ValueError("window_size must be at least 2, stride and passes at least 1")
+        if max_words is not None and max_words < 1:
+            raise ValueError(f"max_words must be at least 1, not {max_words}")
         check_initial_order(initial_order)
         self.model, self.backend_name, self.template_name = model, backend, template
         self.window_size, self.stride, self.passes, self.max_words = window_size, stride, passes, max_words
+        self.context_size = context_size
         self.initial_order, self.seed, self.batch_size = initial_order, seed, batch_size
         self.prompt = load_prompt(template)
         self._load_backend(backend, model, batch_size)
 
+    # --- the prompt ------------------------------------------------------------------------------------
     def _identifiers(self, n: int) -> list[str]:
         return [str(i) for i in range(1, n + 1)]
 
-    def _messages(self, query: str, passages: Sequence[str]) -> list[dict[str, str]]:
-        p = self.prompt
-        body = p["prefix"].format(num=len(passages), query=query)
-        for ident, passage in zip(self._identifiers(len(passages)), passages, strict=True):
-            body += p["passage"].format(id=ident, passage=" ".join(passage.split()[: self.max_words]))
-        body += p["suffix"].format(num=len(passages), query=query)
-        return [{"role": "system", "content": p["system"]}, {"role": "user", "content": body}]
+    def _clean(self, text: str) -> str:
+        return clean_text(text)
+
+    def messages(self, query: str, passages: Sequence[str], max_words: int) -> list[dict[str, str]]:
+        """The conversation for one window: single-turn, or RankGPT's turns when the template has them."""
+        p, num, query = self.prompt, len(passages), self._clean(query)
+        bodies = [
+            (ident, p["passage"].format(id=ident, passage=" ".join(self._clean(passage).split()[:max_words])))
+            for ident, passage in zip(self._identifiers(num), passages, strict=True)
+        ]
+        messages = [{"role": "system", "content": p["system"]}] if p.get("system") else []
+        prefix, suffix = p["prefix"].format(num=num, query=query), p["suffix"].format(num=num, query=query)
+        if "passage_reply" in p:  # multi-turn: every passage is a user turn the assistant acknowledges
+            messages += [{"role": "user", "content": prefix}, {"role": "assistant", "content": p["prefix_reply"]}]
+            for ident, body in bodies:
+                messages += [{"role": "user", "content": body},
+                             {"role": "assistant", "content": p["passage_reply"].format(id=ident)}]  # fmt: skip
+            return [*messages, {"role": "user", "content": suffix}]
+        return [*messages, {"role": "user", "content": prefix + "".join(body for _, body in bodies) + suffix}]
+
+    def answer_tokens(self, size: int) -> int:
+        """The answer's length for a window of ``size``: RankLLM's count of ``[1] > … > [size]`` less one."""
+        return max(1, self.backend.count_tokens(" > ".join(f"[{i}]" for i in self._identifiers(size))) - 1)
+
+    def _fitted_messages(self, query: str, passages: Sequence[str]) -> list[dict[str, str]]:
+        """The window's prompt with passages cut as RankLLM cuts them (``RankListwiseOSLLM.create_prompt``).
+
+        ``max_words`` fixes the cut. Unset, a window of ``w`` passages starts at ``300 * 20 / w`` words
+        and loses words while the rendered prompt plus the answer overflow ``context_size`` tokens.
+        """
+        if self.max_words is not None:
+            return self.messages(query, passages, self.max_words)
+        size = len(passages)
+        budget, limit = self.context_size - self.answer_tokens(size), 300 * (20 / size)
+        while True:
+            messages = self.messages(query, passages, max(int(limit), 0))
+            over = self.backend.count_tokens(self.backend.render(messages)) - budget
+            if over <= 0 or limit < 1:
+                return messages
+            limit -= max(1, over // (size * 4))
+
+    # --- the schedule ----------------------------------------------------------------------------------
+    def _spans(self, n: int) -> list[tuple[int, int]]:
+        # A window of one passage has nothing to order: RankLLM asks the model anyway, we do not.
+        return [(s, e) for s, e in window_spans(n, self.window_size, self.stride) if e - s > 1]
 
     def _rank_windows(
         self, conversations: list[list[dict[str, str]]], windows: list[list[int]]
     ) -> list[tuple[list[int], Cost]]:
         """Each window's new order (positions into the window) and what asking for it cost."""
-        answers = self.backend.generate(conversations, max_new_tokens=6 * self.window_size)
-        out = []
-        for window, answer in zip(windows, answers, strict=True):
-            parsed = parse_permutation(answer.text, len(window))
-            out.append((parsed.order, call_cost(answer) + Cost(parse_failures=int(parsed.failed))))
+        out: list[tuple[list[int], Cost]] = [([], Cost())] * len(windows)
+        by_size: dict[int, list[int]] = {}
+        for k, window in enumerate(windows):
+            by_size.setdefault(len(window), []).append(k)
+        for size, members in by_size.items():
+            n_tokens = self.answer_tokens(size)  # RankLLM's vLLM call: min_tokens = max_tokens
+            answers = self.backend.generate(
+                [conversations[k] for k in members], max_new_tokens=n_tokens, min_new_tokens=n_tokens
+            )
+            for k, answer in zip(members, answers, strict=True):
+                parsed = parse_permutation(answer.text, size)
+                out[k] = (parsed.order, call_cost(answer) + Cost(parse_failures=int(parsed.failed)))
         return out
 
     def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
@@ -84,22 +156,22 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         texts = [require_texts(r) for r in requests]
         orders = [start_order(r, self.initial_order, self.seed) for r in requests]
         costs = [Cost() for _ in requests]
-        # Each query's schedule of window starts; step k of every query is sent together.
-        schedules = [window_starts(len(r.candidates), self.window_size, self.stride) * self.passes for r in requests]
+        # Each query's schedule of windows; step k of every query is sent together.
+        schedules = [self._spans(len(r.candidates)) * self.passes for r in requests]
         for step in range(max((len(s) for s in schedules), default=0)):
-            jobs = [
-                (i, schedules[i][step]) for i in range(len(requests)) if step < len(schedules[i]) and len(orders[i]) > 1
+            jobs: list[tuple[int, tuple[int, int]]] = [
+                (i, schedules[i][step]) for i in range(len(requests)) if step < len(schedules[i])
             ]
             if not jobs:
                 continue
-            windows = [orders[i][s : s + self.window_size] for i, s in jobs]
+            windows = [orders[i][s:e] for i, (s, e) in jobs]
             conversations = [
-                self._messages(requests[i].query.text, [texts[i][c] for c in window])
+                self._fitted_messages(requests[i].query.text, [texts[i][c] for c in window])
                 for (i, _), window in zip(jobs, windows, strict=True)
             ]
-            for (i, s), window, (new_order, cost) in zip(
+            for (i, (s, e)), window, (new_order, cost) in zip(
                 jobs, windows, self._rank_windows(conversations, windows), strict=True
             ):
-                orders[i][s : s + len(window)] = [window[p] for p in new_order]
+                orders[i][s:e] = [window[p] for p in new_order]
                 costs[i] = costs[i] + cost
         return ranked_results(requests, orders, costs, time.perf_counter() - start)

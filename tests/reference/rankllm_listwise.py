@@ -1,0 +1,137 @@
+"""Run RankLLM's own listwise reranker (``RankListwiseOSLLM``) on a GGUF model through llama.cpp.
+
+    python tests/reference/rankllm_listwise.py INPUT.json OUTPUT.json
+
+with rank-llm importable (``tests/test_fidelity.py`` installs it into a folder of its own and puts
+that on ``PYTHONPATH``). Everything of RankLLM runs as shipped: its template, inference handler,
+``create_prompt`` (chat template, ``fix_text``, passage shrinking), answer length, sliding windows
+and ``receive_permutation``. The stubs are only what cannot run here: vLLM (no GPU; its place is taken
+by an engine that decodes greedily with llama.cpp, EOS held back until ``min_tokens`` as vLLM does)
+and the T5 rerankers its package imports (which need an older transformers).
+
+With ``"prompts"`` in INPUT it only renders messages (no model): each entry's window through RankLLM's
+inference handler for the template, as ``{"prompts": [{"query", "passages", "max_length"}]}`` →
+``{"messages": [[{"role", "content"}, ...], ...]}``.
+
+INPUT: {"model": GGUF path, "template": "rank_zephyr_template.yaml", "window_size", "stride",
+"context_size", "requests": [{"qid", "query", "candidates": [[docid, text], ...]}]}.
+OUTPUT: {"calls": [{"span": [start, end], "prompt", "answer"}], "rankings": {qid: [docid, ...]}}.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+def _stub(name: str, *classes: str) -> None:
+    module = types.ModuleType(name)
+    module.__path__ = []  # type: ignore[attr-defined]
+    for cls in classes:
+        setattr(module, cls, type(cls, (), {}))
+    sys.modules[name] = module
+
+
+_stub("vllm", "LLM", "SamplingParams", "RequestOutput")
+_stub("vllm.outputs", "RequestOutput")
+_stub("rank_llm.rerank.listwise.rank_fid", "RankFiDDistill", "RankFiDScore")
+_stub("rank_llm.rerank.pairwise.duot5", "DuoT5")
+_stub("rank_llm.rerank.pointwise.monot5", "MonoT5")
+
+
+class LlamaEngine:
+    """vLLM's place in RankLLM: greedy decoding of rendered prompt strings, with a Hugging Face tokenizer."""
+
+    calls: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, model: str, **_: Any):
+        from transformers import AutoTokenizer
+
+        from rerank.llm.llama_cpp_backend import LlamaCppBackend
+
+        self.llama = LlamaCppBackend(model, threads=2)  # the defaults the method under test runs with
+        path = Path(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+    def get_tokenizer(self) -> Any:
+        return self.tokenizer
+
+    def generate_output(
+        self, prompts: list[str], min_tokens: int, max_tokens: int, temperature: float, **_: Any
+    ) -> Any:
+        assert temperature == 0.0
+        out = []
+        for prompt in prompts:
+            tokens = self.llama._tokenize(prompt)
+            shared = self.llama._keep_shared_prefix(tokens)
+            text, produced = self.llama._greedy(tokens[shared:], max_tokens, min_tokens)
+            LlamaEngine.calls.append({"prompt": prompt, "answer": text})
+            completion = types.SimpleNamespace(text=text, token_ids=list(range(produced)))
+            out.append(types.SimpleNamespace(outputs=[completion]))
+        return out
+
+
+def render_prompts(target: str) -> None:
+    from importlib.resources import files
+
+    import yaml
+    from rank_llm.data import Candidate, Query, Result
+    from rank_llm.rerank.listwise.multiturn_listwise_inference_handler import MultiTurnListwiseInferenceHandler
+    from rank_llm.rerank.listwise.singleturn_listwise_inference_handler import SingleTurnListwiseInferenceHandler
+
+    template = yaml.safe_load((files("rank_llm.rerank.prompt_templates") / CONFIG["template"]).read_text())
+    handler = {"singleturn_listwise": SingleTurnListwiseInferenceHandler,
+               "multiturn_listwise": MultiTurnListwiseInferenceHandler}[template["method"]](template)  # fmt: skip
+    messages = []
+    for item in CONFIG["prompts"]:
+        candidates = [Candidate(str(i), 0.0, {"text": text}) for i, text in enumerate(item["passages"])]
+        result = Result(Query(item["query"], "q"), candidates)
+        messages.append(handler.generate_prompt(result, rank_start=0, rank_end=len(candidates),
+                                                max_length=item["max_length"]))  # fmt: skip
+    Path(target).write_text(json.dumps({"messages": messages}, indent=1), encoding="utf-8")
+
+
+def main(source: str, target: str) -> None:
+    from importlib.resources import files
+
+    import rank_llm.rerank.listwise.rank_listwise_os_llm as os_llm
+    from rank_llm.data import Candidate, Query, Request
+
+    os_llm.VllmHandler = LlamaEngine  # type: ignore[attr-defined,misc]
+    reranker = os_llm.RankListwiseOSLLM(
+        model=CONFIG["model"],
+        context_size=int(CONFIG["context_size"]),
+        prompt_template_path=str(files("rank_llm.rerank.prompt_templates") / CONFIG["template"]),
+        window_size=int(CONFIG["window_size"]),
+        stride=int(CONFIG["stride"]),
+        device="cpu",
+    )
+    spans: list[list[int]] = []
+    batched = reranker.permutation_pipeline_batched
+
+    def record(results: Any, rank_start: int, rank_end: int, *args: Any, **kwargs: Any) -> Any:
+        spans.extend([[rank_start, rank_end]] * len(results))
+        return batched(results, rank_start, rank_end, *args, **kwargs)
+
+    reranker.permutation_pipeline_batched = record  # type: ignore[method-assign]
+    rankings = {}
+    for item in CONFIG["requests"]:  # one query at a time: RankLLM batches only equal-length lists
+        request = Request(
+            Query(item["query"], item["qid"]),
+            [Candidate(docid, float(-rank), {"text": text}) for rank, (docid, text) in enumerate(item["candidates"])],
+        )
+        (result,) = reranker.rerank_batch([request], rank_start=0, rank_end=len(item["candidates"]))
+        rankings[item["qid"]] = [c.docid for c in result.candidates]
+    calls = [{"span": span, **call} for span, call in zip(spans, LlamaEngine.calls, strict=True)]
+    Path(target).write_text(json.dumps({"calls": calls, "rankings": rankings}, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    CONFIG = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+    if "prompts" in CONFIG:
+        render_prompts(sys.argv[2])
+    else:
+        main(sys.argv[1], sys.argv[2])
