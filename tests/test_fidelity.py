@@ -84,7 +84,8 @@ def test_listwise_runs_as_rankllm_on_dl19(rankllm_site, dl19, tmp_path):
     from data.records import RerankRequest
     from rerank import load_reranker
 
-    model = next(Path(resolve_model("qwen2.5-coder-0.5b")).glob("*.gguf"))
+    model = Path(resolve_model("qwen2.5-coder-0.5b"))
+    model = model if model.suffix == ".gguf" else next(model.glob("*.gguf"))
     requests = [RerankRequest(r.query, r.candidates[:15]) for r in dl19.candidates("bm25")[:2]]
     config = {
         "model": str(model), "template": "rank_zephyr_template.yaml", "window_size": 10, "stride": 4,
@@ -108,7 +109,7 @@ def test_listwise_runs_as_rankllm_on_dl19(rankllm_site, dl19, tmp_path):
     backend.generate = observed
     results = [reranker.rerank([r])[0] for r in requests]  # one query at a time, as the reference runs
 
-    assert [call["span"] for call in theirs["calls"]] == [[5, 15], [1, 11], [0, 7], [0, 3]] * 2
+    assert [call["span"] for call in theirs["calls"]] == [[5, 15], [1, 11], [0, 7]] * 2
     assert [list(span) for span in reranker._spans(15)] * 2 == [call["span"] for call in theirs["calls"]]
     assert [c["prompt"] for c in calls] == [c["prompt"] for c in theirs["calls"]]
     assert [c["answer"] for c in calls] == [c["answer"] for c in theirs["calls"]]

@@ -37,7 +37,8 @@ def test_window_schedule_runs_bottom_to_top_as_rankllm_does():
     assert window_spans(100, 20, 10)[-1] == (0, 20)
     assert window_spans(20, 20, 10) == [(0, 20)]
     # the window keeps its end and is cut at the top, as RankLLM's sliding loop does
-    assert window_spans(25, 20, 10) == [(5, 25), (0, 15), (0, 5)]
+    assert window_spans(25, 20, 10) == [(5, 25), (0, 15)]
+    assert window_spans(15, 10, 4) == [(5, 15), (1, 11), (0, 7)]
     assert window_spans(3, 20, 10) == [(0, 3)]
     assert window_spans(0, 20, 10) == []
 

@@ -35,12 +35,13 @@ def window_spans(n: int, window: int, stride: int) -> list[tuple[int, int]]:
     """``[start, end)`` of each window, bottom of the list first (RankLLM's ``sliding_windows``).
 
     Every window keeps its end, so the top one is cut short where ``n - window`` is not a multiple of
-    ``stride``; the sweep stops once a window would start exactly at the top after a full one.
+    ``stride``, and the sweep stops after the first window that starts at the top.
     """
     window = min(window, n)
     spans, end, start = [], n, n - window
     while end > 0 and start + stride != 0:
-        spans.append((max(start, 0), end))
+        start = max(start, 0)  # clamped before the step, so the sweep ends one window after reaching the top
+        spans.append((start, end))
         end, start = end - stride, start - stride
     return spans
 
