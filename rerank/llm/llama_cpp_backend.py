@@ -9,6 +9,7 @@ llama.cpp runs one sequence at a time: ``batch_size`` is accepted and unused.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -160,7 +161,7 @@ class LlamaCppBackend(LLMBackend):
         """
         import numpy as np
 
-        end_ids = self._end_of_generation_ids()
+        end_ids = self._end_of_generation_ids
         produced: list[int] = []
         while len(produced) < max_new_tokens:
             self._llm.eval(pending)
@@ -175,8 +176,8 @@ class LlamaCppBackend(LLMBackend):
             pending = [token]
         return self._llm.detokenize(produced).decode("utf-8", "replace"), len(produced)
 
+    @functools.cached_property
     def _end_of_generation_ids(self) -> list[int]:
-        if not hasattr(self, "_eog"):
-            vocab = self._llama_cpp.llama_model_get_vocab(self._llm.model)
-            self._eog = [t for t in range(self._n_vocab) if self._llama_cpp.llama_vocab_is_eog(vocab, t)]
-        return self._eog
+        """Every token that ends generation (EOS, end of turn, …): a pass over the vocabulary, done once."""
+        vocab = self._llama_cpp.llama_model_get_vocab(self._llm.model)
+        return [t for t in range(self._n_vocab) if self._llama_cpp.llama_vocab_is_eog(vocab, t)]

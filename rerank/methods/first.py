@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from rerank.cost import Cost
 from rerank.llm.backend import call_cost
-from rerank.methods.listwise import ListwiseReranker
+from rerank.methods.listwise import ListwiseReranker, by_size
 
 
 class FirstReranker(ListwiseReranker):
@@ -65,11 +65,8 @@ class FirstReranker(ListwiseReranker):
         ``answer_prefix``), where a model writing "[B] > [A] …" puts its first choice.
         A label an API could not score (outside its top log-probabilities) counts as a failure.
         """
-        by_size: dict[int, list[int]] = {}
-        for k, window in enumerate(windows):
-            by_size.setdefault(len(window), []).append(k)
         out: list[tuple[list[int], Cost]] = [([], Cost())] * len(windows)
-        for size, members in by_size.items():
+        for size, members in by_size(windows).items():
             labels = self._identifiers(size)
             answers = self.backend.next_token_scores(
                 [conversations[k] for k in members], labels, prefix=self.prompt.get("answer_prefix", "")

@@ -15,6 +15,7 @@ is exactly as many tokens as ``[1] > [2] > … > [w]`` (less one); parsing reads
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Sequence
@@ -46,11 +47,20 @@ def window_spans(n: int, window: int, stride: int) -> list[tuple[int, int]]:
     return spans
 
 
+@functools.lru_cache(maxsize=8192)  # a passage comes back in several windows and in every shrinking step
 def clean_text(text: str) -> str:
     """What RankLLM feeds the prompt: ftfy-fixed text whose ``[n]`` cannot pass for a passage id."""
     from data.optional import optional_import
 
     return _BRACKETED_NUMBER.sub(r"(\1)", optional_import("ftfy").fix_text(text))
+
+
+def by_size(windows: Sequence[Sequence[int]]) -> dict[int, list[int]]:
+    """The windows' indices grouped by window length: equal-length windows share a backend call."""
+    groups: dict[int, list[int]] = {}
+    for k, window in enumerate(windows):
+        groups.setdefault(len(window), []).append(k)
+    return groups
 
 
 class ListwiseReranker(LLMMethodMixin, Reranker):
@@ -139,10 +149,7 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
     ) -> list[tuple[list[int], Cost]]:
         """Each window's new order (positions into the window) and what asking for it cost."""
         out: list[tuple[list[int], Cost]] = [([], Cost())] * len(windows)
-        by_size: dict[int, list[int]] = {}
-        for k, window in enumerate(windows):
-            by_size.setdefault(len(window), []).append(k)
-        for size, members in by_size.items():
+        for size, members in by_size(windows).items():
             n_tokens = self.answer_tokens(size)  # RankLLM's vLLM call: min_tokens = max_tokens
             answers = self.backend.generate(
                 [conversations[k] for k in members], max_new_tokens=n_tokens, min_new_tokens=n_tokens

@@ -94,7 +94,7 @@ def render_prompts(target: str) -> None:
     Path(target).write_text(json.dumps({"messages": messages}, indent=1), encoding="utf-8")
 
 
-def main(source: str, target: str) -> None:
+def main(target: str) -> None:
     from importlib.resources import files
 
     import rank_llm.rerank.listwise.rank_listwise_os_llm as os_llm
@@ -134,4 +134,4 @@ if __name__ == "__main__":
     if "prompts" in CONFIG:
         render_prompts(sys.argv[2])
     else:
-        main(sys.argv[1], sys.argv[2])
+        main(sys.argv[2])
