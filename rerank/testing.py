@@ -139,14 +139,22 @@ class ScriptedBackend(LLMBackend):
         return {bracketed or passage: int(grade or 0) for bracketed, passage, grade in shown}
 
     def next_token_scores(
-        self, conversations: Sequence[Sequence[Message]], labels: Sequence[str], prefix: str = ""
+        self,
+        conversations: Sequence[Sequence[Message]],
+        labels: Sequence[str],
+        prefix: str = "",
+        read_at: int = 0,
+        top: int = 0,
     ) -> list[TokenScores]:
         """``sort``: each label scores its passage's grade; any other script scores every label alike."""
         out = []
         for conversation in conversations:
             grades = self._grades(conversation)
             scores = {label: float(grades.get(label.strip(), 0)) if self.model == "sort" else 0.0 for label in labels}
-            out.append(TokenScores(scores, self.count_tokens(self.render(conversation))))
+            outside = sorted(labels, key=lambda label: -scores[label])[top:] if top else []  # as an API's top few
+            floor = min(scores.values(), default=0.0) - 1.0
+            scores.update(dict.fromkeys(outside, floor))
+            out.append(TokenScores(scores, self.count_tokens(self.render(conversation)), len(outside)))
         return out
 
     def generate(

@@ -126,9 +126,26 @@ def test_first_orders_windows_by_identifier_scores():
     (result,) = reranker.rerank([req])
     assert_permutation(req, result)
     assert result.ranking.candidates[0].docid == f"d{grades.index(max(grades)):02d}"
-    assert result.cost.calls == windows_asked(11, 4, 2) and result.cost.output_tokens == 0  # no generation
+    # one window a call; one token ("[") decoded before the read
+    assert result.cost.calls == windows_asked(11, 4, 2) == result.cost.output_tokens
     with pytest.raises(ValueError, match="at most 26"):
         load_reranker("first(model=sort, backend=scripted, window_size=30)")
+
+
+@pytest.mark.unit
+def test_first_keeps_letters_outside_the_top_logprobs_in_window_order():
+    """RankLLM orders only the letters among the top log-probabilities; the rest follow in window order."""
+    req, grades = graded_request(6)
+    ranked = {}
+    for top in (0, 2):
+        reranker = load_reranker(f"first(model=sort, backend=scripted, window_size=6, top_logprobs={top})")
+        (result,) = reranker.rerank([req])
+        ranked[top] = [c.docid for c in result.ranking.candidates]
+        assert_permutation(req, result)
+    by_grade = sorted(range(6), key=lambda i: -grades[i])
+    assert ranked[0] == [f"d{i:02d}" for i in by_grade]
+    rest = [i for i in range(6) if i not in by_grade[:2]]
+    assert ranked[2] == [f"d{i:02d}" for i in by_grade[:2] + rest] != ranked[0]
 
 
 @pytest.mark.slow
@@ -138,4 +155,4 @@ def test_first_on_a_real_small_llm_uses_single_token_letters():
     req, _ = graded_request(7)
     (result,) = reranker.rerank([req])
     assert_permutation(req, result)
-    assert result.cost.calls == 2 and result.cost.output_tokens == 0 and result.cost.input_tokens > 50
+    assert result.cost.calls == 2 == result.cost.output_tokens and result.cost.input_tokens > 50

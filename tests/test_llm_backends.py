@@ -59,6 +59,25 @@ def test_prefix_moves_the_scored_position(llama):
 
 
 @pytest.mark.integration
+def test_read_at_scores_after_the_greedy_tokens(llama):
+    """``read_at=1`` reads where the prompt plus the model's own first token would be read, and the first
+    token may not end the answer; ``top`` leaves labels outside the top tokens missing, below the rest."""
+    (first,) = llama.generate(CONVERSATIONS[:1], max_new_tokens=1, min_new_tokens=1)
+    (two,) = llama.generate(CONVERSATIONS[:1], max_new_tokens=2, min_new_tokens=2)
+    labels = [two.text[len(first.text) :], "No", "A", "The"]  # the model's second token is one of them
+    (after,) = llama.next_token_scores(CONVERSATIONS[:1], labels, prefix=first.text)
+    (read,) = llama.next_token_scores(CONVERSATIONS[:1], labels, read_at=1)
+    (here,) = llama.next_token_scores(CONVERSATIONS[:1], labels)
+    assert read.logprobs == pytest.approx(after.logprobs, abs=1e-4)
+    assert read.logprobs != here.logprobs and read.missing == 0
+    (cut,) = llama.next_token_scores(CONVERSATIONS[:1], labels, read_at=1, top=2)
+    outside = [label for label in labels if cut.logprobs[label] != read.logprobs[label]]
+    inside = [label for label in labels if label not in outside]
+    assert 2 <= len(outside) == cut.missing < len(labels) and len({cut.logprobs[label] for label in outside}) == 1
+    assert max(cut.logprobs[label] for label in outside) < min(read.logprobs[label] for label in inside)
+
+
+@pytest.mark.integration
 def test_generation_is_greedy_and_counted(llama):
     first, second = llama.generate([CONVERSATIONS[0], CONVERSATIONS[0]], max_new_tokens=8)
     assert first.text == second.text and first.text.strip()
@@ -168,6 +187,55 @@ def test_openai_logprobs_match_llama_cpp_in_process(openai, llama):
         assert r.logprobs == pytest.approx(lo.logprobs, abs=0.05)
 
 
+@pytest.fixture(scope="module")
+def rendered(server):
+    """The completions path: prompts rendered here with the GGUF's template, the server's repeat penalty off."""
+    return load_backend(f"openai(base_url={server}, tokenizer=smollm2-135m, repeat_penalty=1.0)", "smollm2-135m")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("labels", "options"),
+    [(["Yes", "No"], {}), (["A", "B", "C"], {"prefix": "[", "top": 20}),
+     (["Yes", "No", "A", "The"], {"read_at": 1, "top": 3})],
+)  # fmt: skip
+def test_completions_read_labels_where_llama_cpp_does(rendered, llama, labels, options):
+    """Through /completions the labels are scored at the in-process position: after the prefix, or after the
+    model's own first token, with the same labels left outside the top log-probabilities (in process every
+    label is scored unless ``top`` is set; a server returns its top few)."""
+    remote = rendered.next_token_scores(CONVERSATIONS, labels, **options)
+    local = llama.next_token_scores(CONVERSATIONS, labels, **options)
+    assert rendered.render(CONVERSATIONS[2]) == llama.render(CONVERSATIONS[2])
+    for r, lo in zip(remote, local, strict=True):
+        assert r.missing == lo.missing and r.input_tokens == lo.input_tokens
+        assert r.logprobs == pytest.approx(lo.logprobs, abs=1e-3)
+    assert any(s.missing for s in local) or "top" not in options
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "method",
+    ["first(window_size=4, stride=2)", "setwise(num_child=2, k=2)", "pairwise(strategy=heapsort, k=2)",
+     "pairwise(strategy=allpairs)", "listwise(window_size=4, stride=2)", "llm-pointwise"],
+)  # fmt: skip
+def test_logit_methods_through_completions_rank_as_in_process(server, method):
+    """FIRST, setwise and PRP through the server (prompts rendered here) give llama.cpp's in-process order."""
+    name, _, options = method.partition("(")
+    options = f", {options}" if options else ")"
+    # top_logprobs: enough that the server returns every label in process scores (all but FIRST ask for all)
+    served = f"openai(base_url={server}, tokenizer=smollm2-135m, repeat_penalty=1.0, top_logprobs=2000)"
+    backends = (f'"{served}"', '"llama.cpp(n_ctx=2048)"')
+    remote, local = (
+        load_reranker(f"{name}(model=smollm2-135m, backend={b}{options}").rank(
+            "what causes ocean tides", [text for _, text in TIDES]
+        )
+        for b in backends
+    )
+    assert [c.docid for c in remote.ranking.candidates] == [c.docid for c in local.ranking.candidates]
+    assert (remote.cost.calls, remote.cost.parse_failures) == (local.cost.calls, local.cost.parse_failures)
+
+
 @pytest.mark.slow
 @pytest.mark.contract
 class TestOpenAIMethods(RerankerContract):
@@ -197,9 +265,10 @@ TIDES = [
 def test_part_two_methods_rank_through_the_server(server, method):
     """The comparison and group methods through the server: every candidate once, costs counted.
 
-    Generated answers (groupwise) match llama.cpp in process exactly. The logit methods read their
-    label after an answer prefix ("Passage", "["), which a chat server cannot be made to write: the
-    backend reads the label where the model itself wrote the prefix, so their order may differ.
+    Generated answers (groupwise) match llama.cpp in process exactly. Through chat completions the
+    comparison methods read their label after an answer prefix ("Passage") that a chat server cannot be
+    made to write: the backend reads it where the model wrote the prefix, so their order may differ
+    (with ``tokenizer`` they match: ``test_logit_methods_through_completions_rank_as_in_process``).
     """
     name, _, options = method.partition("(")
     rankers = []

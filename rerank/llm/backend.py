@@ -63,11 +63,21 @@ class LLMBackend(ABC):
 
     @abstractmethod
     def next_token_scores(
-        self, conversations: Sequence[Sequence[Message]], labels: Sequence[str], prefix: str = ""
+        self,
+        conversations: Sequence[Sequence[Message]],
+        labels: Sequence[str],
+        prefix: str = "",
+        read_at: int = 0,
+        top: int = 0,
     ) -> list[TokenScores]:
         """For each conversation, the log-probability of each label as the next token.
 
-        ``prefix`` is text the answer starts with (FIRST reads the identifier after "[").
+        ``prefix`` is text the answer starts with (setwise reads the label after "Passage").
+        ``read_at`` > 0 reads further on: that many tokens are first decoded greedily, none of them
+        ending the answer, and the labels are scored at the position after them (FIRST, as RankLLM
+        runs it, reads the second token the model writes). ``top`` > 0 scores a label only when it is
+        among the ``top`` most likely tokens there, as an API returning that many log-probabilities
+        does; the others count as ``missing``, with a floor below every scored label.
         Every label must be a single token for this model's tokenizer.
         """
 
@@ -83,6 +93,21 @@ class LLMBackend(ABC):
     def identity(self) -> str:
         """What determines this backend's outputs besides the prompt (for cache keys)."""
         return f"{self.name}:{self.model}"
+
+
+def label_logprobs(
+    logprobs: Any, labels: Sequence[str], label_ids: Sequence[int], top: int
+) -> tuple[dict[str, float], int]:
+    """The labels' entries of one full-vocabulary row of log-probabilities (a numpy array), and how many
+    fall outside its ``top`` most likely tokens (0: none can): those get a floor below the top ones."""
+    import numpy as np
+
+    scores = {label: float(logprobs[i]) for label, i in zip(labels, label_ids, strict=True)}
+    if not 0 < top < len(logprobs):
+        return scores, 0
+    threshold = float(np.partition(logprobs, -top)[-top])
+    outside = [label for label, value in scores.items() if value < threshold]
+    return {**scores, **dict.fromkeys(outside, threshold - 1.0)}, len(outside)
 
 
 BACKENDS: Registry[type[LLMBackend]] = Registry("LLM backend", "rerank.backends")

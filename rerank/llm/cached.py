@@ -72,13 +72,23 @@ class CachedBackend(LLMBackend):
         return [g for g in out if g is not None]
 
     def next_token_scores(
-        self, conversations: Sequence[Sequence[Message]], labels: Sequence[str], prefix: str = ""
+        self,
+        conversations: Sequence[Sequence[Message]],
+        labels: Sequence[str],
+        prefix: str = "",
+        read_at: int = 0,
+        top: int = 0,
     ) -> list[TokenScores]:
-        request = "\x1f".join(labels)
+        # (the read position and top-k join the key only when set, so earlier entries stay valid)
+        request = "\x1f".join(labels) + (f"@{read_at}:{top}" if read_at or top else "")
         keys = [cache_key("scores", self.identity, self.render(c), prefix, request) for c in conversations]
         known = self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in known]
-        fresh = self.inner.next_token_scores([conversations[i] for i in missing], labels, prefix) if missing else []
+        fresh = (
+            self.inner.next_token_scores([conversations[i] for i in missing], labels, prefix, read_at, top)
+            if missing
+            else []
+        )
         self.cache.put_many(
             (keys[i], [s.logprobs, s.input_tokens, s.missing]) for i, s in zip(missing, fresh, strict=True)
         )

@@ -18,7 +18,7 @@ from typing import Any
 from data.errors import ModelNotFoundError
 from data.models import resolve_model
 from data.optional import optional_import
-from rerank.llm.backend import Generation, LLMBackend, Message, TokenScores
+from rerank.llm.backend import Generation, LLMBackend, Message, TokenScores, label_logprobs
 
 
 class LlamaCppBackend(LLMBackend):
@@ -42,7 +42,10 @@ class LlamaCppBackend(LLMBackend):
         gpu_layers: int = 0,
         seed: int = 0,
         batch_size: int = 1,
+        vocab_only: bool = False,
     ):
+        """``vocab_only`` loads the tokenizer and chat template alone (``render``, ``count_tokens``), as the
+        ``openai`` backend does to render prompts for a server's completions endpoint."""
         llama_cpp = optional_import("llama_cpp")
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -55,45 +58,54 @@ class LlamaCppBackend(LLMBackend):
             path = ggufs[0]
         if path.suffix != ".gguf":
             raise ModelNotFoundError(f"llama.cpp needs a .gguf file, not {path}")
-        self._llm: Any = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=threads or os.cpu_count(),
-            n_gpu_layers=gpu_layers,
-            seed=seed,
-            verbose=False,
-        )
+        if vocab_only:  # the model file's vocabulary and metadata, no weights and no context
+            from llama_cpp._internals import LlamaModel
+
+            params = llama_cpp.llama_model_default_params()
+            params.vocab_only = True
+            self._llm: Any = None
+            self._vocab: Any = LlamaModel(path_model=str(path), params=params, verbose=False)
+            meta = self._vocab.metadata()
+        else:
+            self._llm = self._vocab = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=threads or os.cpu_count(),
+                n_gpu_layers=gpu_layers,
+                seed=seed,
+                verbose=False,
+            )
+            meta = self._llm.metadata
         self._llama_cpp = llama_cpp
-        meta = self._llm.metadata
         template = meta.get("tokenizer.chat_template")
         if not template:
             raise ModelNotFoundError(f"{path.name} has no chat template in its metadata")
 
         def token_text(key: str) -> str:
             index = meta.get(key)
-            return self._llm.detokenize([int(index)], special=True).decode("utf-8", "replace") if index else ""
+            return self._vocab.detokenize([int(index)], special=True).decode("utf-8", "replace") if index else ""
 
         self._formatter = Jinja2ChatFormatter(
             template, eos_token=token_text("tokenizer.ggml.eos_token_id"),
             bos_token=token_text("tokenizer.ggml.bos_token_id"), add_generation_prompt=True,
         )  # fmt: skip
-        self._n_vocab = self._llm.n_vocab()
+        self._n_vocab = self._vocab.n_vocab()
 
     def render(self, messages: Sequence[Message]) -> str:
         return str(self._formatter(messages=list(messages)).prompt)  # type: ignore[arg-type]
 
     def _tokenize(self, text: str) -> list[int]:
         # The rendered template already holds any BOS token it wants.
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return list(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenize(text))
 
     def single_token(self, label: str) -> bool:
-        return len(self._llm.tokenize(label.encode("utf-8"), add_bos=False, special=False)) == 1
+        return len(self._vocab.tokenize(label.encode("utf-8"), add_bos=False, special=False)) == 1
 
     def _label_id(self, label: str) -> int:
-        ids = self._llm.tokenize(label.encode("utf-8"), add_bos=False, special=False)
+        ids = self._vocab.tokenize(label.encode("utf-8"), add_bos=False, special=False)
         if len(ids) != 1:
             raise ValueError(f"label {label!r} is {len(ids)} tokens for {self.model}; labels must be single tokens")
         return int(ids[0])
@@ -115,25 +127,40 @@ class LlamaCppBackend(LLMBackend):
         return shared
 
     def next_token_scores(
-        self, conversations: Sequence[Sequence[Message]], labels: Sequence[str], prefix: str = ""
+        self,
+        conversations: Sequence[Sequence[Message]],
+        labels: Sequence[str],
+        prefix: str = "",
+        read_at: int = 0,
+        top: int = 0,
     ) -> list[TokenScores]:
         import numpy as np
 
         label_ids = [self._label_id(label) for label in labels]
+        end_ids = self._end_of_generation_ids if read_at else []
         out = []
         for conversation in conversations:
             tokens = self._tokenize(self.render(conversation) + prefix)
-            self._llm.eval(tokens[self._keep_shared_prefix(tokens) :])
-            pointer = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
-            logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
-            top = logits.max()
-            log_z = top + np.log(np.exp(logits - top).sum())
-            out.append(
-                TokenScores(
-                    {lb: float(logits[i] - log_z) for lb, i in zip(labels, label_ids, strict=True)}, len(tokens)
-                )
-            )
+            pending = tokens[self._keep_shared_prefix(tokens) :]
+            for _ in range(read_at):  # greedy steps before the read position, none of them the end
+                self._llm.eval(pending)
+                logits = self._last_logits()
+                logits[end_ids] = -np.inf
+                pending = [int(logits.argmax())]
+            self._llm.eval(pending)
+            logits = self._last_logits().astype(np.float64)
+            peak = logits.max()
+            logprobs = logits - (peak + np.log(np.exp(logits - peak).sum()))
+            scores, missing = label_logprobs(logprobs, labels, label_ids, top)
+            out.append(TokenScores(scores, len(tokens), missing))
         return out
+
+    def _last_logits(self) -> Any:
+        """A copy of the logits at the last evaluated position."""
+        import numpy as np
+
+        pointer = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).copy()
 
     def generate(
         self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
@@ -165,8 +192,7 @@ class LlamaCppBackend(LLMBackend):
         produced: list[int] = []
         while len(produced) < max_new_tokens:
             self._llm.eval(pending)
-            pointer = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
-            logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).copy()
+            logits = self._last_logits()
             if len(produced) < min_new_tokens:
                 logits[end_ids] = -np.inf
             token = int(logits.argmax())

@@ -16,7 +16,7 @@ from typing import Any
 from data.config import cache_dir
 from data.models import resolve_model
 from data.optional import optional_import
-from rerank.llm.backend import Generation, LLMBackend, Message, TokenScores
+from rerank.llm.backend import Generation, LLMBackend, Message, TokenScores, label_logprobs
 
 
 def fp32_copy_of_gguf(gguf: Path) -> Path:
@@ -97,7 +97,12 @@ class TransformersBackend(LLMBackend):
             yield start, encoded.to(self._device), [int(m.sum()) for m in encoded["attention_mask"]]
 
     def next_token_scores(
-        self, conversations: Sequence[Sequence[Message]], labels: Sequence[str], prefix: str = ""
+        self,
+        conversations: Sequence[Sequence[Message]],
+        labels: Sequence[str],
+        prefix: str = "",
+        read_at: int = 0,
+        top: int = 0,
     ) -> list[TokenScores]:
         import torch
 
@@ -106,14 +111,19 @@ class TransformersBackend(LLMBackend):
         out: list[TokenScores] = []
         with torch.inference_mode():
             for _, batch, lengths in self._batches(prompts):
-                # Left padding: positions count real tokens only, so a prompt scores the same in any batch.
-                positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-                logits = self._lm(**batch, position_ids=positions, **self._last_logits_only).logits[:, -1, :].float()
-                logprobs = torch.log_softmax(logits, dim=-1)[:, label_ids].cpu().tolist()
-                out.extend(
-                    TokenScores(dict(zip(labels, row, strict=True)), n)
-                    for row, n in zip(logprobs, lengths, strict=True)
-                )
+                if read_at:  # greedy steps first (no end before the read position); raw logits are read
+                    logits = self._lm.generate(
+                        **batch, max_new_tokens=read_at + 1, min_new_tokens=read_at + 1, do_sample=False,
+                        output_logits=True, return_dict_in_generate=True, pad_token_id=self._tokenizer.pad_token_id,
+                    ).logits[read_at].float()  # fmt: skip
+                else:
+                    # Left padding: positions count real tokens only, so a prompt scores the same in any batch.
+                    positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+                    logits = self._lm(**batch, position_ids=positions, **self._last_logits_only).logits[:, -1, :]
+                logprobs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+                for row, n in zip(logprobs, lengths, strict=True):
+                    scores, missing = label_logprobs(row, labels, label_ids, top)
+                    out.append(TokenScores(scores, n, missing))
         return out
 
     def generate(

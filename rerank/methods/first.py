@@ -1,40 +1,44 @@
 """FIRST: listwise reranking from one forward pass per window (Reddy et al., 2024,
-"FIRST: Faster Improved Listwise Reranking with Single Token Decoding").
+"FIRST: Faster Improved Listwise Reranking with Single Token Decoding"), as RankLLM runs it
+(``RankListwiseOSLLM`` with ``use_logits`` and ``use_alpha``).
 
-Instead of generating ``[B] > [A] > …``, FIRST reads the logits of the first
-token the model would write: each passage's identifier token gets a score, and
-the window is ordered by it. Identifiers are letters (A, B, …), which are
-single tokens for common tokenizers where "10"–"20" are not; the method checks
-this for the model at hand.
+Instead of generating ``[B] > [A] > …``, FIRST reads the log-probabilities of the identifier the
+model would write first: the window is ordered by them. Identifiers are letters (A, B, …), single
+tokens for common tokenizers where "10"–"20" are not; the method checks this for the model at hand.
 
-FIRST still runs the sliding window and prompt that ``listwise`` ran before it took RankLLM's
-(``version`` 1): a full top window, passages cut to ``max_words`` words and not cleaned. Its own
-comparison with RankLLM's FIRST path (``docs/design.md``) is still to come.
+Everything but the answer is ``listwise``'s, which is RankLLM's: the sliding windows, ftfy-cleaned
+passages cut to fit the context, RankLLM's alphabetical RankZephyr template. The answer is RankLLM's
+too (``tests/test_fidelity.py`` compares them side by side): two tokens are decoded greedily (no end of
+text before the second), the identifier is read at the second position, where a model writing
+"[B] > …" puts its first choice after "[", and only letters among the ``top_logprobs`` most likely
+tokens there are ordered; the others keep their window order after them.
 """
 
 from __future__ import annotations
 
 import string
-from types import MappingProxyType
 from typing import ClassVar
 
 from rerank.cost import Cost
 from rerank.llm.backend import call_cost
 from rerank.methods.listwise import ListwiseReranker, by_size
 
+READ_AT = 1  # the answer position read: the second token the model writes ("[" comes first)
+
 
 class FirstReranker(ListwiseReranker):
     method = "first"
-    version = 1
-    libraries: ClassVar[tuple[str, ...]] = ()
-    neutral_params = MappingProxyType({"context_size": 4096})  # FIRST does not fit prompts to a context
+    version = 2  # 2: RankLLM's FIRST (its template, windows, passage cleaning and length, position, top 30)
+    libraries: ClassVar[tuple[str, ...]] = ("ftfy",)
 
-    def __init__(
-        self, model: str, template: str = "first", window_size: int = 20, max_words: int = 100, **options: object
-    ):
+    def __init__(self, model: str, template: str = "first", window_size: int = 20, top_logprobs: int = 30,
+                 **options: object):  # fmt: skip
         if window_size > len(string.ascii_uppercase):
             raise ValueError(f"FIRST identifies passages by letters: window_size at most 26, not {window_size}")
-        super().__init__(model, template=template, window_size=window_size, max_words=max_words, **options)  # type: ignore[arg-type]
+        if top_logprobs < 0:
+            raise ValueError(f"top_logprobs must be 0 (every token) or more, not {top_logprobs}")
+        self.top_logprobs = top_logprobs
+        super().__init__(model, template=template, window_size=window_size, **options)  # type: ignore[arg-type]
         wide = [letter for letter in string.ascii_uppercase[:window_size] if not self.backend.single_token(letter)]
         if wide:
             raise ValueError(f"identifiers {wide} are not single tokens for {model}")
@@ -42,37 +46,24 @@ class FirstReranker(ListwiseReranker):
     def _identifiers(self, n: int) -> list[str]:
         return list(string.ascii_uppercase[:n])
 
-    def _clean(self, text: str) -> str:
-        return text
-
-    def _spans(self, n: int) -> list[tuple[int, int]]:
-        """A full window at the top: starts ``n - w``, ``n - w - stride``, …, then 0."""
-        if n <= 1:
-            return []
-        if n <= self.window_size:
-            return [(0, n)]
-        starts = list(range(n - self.window_size, 0, -self.stride))
-        if starts[-1] != 0:
-            starts.append(0)
-        return [(s, min(s + self.window_size, n)) for s in starts]
-
     def _rank_windows(
         self, conversations: list[list[dict[str, str]]], windows: list[list[int]]
     ) -> list[tuple[list[int], Cost]]:
-        """One forward pass per window, windows of equal size batched together.
+        """One greedy two-token answer per window, windows of equal size batched together.
 
-        The identifier is read after the answer's opening "[" (the template's
-        ``answer_prefix``), where a model writing "[B] > [A] …" puts its first choice.
-        A label an API could not score (outside its top log-probabilities) counts as a failure.
+        Letters outside the top log-probabilities (or that an API did not return) keep their window
+        order below the scored ones, as RankLLM's ``receive_permutation`` appends them; a window with
+        no letter scored at all counts as a parse failure.
         """
         out: list[tuple[list[int], Cost]] = [([], Cost())] * len(windows)
         for size, members in by_size(windows).items():
             labels = self._identifiers(size)
             answers = self.backend.next_token_scores(
-                [conversations[k] for k in members], labels, prefix=self.prompt.get("answer_prefix", "")
+                [conversations[k] for k in members], labels, read_at=READ_AT, top=self.top_logprobs
             )
             for k, scores in zip(members, answers, strict=True):
-                # Highest score first; ties keep the window's current order (a stable sort).
+                # Highest first; unscored letters share a floor and keep the window's order (a stable sort).
                 order = sorted(range(size), key=lambda p: -scores.logprobs[labels[p]])
-                out[k] = (order, call_cost(scores) + Cost(parse_failures=int(scores.missing > 0)))
+                decoded = Cost(output_tokens=0 if scores.cached else READ_AT)  # the greedy tokens before the read
+                out[k] = (order, call_cost(scores) + decoded + Cost(parse_failures=int(scores.missing == size)))
         return out

@@ -14,7 +14,8 @@ inference handler for the template, as ``{"prompts": [{"query", "passages", "max
 ``{"messages": [[{"role", "content"}, ...], ...]}``.
 
 INPUT: {"model": GGUF path, "template": "rank_zephyr_template.yaml", "window_size", "stride",
-"context_size", "requests": [{"qid", "query", "candidates": [[docid, text], ...]}]}.
+"context_size", "requests": [{"qid", "query", "candidates": [[docid, text], ...]}]}, and for FIRST
+``"use_logits": true, "use_alpha": true`` (the answer is then two tokens, read for their log-probabilities).
 OUTPUT: {"calls": [{"span": [start, end], "prompt", "answer"}], "rankings": {qid: [docid, ...]}}.
 """
 
@@ -60,18 +61,52 @@ class LlamaEngine:
         return self.tokenizer
 
     def generate_output(
-        self, prompts: list[str], min_tokens: int, max_tokens: int, temperature: float, **_: Any
+        self, prompts: list[str], min_tokens: int, max_tokens: int, temperature: float, logprobs: int = 0, **_: Any
     ) -> Any:
         assert temperature == 0.0
         out = []
         for prompt in prompts:
             tokens = self.llama._tokenize(prompt)
             shared = self.llama._keep_shared_prefix(tokens)
-            text, produced = self.llama._greedy(tokens[shared:], max_tokens, min_tokens)
-            LlamaEngine.calls.append({"prompt": prompt, "answer": text})
-            completion = types.SimpleNamespace(text=text, token_ids=list(range(produced)))
+            if logprobs:
+                completion = self._with_logprobs(tokens[shared:], max_tokens, min_tokens, logprobs)
+            else:
+                text, produced = self.llama._greedy(tokens[shared:], max_tokens, min_tokens)
+                completion = types.SimpleNamespace(text=text, token_ids=list(range(produced)))
+            call = {"prompt": prompt, "answer": completion.text}
+            if logprobs:  # the capital letters among the top tokens at FIRST's position
+                call["letters"] = sorted({t.decoded_token for t in completion.logprobs[1].values()
+                                          if len(t.decoded_token) == 1 and "A" <= t.decoded_token <= "Z"})  # fmt: skip
+            LlamaEngine.calls.append(call)
             out.append(types.SimpleNamespace(outputs=[completion]))
         return out
+
+    def _with_logprobs(self, pending: list[int], max_tokens: int, min_tokens: int, top: int) -> Any:
+        """vLLM's ``SamplingParams(logprobs=top)``: at each generated position, the ``top`` most likely
+        tokens (raw log-softmax of the logits, before ``min_tokens`` holds the end back) by id."""
+        import numpy as np
+
+        llm, produced, positions = self.llama._llm, [], []
+        end_ids = self.llama._end_of_generation_ids
+        while len(produced) < max_tokens:
+            llm.eval(pending)
+            logits = np.ctypeslib.as_array(
+                self.llama._llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)
+            ).astype(np.float64)
+            logprobs = logits - logits.max()
+            logprobs -= np.log(np.exp(logprobs).sum())
+            best = np.argsort(-logprobs, kind="stable")[:top]
+            positions.append({int(t): types.SimpleNamespace(decoded_token=self.tokenizer.decode([int(t)]),
+                                                            logprob=float(logprobs[t])) for t in best})  # fmt: skip
+            if len(produced) < min_tokens:
+                logits[end_ids] = -np.inf
+            token = int(logits.argmax())
+            if token in end_ids:
+                break
+            produced.append(token)
+            pending = [token]
+        text = self.tokenizer.decode(produced)
+        return types.SimpleNamespace(text=text, token_ids=produced, logprobs=positions)
 
 
 def render_prompts(target: str) -> None:
@@ -90,7 +125,8 @@ def render_prompts(target: str) -> None:
         candidates = [Candidate(str(i), 0.0, {"text": text}) for i, text in enumerate(item["passages"])]
         result = Result(Query(item["query"], "q"), candidates)
         messages.append(handler.generate_prompt(result, rank_start=0, rank_end=len(candidates),
-                                                max_length=item["max_length"]))  # fmt: skip
+                                                max_length=item["max_length"],
+                                                use_alpha=bool(CONFIG.get("use_alpha"))))  # fmt: skip
     Path(target).write_text(json.dumps({"messages": messages}, indent=1), encoding="utf-8")
 
 
@@ -108,6 +144,8 @@ def main(target: str) -> None:
         window_size=int(CONFIG["window_size"]),
         stride=int(CONFIG["stride"]),
         device="cpu",
+        use_logits=bool(CONFIG.get("use_logits")),  # FIRST: both set
+        use_alpha=bool(CONFIG.get("use_alpha")),
     )
     spans: list[list[int]] = []
     batched = reranker.permutation_pipeline_batched
