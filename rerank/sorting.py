@@ -19,11 +19,15 @@ from collections.abc import Callable, Generator, Sequence
 Judging = Generator[tuple[int, ...], int, list[int]]  # yields positions, receives the winner's index in them
 
 
-def heap_top_k(n: int, k: int, num_child: int = 2, set_size: int | None = None) -> Judging:
+def heap_top_k(
+    n: int, k: int, num_child: int = 2, set_size: int | None = None, sift_after_last: bool = True
+) -> Judging:
     """A ``num_child``-ary heap; each judgement sees at most ``set_size`` (default ``num_child + 1``).
 
     Setwise judges a parent and all its children at once; pairwise (``set_size=2``)
     finds the best of a parent and two children by a knockout of two comparisons.
+    ``sift_after_last=False`` stops right after the ``k``-th extraction, as llm-rankers does (the same
+    top ``k``, a sift fewer).
     """
     heap = list(range(n))
     size = n
@@ -55,7 +59,7 @@ def heap_top_k(n: int, k: int, num_child: int = 2, set_size: int | None = None) 
         top.append(heap[0])
         size -= 1
         heap[0], heap[size] = heap[size], heap[0]
-        if size > 1:
+        if size > 1 and (sift_after_last or len(top) < k):
             yield from sift_down(0, size)
     chosen = set(top)
     return top + [i for i in range(n) if i not in chosen]
@@ -76,6 +80,52 @@ def bubble_top_k(n: int, k: int, num_child: int = 1) -> Judging:
     top = order[: min(k, n)]
     chosen = set(top)
     return top + [i for i in range(n) if i not in chosen]
+
+
+def skipping_bubble_top_k(n: int, k: int, num_child: int = 1) -> Judging:
+    """llm-rankers' bubble sort: ``k`` bottom-to-top passes of a window of ``num_child + 1`` whose winner
+    swaps places with the window's top, each pass starting above the windows the last one left unchanged.
+
+    Kept for comparison with llm-rankers only: the skip can settle a wrong top ``k`` even when every
+    judgement is consistent (``bubble_top_k`` cannot). Pairwise (``num_child=1``) and setwise keep their
+    skip differently, as llm-rankers' ``PairwiseLlmRanker`` and ``SetwiseLlmRanker`` do.
+    """
+    order, top = list(range(n)), min(k, n)
+    if num_child == 1:
+        last_end = n - 1
+        for settled in range(top):
+            current, changed = last_end, False
+            while current > settled:
+                if (yield (order[current - 1], order[current])) == 1:
+                    order[current - 1], order[current] = order[current], order[current - 1]
+                    if not changed:
+                        changed = True
+                        last_end += last_end != n - 1  # llm-rankers: skip unchanged pairs at the bottom
+                if not changed:
+                    last_end -= 1
+                current -= 1
+    else:
+        size = num_child + 1
+        last_start = n - size
+        for settled in range(top):
+            start, end, changed = last_start, last_start + size, False
+            while True:
+                start = max(start, settled)
+                window = order[start:end]
+                best = (yield tuple(window)) if len(window) > 1 else 0
+                if best != 0:
+                    order[start], order[start + best] = order[start + best], order[start]
+                    if not changed:
+                        changed = True
+                        if last_start != n - size and best == len(window) - 1:
+                            last_start += len(window) - 1
+                if start == settled:
+                    break
+                if not changed:
+                    last_start -= num_child
+                start, end = start - num_child, end - num_child
+    chosen = set(order[:top])
+    return order[:top] + [i for i in range(n) if i not in chosen]
 
 
 def drive(

@@ -180,3 +180,35 @@ def test_bias_options_change_the_start_not_the_result():
         spec = f"setwise(model=sort, backend=scripted, num_child=2, k=10, initial_order={order}, seed=3)"
         (result,) = load_reranker(spec).rerank([req])
         assert [c.docid for c in result.ranking.candidates] == best_docids(grades, 10)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["pairwise(strategy=heapsort", "pairwise(strategy=bubblesort", "pairwise(strategy=allpairs",
+     "setwise(strategy=heapsort", "setwise(strategy=bubblesort"],
+)  # fmt: skip
+def test_llm_rankers_variant_finds_the_best_with_a_consistent_judge(spec):
+    """llm-rankers' sorting finds the top k when every judgement is right (its setwise bubblesort's skip is the
+    one known exception, so setwise bubblesort is checked on k = 1, where no pass is skipped)."""
+    k = 1 if spec == "setwise(strategy=bubblesort" else 3
+    req, grades = graded_request(11, seed=3)
+    (result,) = load_reranker(f"{spec}, model=sort, backend=scripted, k={k}, variant=llm-rankers)").rerank([req])
+    assert_permutation(req, result)
+    assert [c.docid for c in result.ranking.candidates[:k]] == best_docids(grades, k)
+    assert result.cost.parse_failures == 0
+
+
+def test_llm_rankers_variant_keeps_earlier_keys_and_is_checked():
+    """The default ``variant`` is left out of the keys (cells computed before it existed stay valid); a wrong
+    value is refused before anything loads."""
+    from rerank.identity import component_identity
+    from rerank.registry import method_class
+
+    for name in ("pairwise", "setwise"):
+        default = load_reranker(f"{name}(model=sort, backend=scripted)")
+        other = load_reranker(f"{name}(model=sort, backend=scripted, variant=llm-rankers)")
+        cls = method_class(name)
+        assert "variant" not in component_identity(cls, default.params())["spec"]
+        assert "variant=llm-rankers" in component_identity(cls, other.params())["spec"]
+        with pytest.raises(ValueError, match="variant must be one of rerank, llm-rankers"):
+            load_reranker(f"{name}(model=sort, backend=scripted, variant=llm_rankers)")

@@ -7,30 +7,38 @@ project's environment) and run in a subprocess by ``tests/reference/``; see ther
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from rerank.llm.backend import LLMBackend, TokenScores
+
 RANK_LLM = "rank-llm==0.25.7"
-REFERENCE = Path(__file__).parent / "reference" / "rankllm_listwise.py"
 
 
-@pytest.fixture(scope="session")
-def rankllm_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """rank-llm without its dependencies (vLLM needs a GPU), plus the few pure-Python ones it imports."""
+LLM_RANKERS = "llm-rankers==0.0.2"
+REFERENCES = Path(__file__).parent / "reference"
+
+
+def reference_site(requirement: str, package: str, *extra: str, staging: Path) -> Path:
+    """A reference installed from the registry without its dependencies into a folder of its own (cached)."""
     from data.config import cache_dir
 
-    site = cache_dir() / "references" / RANK_LLM.replace("==", "-")
-    if not (site / "rank_llm").is_dir():
-        staging = tmp_path_factory.mktemp("rank-llm")
+    site = cache_dir() / "references" / requirement.replace("==", "-")
+    if not (site / package).is_dir():
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(staging),
-             RANK_LLM, "dacite", "openai", "distro", "jiter"],
+             requirement, *extra],
             check=True,
         )  # fmt: skip
         site.parent.mkdir(parents=True, exist_ok=True)
@@ -38,12 +46,25 @@ def rankllm_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
-def run_reference(site: Path, config: dict, tmp_path: Path) -> dict:
+@pytest.fixture(scope="session")
+def rankllm_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """rank-llm without its dependencies (vLLM needs a GPU), plus the few pure-Python ones it imports."""
+    return reference_site(RANK_LLM, "rank_llm", "dacite", "openai", "distro", "jiter",
+                          staging=tmp_path_factory.mktemp("rank-llm"))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def llmrankers_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ielab/llm-rankers (it needs only transformers and torch, which the project has)."""
+    return reference_site(LLM_RANKERS, "llmrankers", staging=tmp_path_factory.mktemp("llm-rankers"))
+
+
+def run_reference(site: Path, config: dict, tmp_path: Path, driver: str = "rankllm_listwise.py") -> dict:
     source, target = tmp_path / "input.json", tmp_path / "output.json"
     source.write_text(json.dumps(config), encoding="utf-8")
     root = Path(__file__).parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(root)])}
-    subprocess.run([sys.executable, str(REFERENCE), str(source), str(target)], check=True, env=env, cwd=root)
+    subprocess.run([sys.executable, str(REFERENCES / driver), str(source), str(target)], check=True, env=env, cwd=root)
     return json.loads(target.read_text(encoding="utf-8"))
 
 
@@ -160,3 +181,136 @@ def test_first_runs_as_rankllm_on_dl19(rankllm_site, dl19, tmp_path):
     in_top = [sum(ord(letter) - ord("A") < size for letter in call["letters"])
               for size, call in zip(sizes, theirs["calls"], strict=True)]  # fmt: skip
     assert in_top != sizes, "every letter was among the top 30 in every window: the cut-off went untested"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "method", ["setwise(strategy=heapsort, num_child=3", "pairwise(strategy=heapsort"]
+)  # the bubble sorts' schedules and decisions: the simulation below
+def test_comparison_methods_run_as_llm_rankers_on_dl19(method, llmrankers_site, dl19, tmp_path):
+    """``variant=llm-rankers`` and ielab/llm-rankers' own rankers, same Hugging Face model on transformers:
+    the same prompts (chat template plus `` Passage:``) in the same order, and the same final rankings, on
+    two DL19 queries' BM25 top 10 with k = 3.
+
+    With this model llm-rankers' pairwise prompt never gets a letter back (the model writes `` "``), so no
+    pair is swapped on either side; the decisions themselves are compared in the simulation below. Setwise
+    bubblesort is not run here: llm-rankers raises IndexError when the model names a letter outside the
+    window, which this model does on these queries."""
+    from data.models import resolve_model
+    from data.records import RerankRequest
+    from rerank import load_reranker
+    from rerank.llm.transformers_backend import fp32_copy_of_gguf
+    from rerank.methods.llm_common import words
+
+    folder = fp32_copy_of_gguf(Path(resolve_model("smollm2-135m")))  # a llama-type model, as llm-rankers needs
+    # passages as rerank shows them (whitespace collapsed, at most 60 words) go to both sides alike
+    requests = [
+        RerankRequest(r.query, tuple(replace(c, text=words(c.text, 60)) for c in r.candidates[:10]))
+        for r in dl19.candidates("bm25")[:2]
+    ]
+    name, strategy = method.split("(")[0], method.split("strategy=")[1].split(",")[0]
+    config = {
+        "ranker": name, "model": str(folder), "method": strategy, "k": 3, "num_child": 3,
+        "requests": [{"qid": r.query.qid, "query": r.query.text, "candidates": [[c.docid, c.text] for c in r.candidates]}
+                     for r in requests],
+    }  # fmt: skip
+    theirs = run_reference(llmrankers_site, config, tmp_path, driver="llm_rankers_comparison.py")
+
+    reranker = load_reranker(f"{method}, model={folder}, backend=transformers, k=3, variant=llm-rankers)")
+    backend, prompts = reranker.backend, []
+
+    def observed(conversations, labels, prefix="", read_at=0, top=0):  # the real backend, watched
+        prompts.extend(backend.render(c) + prefix for c in conversations)
+        return type(backend).next_token_scores(backend, conversations, labels, prefix, read_at, top)
+
+    backend.next_token_scores = observed
+    results = [reranker.rerank([r])[0] for r in requests]  # one query at a time, as the reference runs
+    assert sorted(prompts) == sorted(c["prompt"] for c in theirs["calls"])
+    if name == "setwise":  # pairwise asks a pair's two orders in one call, in either order
+        assert prompts == [c["prompt"] for c in theirs["calls"]]
+    assert {r.ranking.qid: [c.docid for c in r.ranking.candidates] for r in results} == theirs["rankings"]
+    if name == "setwise":
+        assert any(rank[:3] != [c.docid for c in r.candidates][:3]
+                   for r, rank in zip(requests, theirs["rankings"].values(), strict=True))  # fmt: skip
+
+
+def _simulated_answer():
+    """The noisy judge the llm-rankers driver answers with (loaded from its file, which stubs nothing on import)."""
+    spec = importlib.util.spec_from_file_location("llm_rankers_comparison", REFERENCES / "llm_rankers_comparison.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.simulated_answer
+
+
+class JudgeBackend(LLMBackend):
+    """A backend whose greedy token is the driver's ``simulated_answer`` over the docids a prompt shows (the
+    passages are docids), so llm-rankers' sorting can be replayed without a model."""
+
+    name = "judge"
+    shown: ClassVar[list[list[str]]] = []
+
+    def __init__(self, model: str, batch_size: int = 1):
+        self.model, self.seed, self.answer = model, int(model.removeprefix("judge-")), _simulated_answer()
+
+    def render(self, messages):
+        return messages[-1]["content"]
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def generate(self, conversations, max_new_tokens, min_new_tokens=0):
+        raise AssertionError("llm-rankers' variant reads one greedy token")
+
+    def next_token_scores(self, conversations, labels, prefix="", read_at=0, top=0):
+        assert (prefix, read_at, top) == (" Passage:", 0, 1)
+        out = []
+        for conversation in conversations:
+            shown = re.findall(r'Passage [A-Z]: "(\w+)"', conversation[-1]["content"])
+            JudgeBackend.shown.append(shown)
+            written = f" {self.answer(self.seed, shown)}"
+            scores = {label: 0.0 if label == written else -5.0 for label in labels}
+            out.append(TokenScores(scores, 1, len(labels) - (written in labels)))
+        return out
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "method",
+    ["setwise(strategy=heapsort, num_child=3", "setwise(strategy=bubblesort, num_child=3",
+     "setwise(strategy=heapsort, num_child=2", "setwise(strategy=bubblesort, num_child=2",
+     "setwise(strategy=heapsort, num_child=1", "setwise(strategy=bubblesort, num_child=1",
+     "pairwise(strategy=heapsort", "pairwise(strategy=bubblesort"],
+)  # fmt: skip
+def test_comparison_sorting_is_llm_rankers_with_a_noisy_judge(method, llmrankers_site, tmp_path):
+    """llm-rankers' own sorting (heapsort stopping at the k-th extraction, bubble sorts with their skips), its
+    decisions (setwise: a letter else the parent; pairwise: a swap only when both orders agree) and its final
+    order, against ``variant=llm-rankers`` on 60 shuffled lists of 2 to 14 passages judged alike on both
+    sides by a noisy judge: the same sets asked in the same order, and the same rankings."""
+    from data.records import Candidate, Query, RerankRequest
+    from rerank import load_reranker
+    from rerank.llm.backend import BACKENDS
+
+    if "judge" not in BACKENDS:
+        BACKENDS.register("judge", JudgeBackend)
+    rng = random.Random(7)
+    lists = [rng.sample([str(i) for i in range(n)], n) for n in (rng.randint(2, 14) for _ in range(60))]
+    name, strategy = method.split("(")[0], method.split("strategy=")[1].split(",")[0]
+    num_child = int(method.split("num_child=")[1]) if "num_child" in method else 1
+    config = {"simulate": 11, "ranker": name, "method": strategy, "k": 3, "num_child": num_child, "lists": lists}
+    theirs = run_reference(llmrankers_site, config, tmp_path, driver="llm_rankers_comparison.py")
+
+    reranker = load_reranker(f"{method}, model=judge-11, backend=judge, k=3, variant=llm-rankers)")
+    for docids, their_sets, their_ranking in zip(lists, theirs["calls"], theirs["rankings"], strict=True):
+        JudgeBackend.shown.clear()
+        request = RerankRequest(Query("q", "q"), tuple(Candidate(d, 0.0, d) for d in docids))
+        (result,) = reranker.rerank([request])
+        assert [c.docid for c in result.ranking.candidates] == their_ranking
+        # llm-rankers' setwise bubblesort also asks about windows of one passage or none, where an answer in
+        # range changes nothing; rerank does not send them
+        ours, their_sets = JudgeBackend.shown, [shown for shown in their_sets if len(shown) > 1]
+        if name == "pairwise":  # both orders of a pair in one call, the champion first (llm-rankers: the other)
+            assert ours[1::2] == [pair[::-1] for pair in ours[::2]]
+            ours, their_sets = [sorted(p) for p in ours[::2]], [sorted(p) for p in their_sets]
+        assert ours == their_sets

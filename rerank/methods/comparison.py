@@ -12,13 +12,14 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import Any
 
 from data.records import RerankRequest
 from rerank.base import Reranker, RerankResult, require_texts
 from rerank.cost import Cost
 from rerank.methods.llm_common import LLMMethodMixin, ranked_results, start_order
-from rerank.sorting import bubble_top_k, drive, heap_top_k
+from rerank.sorting import bubble_top_k, drive, heap_top_k, skipping_bubble_top_k
 
 
 class ComparisonReranker(LLMMethodMixin, Reranker):
@@ -27,6 +28,9 @@ class ComparisonReranker(LLMMethodMixin, Reranker):
     num_child: int
     initial_order: str
     seed: int
+    variant: str = "rerank"
+    # variant=llm-rankers came later; the default changes nothing, so earlier keys stay valid
+    neutral_params = MappingProxyType({"variant": "rerank"})
 
     @abstractmethod
     def _judge(self, query: str, texts: Sequence[str]) -> tuple[int, Cost]: ...
@@ -36,12 +40,14 @@ class ComparisonReranker(LLMMethodMixin, Reranker):
         return [self._judge(query, texts) for query, texts in asks]
 
     def _algorithm(self, n: int) -> Any:
+        reference = self.variant == "llm-rankers"
         if self.strategy == "heapsort":
-            # one judgement sees a parent and its children; pairwise judges two at a time in a binary heap
-            arity = max(2, self.num_child)
-            return heap_top_k(n, self.k, arity, set_size=self.num_child + 1)
+            # one judgement sees a parent and its children; pairwise judges two at a time in a binary heap,
+            # and so does setwise with one child, except as llm-rankers runs it (a chain)
+            arity = self.num_child if reference and self.method == "setwise" else max(2, self.num_child)
+            return heap_top_k(n, self.k, arity, set_size=self.num_child + 1, sift_after_last=not reference)
         if self.strategy == "bubblesort":
-            return bubble_top_k(n, self.k, self.num_child)
+            return (skipping_bubble_top_k if reference else bubble_top_k)(n, self.k, self.num_child)
         raise ValueError(f"strategy must be heapsort or bubblesort, not {self.strategy!r}")
 
     def _sorted(self, requests: Sequence[RerankRequest]) -> tuple[list[list[int]], list[Cost]]:

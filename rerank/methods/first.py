@@ -21,7 +21,8 @@ from typing import ClassVar
 
 from rerank.cost import Cost
 from rerank.llm.backend import call_cost
-from rerank.methods.listwise import ListwiseReranker, by_size
+from rerank.methods.listwise import ListwiseReranker
+from rerank.methods.llm_common import by_size
 
 READ_AT = 1  # the answer position read: the second token the model writes ("[" comes first)
 

@@ -26,7 +26,14 @@ from rerank.base import Reranker, RerankResult, require_texts
 from rerank.cost import Cost
 from rerank.listwise_parsing import parse_permutation
 from rerank.llm.backend import call_cost
-from rerank.methods.llm_common import InitialOrder, LLMMethodMixin, check_initial_order, ranked_results, start_order
+from rerank.methods.llm_common import (
+    InitialOrder,
+    LLMMethodMixin,
+    by_size,
+    check_initial_order,
+    ranked_results,
+    start_order,
+)
 from rerank.prompts import load_prompt
 
 _BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
@@ -53,14 +60,6 @@ def clean_text(text: str) -> str:
     from data.optional import optional_import
 
     return _BRACKETED_NUMBER.sub(r"(\1)", optional_import("ftfy").fix_text(text))
-
-
-def by_size(windows: Sequence[Sequence[int]]) -> dict[int, list[int]]:
-    """The windows' indices grouped by window length: equal-length windows share a backend call."""
-    groups: dict[int, list[int]] = {}
-    for k, window in enumerate(windows):
-        groups.setdefault(len(window), []).append(k)
-    return groups
 
 
 class ListwiseReranker(LLMMethodMixin, Reranker):

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from typing import Any, ClassVar, Literal
 
 from data.records import Candidate, Ranking, RerankRequest
@@ -16,6 +16,21 @@ from rerank.llm.backend import LLMBackend, load_backend
 
 InitialOrder = Literal["given", "reversed", "shuffled"]
 Scoring = Literal["logits", "generate"]
+Variant = Literal["rerank", "llm-rankers"]
+
+
+def check_variant(variant: str) -> str:
+    if variant not in ("rerank", "llm-rankers"):
+        raise ValueError(f"variant must be rerank or llm-rankers, not {variant!r}")
+    return variant
+
+
+def by_size(windows: Sequence[Sized]) -> dict[int, list[int]]:
+    """The windows' (or sets') indices grouped by length: equal-length ones share a backend call."""
+    groups: dict[int, list[int]] = {}
+    for k, window in enumerate(windows):
+        groups.setdefault(len(window), []).append(k)
+    return groups
 
 
 def check_initial_order(initial_order: str) -> None:

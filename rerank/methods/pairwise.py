@@ -26,8 +26,16 @@ from rerank.base import RerankResult, require_texts, scored_ranking
 from rerank.cost import Cost
 from rerank.llm.backend import call_cost
 from rerank.methods.comparison import ComparisonReranker
-from rerank.methods.llm_common import InitialOrder, Scoring, check_initial_order, words
-from rerank.methods.setwise import first_label, label_token
+from rerank.methods.llm_common import (
+    InitialOrder,
+    Scoring,
+    Variant,
+    check_initial_order,
+    check_variant,
+    ranked_results,
+    words,
+)
+from rerank.methods.setwise import first_label, greedy_letters, label_token
 from rerank.prompts import load_prompt
 
 
@@ -47,6 +55,7 @@ class PairwiseReranker(ComparisonReranker):
         initial_order: InitialOrder = "given",
         seed: int = 0,
         batch_size: int = 8,
+        variant: Variant = "rerank",
     ):
         check_initial_order(initial_order)
         if scoring not in ("logits", "generate"):
@@ -56,6 +65,7 @@ class PairwiseReranker(ComparisonReranker):
         self.model, self.backend_name, self.template_name = model, backend, template
         self.strategy, self.k, self.scoring = strategy, k, scoring
         self.max_words, self.initial_order, self.seed, self.batch_size = max_words, initial_order, seed, batch_size
+        self.variant = check_variant(variant)
         self.prompt = load_prompt(template)
         self.labels: list[str] = list(self.prompt.get("labels", ["A", "B"]))
         if strategy != "allpairs":
@@ -72,6 +82,13 @@ class PairwiseReranker(ComparisonReranker):
         for query, x, y in pairs:
             conversations += [self._messages(query, x, y), self._messages(query, y, x)]
         out = []
+        if self.variant == "llm-rankers":
+            # a side wins only when both orders name it; a conflict or an unreadable answer is a tie
+            answers = greedy_letters(self.backend, conversations, self.labels)
+            for (xy, xy_cost), (yx, yx_cost) in zip(answers[::2], answers[1::2], strict=True):
+                preference = 1.0 if (xy, yx) == (0, 1) else 0.0 if (xy, yx) == (1, 0) else 0.5
+                out.append((preference, xy_cost + yx_cost))
+            return out
         if self.scoring == "logits":
             first, second = (label_token(self.prompt, label) for label in self.labels)
             answers = self.backend.next_token_scores(
@@ -110,12 +127,24 @@ class PairwiseReranker(ComparisonReranker):
         preferences = self._preferences([(requests[q].query.text, texts[q][i], texts[q][j]) for q, i, j in asks])
         scores = [[0.0] * len(t) for t in texts]
         costs = [Cost() for _ in requests]
+        scored: list[dict[int, float]] = [{} for _ in requests]  # in the order a passage first scores
         for (q, i, j), (p, cost) in zip(asks, preferences, strict=True):
             scores[q][i] += p
             scores[q][j] += 1.0 - p
+            for passage, gained in ((i, p), (j, 1.0 - p)):
+                if gained:
+                    scored[q][passage] = scored[q].get(passage, 0.0) + gained
             costs[q] = costs[q] + cost
         elapsed = time.perf_counter() - started
         total = sum(c.calls for c in costs) or 1
+        if self.variant == "llm-rankers":
+            # llm-rankers sorts the passages that scored, ties in the order they first scored; its top k
+            # lead, the rest follow in the given order
+            orders = []
+            for q, found in enumerate(scored):
+                top = sorted(found, key=lambda passage: -found[passage])[: self.k]
+                orders.append(top + [i for i in range(len(texts[q])) if i not in set(top)])
+            return ranked_results(requests, orders, costs, elapsed)
         return [
             RerankResult(scored_ranking(r, s), c + Cost(seconds=elapsed * c.calls / total))
             for r, s, c in zip(requests, scores, costs, strict=True)

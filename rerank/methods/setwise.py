@@ -17,15 +17,47 @@ import string
 from collections.abc import Sequence
 
 from rerank.cost import Cost
-from rerank.llm.backend import call_cost
+from rerank.llm.backend import LLMBackend, call_cost
 from rerank.methods.comparison import ComparisonReranker
-from rerank.methods.llm_common import InitialOrder, Scoring, check_initial_order, words
+from rerank.methods.llm_common import (
+    InitialOrder,
+    Scoring,
+    Variant,
+    by_size,
+    check_initial_order,
+    check_variant,
+    words,
+)
 from rerank.prompts import load_prompt
 
 
 def label_token(prompt: dict[str, str], label: str) -> str:
     """How a label is written right after the answer prefix: "Passage" then " B" is the token " B"."""
     return prompt.get("label_token", "{label}").format(label=label)
+
+
+LLM_RANKERS_PREFIX = " Passage:"  # what llm-rankers appends to the rendered prompt of a causal LM
+
+
+def greedy_letters(backend: LLMBackend, conversations: list[list[dict[str, str]]], letters: Sequence[str]) -> list[
+    tuple[int | None, Cost]
+]:  # fmt: skip
+    """llm-rankers' answer: the one token a causal LM writes greedily after `` Passage:``, stripped and
+    upper-cased; the position of the letter it is, or None for any other token (a parse failure).
+
+    The greedy token is the one label among the letters' spellings (`` A``, ``A``, `` a``, ``a``) that is
+    the model's most likely token (``top=1``); when none is, the model wrote something else.
+    """
+    spellings = list(dict.fromkeys(
+        spelled for letter in letters for spelled in (f" {letter}", letter, f" {letter.lower()}", letter.lower())
+        if backend.single_token(spelled)
+    ))  # fmt: skip
+    out: list[tuple[int | None, Cost]] = []
+    for scores in backend.next_token_scores(conversations, spellings, prefix=LLM_RANKERS_PREFIX, top=1):
+        written = max(spellings, key=lambda spelled: scores.logprobs[spelled])
+        named = letters.index(written.strip().upper()) if scores.missing < len(spellings) else None
+        out.append((named, call_cost(scores) + Cost(parse_failures=int(named is None))))
+    return out
 
 
 def first_label(text: str, labels: Sequence[str]) -> int | None:
@@ -57,6 +89,7 @@ class SetwiseReranker(ComparisonReranker):
         initial_order: InitialOrder = "given",
         seed: int = 0,
         batch_size: int = 4,
+        variant: Variant = "rerank",
     ):
         if num_child < 1 or num_child + 1 > len(string.ascii_uppercase) or k < 1:
             raise ValueError("num_child must be 1 to 25 and k at least 1")
@@ -66,6 +99,7 @@ class SetwiseReranker(ComparisonReranker):
         self.model, self.backend_name, self.template_name = model, backend, template
         self.strategy, self.num_child, self.k, self.scoring = strategy, num_child, k, scoring
         self.max_words, self.initial_order, self.seed, self.batch_size = max_words, initial_order, seed, batch_size
+        self.variant = check_variant(variant)
         self.prompt = load_prompt(template)
         self._algorithm(2)  # validates the strategy
         self._load_backend(backend, model, batch_size)
@@ -84,13 +118,14 @@ class SetwiseReranker(ComparisonReranker):
     def _judge_many(self, asks: list[tuple[str, list[str]]]) -> list[tuple[int, Cost]]:
         conversations = [self._messages(query, texts) for query, texts in asks]
         out: list[tuple[int, Cost]] = []
+        if self.variant == "llm-rankers":  # its greedy letter; anything else keeps the parent (position 0)
+            for (_, texts), (i, cost) in zip(asks, self._greedy_letters(conversations, asks), strict=True):
+                out.append((0 if i is None or i >= len(texts) else i, cost))
+            return out
         if self.scoring == "logits":
             # sets of one size share a label list; the heap's last parent may have fewer children
-            by_size: dict[int, list[int]] = {}
-            for i, (_, texts) in enumerate(asks):
-                by_size.setdefault(len(texts), []).append(i)
             found: dict[int, tuple[int, Cost]] = {}
-            for size, members in by_size.items():
+            for size, members in by_size([texts for _, texts in asks]).items():
                 labels = [label_token(self.prompt, letter) for letter in string.ascii_uppercase[:size]]
                 answers = self.backend.next_token_scores(
                     [conversations[i] for i in members], labels, prefix=self.prompt.get("answer_prefix", "")
@@ -103,3 +138,15 @@ class SetwiseReranker(ComparisonReranker):
             named = first_label(answer.text, list(string.ascii_uppercase[: len(texts)]))
             out.append((named or 0, call_cost(answer) + Cost(parse_failures=int(named is None))))
         return out
+
+    def _greedy_letters(
+        self, conversations: list[list[dict[str, str]]], asks: list[tuple[str, list[str]]]
+    ) -> list[tuple[int | None, Cost]]:
+        """llm-rankers' letter for each set, sets of one size asked together."""
+        found: dict[int, tuple[int | None, Cost]] = {}
+        for size, members in by_size([texts for _, texts in asks]).items():
+            letters = list(string.ascii_uppercase[:size])
+            for i, answer in zip(members, greedy_letters(self.backend, [conversations[i] for i in members], letters),
+                                 strict=True):  # fmt: skip
+                found[i] = answer
+        return [found[i] for i in range(len(asks))]

@@ -1,0 +1,101 @@
+"""Run ielab/llm-rankers' own setwise or pairwise ranker on a Hugging Face causal LM, as shipped.
+
+    python tests/reference/llm_rankers_comparison.py INPUT.json OUTPUT.json
+
+with llm-rankers importable (``tests/test_fidelity.py`` installs it into a folder of its own and puts
+that on ``PYTHONPATH``). Its ``SetwiseLlmRanker`` / ``PairwiseLlmRanker`` run unchanged on transformers
+(the causal-LM path: chat template, `` Passage:`` appended, one greedy token); the only stubs are the
+``openai`` and ``tiktoken`` modules its files import for their OpenAI rankers, which are not used.
+
+INPUT: {"ranker": "setwise" | "pairwise", "model": a Hugging Face folder, "method": "heapsort" |
+"bubblesort", "k", "num_child" (setwise), "requests": [{"qid", "query", "candidates": [[docid, text]]}]}.
+OUTPUT: {"calls": [{"prompt", "answer"}], "rankings": {qid: [docid, ...]}}: every prompt the model saw
+(with its special tokens) and the token it wrote, in the order asked.
+
+With ``"simulate": seed`` instead of ``"model"``, no model is loaded: the rankers' ``compare`` answers
+with ``simulated_answer`` (a deterministic, noisy judge of the docids shown) and the sorting, decision
+rules and final assembly run as shipped over each of ``"lists"`` (docids) →
+``{"calls": [[docid, ...] shown, ...], "rankings": [[docid, ...], ...]}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+
+def simulated_answer(seed: int, shown: list[str]) -> str:
+    """The letter a judge names for these docids in this order: mostly the largest docid (as a number),
+    else a letter drawn from the hash of (seed, shown), sometimes none ("?")."""
+    draw = int(hashlib.sha256(f"{seed}:{'|'.join(shown)}".encode()).hexdigest(), 16)
+    if draw % 10 == 0 or not shown:  # (llm-rankers' setwise bubblesort can ask about an empty window)
+        return "?"
+    best = max(range(len(shown)), key=lambda i: int(shown[i])) if draw % 10 < 7 else (draw // 10) % len(shown)
+    return "ABCDEFGHIJKLMNOPQRSTUVW"[best]
+
+
+def simulate(target: str) -> None:
+    from llmrankers.pairwise import PairwiseLlmRanker
+    from llmrankers.rankers import SearchResult
+    from llmrankers.setwise import SetwiseLlmRanker
+
+    seed, shown_sets = int(CONFIG["simulate"]), []
+
+    def setwise_compare(query: str, docs: list[Any]) -> str:
+        shown_sets.append([d.docid for d in docs])
+        return simulated_answer(seed, shown_sets[-1])
+
+    def pairwise_compare(query: str, texts: list[str]) -> list[str]:  # llm-rankers passes the texts here
+        shown_sets.append(list(texts))
+        return [f"Passage {simulated_answer(seed, list(texts))}", f"Passage {simulated_answer(seed, texts[::-1])}"]
+
+    ranker: Any = object.__new__(SetwiseLlmRanker if CONFIG["ranker"] == "setwise" else PairwiseLlmRanker)
+    ranker.k, ranker.method, ranker.num_child = int(CONFIG["k"]), CONFIG["method"], int(CONFIG.get("num_child", 1))
+    ranker.compare = setwise_compare if CONFIG["ranker"] == "setwise" else pairwise_compare
+    calls, rankings = [], []
+    for docids in CONFIG["lists"]:
+        shown_sets.clear()
+        ranking = [SearchResult(docid=d, score=-rank, text=d) for rank, d in enumerate(docids)]
+        rankings.append([result.docid for result in ranker.rerank("q", ranking)])
+        calls.append(list(shown_sets))
+    Path(target).write_text(json.dumps({"calls": calls, "rankings": rankings}), encoding="utf-8")
+
+
+def main(target: str) -> None:
+    from llmrankers.pairwise import PairwiseLlmRanker
+    from llmrankers.rankers import SearchResult
+    from llmrankers.setwise import SetwiseLlmRanker
+
+    if CONFIG["ranker"] == "setwise":
+        ranker: Any = SetwiseLlmRanker(CONFIG["model"], None, "cpu", num_child=int(CONFIG["num_child"]),
+                                       k=int(CONFIG["k"]), scoring="generation", method=CONFIG["method"])  # fmt: skip
+    else:
+        ranker = PairwiseLlmRanker(CONFIG["model"], None, "cpu", method=CONFIG["method"], k=int(CONFIG["k"]))
+    calls: list[dict[str, str]] = []
+    generate, tokenizer = ranker.llm.generate, ranker.tokenizer
+
+    def watched(input_ids: Any, **options: Any) -> Any:  # the model's own generate, its inputs and outputs kept
+        output_ids = generate(input_ids, **options)
+        for prompt, output in zip(input_ids, output_ids, strict=True):
+            calls.append({"prompt": tokenizer.decode(prompt, clean_up_tokenization_spaces=False),
+                          "answer": tokenizer.decode(output[len(prompt):], skip_special_tokens=True)})  # fmt: skip
+        return output_ids
+
+    ranker.llm.generate = watched
+    rankings = {}
+    for item in CONFIG["requests"]:
+        ranking = [SearchResult(docid=docid, score=-rank, text=text)
+                   for rank, (docid, text) in enumerate(item["candidates"])]  # fmt: skip
+        rankings[item["qid"]] = [result.docid for result in ranker.rerank(item["query"], ranking)]
+    Path(target).write_text(json.dumps({"calls": calls, "rankings": rankings}, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    for stubbed in ("openai", "tiktoken"):  # imported by llm-rankers' modules for its OpenAI rankers only
+        sys.modules[stubbed] = types.ModuleType(stubbed)
+    CONFIG = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+    (simulate if "simulate" in CONFIG else main)(sys.argv[2])
