@@ -173,6 +173,16 @@ CASES = [
         "'nosuch.gguf' does not exist",
     ),
     Case(
+        "a served model's local tokenizer that does not exist",
+        [
+            *RUN,
+            "--reranker",
+            'setwise(model=smollm2-135m, backend="openai(base_url=http://127.0.0.1:9/v1, tokenizer=./nosuch.gguf)")',
+        ],
+        NOT_FOUND,
+        "tokenizer './nosuch.gguf' does not exist",
+    ),
+    Case(
         "unknown backend",
         [*RUN, "--reranker", "listwise(model=x, backend=nope)"],
         INVALID,

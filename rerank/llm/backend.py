@@ -89,6 +89,11 @@ class LLMBackend(ABC):
         """Refuse, before loading, a model this backend cannot have (a server's models are the server's to check)."""
         return None
 
+    @classmethod
+    def check_options(cls, options: dict[str, Any], what: str) -> None:
+        """Refuse, before loading, an option that names something missing here (a local tokenizer)."""
+        return None
+
     @property
     def identity(self) -> str:
         """What determines this backend's outputs besides the prompt (for cache keys)."""

@@ -84,6 +84,14 @@ class OpenAIBackend(LLMBackend):
         self.tokenizer, self.repeat_penalty = tokenizer, repeat_penalty
         self._template = LocalTemplate(tokenizer) if tokenizer else None
 
+    @classmethod
+    def check_options(cls, options: dict[str, Any], what: str) -> None:
+        tokenizer = options.get("tokenizer")
+        if isinstance(tokenizer, str):
+            from data.models import check_model
+
+            check_model(tokenizer, what=f"{what}: tokenizer", files=("tokenizer.json", "tokenizer_config.json"))
+
     @property
     def identity(self) -> str:
         local = f":rendered-by:{self.tokenizer}" if self.tokenizer else ""

@@ -66,6 +66,7 @@ def check_backend_model(cls: type, params: dict[str, Any], where: str) -> None:
         spec = parse_spec(backend) if isinstance(backend, str) else backend
         BACKENDS.check(spec.name, {"model": model, **spec.kwargs}, given=f"backend {spec}")  # its options first
         BACKENDS.get(spec.name).check_model(model, f"{where}: model")
+        BACKENDS.get(spec.name).check_options(dict(spec.kwargs), f"{where}: backend {spec.name}")
 
 
 class LLMMethodMixin:

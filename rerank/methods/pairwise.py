@@ -143,7 +143,8 @@ class PairwiseReranker(ComparisonReranker):
             orders = []
             for q, found in enumerate(scored):
                 top = sorted(found, key=lambda passage: -found[passage])[: self.k]
-                orders.append(top + [i for i in range(len(texts[q])) if i not in set(top)])
+                chosen = set(top)
+                orders.append(top + [i for i in range(len(texts[q])) if i not in chosen])
             return ranked_results(requests, orders, costs, elapsed)
         return [
             RerankResult(scored_ranking(r, s), c + Cost(seconds=elapsed * c.calls / total))

@@ -90,9 +90,7 @@ class LlamaEngine:
         end_ids = self.llama._end_of_generation_ids
         while len(produced) < max_tokens:
             llm.eval(pending)
-            logits = np.ctypeslib.as_array(
-                self.llama._llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)
-            ).astype(np.float64)
+            logits = self.llama._last_logits().astype(np.float64)
             logprobs = logits - logits.max()
             logprobs -= np.log(np.exp(logprobs).sum())
             best = np.argsort(-logprobs, kind="stable")[:top]
