@@ -1,4 +1,4 @@
-"""FIRST: listwise reranking from one forward pass per window (Reddy et al., 2024,
+"""FIRST: listwise reranking from a single answer token per window (Reddy et al., 2024,
 "FIRST: Faster Improved Listwise Reranking with Single Token Decoding"), as RankLLM runs it
 (``RankListwiseOSLLM`` with ``use_logits`` and ``use_alpha``).
 
