@@ -127,26 +127,32 @@ class PairwiseReranker(ComparisonReranker):
         preferences = self._preferences([(requests[q].query.text, texts[q][i], texts[q][j]) for q, i, j in asks])
         scores = [[0.0] * len(t) for t in texts]
         costs = [Cost() for _ in requests]
-        scored: list[dict[int, float]] = [{} for _ in requests]  # in the order a passage first scores
         for (q, i, j), (p, cost) in zip(asks, preferences, strict=True):
             scores[q][i] += p
             scores[q][j] += 1.0 - p
-            for passage, gained in ((i, p), (j, 1.0 - p)):
-                if gained:
-                    scored[q][passage] = scored[q].get(passage, 0.0) + gained
             costs[q] = costs[q] + cost
         elapsed = time.perf_counter() - started
         total = sum(c.calls for c in costs) or 1
         if self.variant == "llm-rankers":
-            # llm-rankers sorts the passages that scored, ties in the order they first scored; its top k
-            # lead, the rest follow in the given order
-            orders = []
-            for q, found in enumerate(scored):
-                top = sorted(found, key=lambda passage: -found[passage])[: self.k]
-                chosen = set(top)
-                orders.append(top + [i for i in range(len(texts[q])) if i not in chosen])
-            return ranked_results(requests, orders, costs, elapsed)
+            return ranked_results(requests, self._llm_rankers_orders(asks, preferences, texts), costs, elapsed)
         return [
             RerankResult(scored_ranking(r, s), c + Cost(seconds=elapsed * c.calls / total))
             for r, s, c in zip(requests, scores, costs, strict=True)
         ]
+
+    def _llm_rankers_orders(
+        self, asks: list[tuple[int, int, int]], preferences: list[tuple[float, Cost]], texts: list[list[str]]
+    ) -> list[list[int]]:
+        """llm-rankers' allpairs order: the passages that scored, by points, ties in the order they first
+        scored (its dict); its top k lead, the rest follow in the given order."""
+        scored: list[dict[int, float]] = [{} for _ in texts]
+        for (q, i, j), (p, _) in zip(asks, preferences, strict=True):
+            for passage, gained in ((i, p), (j, 1.0 - p)):
+                if gained:
+                    scored[q][passage] = scored[q].get(passage, 0.0) + gained
+        orders = []
+        for q, found in enumerate(scored):
+            top = sorted(found, key=lambda passage: -found[passage])[: self.k]
+            chosen = set(top)
+            orders.append(top + [i for i in range(len(texts[q])) if i not in chosen])
+        return orders
