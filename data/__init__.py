@@ -19,7 +19,14 @@ from data.errors import (
 from data.jsonl import iter_candidates_jsonl, read_candidates_jsonl, write_candidates_jsonl
 from data.rankllm import iter_rankllm_requests, read_rankllm_requests, write_rankllm_requests
 from data.records import Candidate, Document, Qrels, Query, Ranking, RerankRequest, Run
-from data.trec import iter_run_rankings, read_trec_qrels, read_trec_run, write_trec_qrels, write_trec_run
+from data.trec import (
+    iter_run_groups,
+    iter_run_rankings,
+    read_trec_qrels,
+    read_trec_run,
+    write_trec_qrels,
+    write_trec_run,
+)
 from data.tsv import iter_topics, read_topics, write_topics
 
 __all__ = [
@@ -46,6 +53,7 @@ __all__ = [
     "SqliteDocumentStore",
     "iter_candidates_jsonl",
     "iter_rankllm_requests",
+    "iter_run_groups",
     "iter_run_rankings",
     "iter_topics",
     "load",

@@ -8,7 +8,9 @@ exact round trip).
 
 from __future__ import annotations
 
+import heapq
 import math
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,28 +53,102 @@ def parse_int(path: str | Path, line: int, name: str, field: str, text: str) -> 
 def iter_run_lines(path: str | Path) -> Iterator[RunLine]:
     """Every line of a run file, validated; blank lines are skipped."""
     for number, text in iter_lines(path):
-        fields = text.split()
-        if not fields:
+        row = _parse_run_line(path, number, text)
+        if row is not None:
+            yield row
+
+
+def _parse_run_line(path: str | Path, number: int, text: str) -> RunLine | None:
+    fields = text.split()
+    if not fields:
+        return None
+    if len(fields) != 6:
+        raise ParseError(path, number, f"expected {RUN_FORMAT}, found {len(fields)} columns", text)
+    qid, _, docid, rank, score, tag = fields
+    return RunLine(
+        qid, docid, parse_int(path, number, "rank", rank, text), parse_score(path, number, score, text), tag, number
+    )
+
+
+def run_query_order(path: str | Path) -> tuple[list[str], bool]:
+    """The run's query ids in order of first appearance, and whether each query's lines are contiguous.
+
+    A quick pass over the first column only: the lines are validated when the rankings are read.
+    """
+    order: list[str] = []
+    seen: set[str] = set()
+    grouped = True
+    current: str | None = None
+    for _, text in iter_lines(path):
+        qid = text.split(None, 1)[0] if text.strip() else None
+        if qid is None or qid == current:
             continue
-        if len(fields) != 6:
-            raise ParseError(path, number, f"expected {RUN_FORMAT}, found {len(fields)} columns", text)
-        qid, _, docid, rank, score, tag = fields
-        yield RunLine(
-            qid, docid, parse_int(path, number, "rank", rank, text), parse_score(path, number, score, text), tag, number
-        )
+        if qid in seen:
+            grouped = False
+        else:
+            seen.add(qid)
+            order.append(qid)
+        current = qid
+    return order, grouped
+
+
+def iter_run_groups(path: str | Path, *, sort_lines: int = 200_000) -> Iterator[Ranking]:
+    """Every query's ranking in order of first appearance, as ``read_trec_run`` gives them, streaming.
+
+    A run grouped by query is read as it is; one whose queries are interleaved is grouped by a sort
+    on disk (``sort_lines`` lines per sorted chunk), so memory never holds more than one chunk and
+    one query's candidates, whatever the run's size.
+    """
+    order, grouped = run_query_order(path)
+    if grouped:
+        yield from iter_run_rankings(path)
+        return
+    position = {qid: i for i, qid in enumerate(order)}
+    del order
+    with tempfile.TemporaryDirectory(prefix="rerank-run-sort-") as folder:
+        chunks: list[Path] = []
+        pending: list[tuple[int, int, str]] = []
+        for number, text in iter_lines(path):
+            if text.strip():
+                pending.append((position[text.split(None, 1)[0]], number, text))
+            if len(pending) >= sort_lines:
+                chunks.append(_spill(pending, Path(folder) / f"{len(chunks)}.tsv"))
+                pending = []
+        chunks.append(_spill(pending, Path(folder) / f"{len(chunks)}.tsv"))
+        merged = heapq.merge(*(_read_spilled(chunk) for chunk in chunks))
+        rows = (_parse_run_line(path, number, text) for _, number, text in merged)
+        yield from _group_rankings(path, (row for row in rows if row is not None))
+
+
+def _spill(rows: list[tuple[int, int, str]], path: Path) -> Path:
+    rows.sort()
+    with open(path, "w", encoding="utf-8") as out:
+        out.writelines(f"{position}\t{number}\t{text}\n" for position, number, text in rows)
+    return path
+
+
+def _read_spilled(path: Path) -> Iterator[tuple[int, int, str]]:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            position, number, text = line.rstrip("\n").split("\t", 2)
+            yield int(position), int(number), text
 
 
 def iter_run_rankings(path: str | Path) -> Iterator[Ranking]:
     """Rankings one query at a time, for runs grouped by query (as every TREC tool writes them).
 
     Memory holds one query's candidates. A query that reappears after another
-    began is an error: use ``read_trec_run`` for ungrouped files.
+    began is an error: use ``iter_run_groups`` for ungrouped files.
     """
+    return _group_rankings(path, iter_run_lines(path))
+
+
+def _group_rankings(path: str | Path, rows: Iterable[RunLine]) -> Iterator[Ranking]:
     finished: set[str] = set()
     qid: str | None = None
     seen: dict[str, int] = {}
     candidates: list[Candidate] = []
-    for row in iter_run_lines(path):
+    for row in rows:
         if row.qid != qid:
             if qid is not None:
                 finished.add(qid)

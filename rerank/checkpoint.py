@@ -71,61 +71,94 @@ def open_checkpoint(output: Path, header: dict[str, Any], *, resume: bool, fresh
 
 
 class Checkpoint:
-    """Finished rankings of one job; ``open`` resumes, ``add`` appends durably."""
+    """Finished rankings of one job; ``open`` resumes, ``add`` appends durably.
+
+    Memory holds where each finished query's line starts and what it cost in seconds, never the
+    rankings: ``result`` reads one back from the file. A query checkpointed twice (a batch redone
+    after a kill mid-write) is read from its last line.
+    """
 
     def __init__(self, path: Path, header: dict[str, Any]):
         self.path = path
         self.header = {"format": FORMAT, **header}
-        self.done: dict[str, RerankResult] = {}
-        self._handle: IO[str] | None = None
+        self._where: dict[str, tuple[int, float]] = {}  # qid: (byte offset of its line, its seconds)
+        self._handle: IO[bytes] | None = None
+        self._reader: IO[bytes] | None = None
+
+    def __contains__(self, qid: object) -> bool:
+        return qid in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def seconds(self, qid: str) -> float:
+        return self._where[qid][1]
+
+    def result(self, qid: str) -> RerankResult:
+        """The finished ranking and cost of one query, read from the file."""
+        if self._handle is not None:
+            self._handle.flush()
+        if self._reader is None:
+            self._reader = open(self.path, "rb")  # noqa: SIM115 - kept open across result() calls
+        self._reader.seek(self._where[qid][0])
+        payload = _decode(self.path, 0, self._reader.readline().decode("utf-8").rstrip("\n"))
+        if payload is None:
+            raise ParseError(self.path, 0, f"checkpoint line of query {qid!r} changed while the job ran")
+        return _result(payload)
 
     def open(self) -> Checkpoint:
         """Loads what an earlier run finished. A new checkpoint file is created by the first ``add``, so
         a job that fails before its first batch is done leaves nothing to resume."""
         if self.path.exists():
             self._load()
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across add() calls
+            self._handle = open(self.path, "ab")  # noqa: SIM115 - kept open across add() calls
         return self
 
     def _load(self) -> None:
+        offset = 0
+        torn = b""
         with open(self.path, "rb") as handle:
-            chunks = handle.read().split(b"\n")
-        lines = [c.decode("utf-8", errors="replace") for c in chunks[:-1]]
-        complete, torn = lines, chunks[-1]  # bytes after the final newline are a torn write
-        if not complete:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.endswith(b"\n"):  # bytes after the final newline are a torn write
+                    torn = raw
+                    break
+                text = raw[:-1].decode("utf-8", errors="replace")
+                payload = _decode(self.path, number, text)
+                if number == 1:
+                    if payload is None:
+                        raise ParseError(self.path, 1, "checkpoint header is corrupted; delete it or run with --fresh")
+                    if payload != self.header:
+                        raise ParseError(
+                            self.path, 1,
+                            "checkpoint belongs to a different job (method or inputs changed); run with --fresh",
+                        )  # fmt: skip
+                elif payload is None:
+                    raise ParseError(
+                        self.path, number, "checkpoint line is corrupted (CRC or JSON mismatch); run with --fresh"
+                    )
+                else:
+                    self._where[payload["qid"]] = (offset, float(payload["cost"]["seconds"]))
+                offset += len(raw)
+        if offset == 0:
             raise ParseError(self.path, 1, "checkpoint has no header; delete it or run with --fresh")
-        header = _decode(self.path, 1, complete[0])
-        if header is None:
-            raise ParseError(self.path, 1, "checkpoint header is corrupted; delete it or run with --fresh")
-        if header != self.header:
-            raise ParseError(
-                self.path, 1, "checkpoint belongs to a different job (method or inputs changed); run with --fresh"
-            )
-        for number, text in enumerate(complete[1:], start=2):
-            payload = _decode(self.path, number, text)
-            if payload is None:
-                raise ParseError(
-                    self.path, number, "checkpoint line is corrupted (CRC or JSON mismatch); run with --fresh"
-                )
-            ranking = Ranking(payload["qid"], tuple(Candidate(d, s) for d, s in payload["candidates"]))
-            self.done[ranking.qid] = RerankResult(ranking, Cost(**payload["cost"]))
         if torn:
-            with open(self.path, "r+b") as raw:  # drop the torn line so appends start clean
-                raw.truncate(os.path.getsize(self.path) - len(torn))
+            with open(self.path, "r+b") as raw_file:  # drop the torn line so appends start clean
+                raw_file.truncate(offset)
 
     def add(self, results: Iterable[RerankResult]) -> None:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - kept open across add() calls
-            self._handle.write(_line(self.header))
+            self._handle = open(self.path, "wb")  # noqa: SIM115 - kept open across add() calls
+            self._handle.write(_line(self.header).encode())
         for result in results:
             payload = {
                 "qid": result.ranking.qid,
                 "candidates": [[c.docid, c.score] for c in result.ranking.candidates],
                 "cost": result.cost.as_dict(),
             }
-            self._handle.write(_line(payload))
-            self.done[result.ranking.qid] = result
+            offset = self._handle.tell()
+            self._handle.write(_line(payload).encode())
+            self._where[result.ranking.qid] = (offset, result.cost.seconds)
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
@@ -134,6 +167,12 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        for handle in (self._handle, self._reader):
+            if handle is not None:
+                handle.close()
+        self._handle = self._reader = None
+
+
+def _result(payload: dict[str, Any]) -> RerankResult:
+    ranking = Ranking(payload["qid"], tuple(Candidate(d, s) for d, s in payload["candidates"]))
+    return RerankResult(ranking, Cost(**payload["cost"]))

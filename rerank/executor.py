@@ -39,7 +39,7 @@ from data.docstore import DocumentStore
 from data.errors import InvalidSpecError, RerankWarning
 from data.records import Query, Ranking, Run
 from data.textio import atomic_writer
-from data.trec import read_trec_run, write_trec_run
+from data.trec import iter_run_groups, read_trec_run, write_trec_run
 from rerank.spec import MethodSpec, PipelineSpec, StageSpec, Value
 
 DEFAULT_DEPTH = 100
@@ -307,6 +307,7 @@ class Executor:
     retrieve_batch: int | None = None  # queries per retrieval call; None: all at once
     recompute: Sequence[str] = ()
     output_cache: Path | None = None
+    engine: Any = None  # runs reranking batches (rerank.engine); None: in this process
     log: Callable[[str], None] = print
     computed: list[str] = field(default_factory=list)
     _memo: dict[tuple[str, str], StageOutput] = field(default_factory=dict)
@@ -435,9 +436,14 @@ class Executor:
         seconds: float | None
         if kind == "reranker":
             assert previous is not None
-            seconds, cost, details = self.rerank_stage(stage, source, previous.run(), run_path, key)
+            seconds, cost, details = self.rerank_stage(stage, source, previous, run_path, key)
             details.pop("summary")
-            details.pop("results")
+        elif kind == "given" and stage.spec.kwargs.get("format", "trec") == "trec":
+            wanted = {q.qid for q in source.queries}
+            depth = stage.cutoff or DEFAULT_DEPTH
+            given = iter_run_groups(source.run_file(stage.spec))  # streamed: runs of any size
+            write_trec_run((r.cut(depth) for r in given if r.qid in wanted), run_path, tag=slug(str(pipeline), 40))
+            seconds = None
         else:
             start = time.perf_counter()
             run, details = self._first_stage(stage, source, members, run_path, key)
@@ -545,7 +551,7 @@ class Executor:
         try:
             size = self.retrieve_batch or max(1, len(queries))
             chunks = [list(queries[i : i + size]) for i in range(0, len(queries), size)]
-            todo = [c for c in chunks if any(q.qid not in checkpoint.done for q in c)]
+            todo = [c for c in chunks if any(q.qid not in checkpoint for q in c)]
             resumed = len(queries) - sum(len(c) for c in todo)
             retriever = open_retriever() if todo else None
             with tqdm(total=len(queries), initial=resumed, unit="query", file=sys.stderr, disable=None) as bar:
@@ -555,48 +561,44 @@ class Executor:
                     # A query the index matches nothing for still gets its (empty) line, so it is not redone.
                     checkpoint.add(RerankResult(found.get(q.qid, Ranking(q.qid, ())), Cost()) for q in chunk)
                     bar.update(len(chunk))
-            run = Run.from_rankings(checkpoint.done[q.qid].ranking for q in queries)
+            run = Run.from_rankings(checkpoint.result(q.qid).ranking for q in queries)
         finally:
             checkpoint.close()
         checkpoint.remove()
         return run, resumed
 
     def rerank_stage(
-        self, stage: StageSpec, source: Source, previous: Run, run_path: Path, key: dict[str, Any],
+        self, stage: StageSpec, source: Source, previous: StageOutput, run_path: Path, key: dict[str, Any],
         *, output: Path | None = None, resume: bool = True, fresh: bool = False, output_format: str = "trec",
-        tag: str | None = None, requests: Sequence[Any] | None = None,
+        tag: str | None = None,
     ) -> tuple[float, dict[str, Any], dict[str, Any]]:  # fmt: skip
-        """Rerank the previous run's candidates in checkpointed batches; seconds span every resumed piece.
+        """Rerank the previous stage's candidates in checkpointed batches, streamed from its file.
 
-        Returns the seconds, the cost record and the details for the manifest (``details["summary"]``
-        is the job summary ``rerank run`` prints).
+        Writes ``output`` when given (``rerank run``), else the stage's ``run_path`` cut to the
+        stage's depth. Returns the seconds (spanning every resumed piece), the cost record and the
+        details for the manifest (``details["summary"]`` is the job summary ``rerank run`` prints).
         """
         from rerank.checkpoint import Checkpoint, checkpoint_job
-        from rerank.inputs import requests_from_run
+        from rerank.inputs import RunRequests
         from rerank.jobs import rerank_to_file
 
         by_qid = {q.qid: q for q in source.queries}
-        if requests is None:
-            requests = list(requests_from_run(previous, by_qid, source.docs))
-        work = output or run_path.with_name("rerank.trec.gz")
+        requests = RunRequests(previous.run_path, by_qid, source.docs, str(previous.pipeline), grouped=True)
+        work = output or run_path
         checkpoint = work.with_name(work.name + ".checkpoint")
         if output is None and checkpoint.exists() and checkpoint_job(checkpoint) != Checkpoint(checkpoint, key).header:
             self.log(f"  discarding {checkpoint}: it belongs to an earlier version of this stage")
             checkpoint.unlink()
-        summary, results = rerank_to_file(
-            stage.spec, list(requests), work, key, batch_queries=self.batch_queries, resume=resume, fresh=fresh,
+        summary = rerank_to_file(
+            stage.spec, requests, work, key, batch_queries=self.batch_queries, resume=resume, fresh=fresh,
             cache=self.output_cache, output_format=output_format, tag=tag or slug(stage.spec.name, 40),
-            keep=stage.cutoff,
+            keep=stage.cutoff, engine=self.engine, total=len(source.queries),
         )  # fmt: skip
-        if output is None:
-            rankings = [Ranking(r.ranking.qid, r.ranking.candidates[: stage.cutoff]) for r in results]
-            write_trec_run(Run.from_rankings(rankings), run_path, tag=slug(stage.spec.name, 40))
-            work.unlink()
         # Resumed queries count with the reranker time their checkpoint recorded (an earlier
         # piece's model loading is not in it), so the stage's seconds cover all its queries.
         resumed = {"queries": summary["resumed"], "seconds": summary["resumed_seconds"]}
         seconds = summary["seconds"] + summary["resumed_seconds"]
-        return seconds, summary["cost"], {"resumed": resumed, "summary": summary, "results": results}
+        return seconds, summary["cost"], {"resumed": resumed, "summary": summary}
 
 
 def method_identity(spec: MethodSpec | str, *, execution: bool = True) -> dict[str, Any]:

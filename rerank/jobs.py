@@ -2,41 +2,72 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from data.jsonl import write_candidates_jsonl
 from data.rankllm import write_rankllm_requests
-from data.records import Candidate, Ranking, RerankRequest
+from data.records import Candidate, RerankRequest
 from data.trec import write_trec_run
 from rerank.base import RerankResult
 from rerank.cost import Cost
+from rerank.inputs import RunRequests
 from rerank.spec import MethodSpec
 
+if TYPE_CHECKING:
+    from rerank.checkpoint import Checkpoint
+    from rerank.engine import Engine
 
-def batches(items: Sequence[RerankRequest], size: int) -> Iterable[list[RerankRequest]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
+T = TypeVar("T")
 
 
-def write_results(results: list[RerankResult], requests: list[RerankRequest], output: Path, fmt: str, tag: str) -> None:
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), read lazily."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def write_results(
+    checkpoint: Checkpoint, run: RunRequests, order: Sequence[str], output: Path, fmt: str, tag: str, keep: int | None
+) -> Cost:
+    """Write every query's checkpointed ranking, in the run's order, cut to ``keep``; returns their total cost.
+
+    One query's ranking is in memory at a time (TREC and JSONL); RankLLM's format is a single JSON
+    document, so its rows are gathered first.
+    """
+    total = Cost()
+
+    def rankings() -> Iterator[RerankResult]:
+        nonlocal total
+        for qid in order:
+            result = checkpoint.result(qid)
+            total += result.cost
+            yield RerankResult(result.ranking.cut(keep) if keep is not None else result.ranking, result.cost)
+
     if fmt == "trec":
-        write_trec_run((r.ranking for r in results), output, tag=tag)
-        return
-    reranked = []
-    for request, result in zip(requests, results, strict=True):
-        texts = {c.docid: c.text for c in request.candidates}  # checkpoints keep ids and scores only
-        candidates = tuple(Candidate(c.docid, c.score, texts[c.docid]) for c in result.ranking.candidates)
-        reranked.append(RerankRequest(request.query, candidates))
-    (write_rankllm_requests if fmt == "rankllm" else write_candidates_jsonl)(reranked, output)
+        write_trec_run((r.ranking for r in rankings()), output, tag=tag)
+        return total
+
+    def reranked() -> Iterator[RerankRequest]:
+        results = rankings()
+        for chunk in batches(run.rankings(), 256):
+            for request in run.requests(chunk):
+                texts = {c.docid: c.text for c in request.candidates}  # checkpoints keep ids and scores only
+                ranking = next(results).ranking
+                yield RerankRequest(request.query, tuple(Candidate(c.docid, c.score, texts[c.docid]) for c in ranking))
+
+    (write_rankllm_requests if fmt == "rankllm" else write_candidates_jsonl)(reranked(), output)
+    return total
 
 
 def rerank_to_file(
     spec: MethodSpec,
-    requests: list[RerankRequest],
+    run: RunRequests,
     output: Path,
     job: dict[str, Any],
     *,
@@ -47,68 +78,85 @@ def rerank_to_file(
     output_format: str = "trec",
     tag: str = "rerank",
     keep: int | None = None,
-) -> tuple[dict[str, Any], list[RerankResult]]:
-    """Rerank every request (resuming from ``OUTPUT.checkpoint``), write the output, return the summary and results.
+    engine: Engine | None = None,
+    total: int | None = None,
+) -> dict[str, Any]:
+    """Rerank every query of ``run`` (resuming from ``OUTPUT.checkpoint``), write the output, return the summary.
 
-    ``job`` describes the work; a checkpoint of another job is refused. The output appears only when
-    every query is done. ``keep`` cuts each written ranking to its top ``keep`` (the returned
-    results are whole).
+    The run streams: rankings are read batch by batch, texts fetched per batch, results checkpointed
+    per batch and written from the checkpoint at the end, so memory holds a few batches, never the
+    run. ``job`` describes the work; a checkpoint of another job is refused. The output appears only
+    when every query is done. ``keep`` cuts each written ranking to its top ``keep``. ``engine`` runs
+    the batches (``LocalEngine`` when None); ``total`` is the number of queries, for the progress bar.
     """
     from tqdm import tqdm
 
     from data.errors import BackendError
     from rerank.checkpoint import open_checkpoint
-    from rerank.registry import load_reranker
+    from rerank.engine import LocalEngine
 
+    engine = engine or LocalEngine()
     checkpoint = open_checkpoint(output, job, resume=resume, fresh=fresh)
-    try:
+    order: list[str] = []
+    counts = {"resumed": 0, "candidates": 0, "computed": 0}
+    resumed_seconds = 0.0
+
+    progress = tqdm(total=total, unit="query", file=sys.stderr, disable=True)  # shown once work starts
+
+    def todo() -> Iterator[tuple[int, list[RerankRequest]]]:
         # Batches sit at fixed positions; one only partly checkpointed (a kill mid-write) is redone whole.
-        todo = [b for b in batches(requests, batch_queries) if any(r.query.qid not in checkpoint.done for r in b)]
-        resumed = len(requests) - sum(len(b) for b in todo)
-        pending = {r.query.qid for b in todo for r in b}
-        # what the resumed queries cost when an earlier run computed them, so a job's time spans its pieces
-        resumed_seconds = sum(checkpoint.done[r.query.qid].cost.seconds for r in requests if r.query.qid not in pending)
-        start = time.perf_counter()
-        if todo:
+        nonlocal resumed_seconds
+        for index, chunk in enumerate(batches(run.rankings(), batch_queries)):
+            order.extend(r.qid for r in chunk)
+            counts["candidates"] += sum(len(r) for r in chunk)
+            if all(r.qid in checkpoint for r in chunk):
+                # what the resumed queries cost when an earlier run computed them, so a job's time spans its pieces
+                resumed_seconds += sum(checkpoint.seconds(r.qid) for r in chunk)
+                counts["resumed"] += len(chunk)
+                progress.update(len(chunk))
+                continue
+            yield index, run.requests(chunk)
+
+    start = time.perf_counter()
+    try:
+        pending = todo()
+        first = next(pending, None)  # the model loads only when there is something to do
+        if first is not None:
             try:
-                reranker = load_reranker(spec)
+                runner = engine.start(spec, cache=cache)
             except Exception:
-                if not checkpoint.done:  # nothing was computed: leave nothing behind to resume
+                if not len(checkpoint):  # nothing was computed: leave nothing behind to resume
                     checkpoint.remove()
                 raise
-            if cache:
-                from rerank.cache import OutputCache
-
-                if not hasattr(reranker, "use_cache"):
-                    raise ValueError(f"{spec.name} has no output cache")
-                reranker.use_cache(OutputCache(cache))
-            with tqdm(total=len(requests), initial=resumed, unit="query", file=sys.stderr) as bar:
-                for batch in todo:
-                    try:
-                        checkpoint.add(reranker.rerank(batch))
-                    except BackendError as err:
-                        raise BackendError(
-                            f"{err}. The {len(checkpoint.done)} queries finished are checkpointed in "
-                            f"{checkpoint.path}; the same command with --resume continues from there"
-                        ) from err
-                    bar.update(len(batch))
+            progress = tqdm(total=total, initial=counts["resumed"], unit="query", file=sys.stderr)
+            try:
+                for _position, results in runner.rerank(itertools.chain([first], pending)):
+                    checkpoint.add(results)
+                    counts["computed"] += len(results)
+                    progress.update(len(results))
+            except BackendError as err:
+                raise BackendError(
+                    f"{err}. The {len(checkpoint)} queries finished are checkpointed in "
+                    f"{checkpoint.path}; the same command with --resume continues from there"
+                ) from err
+            finally:
+                progress.close()
+                runner.close()
         elapsed = time.perf_counter() - start
-        results: list[RerankResult] = [checkpoint.done[r.query.qid] for r in requests]
-        written = [RerankResult(Ranking(r.ranking.qid, r.ranking.candidates[:keep]), r.cost) for r in results]
-        write_results(written, requests, output, output_format, tag)
+        cost = write_results(checkpoint, run, order, output, output_format, tag, keep)
         checkpoint.remove()
     finally:
         checkpoint.close()
-    total = sum((r.cost for r in results), Cost())
-    summary = {
+    queries = len(order)
+    computed = counts["computed"]
+    return {
         "output": str(output),
         "spec": str(spec),
-        "queries": len(requests),
-        "resumed": resumed,
+        "queries": queries,
+        "resumed": counts["resumed"],
         "resumed_seconds": round(resumed_seconds, 3),
-        "candidates": sum(len(r.candidates) for r in requests),
+        "candidates": counts["candidates"],
         "seconds": round(elapsed, 3),
-        "queries_per_second": round((len(requests) - resumed) / elapsed, 3) if todo and elapsed > 0 else None,
-        "cost": total.as_dict(),
+        "queries_per_second": round(computed / elapsed, 3) if computed and elapsed > 0 else None,
+        "cost": cost.as_dict(),
     }
-    return summary, results

@@ -27,6 +27,7 @@ import contextlib
 import json
 import sys
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,8 @@ from data.jsonl import read_candidates_jsonl
 from data.rankllm import read_rankllm_requests
 from data.records import Candidate, Document, Qrels, Query, Ranking, RerankRequest, Run
 from data.textio import atomic_writer, is_special_output
-from data.trec import write_trec_run
+from data.trec import iter_run_groups, iter_run_rankings, run_query_order, write_trec_run
 from data.tsv import read_topics
-from rerank.base import RerankResult
 from rerank.cli import paths
 from rerank.cli.common import (
     add_data_arguments,
@@ -54,7 +54,7 @@ from rerank.cli.common import (
     print_json,
 )
 from rerank.cli.plugins import command_module
-from rerank.executor import Executor, Source, StageOutput, check_pipeline, digest_text, stage_kind
+from rerank.executor import Executor, Source, StageOutput, check_pipeline, digest_text, given_run_path, stage_kind
 from rerank.spec import MethodSpec, PipelineSpec, parse_pipeline, parse_spec
 
 
@@ -150,7 +150,7 @@ def source_from(args: argparse.Namespace, dataset: Dataset | None, pipeline: Pip
     else:
         raise ValueError("--run without --dataset needs --topics (or --input-format rankllm|jsonl)")
     if first.name == "run":
-        order = read_given(first, dataset).qids
+        order = given_query_order(first, dataset)
         missing = [qid for qid in order if qid not in texts]
         if missing:
             raise DatasetNotFoundError(f"query {missing[0]!r} of the run has no text in the topics")
@@ -169,6 +169,15 @@ def read_given(spec: MethodSpec, dataset: Dataset | None) -> Run:
     from rerank.executor import given_run_path, read_given_run
 
     return read_given_run(spec, given_run_path(spec, dataset))
+
+
+def given_query_order(spec: MethodSpec, dataset: Dataset | None) -> list[str]:
+    """The given run's query ids in order of first appearance; a TREC file is scanned, not held."""
+    from rerank.executor import given_run_path
+
+    if spec.kwargs.get("format", "trec") == "trec":
+        return run_query_order(given_run_path(spec, dataset))[0]
+    return read_given(spec, dataset).qids
 
 
 def read_given_requests(spec: MethodSpec) -> list[RerankRequest]:
@@ -241,8 +250,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = dataset_from(args)
     qrels = eval_qrels(args, dataset) if args.eval else None
     job = plan(args, dataset)
-    previous_run = job.previous.run()
-    if not len(previous_run):
+    if next(iter_run_rankings(job.previous.run_path), None) is None:
         warnings.warn(f"{job.previous.pipeline} gives no candidates: the output is empty", RerankWarning, stacklevel=1)
     # Standard output, a device or a FIFO gets the finished run copied in; the job (and its
     # checkpoint) works on a file in the cache, never beside a device.
@@ -250,19 +258,17 @@ def run(args: argparse.Namespace) -> int:
     output = paths.work_file(job.key, args.output_format) if special else target
     manifest_path = output.with_name(output.name + ".manifest.json")
     earlier = read_manifest(manifest_path) if output.is_file() and not args.fresh and not special else None
-    results: list[RerankResult] | None = None
     if earlier is not None and earlier.get("job") == job.key:
         summary = {**earlier["summary"], "up_to_date": True}
     else:
         _, _, details = job.executor.rerank_stage(
-            job.pipeline.last, job.source, previous_run, output, job.key, output=output, resume=args.resume,
+            job.pipeline.last, job.source, job.previous, output, job.key, output=output, resume=args.resume,
             fresh=args.fresh, output_format=args.output_format, tag=args.tag,
         )  # fmt: skip
         summary = {**details["summary"], "pipeline": str(job.pipeline), "output": args.output}
-        results = details["results"]
         if args.keep_rest:
-            given = read_given(job.pipeline.first.spec, dataset)
-            write_trec_run(with_rest(results, given), output, tag=args.tag)
+            write_trec_run(with_rest(iter_run_rankings(output), given_rankings(job.pipeline.first.spec, dataset)),
+                           output, tag=args.tag)  # fmt: skip
         if special:
             copy_out(output, target)
         else:
@@ -274,31 +280,37 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(summary), file=report)
     if args.eval:
-        by_qid = {q.qid: q for q in job.source.queries}
-        requests = [RerankRequest(by_qid[r.qid], r.candidates) for r in previous_run]
-        args.k = job.previous.pipeline.last.cutoff
         assert qrels is not None
         with contextlib.redirect_stdout(report):
-            print_before_after(args, dataset, requests, output, results, qrels)
+            print_before_after(job, dataset, output, args.output_format, qrels)
+    if special:
+        output.unlink(missing_ok=True)
     return 0
 
 
-def with_rest(results: list[RerankResult], given: Run) -> list[Ranking]:
+def given_rankings(spec: MethodSpec, dataset: Dataset | None) -> Iterator[Ranking]:
+    """The given run's rankings in order of first appearance; a TREC file streams."""
+    if spec.kwargs.get("format", "trec") == "trec":
+        return iter_run_groups(given_run_path(spec, dataset))
+    return iter(read_given(spec, dataset))
+
+
+def with_rest(reranked: Iterable[Ranking], given: Iterable[Ranking]) -> Iterator[Ranking]:
     """Each reranked ranking, then the given run's other candidates in their order, scored below the
-    lowest reranked score (one apart, so their order survives any reader's sort)."""
-    rankings = []
-    for result in results:
-        ranked = result.ranking.candidates
+    lowest reranked score (one apart, so their order survives any reader's sort).
+
+    Both runs stream in the same query order (the reranked one holds a subset of the given queries)."""
+    rest_of = iter(given)
+    for ranking in reranked:
+        ranked = ranking.candidates
         done = {c.docid for c in ranked}
         floor = min((c.score for c in ranked), default=0.0)
-        rest = (
-            [c for c in given[result.ranking.qid].candidates if c.docid not in done]
-            if result.ranking.qid in given
-            else []
-        )
+        original = next((g for g in rest_of if g.qid == ranking.qid), None)
+        if original is None:
+            raise ValueError(f"query {ranking.qid!r} of the reranked run is not in the given run's order")
+        rest = [c for c in original.candidates if c.docid not in done]
         tail = tuple(Candidate(c.docid, floor - 1.0 - i) for i, c in enumerate(rest))
-        rankings.append(Ranking(result.ranking.qid, ranked + tail))
-    return rankings
+        yield Ranking(ranking.qid, ranked + tail)
 
 
 def eval_qrels(args: argparse.Namespace, dataset: Dataset | None) -> Qrels:
@@ -311,11 +323,11 @@ def eval_qrels(args: argparse.Namespace, dataset: Dataset | None) -> Qrels:
 
 
 def copy_out(work: Path, target: Path) -> None:
-    from data.textio import read_text
+    from data.textio import open_binary
 
-    with atomic_writer(target) as out:
-        out.write(read_text(work))
-    work.unlink()
+    with atomic_writer(target) as out, open_binary(work) as source:
+        for line in source:  # streamed: the output may be larger than memory
+            out.write(line.decode("utf-8"))
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -339,25 +351,18 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) and "job" in value and "summary" in value else None
 
 
-def print_before_after(
-    args: argparse.Namespace,
-    dataset: Dataset | None,
-    requests: list[RerankRequest],
-    output: Path,
-    results: list[RerankResult] | None,
-    qrels: Qrels,
-) -> None:
+def print_before_after(job: Job, dataset: Dataset | None, output: Path, output_format: str, qrels: Qrels) -> None:
+    """Metrics of the reranked stage's input (its top K) and of the output, read from their files."""
+    from data.trec import read_trec_run
+
     # The metrics, tests and table are the eval command's, found as a plugin (rerank/ does not import eval/).
     evaluator = command_module("eval", needed_by="--eval")
-    before_run = Run.from_rankings(
-        (Ranking.sorted(r.query.qid, r.candidates) for r in requests), name=f"input (top {args.k})"
-    )
-    if results is None:
-        from data.trec import read_trec_run
-
-        after_run = read_trec_run(output, name="reranked") if args.output_format == "trec" else None
-        if after_run is None:
-            raise ValueError("--eval of an up-to-date non-TREC output: rerun with --fresh")
+    before_run = read_trec_run(job.previous.run_path, name=f"input (top {job.previous.pipeline.last.cutoff})")
+    if output_format == "trec":
+        after_run = read_trec_run(output, name="reranked")
     else:
-        after_run = Run.from_rankings((r.ranking for r in results), name="reranked")
+        read = read_rankllm_requests if output_format == "rankllm" else read_candidates_jsonl
+        after_run = Run.from_rankings(
+            (Ranking.sorted(r.query.qid, r.candidates) for r in read(output)), name="reranked"
+        )
     evaluator.print_before_after(before_run, after_run, qrels, dataset.measures if dataset else None)
