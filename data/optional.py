@@ -30,6 +30,7 @@ EXTRAS = {
     "pyterrier": "pyterrier",
     "langchain_core": "langchain",
     "llama_index": "llamaindex",
+    "ray": "ray",
 }
 
 

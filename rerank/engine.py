@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from data.records import RerankRequest
-from rerank.base import RerankResult
+from rerank.base import Reranker, RerankResult
 from rerank.spec import MethodSpec
 
 Batch = tuple[int, list[RerankRequest]]
@@ -32,7 +32,7 @@ class Runner(Protocol):
     def close(self) -> None: ...
 
 
-def load_with_cache(spec: MethodSpec, cache: str | Path | None):
+def load_with_cache(spec: MethodSpec, cache: str | Path | None) -> Reranker:
     """The method of ``spec``, loaded, with its outputs cached in ``cache`` when given."""
     from rerank.registry import load_reranker
 
@@ -56,7 +56,7 @@ class LocalEngine:
 
 @dataclass
 class LocalRunner:
-    reranker: Any
+    reranker: Reranker
 
     def rerank(self, batches: Iterable[Batch]) -> Iterator[Finished]:
         for position, requests in batches:

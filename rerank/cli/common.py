@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,3 +89,40 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
             "--device and --batch-size go with --method; in a spec write them inside: bi-encoder(device=cpu, batch_size=64)"
         )
     return options
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where reranking batches run")
+    group.add_argument(
+        "--engine", choices=("local", "ray"), default="local",
+        help="local: in this process; ray: sharded across model replicas on a Ray cluster (the output is the same)",
+    )  # fmt: skip
+    group.add_argument("--workers", type=int, metavar="N", help="model replicas for --engine ray (1)")
+    group.add_argument(
+        "--address", metavar="ADDR",
+        help="the Ray cluster to join: auto (the one `ray start --head` runs here) or ray://HOST:PORT; "
+        "default: start a local one for this job",
+    )  # fmt: skip
+    group.add_argument("--gpus-per-worker", type=float, metavar="G", help="GPUs each Ray replica reserves (0)")
+
+
+def engine_from(args: argparse.Namespace) -> Any:
+    """The engine the arguments name, checked before any work: None for local (the executor's default)."""
+    ray_only = {"--workers": args.workers, "--address": args.address, "--gpus-per-worker": args.gpus_per_worker}
+    if args.engine == "local":
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if given:
+            raise ValueError(f"{given[0]} goes with --engine ray")
+        return None
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, not {args.workers}")
+    if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
+        raise ValueError(f"--gpus-per-worker must be at least 0, not {args.gpus_per_worker}")
+    address = args.address
+    if address is not None and address != "auto" and not re.fullmatch(r"(ray://)?[\w.\-]+:\d+", address):
+        raise ValueError(f"--address {address!r}: give auto, ray://HOST:PORT or HOST:PORT")
+    from data.optional import optional_import
+    from rerank.ray_engine import RayEngine
+
+    optional_import("ray")  # a missing extra is reported before any work
+    return RayEngine(workers=args.workers or 1, address=address, num_gpus=args.gpus_per_worker or 0.0)

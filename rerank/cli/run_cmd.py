@@ -46,9 +46,11 @@ from data.tsv import read_topics
 from rerank.cli import paths
 from rerank.cli.common import (
     add_data_arguments,
+    add_engine_arguments,
     add_format_argument,
     add_method_options,
     dataset_from,
+    engine_from,
     method_options,
     output_format,
     print_json,
@@ -96,6 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="discard any checkpoint and previous output")
     parser.add_argument("--tag", default="rerank", help="the run tag column")
     add_format_argument(parser, "the summary", old="--summary")
+    add_engine_arguments(parser)
 
 
 def method_spec(args: argparse.Namespace) -> MethodSpec:
@@ -196,7 +199,7 @@ class Job:
     key: dict[str, Any]
 
 
-def plan(args: argparse.Namespace, dataset: Dataset | None) -> Job:
+def plan(args: argparse.Namespace, dataset: Dataset | None, engine: Any = None) -> Job:
     """Check everything, compute (or reuse) every stage but the last, and name the last stage's job."""
     from data.config import cache_dir
 
@@ -206,7 +209,7 @@ def plan(args: argparse.Namespace, dataset: Dataset | None) -> Job:
     executor = Executor(
         Path(args.work_dir) if args.work_dir else cache_dir() / "stages", index_cache=cache_dir(),
         batch_queries=args.batch_queries, retrieve_batch=256, output_cache=Path(args.cache) if args.cache else None,
-        log=log,
+        log=log, engine=engine,
     )  # fmt: skip
     if len(pipeline.stages) == 1 or stage_kind(pipeline.last.spec, False) != "reranker":
         raise ValueError(f"--pipeline {str(pipeline)!r} must end with a reranking method")
@@ -247,9 +250,22 @@ def run(args: argparse.Namespace) -> int:
     target = check_paths(args)
     if args.eval:
         command_module("eval", needed_by="--eval")  # no package gives the eval command: fail before any work
+    engine = engine_from(args)
     dataset = dataset_from(args)
     qrels = eval_qrels(args, dataset) if args.eval else None
-    job = plan(args, dataset)
+    if engine is None:
+        return run_job(args, plan(args, dataset), dataset, target, qrels, fmt)
+    try:
+        engine.connect()  # a wrong --address fails before any work
+        job = plan(args, dataset, engine)
+        return run_job(args, job, dataset, target, qrels, fmt)
+    finally:
+        engine.shutdown()  # a local cluster this job started; Ctrl-C included
+
+
+def run_job(
+    args: argparse.Namespace, job: Job, dataset: Dataset | None, target: Path, qrels: Qrels | None, fmt: str
+) -> int:
     if next(iter_run_rankings(job.previous.run_path), None) is None:
         warnings.warn(f"{job.previous.pipeline} gives no candidates: the output is empty", RerankWarning, stacklevel=1)
     # Standard output, a device or a FIFO gets the finished run copied in; the job (and its

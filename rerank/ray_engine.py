@@ -1,0 +1,185 @@
+"""The Ray engine: a job's batches sharded across model replicas on a Ray cluster.
+
+Each replica is a Ray actor holding one loaded model (``num_cpus``/``num_gpus`` each). Batches go
+to the replica with the fewest in flight, a few queued per replica so none idles between batches;
+results come back as they finish and the job checkpoints them, then writes its output in the run's
+order, so the file is byte-identical to the local engine's for any number of workers.
+
+Failures: a replica whose process dies is restarted by Ray (``max_restarts``) and the batches it
+held are sent again (``max_task_retries``); a batch whose computation raises is retried up to
+``attempts`` times, then the job stops naming the batch and the cause, its finished batches
+checkpointed. Without an address the engine starts a local cluster and shuts it down when the job
+ends (Ctrl-C included); ``auto`` or ``ray://HOST:PORT`` joins a running one, which is left running.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data.errors import BackendError, RerankError
+from data.optional import optional_import
+from rerank.engine import Batch, Finished, load_with_cache
+from rerank.spec import MethodSpec
+
+
+class BatchFailedError(BackendError):
+    """A batch failed on every attempt; the job stops with what finished checkpointed."""
+
+
+class Replica:
+    """One model, in a Ray worker process. Loaded by ``load``, and again after Ray restarts the process."""
+
+    def __init__(self, spec: str, cache: str | None, threads: int | None):
+        self.spec = spec
+        self.cache = cache
+        self.threads = threads
+        self.reranker: Any = None
+
+    def load(self) -> int:
+        if self.reranker is None:
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
+            from rerank.spec import parse_spec
+
+            self.reranker = load_with_cache(parse_spec(self.spec), self.cache)
+        return os.getpid()
+
+    def rerank(self, requests: list[Any]) -> list[Any]:
+        self.load()
+        return self.reranker.rerank(requests)
+
+
+@dataclass
+class RayEngine:
+    """``workers`` model replicas on a Ray cluster: a local one started here (``address=None``), or
+    the one at ``address`` (``auto``, ``ray://HOST:PORT``)."""
+
+    workers: int = 1
+    address: str | None = None
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    attempts: int = 3  # tries per batch (computation errors), and restarts per replica (deaths)
+    queued: int = 2  # batches in flight per replica
+    threads: int | None = None  # torch threads per replica; None: Ray's, one per CPU it reserves
+    runner: RayRunner | None = field(default=None, init=False)
+
+    started: bool = field(default=False, init=False)  # this engine started the cluster, and shuts it down
+
+    def connect(self) -> None:
+        """Join the cluster at ``address``, or start a local one; a process already connected stays so."""
+        ray = optional_import("ray")
+        if ray.is_initialized():
+            return
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if self.address is None:
+            options["num_cpus"] = os.cpu_count()
+        try:
+            ray.init(address=self.address, **options)
+        except (ConnectionError, RuntimeError) as err:
+            raise BackendError(f"--address {self.address}: no Ray cluster answers there ({err})") from None
+        self.started = self.address is None
+
+    def shutdown(self) -> None:
+        """Stop the local cluster this engine started (a joined one keeps running)."""
+        if self.started:
+            optional_import("ray").shutdown()
+            self.started = False
+
+    def start(self, spec: MethodSpec, *, cache: str | Path | None = None) -> RayRunner:
+        self.connect()
+        ray = optional_import("ray")
+        threads = self.threads
+        replica = ray.remote(Replica).options(
+            num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+            max_restarts=self.attempts, max_task_retries=self.attempts,
+        )  # fmt: skip
+        actors = [
+            replica.remote(str(spec), None if cache is None else str(cache), threads) for _ in range(self.workers)
+        ]
+        runner = RayRunner(ray, actors, self)
+        try:
+            loads = [a.load.remote() for a in actors]  # the replicas load side by side
+            runner.pids = unwrap(ray, lambda: ray.get(loads))
+        except BaseException:
+            runner.close()
+            raise
+        self.runner = runner
+        return runner
+
+
+@dataclass
+class RayRunner:
+    ray: Any
+    actors: list[Any]
+    engine: RayEngine
+    pids: list[int] = field(default_factory=list)  # the replicas' processes, when they loaded
+
+    def rerank(self, batches: Iterable[Batch]) -> Iterator[Finished]:
+        ray = self.ray
+        pending = iter(batches)
+        in_flight: dict[Any, tuple[int, list[Any], int, int]] = {}  # ref: (position, requests, actor, attempt)
+        load = [0] * len(self.actors)
+
+        def submit(position: int, requests: list[Any], attempt: int) -> None:
+            actor = min(range(len(self.actors)), key=load.__getitem__)
+            load[actor] += 1
+            in_flight[self.actors[actor].rerank.remote(requests)] = (position, requests, actor, attempt)
+
+        def refill() -> None:
+            while len(in_flight) < self.engine.queued * len(self.actors):
+                batch = next(pending, None)
+                if batch is None:
+                    return
+                submit(*batch, 1)
+
+        refill()
+        while in_flight:
+            [ref], _ = ray.wait(list(in_flight), num_returns=1)
+            position, requests, actor, attempt = in_flight.pop(ref)
+            load[actor] -= 1
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.RayTaskError as err:
+                if attempt >= self.engine.attempts:
+                    first, last = requests[0].query.qid, requests[-1].query.qid
+                    raise BatchFailedError(
+                        f"batch {position} (queries {first} to {last}) failed {attempt} times; last: {cause(err)}"
+                    ) from None
+                submit(position, requests, attempt + 1)
+                continue
+            except ray.exceptions.RayActorError as err:
+                raise BatchFailedError(
+                    f"batch {position}: its replica died more than {self.engine.attempts} times ({err})"
+                ) from None
+            yield position, results
+            refill()
+
+    def close(self) -> None:
+        """Stop the replicas (their models leave memory); the cluster stays up for the job's next stage."""
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+
+
+def cause(err: Any) -> str:
+    """The message of the exception a Ray task raised, without Ray's traceback."""
+    inner = getattr(err, "cause", None)
+    return f"{type(inner).__name__}: {inner}" if inner is not None else str(err).splitlines()[0]
+
+
+def unwrap(ray: Any, call: Any) -> Any:
+    """``call()``, re-raising what a task raised as itself (so a model that cannot load is the same
+    one-line error as in a local run)."""
+    try:
+        return call()
+    except ray.exceptions.RayTaskError as err:
+        inner = getattr(err, "cause", None)
+        if isinstance(inner, Exception):
+            raise inner from None
+        raise RerankError(cause(err)) from None
