@@ -25,6 +25,8 @@ from data.optional import optional_import
 from rerank.engine import Batch, Finished, load_with_cache
 from rerank.spec import MethodSpec
 
+FORWARDED_ENVIRONMENT = ("RERANK_", "HF_", "TRANSFORMERS_", "SENTENCE_TRANSFORMERS_")
+
 
 class BatchFailedError(BackendError):
     """A batch failed on every attempt; the job stops with what finished checkpointed."""
@@ -95,9 +97,15 @@ class RayEngine:
         self.connect()
         ray = optional_import("ray")
         threads = self.threads
+        options: dict[str, Any] = {}
+        if not str(self.address or "").startswith("ray://"):
+            # Replicas on this machine see this process's data, cache and offline settings (a remote
+            # cluster's nodes keep their own).
+            forwarded = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENVIRONMENT)}
+            options["runtime_env"] = {"env_vars": forwarded}
         replica = ray.remote(Replica).options(
             num_cpus=self.num_cpus, num_gpus=self.num_gpus,
-            max_restarts=self.attempts, max_task_retries=self.attempts,
+            max_restarts=self.attempts, max_task_retries=self.attempts, **options,
         )  # fmt: skip
         actors = [
             replica.remote(str(spec), None if cache is None else str(cache), threads) for _ in range(self.workers)

@@ -77,6 +77,18 @@ def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return build_minilm_shaped_cross_encoder(str(tmp_path_factory.getbasetemp() / "ce-minilm"))
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for every Ray test (replicas of --engine ray join it, as a job would join
+    a running cluster); shut down when the session ends."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
 SERVE_KEY = "a-test-key"  # what remote(...) sends (RERANK_API_KEY) and the session's server expects
 
 

@@ -1,0 +1,177 @@
+"""Runs of any size: streamed in query groups (interleaved runs sorted on disk), and sharded on Ray
+with the same bytes as in process, surviving a killed replica and a killed job."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+import data
+from data.errors import ParseError
+from data.trec import iter_run_groups, read_trec_run, run_query_order
+from rerank.cli import main
+from rerank.cli.exit_codes import ExitCode
+
+DL19 = "msmarco-passage/trec-dl-2019"
+SPEC = "bi-encoder(model=minilm, batch_size=16)"
+
+
+def interleave(source, target, seed=0):
+    """The run's lines shuffled, so every query's lines are scattered through the file."""
+    lines = source.read_text().splitlines(keepends=True)
+    random.Random(seed).shuffle(lines)
+    target.write_text("".join(lines))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("sort_lines", [7, 200_000])  # many sorted chunks merged, and one
+def test_an_interleaved_run_is_grouped_as_read_trec_run_groups_it(tmp_path, sort_lines):
+    grouped = tmp_path / "grouped.trec"
+    data.write_trec_run(data.load("example").run("bm25"), grouped)
+    mixed = tmp_path / "mixed.trec"
+    interleave(grouped, mixed)
+    order, contiguous = run_query_order(mixed)
+    assert not contiguous and run_query_order(grouped)[1]
+    streamed = list(iter_run_groups(mixed, sort_lines=sort_lines))
+    whole = read_trec_run(mixed)
+    assert [r.qid for r in streamed] == order == list(whole.qids)
+    assert streamed == [whole[qid] for qid in order]
+
+
+@pytest.mark.unit
+def test_a_duplicate_in_an_interleaved_run_names_its_own_line(tmp_path):
+    mixed = tmp_path / "mixed.trec"
+    mixed.write_text("q1 Q0 d1 1 3.0 t\nq2 Q0 d1 1 2.0 t\nq1 Q0 d2 2 1.0 t\nq2 Q0 d9 2 1.0 t\nq1 Q0 d1 3 0.5 t\n")
+    with pytest.raises(ParseError, match=r"mixed.trec:5: duplicate docid 'd1' for query 'q1' \(first on line 1\)"):
+        list(iter_run_groups(mixed, sort_lines=2))
+
+
+@pytest.mark.integration
+def test_rerank_run_over_an_interleaved_run_writes_the_grouped_runs_bytes(capsys, tmp_path):
+    mixed = tmp_path / "mixed.trec"
+    data.write_trec_run(data.load("example").run("bm25"), tmp_path / "example.trec")
+    interleave(tmp_path / "example.trec", mixed)
+    grouped = tmp_path / "grouped.trec"  # the same lines, each query's together, queries in order of first appearance
+    order = run_query_order(mixed)[0]
+    lines = mixed.read_text().splitlines(keepends=True)
+    grouped.write_text("".join(sorted(lines, key=lambda line: order.index(line.split()[0]))))
+    outputs = []
+    for run in (grouped, mixed):
+        out = tmp_path / f"{run.stem}.out.trec"
+        args = ["run", "--dataset", "example", "--run", str(run), "--reranker", SPEC, "--batch-queries", "2"]
+        assert main([*args, "--output", str(out), "--keep-rest"]) == 0, capsys.readouterr().err
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] and outputs[0]
+
+
+# --- Ray -------------------------------------------------------------------------------------------------
+
+RAY_ARGS = ["run", "--dataset", DL19, "--run", "bm25", "--reranker", SPEC, "--batch-queries", "2"]
+
+
+@pytest.fixture(scope="module")
+def local_dl19(tmp_path_factory, data_dir):
+    """DL19's BM25 top 100 for the first 6 queries, reranked in process: the bytes Ray must write."""
+    out = tmp_path_factory.mktemp("local") / "local.trec"
+    assert main([*RAY_ARGS, "--max-queries", "6", "--output", str(out)]) == 0
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_ray_with_two_workers_writes_the_local_engines_bytes(ray_cluster, local_dl19, capsys, tmp_path):
+    out = tmp_path / "ray.trec"
+    code = main([*RAY_ARGS, "--max-queries", "6", "--output", str(out), "--engine", "ray", "--workers", "2"])
+    assert code == 0, capsys.readouterr().err
+    assert out.read_bytes() == local_dl19.read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_replica_killed_mid_job_is_replaced_and_the_bytes_are_the_same(ray_cluster, local_dl19, tmp_path):
+    from rerank.cli import build_parser
+    from rerank.cli.run_cmd import plan
+    from rerank.inputs import RunRequests
+    from rerank.jobs import rerank_to_file
+    from rerank.ray_engine import RayEngine
+    from rerank.spec import parse_spec
+
+    out = tmp_path / "ray.trec"
+    dataset = data.load(DL19)
+    job = plan(build_parser().parse_args([*RAY_ARGS, "--max-queries", "6", "--output", str(out)]), dataset)
+    run = RunRequests(job.previous.run_path, {q.qid: q for q in job.source.queries}, dataset.docs(), grouped=True)
+    engine = RayEngine(workers=2, queued=1)
+    finished: list = []
+    worker = threading.Thread(
+        target=lambda: finished.append(
+            rerank_to_file(parse_spec(SPEC), run, out, job.key, batch_queries=2, engine=engine)
+        )
+    )
+    worker.start()
+    checkpoint = tmp_path / "ray.trec.checkpoint"
+    while worker.is_alive() and not (checkpoint.exists() and checkpoint.read_bytes().count(b"\n") > 1):
+        time.sleep(0.02)  # until the first batch is checkpointed (two of three remain)
+    assert worker.is_alive() and engine.runner is not None, "the job ended before a replica could be killed"
+    victim = engine.runner.pids[0]
+    os.kill(victim, signal.SIGKILL)
+    worker.join()
+    assert finished, "the job failed when a replica died"
+    assert out.read_bytes() == local_dl19.read_bytes()
+    assert not psutil.pid_exists(victim) or psutil.Process(victim).status() == psutil.STATUS_ZOMBIE
+
+
+def ray_job(*extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "rerank.cli", *RAY_ARGS, "--max-queries", "6", "--engine", "ray", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_ctrl_c_stops_the_ray_job_cleanly_and_resume_writes_the_same_bytes(local_dl19, tmp_path):
+    out = tmp_path / "ray.trec"
+    checkpoint = tmp_path / "ray.trec.checkpoint"
+    job = ray_job("--output", str(out))
+    cluster: set[int] = set()
+    while job.poll() is None and not (checkpoint.exists() and checkpoint.read_bytes().count(b"\n") > 1):
+        cluster |= {p.pid for p in psutil.Process(job.pid).children(recursive=True)}
+        time.sleep(0.02)
+    assert job.poll() is None, "the job ended before it could be interrupted"
+    cluster |= {p.pid for p in psutil.Process(job.pid).children(recursive=True)}
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate()
+    assert job.returncode == ExitCode.INTERRUPTED, err.decode()[-2000:]
+    assert not out.exists() and checkpoint.exists()
+    assert len(cluster) > 2  # Ray's own processes (GCS, raylet, workers) were there to stop
+    stray = [pid for pid in cluster if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert stray == [], f"Ray processes left running: {stray}"
+
+    resumed = ray_job("--output", str(out), "--resume", "--workers", "2")
+    stdout, err = resumed.communicate()
+    assert resumed.returncode == 0, err.decode()[-2000:]
+    assert b" 0 queries from checkpoint" not in stdout
+    assert out.read_bytes() == local_dl19.read_bytes()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--workers", "2"], "--workers goes with --engine ray"),
+        (["--engine", "ray", "--workers", "0"], "--workers must be at least 1"),
+        (["--engine", "ray", "--address", "not an address"], "--address 'not an address'"),
+    ],
+)
+def test_wrong_engine_arguments_get_one_line_before_any_work(capsys, tmp_path, extra, message):
+    out = tmp_path / "o.trec"
+    code = main(["run", "--dataset", "example", "--run", "bm25", "--reranker", SPEC, "--output", str(out), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == ExitCode.INVALID_INPUT and len(err) == 1 and message in err[0]
+    assert not out.exists()
