@@ -1,35 +1,69 @@
-"""Engines run a reranking job's batches: here in this process, or on a Ray cluster (``rerank.ray_engine``).
+"""Engines run a job's batches: here in this process, or on a Ray cluster (``rerank.ray_engine``).
 
-An engine takes the batches still to do, as ``(position, requests)`` pairs read lazily from the
-run, and yields ``(position, results)`` as batches finish, in any order: the job checkpoints each
-and writes the output in the run's order, so the file is the same whatever the engine.
+What a batch needs is a ``Work``: a small picklable record that loads a model or an index once
+(``load``) and gives the function applied to each batch. ``RerankWork`` reranks requests;
+``RetrieveWork`` searches queries. An engine takes the batches still to do, as ``(position, items)``
+pairs read lazily from the input, and yields ``(position, results)`` as batches finish, in any
+order: the job checkpoints each and writes its output in the input's order, so the file is the
+same whatever the engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from data.records import RerankRequest
 from rerank.base import Reranker, RerankResult
 from rerank.spec import MethodSpec
 
-Batch = tuple[int, list[RerankRequest]]
+Batch = tuple[int, list[Any]]
 Finished = tuple[int, list[RerankResult]]
 
 
-class Engine(Protocol):
-    def start(self, spec: MethodSpec, *, cache: str | Path | None = None) -> Runner:
-        """Load the method wherever batches will run; a model that cannot load fails here, before any batch."""
+class Work(Protocol):
+    def load(self) -> Callable[[list[Any]], list[RerankResult]]:
+        """Load what the batches need (a model, an index) and give the function applied to each."""
         ...
 
 
-class Runner(Protocol):
-    def rerank(self, batches: Iterable[Batch]) -> Iterator[Finished]: ...
+@dataclass(frozen=True)
+class RerankWork:
+    """Rerank batches of requests with the method ``spec``; outputs cached in ``cache`` when given."""
 
-    def close(self) -> None: ...
+    spec: str
+    cache: str | None = None
+
+    def load(self) -> Callable[[list[Any]], list[RerankResult]]:
+        from rerank.spec import parse_spec
+
+        return load_with_cache(parse_spec(self.spec), self.cache).rerank
+
+
+@dataclass(frozen=True)
+class RetrieveWork:
+    """Search batches of queries in the index at ``index`` (search options ``options``), ``depth`` each."""
+
+    index: str
+    depth: int
+    options: tuple[tuple[str, Any], ...] = field(default=())
+
+    def load(self) -> Callable[[list[Any]], list[RerankResult]]:
+        from retrievers.registry import open_index
+
+        retriever = open_index(self.index, **dict(self.options))
+        return lambda queries: search(retriever, queries, self.depth)
+
+
+def search(retriever: Any, queries: list[Any], depth: int) -> list[RerankResult]:
+    """Each query's ranking, in the batch's order; a query the index matches nothing for still gets its
+    (empty) ranking, so a resumed job does not search it again."""
+    from data.records import Ranking
+    from rerank.cost import Cost
+
+    found = {r.qid: r for r in retriever.retrieve(queries, depth)}
+    return [RerankResult(found.get(q.qid, Ranking(q.qid, ())), Cost()) for q in queries]
 
 
 def load_with_cache(spec: MethodSpec, cache: str | Path | None) -> Reranker:
@@ -46,21 +80,33 @@ def load_with_cache(spec: MethodSpec, cache: str | Path | None) -> Reranker:
     return reranker
 
 
+class Engine(Protocol):
+    def start(self, work: Work) -> Runner:
+        """Load the work wherever batches will run; a model that cannot load fails here, before any batch."""
+        ...
+
+
+class Runner(Protocol):
+    def run(self, batches: Iterable[Batch]) -> Iterator[Finished]: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class LocalEngine:
     """Batches one after another, in this process."""
 
-    def start(self, spec: MethodSpec, *, cache: str | Path | None = None) -> LocalRunner:
-        return LocalRunner(load_with_cache(spec, cache))
+    def start(self, work: Work) -> LocalRunner:
+        return LocalRunner(work.load())
 
 
 @dataclass
 class LocalRunner:
-    reranker: Reranker
+    apply: Callable[[list[Any]], list[RerankResult]]
 
-    def rerank(self, batches: Iterable[Batch]) -> Iterator[Finished]:
-        for position, requests in batches:
-            yield position, self.reranker.rerank(requests)
+    def run(self, batches: Iterable[Batch]) -> Iterator[Finished]:
+        for position, items in batches:
+            yield position, self.apply(items)
 
     def close(self) -> None:
         pass

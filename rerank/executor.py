@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from data.errors import InvalidSpecError, RerankWarning
 from data.records import Query, Ranking, Run
 from data.textio import atomic_writer
 from data.trec import iter_run_groups, read_trec_run, write_trec_run
+from rerank.engine import RetrieveWork
 from rerank.spec import MethodSpec, PipelineSpec, StageSpec, Value
 
 DEFAULT_DEPTH = 100
@@ -444,9 +445,15 @@ class Executor:
             given = iter_run_groups(source.run_file(stage.spec))  # streamed: runs of any size
             write_trec_run((r.cut(depth) for r in given if r.qid in wanted), run_path, tag=slug(str(pipeline), 40))
             seconds = None
+        elif kind == "retriever":
+            start = time.perf_counter()
+            index_dir, search, details = self.retriever_index(stage.spec, source)
+            work = RetrieveWork(str(index_dir), stage.cutoff or DEFAULT_DEPTH, tuple(search.items()))
+            self.retrieve_stage(work, source.queries, run_path, key, tag=slug(str(pipeline), 40))
+            seconds = time.perf_counter() - start
         else:
             start = time.perf_counter()
-            run, details = self._first_stage(stage, source, members, run_path, key)
+            run, details = self._first_stage(stage, source, members)
             seconds = None if kind == "given" else time.perf_counter() - start
             write_trec_run(run, run_path, tag=slug(str(pipeline), 40))
         manifest = {
@@ -470,8 +477,9 @@ class Executor:
         return StageOutput(pipeline, directory, manifest)
 
     def _first_stage(
-        self, stage: StageSpec, source: Source, members: Sequence[StageOutput], run_path: Path, key: dict[str, Any]
+        self, stage: StageSpec, source: Source, members: Sequence[StageOutput]
     ) -> tuple[Run, dict[str, Any]]:
+        """A given run in RankLLM or JSONL form (their candidates carry texts), or fusion."""
         depth = stage.cutoff or DEFAULT_DEPTH
         qids = {q.qid for q in source.queries}
         spec = stage.spec
@@ -495,20 +503,18 @@ class Executor:
                     [float(w) for w in weights] if isinstance(weights, tuple) else None,  # type: ignore[arg-type]
                     normalization,  # type: ignore[arg-type]
                 )
-            return cut(fused, depth), {"member_seconds": [m.manifest.get("seconds") for m in members]}
-        retriever, details = self.retriever(spec, source)
-        run, _ = self.retrieve_stage(lambda: retriever, source.queries, depth, run_path, key)
-        return run, details
+        return cut(fused, depth), {"member_seconds": [m.manifest.get("seconds") for m in members]}
 
-    def retriever(self, spec: MethodSpec, source: Source) -> tuple[Any, dict[str, Any]]:
-        """The retriever of a stage: over ``index_dir=DIR``, or over an index of the source's corpus built once."""
-        from retrievers.registry import open_index, retriever_class
+    def retriever_index(self, spec: MethodSpec, source: Source) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+        """The index a retriever stage searches (``index_dir=DIR``, or one of the source's corpus built once),
+        its search options and the details for the manifest."""
+        from retrievers.registry import retriever_class
 
         cls = retriever_class(spec.name)
         search = {k: v for k, v in spec.params if k in cls.search_params}
         build = {k: v for k, v in spec.params if k not in cls.search_params and k != GIVEN_INDEX}
         if GIVEN_INDEX in spec.kwargs:
-            return open_index(str(spec.kwargs[GIVEN_INDEX]), **search), {}
+            return Path(str(spec.kwargs[GIVEN_INDEX])), search, {}
         if source.dataset is None or self.index_cache is None:
             raise InvalidSpecError(f"{spec}: a retriever without index_dir=DIR needs a dataset to index")
         from rerank.identity import retriever_identity
@@ -529,43 +535,53 @@ class Executor:
             shutil.rmtree(index_dir, ignore_errors=True)
             os.replace(staging, index_dir)
         info = json.loads(info_path.read_text(encoding="utf-8"))
-        return open_index(index_dir, **search), {"index_seconds": info["seconds"]}
+        return index_dir, search, {"index_seconds": info["seconds"]}
 
     def retrieve_stage(
-        self, open_retriever: Callable[[], Any], queries: Sequence[Query], depth: int, output: Path, key: dict[str, Any],
-        *, resume: bool = True, fresh: bool = False,
-    ) -> tuple[Run, int]:  # fmt: skip
-        """Search every query in batches, checkpointing each batch beside ``output``; also how many were resumed.
+        self, work: RetrieveWork, queries: Sequence[Query], output: Path, key: dict[str, Any],
+        *, target: Path | None = None, tag: str = "rerank", resume: bool = True, fresh: bool = False,
+    ) -> tuple[int, int]:  # fmt: skip
+        """Search every query in batches, checkpointing each beside ``output``, then write the run to ``target``
+        (``output`` when None) from the checkpoint; returns the candidates written and the queries resumed.
 
-        The retriever is opened only when there is something left to search.
+        The index is opened (by the executor's engine) only when there is something left to search.
         """
         import sys
 
         from tqdm import tqdm
 
-        from rerank.base import RerankResult
         from rerank.checkpoint import open_checkpoint
-        from rerank.cost import Cost
+        from rerank.engine import LocalEngine
 
         checkpoint = open_checkpoint(output, key, resume=resume, fresh=fresh)
         try:
             size = self.retrieve_batch or max(1, len(queries))
             chunks = [list(queries[i : i + size]) for i in range(0, len(queries), size)]
-            todo = [c for c in chunks if any(q.qid not in checkpoint for q in c)]
-            resumed = len(queries) - sum(len(c) for c in todo)
-            retriever = open_retriever() if todo else None
-            with tqdm(total=len(queries), initial=resumed, unit="query", file=sys.stderr, disable=None) as bar:
-                for chunk in todo:
-                    assert retriever is not None
-                    found = {r.qid: r for r in retriever.retrieve(chunk, depth)}
-                    # A query the index matches nothing for still gets its (empty) line, so it is not redone.
-                    checkpoint.add(RerankResult(found.get(q.qid, Ranking(q.qid, ())), Cost()) for q in chunk)
-                    bar.update(len(chunk))
-            run = Run.from_rankings(checkpoint.result(q.qid).ranking for q in queries)
+            todo = [(i, c) for i, c in enumerate(chunks) if any(q.qid not in checkpoint for q in c)]
+            resumed = len(queries) - sum(len(c) for _, c in todo)
+            if todo:
+                runner = (self.engine or LocalEngine()).start(work)
+                try:
+                    with tqdm(total=len(queries), initial=resumed, unit="query", file=sys.stderr, disable=None) as bar:
+                        for _, results in runner.run(todo):
+                            checkpoint.add(results)
+                            bar.update(len(results))
+                finally:
+                    runner.close()
+            written = 0
+
+            def rankings() -> Iterator[Ranking]:  # read back one query at a time, in the queries' order
+                nonlocal written
+                for query in queries:
+                    ranking = checkpoint.result(query.qid).ranking
+                    written += len(ranking)
+                    yield ranking
+
+            write_trec_run(rankings(), target or output, tag=tag)
         finally:
             checkpoint.close()
         checkpoint.remove()
-        return run, resumed
+        return written, resumed
 
     def rerank_stage(
         self, stage: StageSpec, source: Source, previous: StageOutput, run_path: Path, key: dict[str, Any],

@@ -93,7 +93,7 @@ def rerank_to_file(
 
     from data.errors import BackendError
     from rerank.checkpoint import open_checkpoint
-    from rerank.engine import LocalEngine
+    from rerank.engine import LocalEngine, RerankWork
 
     engine = engine or LocalEngine()
     checkpoint = open_checkpoint(output, job, resume=resume, fresh=fresh)
@@ -123,14 +123,14 @@ def rerank_to_file(
         first = next(pending, None)  # the model loads only when there is something to do
         if first is not None:
             try:
-                runner = engine.start(spec, cache=cache)
+                runner = engine.start(RerankWork(str(spec), None if cache is None else str(cache)))
             except Exception:
                 if not len(checkpoint):  # nothing was computed: leave nothing behind to resume
                     checkpoint.remove()
                 raise
             progress = tqdm(total=total, initial=counts["resumed"], unit="query", file=sys.stderr)
             try:
-                for _position, results in runner.rerank(itertools.chain([first], pending)):
+                for _position, results in runner.run(itertools.chain([first], pending)):
                     checkpoint.add(results)
                     counts["computed"] += len(results)
                     progress.update(len(results))

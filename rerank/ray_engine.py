@@ -17,13 +17,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from data.errors import BackendError, RerankError
 from data.optional import optional_import
-from rerank.engine import Batch, Finished, load_with_cache
-from rerank.spec import MethodSpec
+from rerank.engine import Batch, Finished, Work
 
 FORWARDED_ENVIRONMENT = ("RERANK_", "HF_", "TRANSFORMERS_", "SENTENCE_TRANSFORMERS_")
 
@@ -33,28 +31,25 @@ class BatchFailedError(BackendError):
 
 
 class Replica:
-    """One model, in a Ray worker process. Loaded by ``load``, and again after Ray restarts the process."""
+    """One loaded ``Work`` (a model, an index) in a Ray worker process; loaded again after Ray restarts it."""
 
-    def __init__(self, spec: str, cache: str | None, threads: int | None):
-        self.spec = spec
-        self.cache = cache
+    def __init__(self, work: Work, threads: int | None):
+        self.work = work
         self.threads = threads
-        self.reranker: Any = None
+        self.apply: Any = None
 
     def load(self) -> int:
-        if self.reranker is None:
+        if self.apply is None:
             if self.threads:
                 import torch
 
                 torch.set_num_threads(self.threads)
-            from rerank.spec import parse_spec
-
-            self.reranker = load_with_cache(parse_spec(self.spec), self.cache)
+            self.apply = self.work.load()
         return os.getpid()
 
-    def rerank(self, requests: list[Any]) -> list[Any]:
+    def run(self, items: list[Any]) -> list[Any]:
         self.load()
-        return self.reranker.rerank(requests)
+        return self.apply(items)
 
 
 @dataclass
@@ -93,7 +88,7 @@ class RayEngine:
             optional_import("ray").shutdown()
             self.started = False
 
-    def start(self, spec: MethodSpec, *, cache: str | Path | None = None) -> RayRunner:
+    def start(self, work: Work) -> RayRunner:
         self.connect()
         ray = optional_import("ray")
         threads = self.threads
@@ -107,9 +102,7 @@ class RayEngine:
             num_cpus=self.num_cpus, num_gpus=self.num_gpus,
             max_restarts=self.attempts, max_task_retries=self.attempts, **options,
         )  # fmt: skip
-        actors = [
-            replica.remote(str(spec), None if cache is None else str(cache), threads) for _ in range(self.workers)
-        ]
+        actors = [replica.remote(work, threads) for _ in range(self.workers)]
         runner = RayRunner(ray, actors, self)
         try:
             loads = [a.load.remote() for a in actors]  # the replicas load side by side
@@ -128,16 +121,16 @@ class RayRunner:
     engine: RayEngine
     pids: list[int] = field(default_factory=list)  # the replicas' processes, when they loaded
 
-    def rerank(self, batches: Iterable[Batch]) -> Iterator[Finished]:
+    def run(self, batches: Iterable[Batch]) -> Iterator[Finished]:
         ray = self.ray
         pending = iter(batches)
-        in_flight: dict[Any, tuple[int, list[Any], int, int]] = {}  # ref: (position, requests, actor, attempt)
+        in_flight: dict[Any, tuple[int, list[Any], int, int]] = {}  # ref: (position, items, actor, attempt)
         load = [0] * len(self.actors)
 
-        def submit(position: int, requests: list[Any], attempt: int) -> None:
+        def submit(position: int, items: list[Any], attempt: int) -> None:
             actor = min(range(len(self.actors)), key=load.__getitem__)
             load[actor] += 1
-            in_flight[self.actors[actor].rerank.remote(requests)] = (position, requests, actor, attempt)
+            in_flight[self.actors[actor].run.remote(items)] = (position, items, actor, attempt)
 
         def refill() -> None:
             while len(in_flight) < self.engine.queued * len(self.actors):
@@ -149,17 +142,17 @@ class RayRunner:
         refill()
         while in_flight:
             [ref], _ = ray.wait(list(in_flight), num_returns=1)
-            position, requests, actor, attempt = in_flight.pop(ref)
+            position, items, actor, attempt = in_flight.pop(ref)
             load[actor] -= 1
             try:
                 results = ray.get(ref)
             except ray.exceptions.RayTaskError as err:
                 if attempt >= self.engine.attempts:
-                    first, last = requests[0].query.qid, requests[-1].query.qid
+                    first, last = qid(items[0]), qid(items[-1])
                     raise BatchFailedError(
                         f"batch {position} (queries {first} to {last}) failed {attempt} times; last: {cause(err)}"
                     ) from None
-                submit(position, requests, attempt + 1)
+                submit(position, items, attempt + 1)
                 continue
             except ray.exceptions.RayActorError as err:
                 raise BatchFailedError(
@@ -173,6 +166,11 @@ class RayRunner:
         for actor in self.actors:
             self.ray.kill(actor)
         self.actors = []
+
+
+def qid(item: Any) -> str:
+    """The query id of a batch item: a request's query, or a query."""
+    return str(getattr(item, "query", item).qid)
 
 
 def cause(err: Any) -> str:

@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from data.textio import is_special_output
-from data.trec import write_trec_run
 from data.tsv import read_topics
-from rerank.cli.common import add_data_arguments, add_format_argument, dataset_from, output_format, print_json
+from rerank.cli.common import (
+    add_data_arguments,
+    add_engine_arguments,
+    add_format_argument,
+    dataset_from,
+    engine_from,
+    output_format,
+    print_json,
+)
 
 CHUNK = 256  # queries per batch by default: progress stays visible and memory bounded
 
@@ -39,14 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     parser.add_argument("--fresh", action="store_true", help="discard any checkpoint of an interrupted run")
     add_format_argument(parser, "the summary", old="--summary")
+    add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from rerank.cli import paths
+    from rerank.engine import RetrieveWork
     from rerank.executor import Executor, Source
     from rerank.spec import MethodSpec, PipelineSpec
     from retrievers.base import IndexMeta
-    from retrievers.registry import open_index
 
     if args.resume and args.fresh:
         raise ValueError("--resume and --fresh contradict each other")
@@ -63,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --dataset NAME or --topics FILE")
     if args.k < 1 or args.batch_queries < 1:
         raise ValueError("--k and --batch-queries must be at least 1")
+    engine = engine_from(args)
     meta = IndexMeta.load(args.index)
     options: dict[str, Any] = {}
     if meta.retriever == "bm25":
@@ -79,12 +88,18 @@ def run(args: argparse.Namespace) -> int:
     # Standard output, a device or a FIFO gets the finished run copied in; the checkpoint lives in the cache.
     special = is_special_output(target)
     output = paths.work_file(key, "trec") if special else target
-    executor = Executor(output.parent, retrieve_batch=args.batch_queries)
+    executor = Executor(output.parent, retrieve_batch=args.batch_queries, engine=engine)
     start = time.perf_counter()
-    run_, resumed = executor.retrieve_stage(
-        lambda: open_index(args.index, **options), queries, args.k, output, key, resume=args.resume, fresh=args.fresh
-    )
-    write_trec_run(run_, target, tag=args.tag)
+    work = RetrieveWork(str(Path(args.index).resolve()), args.k, tuple(options.items()))
+    try:
+        if engine is not None:
+            engine.connect()
+        candidates, resumed = executor.retrieve_stage(
+            work, queries, output, key, target=target, tag=args.tag, resume=args.resume, fresh=args.fresh
+        )
+    finally:
+        if engine is not None:
+            engine.shutdown()
     seconds = time.perf_counter() - start
     searched = len(queries) - resumed
     summary = {
@@ -92,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         "retriever": meta.retriever,
         "queries": len(queries),
         "resumed": resumed,
-        "candidates": run_.num_candidates(),
+        "candidates": candidates,
         "seconds": round(seconds, 3),
         "queries_per_second": round(searched / seconds, 2) if searched and seconds > 0 else None,
     }
