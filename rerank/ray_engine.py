@@ -88,21 +88,27 @@ class RayEngine:
             optional_import("ray").shutdown()
             self.started = False
 
-    def start(self, work: Work) -> RayRunner:
-        self.connect()
-        ray = optional_import("ray")
-        threads = self.threads
-        options: dict[str, Any] = {}
+    @staticmethod
+    def ray() -> Any:
+        return optional_import("ray")
+
+    def task_options(self) -> dict[str, Any]:
+        """Resources of one replica or task, and the environment it sees."""
+        options: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
         if not str(self.address or "").startswith("ray://"):
-            # Replicas on this machine see this process's data, cache and offline settings (a remote
+            # Workers on this machine see this process's data, cache and offline settings (a remote
             # cluster's nodes keep their own).
             forwarded = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENVIRONMENT)}
             options["runtime_env"] = {"env_vars": forwarded}
+        return options
+
+    def start(self, work: Work) -> RayRunner:
+        self.connect()
+        ray = self.ray()
         replica = ray.remote(Replica).options(
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus,
-            max_restarts=self.attempts, max_task_retries=self.attempts, **options,
-        )  # fmt: skip
-        actors = [replica.remote(work, threads) for _ in range(self.workers)]
+            max_restarts=self.attempts, max_task_retries=self.attempts, **self.task_options()
+        )
+        actors = [replica.remote(work, self.threads) for _ in range(self.workers)]
         runner = RayRunner(ray, actors, self)
         try:
             loads = [a.load.remote() for a in actors]  # the replicas load side by side

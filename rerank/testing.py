@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from data.records import Candidate, Query, RerankRequest
 from rerank.base import Reranker, RerankResult
-from rerank.llm.backend import Generation, LLMBackend, Message, TokenScores
+from rerank.llm.backend import BACKENDS, Generation, LLMBackend, Message, TokenScores
 
 PASSAGES = (
     ("p-tides", "Ocean tides are caused by the gravitational pull of the Moon and the Sun on the oceans."),
@@ -199,3 +199,10 @@ class ScriptedBackend(LLMBackend):
                 }[self.model]
             out.append(Generation(text, self.count_tokens(self.render(conversation)), len(text.split())))
         return out
+
+
+def register_scripted_backend() -> None:
+    """Make ``backend=scripted`` (``ScriptedBackend``) loadable by spec in this process: the test suite's
+    conftest calls it, and so does every Ray worker of the test cluster (its setup hook)."""
+    if "scripted" not in BACKENDS:
+        BACKENDS.register("scripted", "rerank.testing:ScriptedBackend")

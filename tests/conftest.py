@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from rerank.llm.backend import BACKENDS
+from rerank.testing import register_scripted_backend
 
 # Property tests: a small fixed budget in CI; HYPOTHESIS_PROFILE=fuzz for a long, random fuzz run.
 settings.register_profile("ci", max_examples=30, derandomize=True, deadline=None)
@@ -20,8 +20,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 REPO = Path(__file__).resolve().parent.parent
 
 # The canned-answer backend the method tests use is a test helper, never in the production table.
-if "scripted" not in BACKENDS:
-    BACKENDS.register("scripted", "rerank.testing:ScriptedBackend")
+register_scripted_backend()
 
 
 def _data_dir() -> Path | None:
@@ -82,7 +81,8 @@ def ray_cluster():
     """One local Ray cluster for every Ray test (replicas of --engine ray join it, as a job would join
     a running cluster); shut down when the session ends."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    setup = {"worker_process_setup_hook": "rerank.testing.register_scripted_backend"}  # as this process has
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=setup)
     try:
         yield ray
     finally:

@@ -1,6 +1,7 @@
 """Runs of any size: streamed in query groups (interleaved runs sorted on disk), and sharded on Ray
 with the same bytes as in process, surviving a killed replica and a killed job."""
 
+import json
 import os
 import random
 import signal
@@ -175,3 +176,35 @@ def test_wrong_engine_arguments_get_one_line_before_any_work(capsys, tmp_path, e
     err = capsys.readouterr().err.strip().splitlines()
     assert code == ExitCode.INVALID_INPUT and len(err) == 1 and message in err[0]
     assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_leaderboard_on_ray_computes_the_cells_a_local_run_computes(ray_cluster, tmp_path):
+    from test_leaderboard import PIPELINES, write_config
+
+    from eval.leaderboard import run_leaderboard
+    from rerank.ray_engine import RayEngine
+
+    config = write_config(tmp_path / "board.toml")
+    cells = {}
+    for engine in (None, RayEngine(workers=2)):
+        output = tmp_path / ("ray" if engine else "local")
+        _, computed = run_leaderboard(config, output, cache=tmp_path / "cache", log=lambda _: None, engine=engine)
+        # three rows and the top 5 of bm25 the listwise row reranks; the shared top 10 once
+        assert sorted(computed) == sorted(set(computed)) and len(computed) == 4
+        cells[engine is None] = {
+            p.relative_to(output).as_posix(): (p / "run.trec.gz").read_bytes()
+            for p in (output / "cells" / "example").iterdir()
+        }
+        keys = {
+            p.name: json.loads((p / "manifest.json").read_text())["key"]
+            for p in (output / "cells" / "example").iterdir()
+        }
+        cells[f"keys-{engine is None}"] = keys
+    assert cells[True] == cells[False] and len(cells[True]) == len(PIPELINES) + 1
+    assert cells["keys-True"] == cells["keys-False"]
+    _, computed = run_leaderboard(
+        config, tmp_path / "ray", cache=tmp_path / "cache", log=lambda _: None, engine=RayEngine(workers=2)
+    )
+    assert computed == []  # nothing stale: no task is sent

@@ -20,6 +20,7 @@ from typing import Any
 
 from data.errors import InvalidSpecError
 from eval.leaderboard.pipelines import parse_pipeline
+from rerank.cli.common import add_engine_arguments, engine_from
 from rerank.spec import PipelineSpec
 
 # The `rerank leaderboard` command, added to the CLI through the rerank.commands entry point `leaderboard`.
@@ -105,8 +106,12 @@ def run_leaderboard(
     cache: Path | None = None,
     recompute: Sequence[str] = (),
     log: Callable[[str], None] = print,
+    engine: Any = None,
 ) -> tuple[list[Path], list[str]]:
-    """Compute what is missing, write the outputs; returns the files written and the cells computed."""
+    """Compute what is missing, write the outputs; returns the files written and the cells computed.
+
+    With a ``RayEngine``, the stages to compute are Ray tasks (``distributed.py``), independent ones
+    side by side; the tables are then read from the same cells."""
     from data.config import cache_dir
     from eval.leaderboard.cells import CellRunner
     from eval.leaderboard.report import build_table, write_outputs
@@ -114,12 +119,18 @@ def run_leaderboard(
     patterns = pipelines or (config.quick_pipelines if quick else None)
     selected = select(config, datasets, patterns)
     limit = config.quick_queries if quick else None
+    cache = cache or cache_dir()
     runner = CellRunner(
-        output, cache or cache_dir(), query_limit=limit, batch_queries=batch_queries, recompute=recompute, log=log
+        output, cache, query_limit=limit, batch_queries=batch_queries, recompute=() if engine else recompute, log=log
     )
-    for entry in selected:
-        for pipeline in entry.pipelines:
-            runner.cell(entry.name, pipeline)
+    cells = [(entry.name, pipeline) for entry in selected for pipeline in entry.pipelines]
+    on_ray: list[str] = []
+    if engine is not None:
+        from eval.leaderboard.distributed import CellJob, compute_on_ray
+
+        on_ray = compute_on_ray(runner, cells, engine, CellJob(output, cache, limit, batch_queries), recompute)
+    for dataset, pipeline in cells:
+        runner.cell(dataset, pipeline)
     # The tables show every pipeline of the config whose cell is up to date (a subset run adds to
     # earlier ones); a quick run shows only what it selected.
     tables = []
@@ -134,7 +145,7 @@ def run_leaderboard(
             rows.append((cell, first, tuple(chain(runner, entry.name, pipeline))))
         layout = runner.dataset(entry.name).info.layout
         tables.append(build_table(entry.name, layout, rows, config.published, missing))
-    return write_outputs(tables, output, limit), runner.computed
+    return write_outputs(tables, output, limit), on_ray + runner.computed
 
 
 def chain(runner: Any, dataset: str, pipeline: PipelineSpec) -> list[Any]:
@@ -179,6 +190,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="list every cell the selection needs as fresh, stale (what changed) or missing; compute nothing")  # fmt: skip
     parser.add_argument("--recompute", nargs="+", action="extend", metavar="GLOB", default=[],
                         help="compute the cells whose pipeline matches these globs again")  # fmt: skip
+    add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -200,9 +212,14 @@ def run(args: argparse.Namespace) -> int:
         print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
         return 0
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    written, computed = run_leaderboard(
-        config, output, datasets=datasets, pipelines=args.pipelines, quick=args.quick,
-        batch_queries=args.batch_queries, recompute=args.recompute, log=log,
-    )  # fmt: skip
+    engine = engine_from(args)
+    try:
+        written, computed = run_leaderboard(
+            config, output, datasets=datasets, pipelines=args.pipelines, quick=args.quick,
+            batch_queries=args.batch_queries, recompute=args.recompute, log=log, engine=engine,
+        )  # fmt: skip
+    finally:
+        if engine is not None:
+            engine.shutdown()
     print(f"{len(computed)} cells computed, the rest up to date; wrote {', '.join(str(p) for p in written)}")
     return 0
