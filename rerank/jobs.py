@@ -100,6 +100,7 @@ def rerank_to_file(
     order: list[str] = []
     counts = {"resumed": 0, "candidates": 0, "computed": 0}
     resumed_seconds = 0.0
+    load_seconds = 0.0  # starting the engine: the model loaded (on Ray, the replicas started and loaded)
 
     progress = tqdm(total=total, unit="query", file=sys.stderr, disable=True)  # shown once work starts
 
@@ -123,7 +124,9 @@ def rerank_to_file(
         first = next(pending, None)  # the model loads only when there is something to do
         if first is not None:
             try:
+                loading = time.perf_counter()
                 runner = engine.start(RerankWork(str(spec), None if cache is None else str(cache)))
+                load_seconds = time.perf_counter() - loading
             except Exception:
                 if not len(checkpoint):  # nothing was computed: leave nothing behind to resume
                     checkpoint.remove()
@@ -157,6 +160,7 @@ def rerank_to_file(
         "resumed_seconds": round(resumed_seconds, 3),
         "candidates": counts["candidates"],
         "seconds": round(elapsed, 3),
+        "load_seconds": round(load_seconds, 3),
         "queries_per_second": round(computed / elapsed, 3) if computed and elapsed > 0 else None,
         "cost": cost.as_dict(),
     }
