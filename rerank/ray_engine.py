@@ -59,7 +59,7 @@ class RayEngine:
 
     workers: int = 1
     address: str | None = None
-    num_cpus: float = 1.0
+    num_cpus: float | None = None  # CPUs per replica; None: the cluster's shared among the workers
     num_gpus: float = 0.0
     attempts: int = 3  # tries per batch (computation errors), and restarts per replica (deaths)
     queued: int = 2  # batches in flight per replica
@@ -94,13 +94,23 @@ class RayEngine:
 
     def task_options(self) -> dict[str, Any]:
         """Resources of one replica or task, and the environment it sees."""
-        options: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        options: dict[str, Any] = {"num_cpus": self.cpus_per_worker(), "num_gpus": self.num_gpus}
         if not str(self.address or "").startswith("ray://"):
             # Workers on this machine see this process's data, cache and offline settings (a remote
             # cluster's nodes keep their own).
             forwarded = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENVIRONMENT)}
             options["runtime_env"] = {"env_vars": forwarded}
         return options
+
+    def cpus_per_worker(self) -> float:
+        """``num_cpus``, or the cluster's CPUs shared among the workers (at most one node's, at least one):
+        one worker on a machine uses all of it, as the local engine does."""
+        if self.num_cpus is not None:
+            return self.num_cpus
+        ray = self.ray()
+        total = ray.cluster_resources().get("CPU", 1)
+        largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=total)
+        return float(max(1, min(largest, total // self.workers)))
 
     def start(self, work: Work) -> RayRunner:
         self.connect()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from data.errors import BackendError
 from data.records import Candidate, Query, RerankRequest
 from rerank.base import Reranker, RerankResult
 from rerank.llm.backend import BACKENDS, Generation, LLMBackend, Message, TokenScores
@@ -163,6 +164,8 @@ class ScriptedBackend(LLMBackend):
         out = []
         for conversation in conversations:
             grades = self._grades(conversation)
+            if self.model == "fails-on-grade-9" and 9 in grades.values():  # a model call that always fails
+                raise BackendError("the scripted model fails whenever it is shown a passage of grade 9")
             # passages without "grade N" count as grade 0; ties keep the window's order
             best_first = sorted(grades, key=lambda i: -grades[i])
             if "[id]: score" in conversation[-1]["content"]:  # a score per passage wanted: groupwise
@@ -190,6 +193,7 @@ class ScriptedBackend(LLMBackend):
                 ids = [int(i) for i in best_first]
                 text = {
                     "sort": " > ".join(f"[{i}]" for i in ids),
+                    "fails-on-grade-9": " > ".join(f"[{i}]" for i in ids),
                     "missing": " > ".join(f"[{i}]" for i in ids[: min(2, len(ids) - 1)]),  # always one short
                     "repeated": " > ".join(f"[{i}]" for i in ids[:1] * 3 + ids),
                     "out-of-range": "[0] > [99] > " + " > ".join(f"[{i}]" for i in ids),

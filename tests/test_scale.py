@@ -208,3 +208,35 @@ def test_the_leaderboard_on_ray_computes_the_cells_a_local_run_computes(ray_clus
         config, tmp_path / "ray", cache=tmp_path / "cache", log=lambda _: None, engine=RayEngine(workers=2)
     )
     assert computed == []  # nothing stale: no task is sent
+
+
+@pytest.mark.integration
+def test_a_batch_that_keeps_failing_on_ray_stops_the_job_naming_it_with_the_rest_checkpointed(ray_cluster, tmp_path):
+    from data.docstore import MemoryDocumentStore
+    from data.records import Document, Query
+    from data.trec import write_trec_run
+    from rerank.checkpoint import Checkpoint
+    from rerank.inputs import RunRequests
+    from rerank.jobs import rerank_to_file
+    from rerank.ray_engine import BatchFailedError, RayEngine
+    from rerank.spec import parse_spec
+
+    # 8 queries of 3 passages, 2 queries a batch; only query q5 (batch 2) shows a passage of grade 9.
+    queries = {f"q{i}": Query(f"q{i}", f"question {i}") for i in range(8)}
+    grades = {f"q{i}": [1, 2, 9 if i == 5 else 3] for i in range(8)}
+    docs = MemoryDocumentStore(
+        Document(f"{q}-d{j}", f"grade {g}") for q, gs in grades.items() for j, g in enumerate(gs)
+    )
+    rankings = [data.Ranking(q, tuple(data.Candidate(f"{q}-d{j}", 3.0 - j) for j in range(3))) for q in queries]
+    write_trec_run(rankings, tmp_path / "run.trec")
+    run = RunRequests(tmp_path / "run.trec", queries, docs)
+    spec = parse_spec("listwise(model=fails-on-grade-9, backend=scripted, window_size=3, stride=1)")
+    out = tmp_path / "out.trec"
+    with pytest.raises(BatchFailedError) as failure:
+        rerank_to_file(spec, run, out, {"job": "failing"}, batch_queries=2, engine=RayEngine(workers=2))
+    message = str(failure.value)
+    assert "batch 2 (queries q4 to q5) failed 3 times" in message and "grade 9" in message and "--resume" in message
+    assert not out.exists()
+    finished = Checkpoint(tmp_path / "out.trec.checkpoint", {"job": "failing"}).open()
+    assert "q5" not in finished and "q4" not in finished and {"q0", "q1"} <= {q for q in queries if q in finished}
+    finished.close()
