@@ -138,7 +138,7 @@ def rerank_to_file(
                     counts["computed"] += len(results)
                     progress.update(len(results))
             except BackendError as err:
-                raise BackendError(
+                raise type(err)(
                     f"{err}. The {len(checkpoint)} queries finished are checkpointed in "
                     f"{checkpoint.path}; the same command with --resume continues from there"
                 ) from err

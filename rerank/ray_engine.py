@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import Any
 
 from data.errors import BackendError, RerankError
 from data.optional import optional_import
+from data.records import Candidate, Query, Ranking, RerankRequest
+from rerank.base import RerankResult
+from rerank.cost import Cost
 from rerank.engine import Batch, Finished, Work
 
 FORWARDED_ENVIRONMENT = ("RERANK_", "HF_", "TRANSFORMERS_", "SENTENCE_TRANSFORMERS_")
@@ -47,9 +50,9 @@ class Replica:
             self.apply = self.work.load()
         return os.getpid()
 
-    def run(self, items: list[Any]) -> list[Any]:
+    def run(self, packed: list[Any]) -> list[Any]:
         self.load()
-        return self.apply(items)
+        return pack_results(self.apply(unpack_items(packed)))
 
 
 @dataclass
@@ -146,7 +149,7 @@ class RayRunner:
         def submit(position: int, items: list[Any], attempt: int) -> None:
             actor = min(range(len(self.actors)), key=load.__getitem__)
             load[actor] += 1
-            in_flight[self.actors[actor].run.remote(items)] = (position, items, actor, attempt)
+            in_flight[self.actors[actor].run.remote(pack_items(items))] = (position, items, actor, attempt)
 
         def refill() -> None:
             while len(in_flight) < self.engine.queued * len(self.actors):
@@ -174,7 +177,7 @@ class RayRunner:
                 raise BatchFailedError(
                     f"batch {position}: its replica died more than {self.engine.attempts} times ({err})"
                 ) from None
-            yield position, results
+            yield position, unpack_results(results)
             refill()
 
     def close(self) -> None:
@@ -205,3 +208,28 @@ def unwrap(ray: Any, call: Any) -> Any:
         if isinstance(inner, Exception):
             raise inner from None
         raise RerankError(cause(err)) from None
+
+
+# Batches travel as plain tuples: pickling thousands of frozen records one by one cost more than the
+# bi-encoder's own work per batch (about 90 ms against 15 ms for 100 queries of 100 candidates).
+
+
+def pack_items(items: list[Any]) -> list[Any]:
+    """Requests (query and candidates with texts) or queries, as tuples."""
+    if items and isinstance(items[0], RerankRequest):
+        return [(r.query.qid, r.query.text, [(c.docid, c.score, c.text) for c in r.candidates]) for r in items]
+    return items
+
+
+def unpack_items(packed: list[Any]) -> list[Any]:
+    if packed and isinstance(packed[0], tuple):
+        return [RerankRequest(Query(qid, text), tuple(Candidate(*c) for c in cs)) for qid, text, cs in packed]
+    return packed
+
+
+def pack_results(results: list[RerankResult]) -> list[Any]:
+    return [(r.ranking.qid, [(c.docid, c.score) for c in r.ranking.candidates], astuple(r.cost)) for r in results]
+
+
+def unpack_results(packed: list[Any]) -> list[RerankResult]:
+    return [RerankResult(Ranking(qid, tuple(Candidate(d, s) for d, s in cs)), Cost(*cost)) for qid, cs, cost in packed]

@@ -89,6 +89,19 @@ def ray_cluster():
         ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def scifact_bm25(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """A BM25 index of BEIR scifact, built once by `rerank index` (pyserini)."""
+    import subprocess
+    import sys
+
+    index = tmp_path_factory.mktemp("scifact") / "bm25"
+    built = subprocess.run([sys.executable, "-m", "rerank.cli", "index", "--dataset", "beir/scifact",
+                            "--retriever", "bm25", "--out", str(index)], capture_output=True)  # fmt: skip
+    assert built.returncode == 0, built.stderr.decode()[-2000:]
+    return index
+
+
 SERVE_KEY = "a-test-key"  # what remote(...) sends (RERANK_API_KEY) and the session's server expects
 
 

@@ -95,15 +95,6 @@ def test_kill_then_resume_gives_identical_bytes(tmp_path, full_rerank_run, sig):
 # --- rerank retrieve -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def scifact_bm25(tmp_path_factory, data_dir):
-    index = tmp_path_factory.mktemp("scifact") / "bm25"
-    built = subprocess.run([sys.executable, "-m", "rerank.cli", "index", "--dataset", "beir/scifact",
-                            "--retriever", "bm25", "--out", str(index)], capture_output=True)  # fmt: skip
-    assert built.returncode == 0, built.stderr.decode()[-2000:]
-    return index
-
-
 def retrieve(index, output, *extra):
     return subprocess.Popen(
         [sys.executable, "-m", "rerank.cli", "retrieve", "--index", str(index), "--dataset", "beir/scifact",

@@ -240,3 +240,15 @@ def test_a_batch_that_keeps_failing_on_ray_stops_the_job_naming_it_with_the_rest
     finished = Checkpoint(tmp_path / "out.trec.checkpoint", {"job": "failing"}).open()
     assert "q5" not in finished and "q4" not in finished and {"q0", "q1"} <= {q for q in queries if q in finished}
     finished.close()
+
+
+@pytest.mark.slow
+@pytest.mark.pyserini
+@pytest.mark.integration
+def test_retrieve_on_ray_writes_the_local_engines_bytes(tmp_path, scifact_bm25):
+    args = [sys.executable, "-m", "rerank.cli", "retrieve", "--index", str(scifact_bm25), "--dataset", "beir/scifact",
+            "--k", "50", "--batch-queries", "16"]  # fmt: skip
+    for engine in (["--engine", "local"], ["--engine", "ray", "--workers", "2"]):
+        done = subprocess.run([*args, *engine, "--output", str(tmp_path / f"{engine[1]}.trec")], capture_output=True)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert (tmp_path / "ray.trec").read_bytes() == (tmp_path / "local.trec").read_bytes()
