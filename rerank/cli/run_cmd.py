@@ -176,8 +176,6 @@ def read_given(spec: MethodSpec, dataset: Dataset | None) -> Run:
 
 def given_query_order(spec: MethodSpec, dataset: Dataset | None) -> list[str]:
     """The given run's query ids in order of first appearance; a TREC file is scanned, not held."""
-    from rerank.executor import given_run_path
-
     if spec.kwargs.get("format", "trec") == "trec":
         return run_query_order(given_run_path(spec, dataset))[0]
     return read_given(spec, dataset).qids
