@@ -36,17 +36,12 @@ class BatchFailedError(BackendError):
 class Replica:
     """One loaded ``Work`` (a model, an index) in a Ray worker process; loaded again after Ray restarts it."""
 
-    def __init__(self, work: Work, threads: int | None):
+    def __init__(self, work: Work):
         self.work = work
-        self.threads = threads
         self.apply: Any = None
 
     def load(self) -> int:
-        if self.apply is None:
-            if self.threads:
-                import torch
-
-                torch.set_num_threads(self.threads)
+        if self.apply is None:  # torch uses as many threads as CPUs Ray reserved (OMP_NUM_THREADS)
             self.apply = self.work.load()
         return os.getpid()
 
@@ -66,14 +61,13 @@ class RayEngine:
     num_gpus: float = 0.0
     attempts: int = 3  # tries per batch (computation errors), and restarts per replica (deaths)
     queued: int = 2  # batches in flight per replica
-    threads: int | None = None  # torch threads per replica; None: Ray's, one per CPU it reserves
     runner: RayRunner | None = field(default=None, init=False)
 
     started: bool = field(default=False, init=False)  # this engine started the cluster, and shuts it down
 
     def connect(self) -> None:
         """Join the cluster at ``address``, or start a local one; a process already connected stays so."""
-        ray = optional_import("ray")
+        ray = self.ray()
         if ray.is_initialized():
             return
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
@@ -88,7 +82,7 @@ class RayEngine:
     def shutdown(self) -> None:
         """Stop the local cluster this engine started (a joined one keeps running)."""
         if self.started:
-            optional_import("ray").shutdown()
+            self.ray().shutdown()
             self.started = False
 
     @staticmethod
@@ -121,11 +115,10 @@ class RayEngine:
         replica = ray.remote(Replica).options(
             max_restarts=self.attempts, max_task_retries=self.attempts, **self.task_options()
         )
-        actors = [replica.remote(work, self.threads) for _ in range(self.workers)]
+        actors = [replica.remote(work) for _ in range(self.workers)]
         runner = RayRunner(ray, actors, self)
         try:
-            loads = [a.load.remote() for a in actors]  # the replicas load side by side
-            runner.pids = unwrap(ray, lambda: ray.get(loads))
+            runner.pids = get_unwrapped(ray, [a.load.remote() for a in actors])  # they load side by side
         except BaseException:
             runner.close()
             raise
@@ -198,11 +191,11 @@ def cause(err: Any) -> str:
     return f"{type(inner).__name__}: {inner}" if inner is not None else str(err).splitlines()[0]
 
 
-def unwrap(ray: Any, call: Any) -> Any:
-    """``call()``, re-raising what a task raised as itself (so a model that cannot load is the same
-    one-line error as in a local run)."""
+def get_unwrapped(ray: Any, refs: list[Any]) -> Any:
+    """``ray.get(refs)``, re-raising what a task raised as itself (so a model that cannot load is the
+    same one-line error as in a local run)."""
     try:
-        return call()
+        return ray.get(refs)
     except ray.exceptions.RayTaskError as err:
         inner = getattr(err, "cause", None)
         if isinstance(inner, Exception):
