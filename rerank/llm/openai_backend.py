@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from rerank.http_client import post_json
+from rerank.http_client import JSONClient
 from rerank.llm.backend import BackendError, Generation, LLMBackend, Message, TokenScores
 
 T = TypeVar("T")
@@ -83,6 +83,11 @@ class OpenAIBackend(LLMBackend):
         self.top_logprobs, self.seed = top_logprobs, seed
         self.tokenizer, self.repeat_penalty = tokenizer, repeat_penalty
         self._template = LocalTemplate(tokenizer) if tokenizer else None
+        self._http = JSONClient(
+            self.base_url, headers={"Authorization": f"Bearer {self.api_key}"} if self.api_key else {},
+            max_retries=max_retries, timeout=timeout, connections=self.concurrency,
+            what="OpenAI-compatible server", hint="check that it is running and that base_url points at its /v1",
+        )  # fmt: skip
 
     @classmethod
     def check_options(cls, options: dict[str, Any], what: str) -> None:
@@ -115,13 +120,9 @@ class OpenAIBackend(LLMBackend):
         return self._template.single_token(label) if self._template is not None else True
 
     # --- HTTP ---------------------------------------------------------------------------------------------
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        answer: dict[str, Any] = post_json(
-            f"{self.base_url}{path}", body, headers=headers, max_retries=self.max_retries, timeout=self.timeout,
-            what="OpenAI-compatible server", hint="check that it is running and that base_url points at its /v1",
-        )  # fmt: skip
-        if not answer.get("choices"):
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        answer = self._http.post(path, body)
+        if not isinstance(answer, dict) or not answer.get("choices"):
             raise BackendError(f"{self.base_url}: an answer without choices: {json.dumps(answer)[:300]}")
         return answer
 

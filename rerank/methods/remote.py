@@ -21,7 +21,7 @@ from data.errors import BackendError
 from data.records import RerankRequest
 from rerank.base import Reranker, RerankResult, require_texts, scored_ranking
 from rerank.cost import Cost
-from rerank.http_client import post_json
+from rerank.http_client import JSONClient
 
 API = Literal["cohere", "tei"]
 DEFAULT_PATHS = {"cohere": "/v2/rerank", "tei": "/rerank"}
@@ -58,7 +58,10 @@ class RemoteReranker(Reranker):
         self.api_key_env, self.concurrency, self.max_retries = api_key_env, concurrency, max_retries
         self.timeout, self.max_documents = timeout, max_documents
         key = os.environ.get(api_key_env, "")
-        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = JSONClient(
+            self.base_url, headers={"Authorization": f"Bearer {key}"} if key else {}, max_retries=max_retries,
+            timeout=timeout, connections=concurrency, what=f"rerank service {self.base_url}",
+        )  # fmt: skip
 
     def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
         pieces = [
@@ -88,10 +91,7 @@ class RemoteReranker(Reranker):
                 body["model"] = self.model
         else:
             body = {"query": query, "texts": texts, "raw_scores": True, "truncate": True}
-        answer = post_json(
-            f"{self.base_url}{self.path}", body, headers=self._headers, max_retries=self.max_retries,
-            timeout=self.timeout, what=f"rerank service {self.base_url}",
-        )  # fmt: skip
+        answer = self._http.post(self.path, body)
         items, score_field = (answer.get("results"), "relevance_score") if self.api == "cohere" else (answer, "score")
         if not isinstance(items, list):
             raise BackendError(f"{self.base_url}{self.path}: an answer without a result list: {str(answer)[:200]}")
