@@ -1,7 +1,8 @@
 """`rerank serve` under closed-loop load, side by side with Infinity, a plain FastAPI server and offline reranking.
 
     .venv/bin/python benchmarks/serve.py [--seconds 45] [--rounds 3] [--clients 1 8 32] [--docs 20 100]
-        [--infinity /path/to/env/bin/infinity_emb] [--soak-seconds 600]
+        [--infinity /path/to/env/bin/infinity_emb] [--soak-seconds 600] [--systems rerank plain infinity]
+        [--serve-args '--max-batch-pairs 1024']
 
 DL19 BM25 passages (43 queries; each request is one query with its top 20 or 100 passages, queries
 in turn). Models: the MiniLM bi-encoder and the MiniLM-shaped cross-encoder (random head: speed only).
@@ -230,6 +231,8 @@ def main() -> None:
         default=0.0,
         help="req/s of rerank serve (bi-encoder, 20 documents, 32 clients) measured before: soak only",
     )
+    parser.add_argument("--systems", nargs="+", default=["rerank", "plain", "infinity"], help="which servers to load")
+    parser.add_argument("--serve-args", default="", help="more options for rerank serve, e.g. '--max-batch-pairs 1024'")
     parser.add_argument("--output", default="", help="write the results as JSON here too")
     args = parser.parse_args()
     print("command:", shlex.join([Path(sys.executable).name, *sys.argv]), flush=True)
@@ -253,7 +256,19 @@ def main() -> None:
         systems = {
             # No request timeout, as the references have none: under 32 clients of 100 documents a request
             # waits behind ~3,000 pairs, about a minute here, and the default 60 s would answer 504.
-            "rerank": ([rerank_cli, "serve", "--reranker", spec, "--request-timeout", "3600", "--port"], "/v1/rerank"),
+            "rerank": (
+                [
+                    rerank_cli,
+                    "serve",
+                    "--reranker",
+                    spec,
+                    "--request-timeout",
+                    "3600",
+                    *shlex.split(args.serve_args),
+                    "--port",
+                ],
+                "/v1/rerank",
+            ),
             "plain": (
                 [sys.executable, str(ROOT / "benchmarks/plain_server.py"), "--kind", name, "--model", path, "--port"],
                 "/rerank",
@@ -264,6 +279,7 @@ def main() -> None:
                 [args.infinity, "v2", "--model-id", path, "--engine", "torch", "--device", "cpu", "--port"],
                 "/rerank",
             )
+        systems = {system: entry for system, entry in systems.items() if system in args.systems}
         reference = Offline(spec, requests)
         servers: dict[str, tuple[subprocess.Popen, str]] = {}
         try:
