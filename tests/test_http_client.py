@@ -74,7 +74,7 @@ def test_calls_reuse_one_keep_alive_connection(server):
 
 
 @pytest.mark.integration
-def test_concurrent_calls_stay_within_the_pool(server):
+def test_concurrent_calls_reuse_their_connections(server):
     backend = load_backend(f'openai(base_url="{server}", concurrency=2)', "m")
     answers = backend.generate(CONVERSATION * 12, max_new_tokens=4)
     assert [a.text for a in answers] == ["[2] > [1]"] * 12

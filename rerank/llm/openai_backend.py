@@ -79,7 +79,7 @@ class OpenAIBackend(LLMBackend):
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
         self.api_key = os.environ.get(api_key_env, "")
-        self.concurrency, self.max_retries, self.timeout = max(1, concurrency), max_retries, timeout
+        self.concurrency = max(1, concurrency)
         self.top_logprobs, self.seed = top_logprobs, seed
         self.tokenizer, self.repeat_penalty = tokenizer, repeat_penalty
         self._template = LocalTemplate(tokenizer) if tokenizer else None

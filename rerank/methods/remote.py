@@ -55,8 +55,7 @@ class RemoteReranker(Reranker):
             raise ValueError("concurrency and max_documents must be at least 1, max_retries at least 0")
         self.base_url, self.api, self.model = base_url.rstrip("/"), api, model
         self.path = path or DEFAULT_PATHS[api]
-        self.api_key_env, self.concurrency, self.max_retries = api_key_env, concurrency, max_retries
-        self.timeout, self.max_documents = timeout, max_documents
+        self.concurrency, self.max_documents = concurrency, max_documents
         key = os.environ.get(api_key_env, "")
         self._http = JSONClient(
             self.base_url, headers={"Authorization": f"Bearer {key}"} if key else {}, max_retries=max_retries,
