@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from data.config import cache_dir
+from data.first_token import first_token_logits
 from data.optional import optional_import
 
 Backend = Literal["torch", "onnx", "openvino"]
 Head = Literal["logits", "mean", "cls", "splade"]
 BACKENDS = ("torch", "onnx", "openvino")
-EXPORT_FORMAT = 2  # bump when what an export holds changes (2: eager attention)
+EXPORT_FORMAT = 3  # bump when what an export holds changes (2: eager attention; 3: classifiers' first-token last layer)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _EXTRA = {"onnx": "onnx", "openvino": "openvino"}
 
@@ -106,8 +107,11 @@ class _Pooled:
                     self.net = auto.from_pretrained(path, attn_implementation="eager")
                 except ValueError:  # a model without an eager attention path
                     self.net = auto.from_pretrained(path)
+                self.first_token = first_token_logits(self.net) if head == "logits" else None
 
             def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+                if self.first_token is not None:
+                    return self.first_token(input_ids, attention_mask, token_type_ids)
                 kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
                 if token_type_ids is not None:
                     kwargs["token_type_ids"] = token_type_ids

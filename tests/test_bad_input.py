@@ -183,6 +183,18 @@ CASES = [
         "tokenizer './nosuch.gguf' does not exist",
     ),
     Case(
+        "tokens cut on a server without a local tokenizer",
+        [*RUN, "--reranker", 'setwise(model=m, backend="openai(base_url=http://127.0.0.1:9/v1)", max_tokens=128)'],
+        INVALID,
+        "cuts text in tokens only with a local tokenizer",
+    ),
+    Case(
+        "jointrank design unknown",
+        [*RUN, "--reranker", 'jointrank(inner="first(model=sort, backend=scripted)", design=latin)'],
+        INVALID,
+        "design must be shuffles or reference, not 'latin'",
+    ),
+    Case(
         "unknown backend",
         [*RUN, "--reranker", "listwise(model=x, backend=nope)"],
         INVALID,

@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -191,7 +190,8 @@ def test_first_runs_as_rankllm_on_dl19(rankllm_site, dl19, tmp_path):
 def test_comparison_methods_run_as_llm_rankers_on_dl19(method, llmrankers_site, dl19, tmp_path):
     """``variant=llm-rankers`` and ielab/llm-rankers' own rankers, same Hugging Face model on transformers:
     the same prompts (chat template plus `` Passage:``) in the same order, and the same final rankings, on
-    two DL19 queries' BM25 top 10 with k = 3.
+    two DL19 queries' BM25 top 10 with k = 3. Query and passages go in whole: llm-rankers cuts them to 128
+    tokens with its own ``truncate`` (as its run.py does), rerank with ``max_words=0, max_tokens=128``.
 
     With this model llm-rankers' pairwise prompt never gets a letter back (the model writes `` "``), so no
     pair is swapped on either side; the decisions themselves are compared in the simulation below. Setwise
@@ -201,24 +201,22 @@ def test_comparison_methods_run_as_llm_rankers_on_dl19(method, llmrankers_site, 
     from data.records import RerankRequest
     from rerank import load_reranker
     from rerank.llm.transformers_backend import fp32_copy_of_gguf
-    from rerank.methods.llm_common import words
 
     folder = fp32_copy_of_gguf(Path(resolve_model("smollm2-135m")))  # a llama-type model, as llm-rankers needs
-    # passages as rerank shows them (whitespace collapsed, at most 60 words) go to both sides alike
-    requests = [
-        RerankRequest(r.query, tuple(replace(c, text=words(c.text, 60)) for c in r.candidates[:10]))
-        for r in dl19.candidates("bm25")[:2]
-    ]
+    requests = [RerankRequest(r.query, r.candidates[:10]) for r in dl19.candidates("bm25")[:2]]
     name, strategy = method.split("(")[0], method.split("strategy=")[1].split(",")[0]
     config = {
         "ranker": name, "model": str(folder), "method": strategy, "k": 3, "num_child": 3,
         "requests": [{"qid": r.query.qid, "query": r.query.text, "candidates": [[c.docid, c.text] for c in r.candidates]}
                      for r in requests],
+        "truncate": {"query": 128, "passage": 128},  # run.py's defaults: the whole texts go in, each side cuts
     }  # fmt: skip
     theirs = run_reference(llmrankers_site, config, tmp_path, driver="llm_rankers_comparison.py")
 
-    reranker = load_reranker(f"{method}, model={folder}, backend=transformers, k=3, variant=llm-rankers)")
+    spec = f"{method}, model={folder}, backend=transformers, k=3, variant=llm-rankers, max_words=0, max_tokens=128)"
+    reranker = load_reranker(spec)
     backend, prompts = reranker.backend, []
+    assert any(backend.count_tokens(c.text) > 128 for r in requests for c in r.candidates)  # the cut is exercised
 
     def observed(conversations, labels, prefix="", read_at=0, top=0):  # the real backend, watched
         prompts.extend(backend.render(c) + prefix for c in conversations)
@@ -314,3 +312,52 @@ def test_comparison_sorting_is_llm_rankers_with_a_noisy_judge(method, llmrankers
             assert ours[1::2] == [pair[::-1] for pair in ours[::2]]
             ours, their_sets = [sorted(p) for p in ours[::2]], [sorted(p) for p in their_sets]
         assert ours == their_sets
+
+
+def _jointrank_designs() -> list[dict]:
+    """The blocks V3RGANz/jointrank's own code builds (recorded by ``tests/reference/jointrank_designs.py``:
+    the project is not on the package registry, so CI cannot install it)."""
+    return json.loads((REFERENCES / "jointrank_designs.json").read_text(encoding="utf-8"))["designs"]
+
+
+@pytest.mark.unit
+def test_jointrank_reference_design_is_jointranks():
+    """``design=reference`` builds the blocks jointrank's evaluation builds, block for block and in order, for
+    its two published settings (20 / 4 and 10 / 2) and edge cases (a Latin square, fewer candidates than a
+    block, pools that run short), each from the same seeded generator."""
+    from rerank.methods.jointrank import reference_design
+
+    designs = _jointrank_designs()
+    assert {d["replicas"] == 2 and d["n"] == d["block_size"] ** 2 for d in designs} == {True, False}
+    for d in designs:
+        ours = reference_design(d["n"], d["block_size"], d["replicas"], random.Random(d["seed"]))
+        assert ours == d["blocks"], (d["n"], d["block_size"], d["replicas"], d["seed"])
+
+
+@pytest.mark.unit
+def test_jointrank_ranks_the_reference_blocks():
+    """With ``design=reference`` the inner method is asked about exactly those blocks, in their order (its
+    generator seeded with ``seed:qid``), and every candidate is ranked once."""
+    from data.records import Candidate, Query, RerankRequest
+    from rerank import load_reranker
+    from rerank.testing import assert_permutation
+
+    d = next(
+        d
+        for d in _jointrank_designs()
+        if (d["n"], d["block_size"], d["replicas"], d["seed"]) == (37, 10, 2, "0:104861")
+    )
+    request = RerankRequest(Query("104861", "q"), tuple(Candidate(f"d{i}", 0.0, f"text {i}") for i in range(37)))
+    reranker = load_reranker('jointrank(inner="first(model=sort, backend=scripted, window_size=10)", block_size=10, '
+                             "replicas=2, design=reference)")  # fmt: skip
+    asked: list[list[int]] = []
+    rerank_blocks = reranker.inner.rerank
+
+    def watched(requests):  # the real inner method, its requests kept
+        asked.extend([int(c.docid[1:]) for c in r.candidates] for r in requests)
+        return rerank_blocks(requests)
+
+    reranker.inner.rerank = watched
+    (result,) = reranker.rerank([request])
+    assert asked == d["blocks"]
+    assert_permutation(request, result)

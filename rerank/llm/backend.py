@@ -84,6 +84,10 @@ class LLMBackend(ABC):
     def single_token(self, label: str) -> bool:
         return True
 
+    def truncate_tokens(self, text: str, limit: int) -> str:
+        """``text`` cut to its first ``limit`` tokens of the model's tokenizer, back as text."""
+        raise ValueError(f"the {self.name} backend cannot cut text in tokens (it has no local tokenizer)")
+
     @classmethod
     def check_model(cls, model: str, what: str) -> None:
         """Refuse, before loading, a model this backend cannot have (a server's models are the server's to check)."""

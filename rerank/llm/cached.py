@@ -48,6 +48,9 @@ class CachedBackend(LLMBackend):
     def single_token(self, label: str) -> bool:
         return self.inner.single_token(label)
 
+    def truncate_tokens(self, text: str, limit: int) -> str:
+        return self.inner.truncate_tokens(text, limit)
+
     def generate(
         self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
     ) -> list[Generation]:

@@ -101,6 +101,14 @@ class LlamaCppBackend(LLMBackend):
     def count_tokens(self, text: str) -> int:
         return len(self._tokenize(text))
 
+    def truncate_tokens(self, text: str, limit: int) -> str:
+        ids = self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        if len(ids) <= limit:
+            return text
+        # a cut inside a multi-byte character drops its partial bytes; a space the tokenizer added goes
+        cut = self._vocab.detokenize(ids[:limit]).decode("utf-8", errors="ignore")
+        return cut if text.startswith(" ") else cut.lstrip(" ")
+
     def single_token(self, label: str) -> bool:
         return len(self._vocab.tokenize(label.encode("utf-8"), add_bos=False, special=False)) == 1
 

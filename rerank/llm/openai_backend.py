@@ -47,6 +47,7 @@ class LocalTemplate:
 
             gguf = LlamaCppBackend(str(path), vocab_only=True)
             self.render, self.count_tokens, self.single_token = gguf.render, gguf.count_tokens, gguf.single_token
+            self.truncate_tokens = gguf.truncate_tokens
         else:
             from data.optional import optional_import
 
@@ -56,6 +57,9 @@ class LocalTemplate:
             )
             self.count_tokens = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
             self.single_token = lambda label: len(tokenizer.encode(label, add_special_tokens=False)) == 1
+            self.truncate_tokens = lambda text, limit: str(
+                tokenizer.convert_tokens_to_string(tokenizer.tokenize(text)[:limit])
+            )
 
 
 class OpenAIBackend(LLMBackend):
@@ -118,6 +122,11 @@ class OpenAIBackend(LLMBackend):
 
     def single_token(self, label: str) -> bool:
         return self._template.single_token(label) if self._template is not None else True
+
+    def truncate_tokens(self, text: str, limit: int) -> str:
+        if self._template is None:
+            raise ValueError("the openai backend cuts text in tokens only with a local tokenizer: add tokenizer=…")
+        return self._template.truncate_tokens(text, limit)
 
     # --- HTTP ---------------------------------------------------------------------------------------------
     def _post(self, path: str, body: dict[str, Any]) -> Any:

@@ -81,6 +81,10 @@ class TransformersBackend(LLMBackend):
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def truncate_tokens(self, text: str, limit: int) -> str:
+        # tokens to string, as ielab/llm-rankers' truncate does (not ids to text: the two differ on spaces)
+        return str(self._tokenizer.convert_tokens_to_string(self._tokenizer.tokenize(text)[:limit]))
+
     def _label_id(self, label: str) -> int:
         ids = self._tokenizer.encode(label, add_special_tokens=False)
         if len(ids) != 1:

@@ -18,7 +18,7 @@ from typing import Any
 from data.records import RerankRequest
 from rerank.base import Reranker, RerankResult, require_texts
 from rerank.cost import Cost
-from rerank.methods.llm_common import LLMMethodMixin, ranked_results, start_order
+from rerank.methods.llm_common import LLMMethodMixin, ranked_results, start_order, words
 from rerank.sorting import bubble_top_k, drive, heap_top_k, skipping_bubble_top_k
 
 
@@ -29,8 +29,29 @@ class ComparisonReranker(LLMMethodMixin, Reranker):
     initial_order: str
     seed: int
     variant: str = "rerank"
-    # variant=llm-rankers came later; the default changes nothing, so earlier keys stay valid
-    neutral_params = MappingProxyType({"variant": "rerank"})
+    max_words: int
+    max_tokens: int | None = None
+    # variant=llm-rankers and max_tokens came later; their defaults change nothing, so earlier keys stay valid
+    neutral_params = MappingProxyType({"variant": "rerank", "max_tokens": None})
+
+    def _check_cuts(self, max_words: int, max_tokens: int | None) -> None:
+        if max_words < 0:
+            raise ValueError(f"max_words must be 0 (no cut) or more, not {max_words}")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+        self.max_words, self.max_tokens = max_words, max_tokens
+        self._cuts: dict[str, str] = {}
+
+    def _cut(self, text: str, passage: bool = True) -> str:
+        """A passage cut to ``max_words`` words (0: whole), then both it and the query to ``max_tokens``
+        tokens of the model's tokenizer, as llm-rankers' run.py cuts them before ranking."""
+        if passage and self.max_words:
+            text = words(text, self.max_words)
+        if self.max_tokens is None:
+            return text
+        if text not in self._cuts:  # a sort shows the same passage many times
+            self._cuts[text] = self.backend.truncate_tokens(text, self.max_tokens)
+        return self._cuts[text]
 
     @abstractmethod
     def _judge(self, query: str, texts: Sequence[str]) -> tuple[int, Cost]: ...

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from data.errors import UntrainedModelError
+from data.first_token import first_token_logits
 from data.inference import NEUTRAL, backend_libraries, check_backend
 from data.models import check_model, resolve_model
 from data.optional import optional_import
@@ -42,6 +43,7 @@ class CrossEncoderReranker(PointwiseReranker):
     """
 
     method = "cross-encoder"
+    version = 2  # 2: the last layer runs for the first token only (data.first_token): scores move by float rounding
     libraries = ("torch", "transformers", "sentence-transformers")
     neutral_params = MappingProxyType(NEUTRAL)
 
@@ -112,6 +114,7 @@ class CrossEncoderReranker(PointwiseReranker):
         elif precision in ("float16", "bfloat16") or (precision == "auto" and self._device.type == "cuda"):
             net = net.to(getattr(torch, "float16" if precision == "auto" else precision))
         self._net: Any = net.to(self._device) if backend == "torch" else None  # the export holds the weights
+        self._first_token = first_token_logits(self._net) if backend == "torch" else None
         # Small padded batches keep a CPU's caches warm (measured: 2,048 tokens beat 16-64 fixed pairs); GPUs want more.
         self._budget = batch_tokens or (32_768 if self._device.type == "cuda" else 2_048)
         self._num_labels = int(net.config.num_labels)
@@ -226,7 +229,10 @@ class CrossEncoderReranker(PointwiseReranker):
 
         if self.backend != "torch":
             return torch.from_numpy(self._runtime.run(**batch))
-        return self._net(**{k: torch.from_numpy(v).to(self._device) for k, v in batch.items()}).logits.float()
+        tensors = {k: torch.from_numpy(v).to(self._device) for k, v in batch.items()}
+        if self._first_token is not None:
+            return self._first_token(**tensors).float()
+        return self._net(**tensors).logits.float()
 
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         import torch

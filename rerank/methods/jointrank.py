@@ -8,8 +8,9 @@ sliding window. Each block's order gives pairwise wins (a passage beats everythi
 ranked below it in the block), and a global order comes from aggregating them:
 ``winrate`` (wins over comparisons) or ``pagerank`` (losers link to winners).
 
-The design: ``replicas`` rounds, each a seeded shuffle cut into blocks; a short
-last block is filled up with other candidates, so every block has ``block_size``.
+The design (``design=shuffles``): ``replicas`` rounds, each a seeded shuffle cut into
+blocks; a short last block is filled up with other candidates, so every block has
+``block_size``. ``design=reference`` builds the blocks as V3RGANz/jointrank does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import Any
 
 from data.records import RerankRequest
@@ -39,6 +41,42 @@ def block_design(n: int, block_size: int, replicas: int, rng: random.Random) -> 
                 block += rng.sample(others, size - len(block))
             blocks.append(block)
     return blocks
+
+
+def reference_design(n: int, block_size: int, replicas: int, rng: random.Random) -> list[list[int]]:
+    """The blocks V3RGANz/jointrank's evaluation builds (``reranker_factory.get_joint``), its random calls
+    drawn from ``rng`` in the same order: with 2 replicas and n = block_size², a Latin square's rows and
+    columns (no randomness); otherwise replica pools, ``replicas · n // block_size`` blocks (at least one)
+    cut from a shuffled pool that is refilled, when it runs short, with the candidates it no longer holds.
+    With n ≤ block_size: ``replicas`` shuffles of all n."""
+    if n < 2:
+        return []
+    if replicas == 2 and n == block_size * block_size:
+        rows = [list(range(r * block_size, (r + 1) * block_size)) for r in range(block_size)]
+        return rows + [list(column) for column in zip(*rows, strict=True)]
+    if n <= block_size:
+        blocks = [list(range(n)) for _ in range(replicas)]
+        for block in blocks:
+            rng.shuffle(block)
+        return blocks
+    count = replicas * n // block_size or 1
+    pool = list(range(n))
+    rng.shuffle(pool)
+    blocks: list[list[int]] = []
+    while len(blocks) < count:
+        if len(pool) >= block_size:
+            blocks.append(pool[:block_size])
+            pool = pool[block_size:]
+        else:
+            # the reference draws from the set difference as CPython lists it (ascending for these ints)
+            extra = rng.sample(list(set(range(n)) - set(pool)), block_size - len(pool))
+            blocks.append(pool + extra)
+            pool = [c for c in range(n) if c not in extra]
+            rng.shuffle(pool)
+    return blocks
+
+
+DESIGNS = {"shuffles": block_design, "reference": reference_design}
 
 
 def win_matrix(n: int, block_orders: Sequence[Sequence[int]]) -> list[list[int]]:
@@ -87,6 +125,7 @@ def pagerank(wins: list[list[int]], damping: float = 0.85, iterations: int = 100
 class JointRankReranker(Reranker):
     method = "jointrank"
     nested_params = ("inner",)
+    neutral_params = MappingProxyType({"design": "shuffles"})  # added later: the default keeps earlier keys
 
     def __init__(
         self,
@@ -95,6 +134,7 @@ class JointRankReranker(Reranker):
         replicas: int = 3,
         aggregation: str = "pagerank",
         seed: int = 0,
+        design: str = "shuffles",
     ):
         from rerank.registry import load_reranker
 
@@ -102,8 +142,10 @@ class JointRankReranker(Reranker):
             raise ValueError("block_size must be at least 2 and replicas at least 1")
         if aggregation not in ("winrate", "pagerank"):
             raise ValueError(f"aggregation must be winrate or pagerank, not {aggregation!r}")
+        if design not in DESIGNS:
+            raise ValueError(f"design must be shuffles or reference, not {design!r}")
         self.inner_spec, self.block_size, self.replicas = inner, block_size, replicas
-        self.aggregation, self.seed = aggregation, seed
+        self.aggregation, self.seed, self.design = aggregation, seed, design
         self.inner: Any = load_reranker(inner)
 
     @classmethod
@@ -122,7 +164,8 @@ class JointRankReranker(Reranker):
         jobs: list[tuple[int, list[int]]] = []
         for q, request in enumerate(requests):
             rng = random.Random(f"{self.seed}:{request.query.qid}")
-            jobs += [(q, block) for block in block_design(len(request.candidates), self.block_size, self.replicas, rng)]
+            design = DESIGNS[self.design](len(request.candidates), self.block_size, self.replicas, rng)
+            jobs += [(q, block) for block in design]
         block_requests = [
             RerankRequest(requests[q].query, tuple(requests[q].candidates[c] for c in block)) for q, block in jobs
         ]

@@ -33,7 +33,6 @@ from rerank.methods.llm_common import (
     check_initial_order,
     check_variant,
     ranked_results,
-    words,
 )
 from rerank.methods.setwise import first_label, greedy_letters, label_token
 from rerank.prompts import load_prompt
@@ -52,6 +51,7 @@ class PairwiseReranker(ComparisonReranker):
         k: int = 10,
         scoring: Scoring = "logits",
         max_words: int = 100,
+        max_tokens: int | None = None,
         initial_order: InitialOrder = "given",
         seed: int = 0,
         batch_size: int = 8,
@@ -64,16 +64,19 @@ class PairwiseReranker(ComparisonReranker):
             raise ValueError("k must be at least 1")
         self.model, self.backend_name, self.template_name = model, backend, template
         self.strategy, self.k, self.scoring = strategy, k, scoring
-        self.max_words, self.initial_order, self.seed, self.batch_size = max_words, initial_order, seed, batch_size
+        self.initial_order, self.seed, self.batch_size = initial_order, seed, batch_size
         self.variant = check_variant(variant)
         self.prompt = load_prompt(template)
         self.labels: list[str] = list(self.prompt.get("labels", ["A", "B"]))
         if strategy != "allpairs":
             self._algorithm(2)  # validates the strategy
+        self._check_cuts(max_words, max_tokens)
         self._load_backend(backend, model, batch_size)
+        if max_tokens is not None:
+            self.backend.truncate_tokens("", 1)  # a backend without a tokenizer says so now, not mid-run
 
     def _messages(self, query: str, a: str, b: str) -> list[dict[str, str]]:
-        user = self.prompt["user"].format(query=query, a=words(a, self.max_words), b=words(b, self.max_words))
+        user = self.prompt["user"].format(query=self._cut(query, passage=False), a=self._cut(a), b=self._cut(b))
         return [{"role": "user", "content": user}]
 
     def _preferences(self, pairs: list[tuple[str, str, str]]) -> list[tuple[float, Cost]]:

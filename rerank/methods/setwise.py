@@ -26,7 +26,6 @@ from rerank.methods.llm_common import (
     by_size,
     check_initial_order,
     check_variant,
-    words,
 )
 from rerank.prompts import load_prompt
 
@@ -86,6 +85,7 @@ class SetwiseReranker(ComparisonReranker):
         k: int = 10,
         scoring: Scoring = "logits",
         max_words: int = 100,
+        max_tokens: int | None = None,
         initial_order: InitialOrder = "given",
         seed: int = 0,
         batch_size: int = 4,
@@ -98,17 +98,21 @@ class SetwiseReranker(ComparisonReranker):
             raise ValueError(f"scoring must be logits or generate, not {scoring!r}")
         self.model, self.backend_name, self.template_name = model, backend, template
         self.strategy, self.num_child, self.k, self.scoring = strategy, num_child, k, scoring
-        self.max_words, self.initial_order, self.seed, self.batch_size = max_words, initial_order, seed, batch_size
+        self.initial_order, self.seed, self.batch_size = initial_order, seed, batch_size
         self.variant = check_variant(variant)
         self.prompt = load_prompt(template)
         self._algorithm(2)  # validates the strategy
+        self._check_cuts(max_words, max_tokens)
         self._load_backend(backend, model, batch_size)
+        if max_tokens is not None:
+            self.backend.truncate_tokens("", 1)  # a backend without a tokenizer says so now, not mid-run
 
     def _messages(self, query: str, texts: Sequence[str]) -> list[dict[str, str]]:
         p = self.prompt
+        query = self._cut(query, passage=False)
         body = p["prefix"].format(query=query, num=len(texts))
         for label, text in zip(string.ascii_uppercase, texts, strict=False):
-            body += p["passage"].format(id=label, passage=words(text, self.max_words))
+            body += p["passage"].format(id=label, passage=self._cut(text))
         body += p["suffix"].format(query=query, num=len(texts))
         return [{"role": "user", "content": body}]
 

@@ -8,7 +8,9 @@ that on ``PYTHONPATH``). Its ``SetwiseLlmRanker`` / ``PairwiseLlmRanker`` run un
 ``openai`` and ``tiktoken`` modules its files import for their OpenAI rankers, which are not used.
 
 INPUT: {"ranker": "setwise" | "pairwise", "model": a Hugging Face folder, "method": "heapsort" |
-"bubblesort", "k", "num_child" (setwise), "requests": [{"qid", "query", "candidates": [[docid, text]]}]}.
+"bubblesort", "k", "num_child" (setwise), "requests": [{"qid", "query", "candidates": [[docid, text]]}],
+"truncate" (optional): {"query": N, "passage": N}, tokens to cut them to first, as llm-rankers' run.py
+does (``--query_length``, ``--passage_length``, 128 each by default)}.
 OUTPUT: {"calls": [{"prompt", "answer"}], "rankings": {qid: [docid, ...]}}: every prompt the model saw
 (with its special tokens) and the token it wrote, in the order asked.
 
@@ -87,10 +89,15 @@ def main(target: str) -> None:
 
     ranker.llm.generate = watched
     rankings = {}
+    lengths = CONFIG.get("truncate")  # run.py's --query_length and --passage_length, cut with the ranker's own truncate
+
+    def cut(text: str, length: str) -> str:
+        return ranker.truncate(text, int(lengths[length])) if lengths else text
+
     for item in CONFIG["requests"]:
-        ranking = [SearchResult(docid=docid, score=-rank, text=text)
+        ranking = [SearchResult(docid=docid, score=-rank, text=cut(text, "passage"))
                    for rank, (docid, text) in enumerate(item["candidates"])]  # fmt: skip
-        rankings[item["qid"]] = [result.docid for result in ranker.rerank(item["query"], ranking)]
+        rankings[item["qid"]] = [result.docid for result in ranker.rerank(cut(item["query"], "query"), ranking)]
     Path(target).write_text(json.dumps({"calls": calls, "rankings": rankings}, indent=1), encoding="utf-8")
 
 
