@@ -333,3 +333,24 @@ def test_openai_unreachable_server_is_a_clear_error():
     backend = load_backend(f'openai(base_url="http://127.0.0.1:{port}/v1", max_retries=1)', "m")
     with pytest.raises(BackendError, match=r"failed after 2 attempts.*base_url"):
         backend.generate(CONVERSATIONS[:1], max_new_tokens=4)
+
+
+@pytest.mark.integration
+def test_every_backend_cuts_text_to_the_same_first_tokens(llama):
+    """``truncate_tokens`` (pairwise and setwise ``max_tokens``): the text's first N tokens back as text, the
+    same from llama.cpp, from a server's local GGUF tokenizer, and from transformers on the same model; a
+    text already short enough comes back unchanged; a server without a local tokenizer refuses."""
+    from rerank.llm.openai_backend import OpenAIBackend
+    from rerank.llm.transformers_backend import TransformersBackend
+
+    text = ("The Manhattan Project was a research and development undertaking during World War II that "
+            "produced the first nuclear weapons; it was led by the United States with support from Canada.")  # fmt: skip
+    served = OpenAIBackend("smollm2", base_url="http://127.0.0.1:9/v1", tokenizer="smollm2-135m")
+    in_process = TransformersBackend("smollm2-135m")
+    for limit in (1, 7, 20):
+        cut = llama.truncate_tokens(text, limit)
+        assert llama.count_tokens(cut) == limit and text.startswith(cut) and len(cut) < len(text)
+        assert served.truncate_tokens(text, limit) == cut == in_process.truncate_tokens(text, limit)
+    assert llama.truncate_tokens(text, 500) == text == in_process.truncate_tokens(text, 500)
+    with pytest.raises(ValueError, match="local tokenizer"):
+        OpenAIBackend("smollm2", base_url="http://127.0.0.1:9/v1").truncate_tokens(text, 5)
