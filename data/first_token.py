@@ -36,7 +36,7 @@ def first_token_logits(net: Any) -> Logits | None:
     """``net``'s logits with its last layer computed for the first token only, or None when ``net`` is not
     an encoder classifier whose head reads the first token alone."""
     head = _heads().get(type(net))
-    base = getattr(net, "base_model", None)
+    base: Any = getattr(net, "base_model", None)
     layers = getattr(getattr(base, "encoder", None), "layer", None)
     if head is None or not layers or net.config.is_decoder:
         return None
@@ -46,7 +46,7 @@ def first_token_logits(net: Any) -> Logits | None:
         return None
     torch = optional_import("torch")
     # The body: the same modules (no weights copied), without the last layer and without a pooler.
-    body = copy.copy(base)
+    body: Any = copy.copy(base)
     body._modules = dict(base._modules)
     body.encoder = copy.copy(base.encoder)
     body.encoder._modules = dict(base.encoder._modules)

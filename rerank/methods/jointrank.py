@@ -55,10 +55,10 @@ def reference_design(n: int, block_size: int, replicas: int, rng: random.Random)
         rows = [list(range(r * block_size, (r + 1) * block_size)) for r in range(block_size)]
         return rows + [list(column) for column in zip(*rows, strict=True)]
     if n <= block_size:
-        blocks = [list(range(n)) for _ in range(replicas)]
-        for block in blocks:
-            rng.shuffle(block)
-        return blocks
+        shuffles = [list(range(n)) for _ in range(replicas)]
+        for order in shuffles:
+            rng.shuffle(order)
+        return shuffles
     count = replicas * n // block_size or 1
     pool = list(range(n))
     rng.shuffle(pool)
