@@ -112,9 +112,7 @@ def test_live_objects_give_their_spec():
     assert rerank.pipeline(reranker) == parse_pipeline("random(seed=3)")
     assert str(reranker.spec) == "random(seed=3)"
     live = reranker % 5 >> load("jointrank(inner=random(seed=1), replicas=2)")
-    expected = (
-        "random(seed=3) % 5 >> jointrank(aggregation=pagerank, block_size=10, inner=random(seed=1), replicas=2, seed=0)"
-    )
+    expected = "random(seed=3) % 5 >> jointrank(aggregation=pagerank, block_size=10, design=shuffles, inner=random(seed=1), replicas=2, seed=0)"
     assert rerank.pipeline(live) == live.spec == parse_pipeline(expected) and str(live) == expected
 
 

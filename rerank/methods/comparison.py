@@ -50,6 +50,8 @@ class ComparisonReranker(LLMMethodMixin, Reranker):
         if self.max_tokens is None:
             return text
         if text not in self._cuts:  # a sort shows the same passage many times
+            if len(self._cuts) >= 65_536:  # bounded: a streamed run meets every passage of the collection
+                self._cuts.clear()
             self._cuts[text] = self.backend.truncate_tokens(text, self.max_tokens)
         return self._cuts[text]
 
