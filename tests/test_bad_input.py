@@ -189,6 +189,12 @@ CASES = [
         "cuts text in tokens only with a local tokenizer",
     ),
     Case(
+        "setwise max_words 0",
+        [*RUN, "--reranker", "setwise(model=sort, backend=scripted, max_words=0)"],
+        INVALID,
+        "max_words must be at least 1 (or none: no cut in words), not 0",
+    ),
+    Case(
         "jointrank design unknown",
         [*RUN, "--reranker", 'jointrank(inner="first(model=sort, backend=scripted)", design=latin)'],
         INVALID,

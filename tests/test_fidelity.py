@@ -191,7 +191,7 @@ def test_comparison_methods_run_as_llm_rankers_on_dl19(method, llmrankers_site, 
     """``variant=llm-rankers`` and ielab/llm-rankers' own rankers, same Hugging Face model on transformers:
     the same prompts (chat template plus `` Passage:``) in the same order, and the same final rankings, on
     two DL19 queries' BM25 top 10 with k = 3. Query and passages go in whole: llm-rankers cuts them to 128
-    tokens with its own ``truncate`` (as its run.py does), rerank with ``max_words=0, max_tokens=128``.
+    tokens with its own ``truncate`` (as its run.py does), rerank with ``max_words=none, max_tokens=128``.
 
     With this model llm-rankers' pairwise prompt never gets a letter back (the model writes `` "``), so no
     pair is swapped on either side; the decisions themselves are compared in the simulation below. Setwise
@@ -213,7 +213,7 @@ def test_comparison_methods_run_as_llm_rankers_on_dl19(method, llmrankers_site, 
     }  # fmt: skip
     theirs = run_reference(llmrankers_site, config, tmp_path, driver="llm_rankers_comparison.py")
 
-    spec = f"{method}, model={folder}, backend=transformers, k=3, variant=llm-rankers, max_words=0, max_tokens=128)"
+    spec = f"{method}, model={folder}, backend=transformers, k=3, variant=llm-rankers, max_words=none, max_tokens=128)"
     reranker = load_reranker(spec)
     backend, prompts = reranker.backend, []
     assert any(backend.count_tokens(c.text) > 128 for r in requests for c in r.candidates)  # the cut is exercised

@@ -29,23 +29,23 @@ class ComparisonReranker(LLMMethodMixin, Reranker):
     initial_order: str
     seed: int
     variant: str = "rerank"
-    max_words: int
+    max_words: int | None
     max_tokens: int | None = None
     # variant=llm-rankers and max_tokens came later; their defaults change nothing, so earlier keys stay valid
     neutral_params = MappingProxyType({"variant": "rerank", "max_tokens": None})
 
-    def _check_cuts(self, max_words: int, max_tokens: int | None) -> None:
-        if max_words < 0:
-            raise ValueError(f"max_words must be 0 (no cut) or more, not {max_words}")
+    def _check_cuts(self, max_words: int | None, max_tokens: int | None) -> None:
+        if max_words is not None and max_words < 1:
+            raise ValueError(f"max_words must be at least 1 (or none: no cut in words), not {max_words}")
         if max_tokens is not None and max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
         self.max_words, self.max_tokens = max_words, max_tokens
         self._cuts: dict[str, str] = {}
 
     def _cut(self, text: str, passage: bool = True) -> str:
-        """A passage cut to ``max_words`` words (0: whole), then both it and the query to ``max_tokens``
+        """A passage cut to ``max_words`` words (none: whole), then both it and the query to ``max_tokens``
         tokens of the model's tokenizer, as llm-rankers' run.py cuts them before ranking."""
-        if passage and self.max_words:
+        if passage and self.max_words is not None:
             text = words(text, self.max_words)
         if self.max_tokens is None:
             return text
@@ -54,6 +54,11 @@ class ComparisonReranker(LLMMethodMixin, Reranker):
                 self._cuts.clear()
             self._cuts[text] = self.backend.truncate_tokens(text, self.max_tokens)
         return self._cuts[text]
+
+    def _load_backend(self, backend: str, model: str, batch_size: int) -> None:
+        super()._load_backend(backend, model, batch_size)
+        if self.max_tokens is not None:
+            self.backend.truncate_tokens("", 1)  # a backend without a tokenizer says so now, not mid-run
 
     @abstractmethod
     def _judge(self, query: str, texts: Sequence[str]) -> tuple[int, Cost]: ...

@@ -50,7 +50,7 @@ class PairwiseReranker(ComparisonReranker):
         strategy: str = "heapsort",
         k: int = 10,
         scoring: Scoring = "logits",
-        max_words: int = 100,
+        max_words: int | None = 100,
         max_tokens: int | None = None,
         initial_order: InitialOrder = "given",
         seed: int = 0,
@@ -72,8 +72,6 @@ class PairwiseReranker(ComparisonReranker):
             self._algorithm(2)  # validates the strategy
         self._check_cuts(max_words, max_tokens)
         self._load_backend(backend, model, batch_size)
-        if max_tokens is not None:
-            self.backend.truncate_tokens("", 1)  # a backend without a tokenizer says so now, not mid-run
 
     def _messages(self, query: str, a: str, b: str) -> list[dict[str, str]]:
         user = self.prompt["user"].format(query=self._cut(query, passage=False), a=self._cut(a), b=self._cut(b))

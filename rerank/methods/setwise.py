@@ -84,7 +84,7 @@ class SetwiseReranker(ComparisonReranker):
         num_child: int = 3,
         k: int = 10,
         scoring: Scoring = "logits",
-        max_words: int = 100,
+        max_words: int | None = 100,
         max_tokens: int | None = None,
         initial_order: InitialOrder = "given",
         seed: int = 0,
@@ -104,8 +104,6 @@ class SetwiseReranker(ComparisonReranker):
         self._algorithm(2)  # validates the strategy
         self._check_cuts(max_words, max_tokens)
         self._load_backend(backend, model, batch_size)
-        if max_tokens is not None:
-            self.backend.truncate_tokens("", 1)  # a backend without a tokenizer says so now, not mid-run
 
     def _messages(self, query: str, texts: Sequence[str]) -> list[dict[str, str]]:
         p = self.prompt
