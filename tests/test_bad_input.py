@@ -189,6 +189,18 @@ CASES = [
         "cuts text in tokens only with a local tokenizer",
     ),
     Case(
+        "groupwise unknown template",
+        [*RUN, "--reranker", "groupwise(model=sort, backend=scripted, template=nope)"],
+        INVALID,
+        "template must be one of first, grouprank, groupwise, prp, rankgpt, rankzephyr, setwise, not 'nope'",
+    ),
+    Case(
+        "groupwise unknown variant",
+        [*RUN, "--reranker", "groupwise(model=sort, backend=scripted, variant=grouprank)"],
+        INVALID,
+        "variant must be rerank or diver, not 'grouprank'",
+    ),
+    Case(
         "setwise max_words 0",
         [*RUN, "--reranker", "setwise(model=sort, backend=scripted, max_words=0)"],
         INVALID,

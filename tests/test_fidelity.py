@@ -361,3 +361,120 @@ def test_jointrank_ranks_the_reference_blocks():
     (result,) = reranker.rerank([request])
     assert asked == d["blocks"]
     assert_permutation(request, result)
+
+
+def _diver() -> dict:
+    """What GroupRank's own code (AQ-MedAI/Diver) sent and ranked (recorded by ``tests/reference/diver_groupwise.py``:
+    Diver is not on the package registry, so CI cannot install it)."""
+    return json.loads((REFERENCES / "diver_groupwise.json").read_text(encoding="utf-8"))
+
+
+class AnswersBackend(LLMBackend):
+    """A backend that answers every generation from ``answers`` in turn, as the recording's scripted model did;
+    it keeps the user messages it was shown."""
+
+    name = "answers"
+    answers: ClassVar[list[str]] = []
+    shown: ClassVar[list[str]] = []
+
+    def __init__(self, model: str, batch_size: int = 1):
+        self.model = model
+
+    def render(self, messages):
+        return messages[-1]["content"]
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def generate(self, conversations, max_new_tokens, min_new_tokens=0):
+        from rerank.llm.backend import Generation
+
+        out = []
+        for conversation in conversations:
+            text = self.answers[len(self.shown) % len(self.answers)]
+            self.shown.append(conversation[-1]["content"])
+            out.append(Generation(text, 1, 1))
+        return out
+
+    def next_token_scores(self, conversations, labels, prefix="", read_at=0, top=0):
+        raise AssertionError("groupwise generates")
+
+
+def _assert_ranks_as_diver(result, request, diver_ranking: list[list]) -> None:
+    """Diver's ranking leads ours, docid for docid, with its scores; the passages it left out (never scored) follow
+    in their given order."""
+    from rerank.testing import assert_permutation
+
+    assert_permutation(request, result)
+    ours = [(c.docid, c.score) for c in result.ranking.candidates]
+    assert [d for d, _ in ours[: len(diver_ranking)]] == [d for d, _ in diver_ranking]
+    assert [s for _, s in ours[: len(diver_ranking)]] == pytest.approx([s for _, s in diver_ranking], abs=1e-6)
+    unscored = [c.docid for c in request.candidates if c.docid not in {d for d, _ in diver_ranking}]
+    assert [d for d, _ in ours[len(diver_ranking) :]] == unscored
+
+
+@pytest.mark.unit
+def test_groupwise_diver_reads_answers_as_diver():
+    """``variant=diver`` reads each scripted answer as Diver's code read it (its repairs, a whole group zeroed
+    when it gives up, negative ids), averages as it does and keeps its tie order (the order passages were
+    first scored), over the same shuffled groups of three in two rounds."""
+    from data.records import Candidate, Query, RerankRequest
+    from rerank import load_reranker
+    from rerank.llm.backend import BACKENDS
+
+    if "answers" not in BACKENDS:
+        BACKENDS.register("answers", AnswersBackend)
+    run = _diver()["answers"]
+    request = RerankRequest(Query("q", "query"), tuple(Candidate(d, 0.0, t) for d, t in run["candidates"]))
+    reranker = load_reranker(
+        f"groupwise(model=scripted, backend=answers, variant=diver, group_size={run['group_size']}, "
+        f"rounds={run['num_epoch']}, max_words=none, max_chars={run['max_doc_lens']}, seed={_diver()['seed']})"
+    )
+    assert any(len(case["ranking"]) < len(run["candidates"]) for case in run["cases"])  # some never scored
+    assert any(len({s for _, s in case["ranking"]}) < len(case["ranking"]) for case in run["cases"])  # ties
+    for case in run["cases"]:
+        AnswersBackend.answers, AnswersBackend.shown = case["answers"], []
+        (result,) = reranker.rerank([request])
+        _assert_ranks_as_diver(result, request, case["ranking"])
+        if case["answers"] == ["I cannot decide."]:  # a group Diver zeroes is a parse failure here
+            assert result.cost.parse_failures == result.cost.calls == 4
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_groupwise_diver_variant_is_grouprank_on_dl19():
+    """``groupwise(variant=diver, template=grouprank, group_size=10, max_words=none, max_chars=3000)`` against
+    Diver's ``GroupReranker`` (recorded), the same Hugging Face model on transformers, greedy: the same rendered
+    prompts in the same order (every round shuffled, the first too), the same answers, and the same ranking,
+    on a DL19 query's BM25 top 20 in two rounds."""
+    from data.models import resolve_model
+    from data.records import Candidate, Query, RerankRequest
+    from rerank import load_reranker
+    from rerank.llm.transformers_backend import fp32_copy_of_gguf
+
+    diver = _diver()
+    run = diver["model"]
+    folder = fp32_copy_of_gguf(Path(resolve_model(run["name"])))
+    reranker = load_reranker(
+        f"groupwise(model={folder}, backend=transformers, batch_size=1, variant=diver, template=grouprank, "
+        f"group_size={run['group_size']}, rounds={run['num_epoch']}, max_words=none, max_chars={run['max_doc_lens']}, "
+        f"max_new_tokens={diver['max_new_tokens']}, seed={diver['seed']})"
+    )
+    backend, calls = reranker.backend, []
+
+    def watched(conversations, max_new_tokens, min_new_tokens=0):  # the real backend, its prompts and answers kept
+        answers = type(backend).generate(backend, conversations, max_new_tokens, min_new_tokens)
+        calls.extend(
+            {"prompt": backend.render(c), "answer": a.text} for c, a in zip(conversations, answers, strict=True)
+        )
+        return answers
+
+    backend.generate = watched
+    assert any(len(q["ranking"]) < len(q["candidates"]) for q in run["queries"])  # a passage left unscored
+    for q in run["queries"]:
+        calls.clear()
+        request = RerankRequest(Query(q["qid"], q["query"]), tuple(Candidate(d, 0.0, t) for d, t in q["candidates"]))
+        (result,) = reranker.rerank([request])
+        assert [c["prompt"] for c in calls] == [c["prompt"] for c in q["calls"]]
+        assert calls == q["calls"]
+        _assert_ranks_as_diver(result, request, q["ranking"])

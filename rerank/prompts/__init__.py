@@ -3,7 +3,11 @@ def load_prompt(name: str) -> dict[str, str]:
     import json
     from importlib.resources import files
 
-    data: dict[str, str] = json.loads(files(__name__).joinpath(f"{name}.json").read_text(encoding="utf-8"))
+    path = files(__name__).joinpath(f"{name}.json")
+    if not path.is_file():
+        shipped = sorted(f.name.removesuffix(".json") for f in files(__name__).iterdir() if f.name.endswith(".json"))
+        raise ValueError(f"template must be one of {', '.join(shipped)}, not {name!r}")
+    data: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
     return data
 
 
