@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/serve.py [--seconds 45] [--rounds 3] [--clients 1 8 32] [--docs 20 100]
         [--infinity /path/to/env/bin/infinity_emb] [--soak-seconds 600] [--systems rerank plain infinity]
-        [--serve-args '--max-batch-pairs 1024']
+        [--serve-args '--max-batch-pairs 1024'] [--backend torch|onnx|openvino]
 
 DL19 BM25 passages (43 queries; each request is one query with its top 20 or 100 passages, queries
 in turn). Models: the MiniLM bi-encoder and the MiniLM-shaped cross-encoder (random head: speed only).
@@ -233,6 +233,12 @@ def main() -> None:
     )
     parser.add_argument("--systems", nargs="+", default=["rerank", "plain", "infinity"], help="which servers to load")
     parser.add_argument("--serve-args", default="", help="more options for rerank serve, e.g. '--max-batch-pairs 1024'")
+    parser.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "openvino"],
+        default="torch",
+        help="the runtime rerank serves and the offline reference runs (fp32); the plain server and Infinity keep torch",
+    )
     parser.add_argument("--output", default="", help="write the results as JSON here too")
     args = parser.parse_args()
     print("command:", shlex.join([Path(sys.executable).name, *sys.argv]), flush=True)
@@ -245,9 +251,10 @@ def main() -> None:
     requests = data.load("msmarco-passage/trec-dl-2019").candidates("bm25")
     queries = [(r.query.text, [c.text or "" for c in r.candidates]) for r in requests]
     ce_dir = build_minilm_shaped_cross_encoder(str(Path(tempfile.gettempdir()) / "rerank-bench-ce-minilm"))
+    runtime = "" if args.backend == "torch" else f", backend={args.backend}"
     models = {
-        "bi-encoder": ("bi-encoder(model=minilm)", resolve_model("minilm")),
-        "cross-encoder": (f'cross-encoder(model="{ce_dir}")', ce_dir),
+        "bi-encoder": (f"bi-encoder(model=minilm{runtime})", resolve_model("minilm")),
+        "cross-encoder": (f'cross-encoder(model="{ce_dir}"{runtime})', ce_dir),
     }
     rerank_cli = str(Path(sys.executable).parent / "rerank")
     results: dict = {"cells": [], "soak": None}

@@ -184,7 +184,7 @@ class GroupwiseReranker(LLMMethodMixin, Reranker):
             for (q, group), answer in zip(jobs, answers, strict=True):
                 if self.variant == "diver":
                     read = parse_diver_answer(answer.text, len(group))
-                    failed = read is None
+                    failed = read is None or len({p for p, _ in read}) < len(group)  # as rerank counts them
                     given[q] += [(c, 0.0) for c in group] if read is None else [(group[p], s) for p, s in read]
                 else:
                     scores, failed = parse_scores(answer.text, len(group), self.max_score)
