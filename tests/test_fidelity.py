@@ -424,11 +424,12 @@ def test_groupwise_diver_reads_answers_as_diver():
 
     if "answers" not in BACKENDS:
         BACKENDS.register("answers", AnswersBackend)
-    run = _diver()["answers"]
+    diver = _diver()
+    run = diver["answers"]
     request = RerankRequest(Query("q", "query"), tuple(Candidate(d, 0.0, t) for d, t in run["candidates"]))
     reranker = load_reranker(
         f"groupwise(model=scripted, backend=answers, variant=diver, group_size={run['group_size']}, "
-        f"rounds={run['num_epoch']}, max_words=none, max_chars={run['max_doc_lens']}, seed={_diver()['seed']})"
+        f"rounds={run['num_epoch']}, max_words=none, max_chars={run['max_doc_lens']}, seed={diver['seed']})"
     )
     assert any(len(case["ranking"]) < len(run["candidates"]) for case in run["cases"])  # some never scored
     assert any(len({s for _, s in case["ranking"]}) < len(case["ranking"]) for case in run["cases"])  # ties
