@@ -56,6 +56,11 @@ class RetrieveWork:
         return lambda queries: search(retriever, queries, self.depth)
 
 
+def rerank_work(spec: MethodSpec | str, cache: str | Path | None) -> RerankWork:
+    """The work of reranking with ``spec`` (outputs cached in ``cache`` when given)."""
+    return RerankWork(str(spec), None if cache is None else str(cache))
+
+
 def search(retriever: Any, queries: list[Any], depth: int) -> list[RerankResult]:
     """Each query's ranking, in the batch's order; a query the index matches nothing for still gets its
     (empty) ranking, so a resumed job does not search it again."""

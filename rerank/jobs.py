@@ -93,7 +93,7 @@ def rerank_to_file(
 
     from data.errors import BackendError
     from rerank.checkpoint import open_checkpoint
-    from rerank.engine import LocalEngine, RerankWork
+    from rerank.engine import LocalEngine, rerank_work
 
     engine = engine or LocalEngine()
     checkpoint = open_checkpoint(output, job, resume=resume, fresh=fresh)
@@ -125,7 +125,7 @@ def rerank_to_file(
         if first is not None:
             try:
                 loading = time.perf_counter()
-                runner = engine.start(RerankWork(str(spec), None if cache is None else str(cache)))
+                runner = engine.start(rerank_work(spec, cache))
                 load_seconds = time.perf_counter() - loading
             except Exception:
                 if not len(checkpoint):  # nothing was computed: leave nothing behind to resume

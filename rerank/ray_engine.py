@@ -10,12 +10,18 @@ held are sent again (``max_task_retries``); a batch whose computation raises is 
 ``attempts`` times, then the job stops naming the batch and the cause, its finished batches
 checkpointed. Without an address the engine starts a local cluster and shuts it down when the job
 ends (Ctrl-C included); ``auto`` or ``ray://HOST:PORT`` joins a running one, which is left running.
+
+Starting is overlapped with the job's own preparation: a local cluster starts in a background thread
+(and the replicas of ``warm`` load there too) while the inputs are checked and fingerprinted, and
+after the job's last batch the cluster stops while the output is written.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field
 from typing import Any
 
@@ -33,15 +39,25 @@ class BatchFailedError(BackendError):
     """A batch failed on every attempt; the job stops with what finished checkpointed."""
 
 
+# libgomp's threads spin 300,000 times waiting for one another before they sleep. On the driver's node
+# that spinning takes the core the driver reads, fetches and checkpoints on; a short spin hands it
+# back (the 1M-line job on 2 cores: 62.5 s against 70 s, benchmarks/RESULTS.md).
+SHARED_NODE_SPINCOUNT = "2000"
+
+
 class Replica:
     """One loaded ``Work`` (a model, an index) in a Ray worker process; loaded again after Ray restarts it."""
 
-    def __init__(self, work: Work):
+    def __init__(self, work: Work, driver_node: str | None = None):
         self.work = work
+        self.driver_node = driver_node  # the node the job's driver runs on
         self.apply: Any = None
 
     def load(self) -> int:
         if self.apply is None:  # torch uses as many threads as CPUs Ray reserved (OMP_NUM_THREADS)
+            tuned = "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ
+            if not tuned and optional_import("ray").get_runtime_context().get_node_id() == self.driver_node:
+                os.environ["GOMP_SPINCOUNT"] = SHARED_NODE_SPINCOUNT  # read when torch first loads, just below
             self.apply = self.work.load()
         return os.getpid()
 
@@ -61,64 +77,150 @@ class RayEngine:
     num_gpus: float = 0.0
     attempts: int = 3  # tries per batch (computation errors), and restarts per replica (deaths)
     queued: int = 2  # batches in flight per replica
+    stop_after_job: bool = False  # the next runner closed is the last: closing it stops the local cluster
     runner: RayRunner | None = field(default=None, init=False)
 
     started: bool = field(default=False, init=False)  # this engine started the cluster, and shuts it down
+    warmed: tuple[Work, list[Any], list[Any]] | None = field(default=None, init=False)  # work, replicas, loads
+    thread: ThreadPoolExecutor | None = field(default=None, init=False)  # starts and stops the local cluster
+    pending: list[Future[None]] = field(default_factory=list, init=False)  # its steps not waited for yet
+    failure: BaseException | None = field(default=None, init=False)  # what a step there raised
 
     def connect(self) -> None:
-        """Join the cluster at ``address``, or start a local one; a process already connected stays so."""
-        ray = self.ray()
-        if ray.is_initialized():
+        """Join the cluster at ``address`` (one that does not answer fails here), or start a local one in
+        the background, ready when first used; a process already connected stays so."""
+        ray = optional_import("ray")
+        if self.started or ray.is_initialized():
             return
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if self.address is not None:
+            self.init(ray)
+            return
+        self.started = True
+        self.in_background(lambda: self.init(ray))
+
+    def init(self, ray: Any) -> None:
+        # Ray's own log lines (its token warning, "Started a local Ray instance") would interleave with
+        # the job's; errors still show.
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
         if self.address is None:
             options["num_cpus"] = os.cpu_count()
+        quiet = logging.getLogger("ray._private.worker")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # "SIGTERM handler is not set" when started off the main thread
         try:
             ray.init(address=self.address, **options)
         except (ConnectionError, RuntimeError) as err:
-            raise BackendError(f"--address {self.address}: no Ray cluster answers there ({err})") from None
-        self.started = self.address is None
+            where = (
+                f"--address {self.address}: no Ray cluster answers there" if self.address else "no local Ray cluster"
+            )
+            raise BackendError(f"{where} ({err})") from None
+        finally:
+            quiet.setLevel(level)
+
+    def in_background(self, step: Callable[[], None], *, always: bool = False) -> None:
+        """Run ``step`` on the engine's thread, after the steps already there; ``ready`` waits for them.
+
+        One thread, alive until ``shutdown``: Ray's processes die with the thread that started them
+        (their parent-death signal), so the cluster is started, used and stopped from it.
+        """
+        if self.thread is None:
+            self.thread = ThreadPoolExecutor(1, thread_name_prefix="rerank-ray")
+
+        def run() -> None:
+            if always or self.failure is None:  # a cluster that did not start is not used
+                try:
+                    step()
+                except BaseException as err:  # raised where the cluster is next used
+                    self.failure = err
+
+        self.pending.append(self.thread.submit(run))
+
+    def ready(self) -> None:
+        """Wait for the background steps (the local cluster starting); raise what they raised."""
+        pending, self.pending = self.pending, []
+        for step in pending:
+            step.result()
+        failure, self.failure = self.failure, None
+        if failure is not None:
+            raise failure
+
+    def warm(self, work: Work) -> None:
+        """Start the replicas of ``work`` loading now (in the background, once the cluster is up), so
+        the job's ``start(work)`` finds them loaded or loading."""
+        ray = optional_import("ray")
+
+        def create() -> None:
+            if self.warmed is None and ray.is_initialized():  # (Ray would start a cluster of its own)
+                actors = self.replicas(ray, work)
+                self.warmed = (work, actors, [a.load.remote() for a in actors])
+
+        self.in_background(create)
 
     def shutdown(self) -> None:
         """Stop the local cluster this engine started (a joined one keeps running)."""
-        if self.started:
-            self.ray().shutdown()
-            self.started = False
+        self.stop()
+        for step in self.pending:
+            step.result()
+        self.pending, self.failure = [], None
+        if self.thread is not None:
+            self.thread.shutdown()
+            self.thread = None
 
-    @staticmethod
-    def ray() -> Any:
+    def stop(self) -> None:
+        """Stop the local cluster in the background (the job's output is written meanwhile); ``shutdown`` waits."""
+        if self.started:
+            self.started = False
+            self.in_background(optional_import("ray").shutdown, always=True)  # even one that failed half-way
+
+    def ray(self) -> Any:
+        """The ``ray`` module, the cluster up."""
+        self.ready()
         return optional_import("ray")
 
     def task_options(self) -> dict[str, Any]:
         """Resources of one replica or task, and the environment it sees."""
-        options: dict[str, Any] = {"num_cpus": self.cpus_per_worker(), "num_gpus": self.num_gpus}
-        if not str(self.address or "").startswith("ray://"):
-            # Workers on this machine see this process's data, cache and offline settings (a remote
-            # cluster's nodes keep their own).
+        return self.options_with(self.cpus_per_worker())
+
+    def options_with(self, cpus: float) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": self.num_gpus}
+        if not self.started and not str(self.address or "").startswith("ray://"):
+            # Workers of a cluster on this machine see this process's data, cache and offline settings
+            # (a local cluster started here has them already: its processes inherit this environment,
+            # and its pooled workers serve replicas at once; a remote cluster's nodes keep their own).
             forwarded = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENVIRONMENT)}
             options["runtime_env"] = {"env_vars": forwarded}
         return options
 
-    def cpus_per_worker(self) -> float:
+    def cpus_per_worker(self, ray: Any = None) -> float:
         """``num_cpus``, or the cluster's CPUs shared among the workers (at most one node's, at least one):
         one worker on a machine uses all of it, as the local engine does."""
         if self.num_cpus is not None:
             return self.num_cpus
-        ray = self.ray()
+        ray = ray or self.ray()
         total = ray.cluster_resources().get("CPU", 1)
         largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=total)
         return float(max(1, min(largest, total // self.workers)))
 
-    def start(self, work: Work) -> RayRunner:
-        self.connect()
-        ray = self.ray()
+    def replicas(self, ray: Any, work: Work) -> list[Any]:
+        """``workers`` replicas of ``work``, created (their loading is asked for separately)."""
         replica = ray.remote(Replica).options(
-            max_restarts=self.attempts, max_task_retries=self.attempts, **self.task_options()
+            max_restarts=self.attempts, max_task_retries=self.attempts, **self.options_with(self.cpus_per_worker(ray))
         )
-        actors = [replica.remote(work) for _ in range(self.workers)]
+        return [replica.remote(work, driver_node(ray)) for _ in range(self.workers)]
+
+    def start(self, work: Work) -> RayRunner:
+        ray = self.ray()
+        warmed, self.warmed = self.warmed, None
+        if warmed is not None and warmed[0] == work:
+            actors, loads = warmed[1], warmed[2]
+        else:
+            for actor in warmed[1] if warmed is not None else []:
+                ray.kill(actor)
+            actors = self.replicas(ray, work)
+            loads = [a.load.remote() for a in actors]
         runner = RayRunner(ray, actors, self)
         try:
-            runner.pids = get_unwrapped(ray, [a.load.remote() for a in actors])  # they load side by side
+            runner.pids = get_unwrapped(ray, loads)  # they load side by side
         except BaseException:
             runner.close()
             raise
@@ -174,10 +276,21 @@ class RayRunner:
             refill()
 
     def close(self) -> None:
-        """Stop the replicas (their models leave memory); the cluster stays up for the job's next stage."""
+        """Stop the replicas (their models leave memory); the cluster stays up for the job's next stage,
+        unless this was the job's last (``stop_after_job``)."""
         for actor in self.actors:
             self.ray.kill(actor)
         self.actors = []
+        if self.engine.stop_after_job:
+            self.engine.stop()
+
+
+def driver_node(ray: Any) -> str | None:
+    """The id of the node this process (the job's driver) runs on; None through Ray Client (``ray://``)."""
+    try:
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # Ray Client's context has no node
+        return None
 
 
 def qid(item: Any) -> str:

@@ -1,6 +1,7 @@
 """Runs of any size: streamed in query groups (interleaved runs sorted on disk), and sharded on Ray
 with the same bytes as in process, surviving a killed replica and a killed job."""
 
+import contextlib
 import json
 import os
 import random
@@ -155,10 +156,54 @@ def test_ctrl_c_stops_the_ray_job_cleanly_and_resume_writes_the_same_bytes(local
     assert stray == [], f"Ray processes left running: {stray}"
 
     resumed = ray_job("--output", str(out), "--resume", "--workers", "2")
+    cluster = set()
+    while resumed.poll() is None:  # the cluster starts in the background and stops as the output is written
+        with contextlib.suppress(psutil.NoSuchProcess):
+            cluster |= {p.pid for p in psutil.Process(resumed.pid).children(recursive=True)}
+        time.sleep(0.02)
     stdout, err = resumed.communicate()
     assert resumed.returncode == 0, err.decode()[-2000:]
     assert b" 0 queries from checkpoint" not in stdout
     assert out.read_bytes() == local_dl19.read_bytes()
+    assert len(cluster) > 2
+    stray = [pid for pid in cluster if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert stray == [], f"Ray processes left running: {stray}"
+    assert b"Ray instance" not in err and b"WARNING" not in err  # Ray's own log lines stay out of the job's
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_warmed_replicas_are_the_ones_the_job_starts_and_other_work_replaces_them(ray_cluster):
+    from rerank.engine import rerank_work
+    from rerank.ray_engine import SHARED_NODE_SPINCOUNT, RayEngine
+
+    engine = RayEngine(workers=1)
+    engine.connect()  # joins the session's cluster
+    work = rerank_work(SPEC, None)
+    engine.warm(work)  # loads in the background while the job reads its inputs
+    engine.ready()
+    assert engine.warmed is not None
+    warmed = ray_cluster.get([actor.load.remote() for actor in engine.warmed[1]])
+    runner = engine.start(work)
+    assert runner.pids == warmed and engine.warmed is None  # the job's replicas: no second load
+    # On the driver's node the replica's OpenMP threads spin briefly, leaving the driver its core.
+    spin = ray_cluster.get(runner.actors[0].__ray_call__.remote(lambda _: os.environ.get("GOMP_SPINCOUNT")))
+    assert spin == os.environ.get(
+        "GOMP_SPINCOUNT", SHARED_NODE_SPINCOUNT if "OMP_WAIT_POLICY" not in os.environ else None
+    )
+    runner.close()
+
+    engine.warm(work)
+    engine.ready()
+    assert engine.warmed is not None
+    stale = engine.warmed[1]
+    other = engine.start(rerank_work("bi-encoder(model=minilm, batch_size=8)", None))
+    try:
+        assert other.actors and not set(other.actors) & set(stale)
+        with pytest.raises(ray_cluster.exceptions.RayActorError):  # the other work's replicas were stopped
+            ray_cluster.get(stale[0].load.remote())
+    finally:
+        other.close()
 
 
 @pytest.mark.unit

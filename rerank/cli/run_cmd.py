@@ -56,6 +56,7 @@ from rerank.cli.common import (
     print_json,
 )
 from rerank.cli.plugins import command_module
+from rerank.engine import rerank_work
 from rerank.executor import Executor, Source, StageOutput, check_pipeline, digest_text, given_run_path, stage_kind
 from rerank.spec import MethodSpec, PipelineSpec, parse_pipeline, parse_spec
 
@@ -202,6 +203,9 @@ def plan(args: argparse.Namespace, dataset: Dataset | None, engine: Any = None) 
     from data.config import cache_dir
 
     pipeline = pipeline_from(args, dataset)
+    if engine is not None and len(pipeline.stages) == 2 and stage_kind(pipeline.first.spec, True) == "given":
+        # Nothing before the last stage runs on the engine: its replicas load while the inputs are read.
+        engine.warm(rerank_work(pipeline.last.spec, Path(args.cache) if args.cache else None))
     source = source_from(args, dataset, pipeline)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     executor = Executor(
@@ -254,8 +258,9 @@ def run(args: argparse.Namespace) -> int:
     if engine is None:
         return run_job(args, plan(args, dataset), dataset, target, qrels, fmt)
     try:
-        engine.connect()  # a wrong --address fails before any work
+        engine.connect()  # a wrong --address fails before any work; a local cluster starts meanwhile
         job = plan(args, dataset, engine)
+        engine.stop_after_job = True  # the last stage: its cluster stops while the output is written
         return run_job(args, job, dataset, target, qrels, fmt)
     finally:
         engine.shutdown()  # a local cluster this job started; Ctrl-C included
