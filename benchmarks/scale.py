@@ -113,7 +113,7 @@ def rerank_job(
         [*rerank, "run", "--run", str(files / "run.trec"), "--topics", str(files / "topics.tsv"),
          "--corpus", str(files.parent / "corpus.tsv"), "--top-k", str(args.depth),
          "--batch-queries", str(args.batch_queries), "--reranker", f"bi-encoder(model=minilm, embeddings={dense})",
-         "--output", str(output), "--summary", "json", *extra],
+         "--output", str(output), "--format", "json", *extra],
         sample=output.with_name(output.name + ".checkpoint"),
     )  # fmt: skip
     result["summary"] = json.loads(result["stdout"])

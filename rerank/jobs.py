@@ -100,7 +100,7 @@ def rerank_to_file(
     order: list[str] = []
     counts = {"resumed": 0, "candidates": 0, "computed": 0}
     resumed_seconds = 0.0
-    load_seconds = 0.0  # starting the engine: the model loaded (on Ray, the replicas started and loaded)
+    load_seconds = 0.0  # waiting for the engine: the model loaded (on Ray, the replicas, perhaps warmed before)
 
     progress = tqdm(total=total, unit="query", file=sys.stderr, disable=True)  # shown once work starts
 
