@@ -177,12 +177,9 @@ class RayEngine:
         self.ready()
         return optional_import("ray")
 
-    def task_options(self) -> dict[str, Any]:
+    def task_options(self, ray: Any = None) -> dict[str, Any]:
         """Resources of one replica or task, and the environment it sees."""
-        return self.options_with(self.cpus_per_worker())
-
-    def options_with(self, cpus: float) -> dict[str, Any]:
-        options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": self.num_gpus}
+        options: dict[str, Any] = {"num_cpus": self.cpus_per_worker(ray), "num_gpus": self.num_gpus}
         if not self.started and not str(self.address or "").startswith("ray://"):
             # Workers of a cluster on this machine see this process's data, cache and offline settings
             # (a local cluster started here has them already: its processes inherit this environment,
@@ -204,9 +201,10 @@ class RayEngine:
     def replicas(self, ray: Any, work: Work) -> list[Any]:
         """``workers`` replicas of ``work``, created (their loading is asked for separately)."""
         replica = ray.remote(Replica).options(
-            max_restarts=self.attempts, max_task_retries=self.attempts, **self.options_with(self.cpus_per_worker(ray))
+            max_restarts=self.attempts, max_task_retries=self.attempts, **self.task_options(ray)
         )
-        return [replica.remote(work, driver_node(ray)) for _ in range(self.workers)]
+        node = driver_node(ray)
+        return [replica.remote(work, node) for _ in range(self.workers)]
 
     def start(self, work: Work) -> RayRunner:
         ray = self.ray()
