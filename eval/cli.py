@@ -13,12 +13,14 @@ import argparse
 import contextlib
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from data.beir import read_qrels
 from data.records import Qrels, Run
 from data.textio import atomic_writer
-from eval.significance import TESTS
+from eval.metrics import Evaluation
+from eval.significance import TESTS, Comparison
 from rerank.cli.common import (
     add_data_arguments,
     add_format_argument,
@@ -84,11 +86,33 @@ def distinct_names(names: list[str], sources: list[str]) -> list[str]:
     return out
 
 
-def print_before_after(
+@dataclass(frozen=True)
+class BeforeAfter:
+    """What ``rerank.run(eval=True)`` measures: the reranked stage's input and its output, each measure of
+    the output tested against the input (paired, Holm-corrected)."""
+
+    before: Evaluation
+    after: Evaluation
+    tests: dict[str, Comparison]
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        return {"before": dict(self.before.aggregate), "after": dict(self.after.aggregate)}
+
+    def print(self) -> None:
+        """The table of ``rerank run --eval``: a dagger where the output differs significantly from the input."""
+        before, after = self.before, self.after
+        rows = [[before.run_name, *(f"{before.aggregate[m]:.4f}" for m in before.measures)]]
+        marks = {m: "†" if self.tests[m].significant else " " for m in after.measures}
+        rows.append([after.run_name, *(f"{after.aggregate[m]:.4f}{marks[m]}" for m in after.measures)])
+        print_table(["run", *before.measures], rows)
+        print("† significantly different from the input (t-test, Holm-corrected, p < 0.05)")
+
+
+def before_after(
     before_run: Run, after_run: Run, qrels: Qrels | str | Path, measures: Sequence[str] | None = None
-) -> None:
-    """The table of ``rerank run --eval``: both runs' measures, a dagger where the second differs
-    significantly from the first. ``qrels`` may be a qrels file; ``measures`` default to DEFAULT_MEASURES."""
+) -> BeforeAfter:
+    """Both runs' measures, the second tested against the first. ``qrels`` may be a qrels file;
+    ``measures`` default to DEFAULT_MEASURES."""
     from eval.metrics import evaluate
     from eval.significance import compare
 
@@ -96,13 +120,14 @@ def print_before_after(
         qrels = read_qrels(qrels)
     measures = DEFAULT_MEASURES if measures is None else measures
     before, after = evaluate(before_run, qrels, measures), evaluate(after_run, qrels, measures)
-    tests = {c.measure: c for c in compare(before, [after])}
-    rows = [[before_run.name, *(f"{before.aggregate[m]:.4f}" for m in before.measures)]]
-    rows.append(
-        [after_run.name, *(f"{after.aggregate[m]:.4f}{'†' if tests[m].significant else ' '}" for m in after.measures)]
-    )
-    print_table(["run", *before.measures], rows)
-    print("† significantly different from the input (t-test, Holm-corrected, p < 0.05)")
+    return BeforeAfter(before, after, {c.measure: c for c in compare(before, [after])})
+
+
+def print_before_after(
+    before_run: Run, after_run: Run, qrels: Qrels | str | Path, measures: Sequence[str] | None = None
+) -> None:
+    """The table of ``rerank run --eval`` for two runs."""
+    before_after(before_run, after_run, qrels, measures).print()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,15 +34,18 @@ _LAZY = {
     "PipelineSpec": "rerank.spec",
     "parse_spec": "rerank.spec",
     "parse_pipeline": "rerank.spec",
-    "Executor": "rerank.executor",
+    "Executor": "rerank.core.executor",
+    "run": "rerank.core.api",
+    "RunResult": "rerank.core.api",
     "load_reranker": "rerank.registry",
     "method_names": "rerank.registry",
 }
 
 if TYPE_CHECKING:
     from rerank.base import PointwiseReranker, Reranker, RerankResult
+    from rerank.core.api import RunResult, run
+    from rerank.core.executor import Executor
     from rerank.cost import Cost
-    from rerank.executor import Executor
     from rerank.registry import load_reranker, method_names
     from rerank.spec import MethodSpec, PipelineSpec, parse_pipeline, parse_spec
 
@@ -80,10 +83,12 @@ __all__ = [
     "RerankError",
     "RerankResult",
     "Reranker",
+    "RunResult",
     "__version__",
     "load_reranker",
     "method_names",
     "parse_pipeline",
     "parse_spec",
     "pipeline",
+    "run",
 ]

@@ -31,6 +31,14 @@ def package_versions(names: Iterable[str]) -> dict[str, str | None]:
     return found
 
 
+def digest_text(*parts: str) -> str:
+    """A short sha256 of text parts (each ended by a NUL, so the parts' boundaries count)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def digest_path(path: Path) -> str:
     """sha256 of a file, or of a folder's files (relative names and contents), remembered by size and mtime."""
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())

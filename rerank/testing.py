@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 
 from data.errors import BackendError
-from data.records import Candidate, Query, RerankRequest
+from data.records import Candidate, Document, Query, RerankRequest
 from rerank.base import Reranker, RerankResult
 from rerank.llm.backend import BACKENDS, Generation, LLMBackend, Message, TokenScores
 
@@ -110,6 +110,184 @@ class RerankerContract:
         from rerank.spec import parse_spec
 
         assert parse_spec(str(reranker.spec)) == reranker.spec
+
+
+CONVERSATIONS: tuple[tuple[Message, ...], ...] = (
+    ({"role": "system", "content": "You rank passages."}, {"role": "user", "content": "Which passage, A or B, answers: what causes ocean tides?\nA: The Moon's pull.\nB: Tax returns."}),
+    ({"role": "user", "content": "Say A, B or C."},),
+    ({"role": "user", "content": "Is the sky blue because of scattering? Answer A for yes, B for no."},),
+)  # fmt: skip
+LABELS = ("A", "B", "C")
+
+
+class LLMBackendContract:
+    """Checks one LLM backend; subclasses provide a ``backend`` fixture (an ``LLMBackend``).
+
+    The clauses are what the ranking methods rely on: rendering, token counts, greedy generation
+    within its bounds, label log-probabilities (with ``prefix``, ``read_at`` and ``top``), cutting
+    text to a number of tokens, determinism and independence from the batch. ``decoded`` is
+    False for a backend whose answers are scripted rather than decoded (its lengths are the script's).
+    """
+
+    score_tolerance = 1e-3  # batched floating point may differ in the last digits
+    decoded = True
+
+    def test_render_holds_every_message_and_is_deterministic(self, backend: LLMBackend) -> None:
+        for conversation in CONVERSATIONS:
+            prompt = backend.render(conversation)
+            assert isinstance(prompt, str) and prompt
+            assert all(m["content"] in prompt for m in conversation)
+            assert backend.render(conversation) == prompt
+
+    def test_token_counts_grow_with_the_text(self, backend: LLMBackend) -> None:
+        short, long = "ocean tides", "ocean tides are caused by the Moon and the Sun " * 4
+        assert 0 < backend.count_tokens(short) < backend.count_tokens(long)
+        assert backend.count_tokens("") <= backend.count_tokens(short)
+
+    def test_generate_answers_each_conversation_within_its_bounds(self, backend: LLMBackend) -> None:
+        answers = backend.generate(CONVERSATIONS, max_new_tokens=6)
+        assert len(answers) == len(CONVERSATIONS)
+        for conversation, answer in zip(CONVERSATIONS, answers, strict=True):
+            assert isinstance(answer, Generation) and isinstance(answer.text, str)
+            assert answer.input_tokens >= backend.count_tokens(conversation[-1]["content"]) > 0
+            if self.decoded:
+                assert 0 <= answer.output_tokens <= 6
+        if self.decoded:
+            (held,) = backend.generate(CONVERSATIONS[1:2], max_new_tokens=4, min_new_tokens=4)
+            assert held.output_tokens == 4, "no end of text before min_new_tokens"
+
+    def test_generate_is_greedy_and_batch_independent(self, backend: LLMBackend) -> None:
+        together = backend.generate(CONVERSATIONS, max_new_tokens=5)
+        alone = [backend.generate([c], max_new_tokens=5)[0] for c in CONVERSATIONS]
+        assert [g.text for g in together] == [g.text for g in alone]
+        assert [g.text for g in backend.generate(CONVERSATIONS, max_new_tokens=5)] == [g.text for g in together]
+
+    def test_next_token_scores_give_every_label_a_log_probability(self, backend: LLMBackend) -> None:
+        assert all(backend.single_token(label) for label in LABELS)
+        scores = backend.next_token_scores(CONVERSATIONS, LABELS)
+        assert len(scores) == len(CONVERSATIONS)
+        for conversation, score in zip(CONVERSATIONS, scores, strict=True):
+            assert set(score.logprobs) == set(LABELS) and score.missing == 0
+            assert all(value <= 1e-6 for value in score.logprobs.values()), "log-probabilities are at most 0"
+            assert score.input_tokens >= backend.count_tokens(conversation[-1]["content"])
+
+    def test_next_token_scores_are_deterministic_and_batch_independent(self, backend: LLMBackend) -> None:
+        together = backend.next_token_scores(CONVERSATIONS, LABELS)
+        alone = [backend.next_token_scores([c], LABELS)[0] for c in CONVERSATIONS]
+        for a, b in zip(together, alone, strict=True):
+            assert all(abs(a.logprobs[label] - b.logprobs[label]) <= self.score_tolerance for label in LABELS)
+        again = backend.next_token_scores(CONVERSATIONS, LABELS)
+        assert [s.logprobs for s in again] == [s.logprobs for s in together]
+
+    def test_a_prefix_is_read_before_the_labels(self, backend: LLMBackend) -> None:
+        (plain,) = backend.next_token_scores(CONVERSATIONS[:1], LABELS)
+        (prefixed,) = backend.next_token_scores(CONVERSATIONS[:1], LABELS, prefix="Passage")
+        assert set(prefixed.logprobs) == set(LABELS)
+        if self.decoded:
+            assert prefixed.input_tokens > plain.input_tokens or prefixed.logprobs != plain.logprobs
+
+    def test_read_at_scores_a_later_position(self, backend: LLMBackend) -> None:
+        (first,) = backend.next_token_scores(CONVERSATIONS[1:2], LABELS)
+        (later,) = backend.next_token_scores(CONVERSATIONS[1:2], LABELS, read_at=1)
+        assert set(later.logprobs) == set(LABELS)
+        assert all(value <= 1e-6 for value in later.logprobs.values())
+        if self.decoded:
+            assert later.logprobs != first.logprobs, "read one token further on, the distribution differs"
+
+    def test_top_scores_only_the_most_likely_and_floors_the_rest(self, backend: LLMBackend) -> None:
+        (full,) = backend.next_token_scores(CONVERSATIONS[:1], LABELS)
+        (top1,) = backend.next_token_scores(CONVERSATIONS[:1], LABELS, top=1)
+        assert set(top1.logprobs) == set(LABELS)
+        assert top1.missing >= len(LABELS) - 1, "at most one label is among the single most likely token"
+        best = max(LABELS, key=lambda label: full.logprobs[label])
+        floored = [label for label in LABELS if label != best]
+        assert all(top1.logprobs[label] < top1.logprobs[best] for label in floored)
+
+    def test_truncate_tokens_cuts_to_the_limit_or_says_it_cannot(self, backend: LLMBackend) -> None:
+        text = "Ocean tides are caused by the gravitational pull of the Moon and the Sun on the oceans."
+        try:
+            cut = backend.truncate_tokens(text, 5)
+        except ValueError as err:
+            assert "cannot cut" in str(err)
+            return
+        assert text.startswith(cut.strip()[:3]) and backend.count_tokens(cut) <= 5 < backend.count_tokens(text)
+        assert backend.truncate_tokens(text, 10_000) == text
+
+    def test_identity_names_backend_and_model(self, backend: LLMBackend) -> None:
+        assert backend.name in backend.identity and backend.model in backend.identity
+
+
+class RetrieverContract:
+    """Checks one retriever; subclasses provide a ``built`` fixture: ``(retriever, index_dir, params)``, an
+    index built by ``Retriever.build`` over ``documents()`` with those index-time parameters.
+
+    The clauses: the index records its retriever and parameters, loads back to the same results, and
+    answers a batch of queries with at most ``k`` unique, known documents per query, sorted by score,
+    the same whichever queries share the batch and on a second call.
+    """
+
+    score_tolerance = 1e-4
+
+    @staticmethod
+    def documents() -> list[Document]:
+        return [Document(docid, text) for docid, text in PASSAGES]
+
+    @staticmethod
+    def queries() -> list[Query]:
+        return [Query("q-tides", "what causes ocean tides"), Query("q-sky", "why is the sky blue"),
+                Query("q-none", "zzzz qqqq")]  # fmt: skip
+
+    def test_the_index_records_its_retriever_and_parameters(self, built) -> None:  # type: ignore[no-untyped-def]
+        from retrievers.base import IndexMeta
+
+        retriever, index_dir, params = built
+        meta = IndexMeta.load(index_dir)
+        assert meta.retriever == retriever.name
+        assert meta.corpus.get("documents") == len(PASSAGES)
+        recorded = {**meta.params}
+        assert all(recorded.get(name) == value for name, value in params.items()), (recorded, params)
+        assert set(retriever.parameters()) >= set(params)
+
+    def test_results_are_ranked_unique_known_and_cut_to_k(self, built) -> None:  # type: ignore[no-untyped-def]
+        retriever, _, _ = built
+        known = {docid for docid, _ in PASSAGES}
+        run = retriever.retrieve(self.queries(), 3)
+        for ranking in run:
+            docids = [c.docid for c in ranking.candidates]
+            assert len(docids) <= 3 and len(set(docids)) == len(docids) and set(docids) <= known
+            scores = [c.score for c in ranking.candidates]
+            assert scores == sorted(scores, reverse=True)
+        assert set(run.qids) <= {q.qid for q in self.queries()}
+        assert run["q-tides"].candidates[0].docid in {"p-tides", "p-moon"}
+        (cut,) = (retriever % 2).retrieve(self.queries()[:1])
+        assert [c.docid for c in cut.candidates] == [c.docid for c in run["q-tides"].candidates[:2]]
+
+    def test_batch_invariance_and_determinism(self, built) -> None:  # type: ignore[no-untyped-def]
+        retriever, _, _ = built
+        together = retriever.retrieve(self.queries(), 4)
+        for query in self.queries():
+            alone = retriever.retrieve([query], 4)
+            if query.qid not in together:
+                assert query.qid not in alone or not alone[query.qid].candidates
+                continue
+            a, b = together[query.qid].candidates, alone[query.qid].candidates
+            assert [c.docid for c in a] == [c.docid for c in b]
+            assert all(abs(x.score - y.score) <= self.score_tolerance for x, y in zip(a, b, strict=True))
+        assert list(retriever.retrieve(self.queries(), 4)) == list(together)
+
+    def test_saved_index_loads_to_the_same_results(self, built) -> None:  # type: ignore[no-untyped-def]
+        from retrievers.registry import open_index
+
+        retriever, index_dir, _ = built
+        loaded = open_index(index_dir)
+        assert type(loaded) is type(retriever)
+        assert list(loaded.retrieve(self.queries(), 4)) == list(retriever.retrieve(self.queries(), 4))
+
+    def test_search_is_one_query_of_the_batch(self, built) -> None:  # type: ignore[no-untyped-def]
+        retriever, _, _ = built
+        (one,) = retriever.search("what causes ocean tides", 2)
+        (batched,) = retriever.retrieve(self.queries()[:1], 2)
+        assert [c.docid for c in one.candidates] == [c.docid for c in batched.candidates]
 
 
 class ScriptedBackend(LLMBackend):

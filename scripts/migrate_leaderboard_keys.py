@@ -1,7 +1,7 @@
 """One-off (issue 17): carry the leaderboard's cells over to the executor's stage keys, or recompute them.
 
 Before, a cell's key held a digest of the source its method imported. Now it holds the resolved spec,
-input digests, weights, library versions, device, dtype and the method's version (rerank.executor).
+input digests, weights, library versions, device, dtype and the method's version (rerank.core.keys).
 A cell is carried over only where `git log` shows its method's code unchanged since the commit that
 computed it, its code digest still matched at the last commit of the old scheme (4e59846), and the
 libraries that compute it are the versions installed now. That evidence was gathered at 4e59846 by
@@ -22,8 +22,9 @@ from pathlib import Path
 from data.config import cache_dir
 from eval.leaderboard import DEFAULT_CONFIG, DEFAULT_OUTPUT, load_config
 from eval.leaderboard.cells import CellRunner
-from rerank.executor import digest_text, read_manifest, resolve_pipeline
-from rerank.identity import digest_path
+from rerank.core.plan import resolve_pipeline
+from rerank.core.store import read_manifest
+from rerank.identity import digest_path, digest_text
 from rerank.spec import parse_pipeline
 
 BASE = "4e59846"

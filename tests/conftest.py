@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -119,6 +123,41 @@ def minilm_server():
         yield served.wait_listening()
     finally:
         served.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server of smollm2-135m on a free loopback port (one per test session)."""
+    pytest.importorskip("llama_cpp.server")
+    from data.models import resolve_model
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    model = str(resolve_model("smollm2-135m"))
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", "smollm2-135m",
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2",
+               "--logits_all", "true"]  # fmt: skip
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        while True:  # the server's progress (it listens) or its exit ends the wait, never a clock
+            if process.poll() is not None:
+                pytest.fail(f"llama.cpp server exited: {Path(log).read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 TIERS = ("unit", "contract", "integration", "acceptance")

@@ -310,7 +310,7 @@ def _with_commands(monkeypatch, *entries):
     """Pretend the installed packages give exactly these rerank.commands entry points (name, target)."""
     from importlib.metadata import EntryPoint
 
-    from rerank.cli import plugins
+    from rerank import plugins
 
     fake = [EntryPoint(name, value, plugins.GROUP) for name, value in entries]
     monkeypatch.setattr(plugins, "entry_points", lambda group: [e for e in fake if e.group == group])

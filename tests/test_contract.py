@@ -3,7 +3,7 @@
 import pytest
 
 from rerank.registry import load_reranker, method_names
-from rerank.testing import RerankerContract, request
+from rerank.testing import LLMBackendContract, RerankerContract, RetrieverContract, request
 
 # One spec per registered method, on the offline model packs; a new method must add itself here.
 CONTRACT_SPECS = {
@@ -154,3 +154,78 @@ def test_nomic_as_a_reranker_gives_the_dense_retrievers_scores_and_caches_its_pa
     again = load_reranker(spec).rerank(requests)  # a new instance: the passages come from the vector cache
     assert [r.ranking for r in again] == [r.ranking for r in first]
     assert sum(r.cost.calls for r in again) == pytest.approx(len(run))  # only the queries are encoded
+
+
+# -- LLM backends: every registered backend runs the backend contract on a real model ---------------------
+
+BACKEND_SPECS = {
+    "transformers": ("transformers", "smollm2-135m"),
+    "llama.cpp": ("llama.cpp", "smollm2-135m"),
+    # llama.cpp's OpenAI-compatible server on loopback (tests/conftest.py: llama_server), rendering locally
+    "openai": (
+        'openai(base_url="{server}", tokenizer=smollm2-135m, repeat_penalty=1.0, top_logprobs=2000)',
+        "smollm2-135m",
+    ),
+    "scripted": ("scripted", "sort"),  # the test helper the method tests use (rerank.testing)
+}
+
+
+@pytest.mark.contract
+def test_every_registered_backend_runs_the_contract():
+    from rerank.llm.backend import backend_names
+
+    assert set(backend_names()) == set(BACKEND_SPECS)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(name, marks=() if name == "scripted" else pytest.mark.slow) for name in BACKEND_SPECS],
+)
+def backend(request):
+    from rerank.llm.backend import load_backend
+
+    spec, model = BACKEND_SPECS[request.param]
+    served = request.getfixturevalue("llama_server") if request.param == "openai" else ""
+    return load_backend(spec.format(server=served), model)
+
+
+@pytest.mark.contract
+class TestLLMBackendContract(LLMBackendContract):
+    @pytest.fixture(autouse=True)
+    def _decoded(self, backend):
+        from rerank.testing import ScriptedBackend
+
+        self.decoded = not isinstance(backend, ScriptedBackend)  # its answers are scripted, not decoded
+
+
+# -- retrievers: every registered retriever builds, saves, loads and searches by the retriever contract -------
+
+RETRIEVER_PARAMS = {
+    "bm25": {},
+    "splade": {"model": "splade-tiny", "max_length": 64},
+    "dense": {"model": "minilm", "index": "flat"},
+}
+
+
+@pytest.mark.contract
+def test_every_registered_retriever_runs_the_contract():
+    from retrievers.registry import RETRIEVERS
+
+    assert set(RETRIEVERS.names()) == set(RETRIEVER_PARAMS)
+
+
+@pytest.fixture(scope="module", params=sorted(RETRIEVER_PARAMS))
+def built(request, tmp_path_factory):
+    from retrievers.registry import retriever_class
+
+    params = RETRIEVER_PARAMS[request.param]
+    index_dir = tmp_path_factory.mktemp(request.param) / "index"
+    retriever = retriever_class(request.param).build(
+        RetrieverContract.documents(), index_dir, corpus={"dataset": "contract"}, **params
+    )
+    return retriever, index_dir, params
+
+
+@pytest.mark.contract
+class TestRetrieverContract(RetrieverContract):
+    pass

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from rerank.executor import Executor, Source, method_identity
+from rerank.core.executor import Executor
+from rerank.core.keys import method_identity
+from rerank.core.plan import Source
 from rerank.spec import parse_pipeline
 
 pytestmark = pytest.mark.unit
@@ -35,18 +37,19 @@ import json, sys
 from pathlib import Path
 import data
 from rerank.llm.backend import BACKENDS
-from rerank.executor import Executor, Source
+from rerank.core.executor import Executor
+from rerank.core.plan import Source
 from rerank.spec import parse_pipeline
 if "scripted" not in BACKENDS:
     BACKENDS.register("scripted", "rerank.testing:ScriptedBackend")
 given, stages, store = json.loads(sys.argv[1]), json.loads(sys.argv[2]), Path(sys.argv[3])
 ds = data.load("example")
 source = Source("example", tuple(ds.queries()), ds.docs(), ds)
-executor = Executor(store, batch_queries=4, log=lambda _: None)
+executor = Executor(store, batch_queries=4)
 first = executor.output(parse_pipeline(given), source)
-keys = {"given": executor.stage_key(first.pipeline, source, None, [])}
+keys = {"given": executor.key(first.pipeline, source, None, [])}
 for name, spec in stages.items():
-    keys[name] = executor.stage_key(parse_pipeline(given + " >> " + spec), source, first, [])
+    keys[name] = executor.key(parse_pipeline(given + " >> " + spec), source, first, [])
 print(json.dumps(keys))
 """
 
@@ -107,14 +110,14 @@ def example(tmp_path):
 
     ds = data.load("example")
     source = Source("example", tuple(ds.queries()), ds.docs(), ds)
-    executor = Executor(tmp_path / "store", batch_queries=4, log=lambda _: None)
+    executor = Executor(tmp_path / "store", batch_queries=4)
     first = executor.output(parse_pipeline(GIVEN), source)
     return executor, source, first
 
 
 def key(example, spec: str) -> dict:
     executor, source, first = example
-    return executor.stage_key(parse_pipeline(f"{GIVEN} >> {spec}"), source, first, [])
+    return executor.key(parse_pipeline(f"{GIVEN} >> {spec}"), source, first, [])
 
 
 def test_a_parameter_changes_its_stage_key_only(example):

@@ -268,3 +268,22 @@ def test_relative_import_beyond_the_top_is_an_error(tmp_path, text):
     root = _tree(tmp_path, {"data/__init__.py": "", "data/a.py": text})
     with pytest.raises(ValueError, match="beyond the top-level package"):
         import_graph(root, ("data",))
+
+
+def _reaches(graph: Mapping[str, list[Edge]], start: str, goal: str) -> bool:
+    seen, frontier = {start}, [start]
+    while frontier:
+        frontier = [e.target for n in frontier for e in graph.get(n, []) if e.target not in seen]
+        seen.update(frontier)
+    return goal in seen
+
+
+def test_identity_never_reaches_the_cached_backend():
+    # llm/cached keys its answers by rerank.identity; identity reaching it (an import, or a registry string
+    # loaded at run time) would make the cache part of the identity it is keyed by.
+    graph = import_graph(ROOT)
+    strings = module_strings(ROOT)
+    both = {m: graph.get(m, []) + strings.get(m, []) for m in set(graph) | set(strings)}
+    assert _reaches(both, "rerank.llm.cached", "rerank.identity"), "the pair this test guards no longer exists"
+    assert not _reaches(both, "rerank.identity", "rerank.llm.cached")
+    assert not _reaches(both, "rerank.identity", "rerank.core.keys")  # keys build on identity, never the reverse

@@ -40,12 +40,12 @@ def snapshot(folder):
 def test_a_second_run_recomputes_nothing_and_writes_identical_files(tmp_path):
     config = write_config(tmp_path / "board.toml")
     output = tmp_path / "board"
-    written, computed = run_leaderboard(config, output, cache=tmp_path / "cache", log=lambda _: None)
+    written, computed = run_leaderboard(config, output, cache=tmp_path / "cache")
     assert len(computed) == 4  # three rows and the top 5 of bm25 that the listwise row reranks
     assert [p.name for p in written] == ["leaderboard.md", "leaderboard.json", "leaderboard.png"]
     before = snapshot(output)
     assert before["leaderboard.png"].startswith(b"\x89PNG")
-    _, computed = run_leaderboard(config, output, cache=tmp_path / "cache", log=lambda _: None)
+    _, computed = run_leaderboard(config, output, cache=tmp_path / "cache")
     assert computed == []
     assert snapshot(output) == before
 
@@ -59,7 +59,7 @@ def test_a_second_run_recomputes_nothing_and_writes_identical_files(tmp_path):
 def test_every_number_is_what_rerank_eval_computes_from_the_cell_run(tmp_path, capsys):
     config = write_config(tmp_path / "board.toml")
     output = tmp_path / "board"
-    run_leaderboard(config, output, cache=tmp_path / "cache", log=lambda _: None)
+    run_leaderboard(config, output, cache=tmp_path / "cache")
     rows = json.loads((output / "leaderboard.json").read_text(encoding="utf-8"))["datasets"]["example"]["rows"]
     capsys.readouterr()
     for row in rows:
@@ -76,7 +76,7 @@ def test_every_number_is_what_rerank_eval_computes_from_the_cell_run(tmp_path, c
 def test_compute_time_adds_up_every_cell_once(tmp_path):
     config = write_config(tmp_path / "board.toml")
     output = tmp_path / "board"
-    run_leaderboard(config, output, cache=tmp_path / "cache", log=lambda _: None)
+    run_leaderboard(config, output, cache=tmp_path / "cache")
     manifests = [json.loads(p.read_text(encoding="utf-8")) for p in (output / "cells").rglob("manifest.json")]
     assert len(manifests) == 4  # three rows and the bm25 top 5 the listwise row reranks
     expected = sum(m["seconds"] or 0.0 for m in manifests)
@@ -93,7 +93,7 @@ def test_a_timed_first_stage_shared_by_rows_is_counted_once(tmp_path):
     listwise = "listwise(model=sort, backend=scripted, window_size=3, stride=1)"
     config = write_config(tmp_path / "board.toml", [shared, f"{shared} >> {listwise}"])
     output = tmp_path / "board"
-    run_leaderboard(config, output, cache=tmp_path / "cache", log=lambda _: None)
+    run_leaderboard(config, output, cache=tmp_path / "cache")
     manifests = [json.loads(p.read_text(encoding="utf-8")) for p in (output / "cells").rglob("manifest.json")]
     retrieval = [m["seconds"] for m in manifests if m["pipeline"] == str(parse_pipeline(shared))]
     assert len(retrieval) == 1 and retrieval[0] > 0.01  # indexing and searching take measurable time
@@ -105,9 +105,9 @@ def test_a_timed_first_stage_shared_by_rows_is_counted_once(tmp_path):
 @pytest.mark.integration
 def test_changing_one_pipeline_recomputes_only_that_cell(tmp_path):
     output, cache = tmp_path / "board", tmp_path / "cache"
-    run_leaderboard(write_config(tmp_path / "a.toml"), output, cache=cache, log=lambda _: None)
+    run_leaderboard(write_config(tmp_path / "a.toml"), output, cache=cache)
     changed = [*PIPELINES[:2], PIPELINES[2].replace("stride=1", "stride=2")]
-    _, computed = run_leaderboard(write_config(tmp_path / "b.toml", changed), output, cache=cache, log=lambda _: None)
+    _, computed = run_leaderboard(write_config(tmp_path / "b.toml", changed), output, cache=cache)
     assert computed == [f"example: {parse_pipeline(changed[2])}"]
 
 
@@ -115,13 +115,13 @@ def test_changing_one_pipeline_recomputes_only_that_cell(tmp_path):
 def test_quick_and_selection(tmp_path):
     config = write_config(tmp_path / "board.toml")
     _, computed = run_leaderboard(
-        config, tmp_path / "q", cache=tmp_path / "cache", quick=True, pipelines=["*listwise*"], log=lambda _: None
+        config, tmp_path / "q", cache=tmp_path / "cache", quick=True, pipelines=["*listwise*"]
     )
     assert computed == ["example: run(name=bm25) % 5", f"example: {parse_pipeline(PIPELINES[2])}"]
     data = json.loads((tmp_path / "q" / "leaderboard.json").read_text(encoding="utf-8"))
     assert data["quick_queries"] == 3 and data["datasets"]["example"]["rows"][0]["queries"] == 3
     with pytest.raises(InvalidSpecError, match="no pipeline matches"):
-        run_leaderboard(config, tmp_path / "q", pipelines=["nothing*"], log=lambda _: None)
+        run_leaderboard(config, tmp_path / "q", pipelines=["nothing*"])
 
 
 @pytest.mark.parametrize(
@@ -183,11 +183,11 @@ def test_every_pipeline_of_the_leaderboard_config_parses_prints_back_and_equals_
 def test_subset_runs_add_up_and_list_what_is_missing(tmp_path):
     config = write_config(tmp_path / "board.toml")
     output, cache = tmp_path / "board", tmp_path / "cache"
-    run_leaderboard(config, output, cache=cache, pipelines=["*bi-encoder*"], log=lambda _: None)
+    run_leaderboard(config, output, cache=cache, pipelines=["*bi-encoder*"])
     table = (output / "leaderboard.md").read_text(encoding="utf-8")
     listwise = str(parse_pipeline(PIPELINES[2]))
     assert "Not computed yet" in table and f"- `{listwise}`" in table and f"| `{parse_pipeline(PIPELINES[1])}`" in table
-    _, computed = run_leaderboard(config, output, cache=cache, pipelines=["*listwise*"], log=lambda _: None)
+    _, computed = run_leaderboard(config, output, cache=cache, pipelines=["*listwise*"])
     table = (output / "leaderboard.md").read_text(encoding="utf-8")
     assert len(computed) == 2 and "Not computed yet" not in table and f"| `{listwise}`" in table
 
@@ -221,7 +221,7 @@ def test_status_names_what_changed_and_recompute_forces_cells(tmp_path, capsys, 
     write_config(tmp_path / "board.toml")
     output = tmp_path / "board"
     config = load_config(tmp_path / "board.toml")
-    run_leaderboard(config, output, pipelines=["*bi-encoder*"], log=lambda _: None)
+    run_leaderboard(config, output, pipelines=["*bi-encoder*"])
     _, bi, listwise = (str(parse_pipeline(p)) for p in PIPELINES)
     status = ["leaderboard", "--config", str(tmp_path / "board.toml"), "--output", str(output), "--status"]
     assert main(status) == 0
@@ -233,12 +233,10 @@ def test_status_names_what_changed_and_recompute_forces_cells(tmp_path, capsys, 
     assert main(status) == 0
     stale = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stale")]
     assert stale == [f"stale    example\t{bi}  (identity.version changed)"]
-    _, computed = run_leaderboard(config, output, pipelines=["*bi-encoder*"], log=lambda _: None)
+    _, computed = run_leaderboard(config, output, pipelines=["*bi-encoder*"])
     assert computed == [f"example: {bi}"]  # only the stale cell, not its fresh first stage
 
-    _, computed = run_leaderboard(
-        config, output, pipelines=["*bi-encoder*"], recompute=[PIPELINES[0]], log=lambda _: None
-    )
+    _, computed = run_leaderboard(config, output, pipelines=["*bi-encoder*"], recompute=[PIPELINES[0]])
     assert computed == [
         "example: run(name=bm25) % 10"
     ]  # forced; its output is the same bytes, so the reranker's key holds

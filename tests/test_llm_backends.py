@@ -8,17 +8,12 @@ match the in-process llama.cpp backend's.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
+from conftest import free_port
 
-from data.models import resolve_model
 from rerank import load_reranker
 from rerank.cache import OutputCache
 from rerank.llm.backend import BackendError, load_backend
@@ -133,36 +128,9 @@ def test_cache_makes_a_rerun_free_and_identical(method, tmp_path):
 # --- the OpenAI-compatible backend against llama.cpp's server ------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    pytest.importorskip("llama_cpp.server")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    model = str(resolve_model("smollm2-135m"))
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", "smollm2-135m",
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2",
-               "--logits_all", "true"]  # fmt: skip
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        while True:  # the server's progress (it listens) or its exit ends the wait, never a clock
-            if process.poll() is not None:
-                pytest.fail(f"llama.cpp server exited: {Path(log).read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def server(llama_server):
+    return llama_server
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +297,7 @@ def test_openai_retries_server_errors_then_succeeds():
 
 @pytest.mark.integration
 def test_openai_unreachable_server_is_a_clear_error():
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     backend = load_backend(f'openai(base_url="http://127.0.0.1:{port}/v1", max_retries=1)', "m")
     with pytest.raises(BackendError, match=r"failed after 2 attempts.*base_url"):
         backend.generate(CONVERSATIONS[:1], max_new_tokens=4)

@@ -97,16 +97,20 @@ def test_ray_with_two_workers_writes_the_local_engines_bytes(ray_cluster, local_
 @pytest.mark.slow
 @pytest.mark.integration
 def test_a_replica_killed_mid_job_is_replaced_and_the_bytes_are_the_same(ray_cluster, local_dl19, tmp_path):
-    from rerank.cli import build_parser
-    from rerank.cli.run_cmd import plan
+    from data.config import cache_dir
+    from rerank.core.api import pipeline_of, plan
+    from rerank.core.executor import Executor
+    from rerank.core.loop import rerank_to_file
+    from rerank.core.plan import source_for
     from rerank.inputs import RunRequests
-    from rerank.jobs import rerank_to_file
     from rerank.ray_engine import RayEngine
     from rerank.spec import parse_spec
 
     out = tmp_path / "ray.trec"
     dataset = data.load(DL19)
-    job = plan(build_parser().parse_args([*RAY_ARGS, "--max-queries", "6", "--output", str(out)]), dataset)
+    pipeline = pipeline_of(SPEC, dataset, "bm25")
+    source = source_for(pipeline, dataset=dataset, max_queries=6)
+    job = plan(pipeline, source, Executor(cache_dir() / "stages", index_cache=cache_dir(), batch_queries=2))
     run = RunRequests(job.previous.run_path, {q.qid: q for q in job.source.queries}, dataset.docs(), grouped=True)
     engine = RayEngine(workers=2, queued=1)
     finished: list = []
@@ -235,7 +239,7 @@ def test_the_leaderboard_on_ray_computes_the_cells_a_local_run_computes(ray_clus
     cells = {}
     for engine in (None, RayEngine(workers=2)):
         output = tmp_path / ("ray" if engine else "local")
-        _, computed = run_leaderboard(config, output, cache=tmp_path / "cache", log=lambda _: None, engine=engine)
+        _, computed = run_leaderboard(config, output, cache=tmp_path / "cache", engine=engine)
         # three rows and the top 5 of bm25 the listwise row reranks; the shared top 10 once
         assert sorted(computed) == sorted(set(computed)) and len(computed) == 4
         cells[engine is None] = {
@@ -249,9 +253,7 @@ def test_the_leaderboard_on_ray_computes_the_cells_a_local_run_computes(ray_clus
         cells[f"keys-{engine is None}"] = keys
     assert cells[True] == cells[False] and len(cells[True]) == len(PIPELINES) + 1
     assert cells["keys-True"] == cells["keys-False"]
-    _, computed = run_leaderboard(
-        config, tmp_path / "ray", cache=tmp_path / "cache", log=lambda _: None, engine=RayEngine(workers=2)
-    )
+    _, computed = run_leaderboard(config, tmp_path / "ray", cache=tmp_path / "cache", engine=RayEngine(workers=2))
     assert computed == []  # nothing stale: no task is sent
 
 
@@ -261,8 +263,8 @@ def test_a_batch_that_keeps_failing_on_ray_stops_the_job_naming_it_with_the_rest
     from data.records import Document, Query
     from data.trec import write_trec_run
     from rerank.checkpoint import Checkpoint
+    from rerank.core.loop import rerank_to_file
     from rerank.inputs import RunRequests
-    from rerank.jobs import rerank_to_file
     from rerank.ray_engine import BatchFailedError, RayEngine
     from rerank.spec import parse_spec
 

@@ -1,7 +1,7 @@
 """The leaderboard: a matrix of pipelines over datasets, run once, cached per cell, published as tables.
 
 ``python -m eval.leaderboard`` (or ``rerank leaderboard``) reads ``eval/leaderboard/leaderboard.toml``,
-computes every cell that is missing or out of date with the staged executor (``rerank.executor``,
+computes every cell that is missing or out of date with the pipeline core's executor (``rerank.core``,
 through ``cells.py``), and writes ``leaderboard.md``, ``leaderboard.json`` and ``leaderboard.png``
 (``report.py``). A second run recomputes nothing and writes the same bytes. ``--status`` lists
 every cell as fresh, stale (with the key fields that changed) or missing, computing nothing;
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +104,6 @@ def run_leaderboard(
     batch_queries: int = 4,
     cache: Path | None = None,
     recompute: Sequence[str] = (),
-    log: Callable[[str], None] = print,
     engine: Any = None,
 ) -> tuple[list[Path], list[str]]:
     """Compute what is missing, write the outputs; returns the files written and the cells computed.
@@ -121,7 +119,7 @@ def run_leaderboard(
     limit = config.quick_queries if quick else None
     cache = cache or cache_dir()
     runner = CellRunner(
-        output, cache, query_limit=limit, batch_queries=batch_queries, recompute=() if engine else recompute, log=log
+        output, cache, query_limit=limit, batch_queries=batch_queries, recompute=() if engine else recompute
     )
     cells = [(entry.name, pipeline) for entry in selected for pipeline in entry.pipelines]
     on_ray: list[str] = []
@@ -150,10 +148,10 @@ def run_leaderboard(
 
 def chain(runner: Any, dataset: str, pipeline: PipelineSpec) -> list[Any]:
     """The cells whose work a pipeline includes: each prefix, and a fusion's member runs."""
-    from rerank.executor import Executor
+    from rerank.core.plan import fusion_members
 
     cells = [runner.cell(dataset, prefix) for prefix in pipeline.prefixes()]
-    return cells + [runner.cell(dataset, member) for member in Executor.fusion_members(pipeline.prefix(1))]
+    return cells + [runner.cell(dataset, member) for member in fusion_members(pipeline.prefix(1))]
 
 
 def status(config: Config, output: Path, datasets: Sequence[str] | None, patterns: Sequence[str] | None,
@@ -163,7 +161,7 @@ def status(config: Config, output: Path, datasets: Sequence[str] | None, pattern
     from eval.leaderboard.cells import CellRunner
 
     limit = config.quick_queries if quick else None
-    runner = CellRunner(output, cache or cache_dir(), query_limit=limit, log=lambda _: None)
+    runner = CellRunner(output, cache or cache_dir(), query_limit=limit)
     found: dict[tuple[str, str], tuple[str, Any]] = {}
     for entry in select(config, datasets, patterns or (config.quick_pipelines if quick else None)):
         for pipeline in entry.pipelines:
@@ -211,12 +209,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{stage.state:8} {dataset}\t{stage.pipeline}{changed}")
         print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
         return 0
-    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     engine = engine_from(args)
     try:
         written, computed = run_leaderboard(
             config, output, datasets=datasets, pipelines=args.pipelines, quick=args.quick,
-            batch_queries=args.batch_queries, recompute=args.recompute, log=log, engine=engine,
+            batch_queries=args.batch_queries, recompute=args.recompute, engine=engine,
         )  # fmt: skip
     finally:
         if engine is not None:

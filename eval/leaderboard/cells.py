@@ -1,6 +1,6 @@
 """Leaderboard cells: one pipeline on one dataset, computed once by the staged executor and kept with its manifest.
 
-A cell is a stage output of ``rerank.executor``: a folder under ``cells/DATASET/`` holding
+A cell is a stage output of the pipeline core (``rerank.core``): a folder under ``cells/DATASET/`` holding
 ``run.trec.gz`` and ``manifest.json``, whose ``key`` names what the result depends on (resolved
 spec, input digests, weights, library versions, device, dtype, the method's version). A cell whose
 key still matches is never recomputed; every prefix of a pipeline is a cell of its own, so
@@ -9,13 +9,15 @@ key still matches is never recomputed; every prefix of a pipeline is a cell of i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from data.datasets import Dataset
 from data.records import Query
-from rerank.executor import Executor, Source, StageOutput, StageStatus
+from rerank.core.executor import Executor
+from rerank.core.plan import Source
+from rerank.core.store import StageOutput, StageStatus
 from rerank.spec import PipelineSpec
 
 
@@ -37,12 +39,9 @@ class CellRunner:
         query_limit: int | None = None,
         batch_queries: int = 4,
         recompute: Sequence[str] = (),
-        log: Callable[[str], None] = print,
     ):
         self.output, self.query_limit = output, query_limit
-        self.executor = Executor(
-            output / "cells", index_cache=cache, batch_queries=batch_queries, recompute=recompute, log=log
-        )
+        self.executor = Executor(output / "cells", index_cache=cache, batch_queries=batch_queries, recompute=recompute)
         self._datasets: dict[str, Dataset] = {}
         self._sources: dict[str, Source] = {}
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rerank.executor import Executor, resolve_pipeline
+from rerank.core.plan import needs, resolve_pipeline
 from rerank.ray_engine import RayEngine, cause
 from rerank.spec import PipelineSpec
 
@@ -47,7 +47,6 @@ def compute_stage(job: CellJob, dataset: str, pipeline: PipelineSpec, forced: bo
     recompute = [glob.escape(str(pipeline))] if forced else []  # this stage only, never what it needs
     runner = CellRunner(
         job.output, job.cache, query_limit=job.query_limit, batch_queries=job.batch_queries, recompute=recompute,
-        log=lambda message: print(message, flush=True),
     )  # fmt: skip
     runner.cell(dataset, pipeline)
     return runner.computed
@@ -68,11 +67,8 @@ def stage_graph(
             stages[key].forced |= forced
             return key
         stage = stages[key] = Stage(dataset, resolved, forced=forced)
-        if len(resolved.stages) > 1:
-            previous = resolved.prefix(len(resolved.stages) - 1)
-            stage.needs.add(add(dataset, previous, previous))
-        for member in Executor.fusion_members(resolved):
-            stage.needs.add(add(dataset, member, member))
+        for needed in needs(resolved):
+            stage.needs.add(add(dataset, needed, needed))
         return key
 
     for dataset, pipeline in cells:

@@ -9,7 +9,7 @@ canonically, so equal pipelines are one cell.
 
 from __future__ import annotations
 
-from rerank.executor import check_pipeline
+from rerank.core.plan import check_pipeline
 from rerank.spec import PipelineSpec
 from rerank.spec import parse_pipeline as parse
 

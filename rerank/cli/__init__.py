@@ -1,7 +1,7 @@
 """The ``rerank`` command line: ``main(argv) -> int``, one module per subcommand.
 
 The built-in commands are SUBCOMMANDS; other packages add theirs through the
-``rerank.commands`` entry-point group (``rerank.cli.plugins``): eval/ adds ``eval``
+``rerank.commands`` entry-point group (``rerank.plugins``): eval/ adds ``eval``
 and ``leaderboard``. Exit codes are listed in ``rerank.cli.exit_codes``.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from data.errors import RerankError
 from rerank.cli.exit_codes import ExitCode, exit_code_for
-from rerank.cli.plugins import command_entry_points
+from rerank.plugins import command_entry_points
 
 # subcommand -> module; each module has add_arguments(parser) and run(args) -> int
 SUBCOMMANDS = {
@@ -84,6 +84,21 @@ def show_warnings() -> None:
     warnings.simplefilter("default", RerankWarning)
 
 
+def show_status(quiet: bool) -> None:
+    """Status lines of the ``rerank`` logger ("computing …", "indexing …") on stderr as they are, at INFO;
+    with ``--quiet`` only errors (and progress bars off: they follow this logger's level)."""
+    import logging
+
+    logger = logging.getLogger("rerank")
+    if not any(getattr(h, "rerank_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.rerank_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.ERROR if quiet else logging.INFO)
+
+
 def quiet() -> None:
     """Silence progress bars and the libraries' own logging and warnings (``--quiet``)."""
     import logging
@@ -109,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    show_status(bool(getattr(args, "quiet", False)))
     if getattr(args, "quiet", False):
         quiet()
     else:

@@ -7,11 +7,9 @@ Each failure is one line naming the flag: a path that does not exist is ``PathNo
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from data.errors import InvalidPathError, PathNotFoundError
 from data.textio import is_special_output
@@ -79,15 +77,6 @@ def _writable_folder(flag: str, value: str, folder: Path) -> None:
         tempfile.TemporaryFile(dir=existing).close()
     except OSError as err:
         raise InvalidPathError(f"{flag} {value}: cannot write in {existing} ({err.strerror or err})") from None
-
-
-def work_file(key: dict[str, Any], output_format: str) -> Path:
-    """Where a job whose output is standard output or a device writes (and checkpoints) first: the cache."""
-    from data.config import cache_dir
-    from rerank.executor import digest_text
-
-    suffix = {"trec": ".trec", "rankllm": ".json", "jsonl": ".jsonl"}[output_format]
-    return cache_dir() / "outputs" / (digest_text(json.dumps(key, sort_keys=True))[:20] + suffix)
 
 
 def stdin_file(flag: str) -> Path:

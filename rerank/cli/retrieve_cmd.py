@@ -51,8 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rerank.cli import paths
+    from rerank.core.keys import stage_key
+    from rerank.core.loop import retrieve_to_file
+    from rerank.core.plan import Source
+    from rerank.core.store import work_file
     from rerank.engine import RetrieveWork
-    from rerank.executor import Executor, Source
     from rerank.spec import MethodSpec, PipelineSpec
     from retrievers.base import IndexMeta
 
@@ -84,19 +87,19 @@ def run(args: argparse.Namespace) -> int:
     # library versions) heads the checkpoint, so a checkpoint of other work is refused.
     stage = MethodSpec.of(meta.retriever, {"index_dir": str(Path(args.index).resolve()), **options}) % args.k
     source = Source("retrieve", tuple(queries))
-    key = Executor(Path("."), retrieve_batch=args.batch_queries).stage_key(PipelineSpec((stage,)), source, None, [])
+    key = stage_key(PipelineSpec((stage,)), source, None, [], batch_queries=8, retrieve_batch=args.batch_queries)
     # Standard output, a device or a FIFO gets the finished run copied in; the checkpoint lives in the cache.
     special = is_special_output(target)
-    output = paths.work_file(key, "trec") if special else target
-    executor = Executor(output.parent, retrieve_batch=args.batch_queries, engine=engine)
+    output = work_file(key, "trec") if special else target
     start = time.perf_counter()
     work = RetrieveWork(str(Path(args.index).resolve()), args.k, tuple(options.items()))
     try:
         if engine is not None:
             engine.connect()
-        candidates, resumed = executor.retrieve_stage(
-            work, queries, output, key, target=target, tag=args.tag, resume=args.resume, fresh=args.fresh
-        )
+        candidates, resumed = retrieve_to_file(
+            work, queries, output, key, batch_queries=args.batch_queries, engine=engine, target=target, tag=args.tag,
+            resume=args.resume, fresh=args.fresh,
+        )  # fmt: skip
     finally:
         if engine is not None:
             engine.shutdown()

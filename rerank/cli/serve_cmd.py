@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     for module in ("fastapi", "uvicorn", "prometheus_client"):
         optional_import(module)  # a missing one names the extra to install
     from rerank.cli.exit_codes import ExitCode
-    from rerank.executor import method_identity
+    from rerank.core.keys import method_identity
     from rerank.identity import package_versions
     from rerank.serve.app import ServeSettings
     from rerank.serve.server import check_port, check_served, serve

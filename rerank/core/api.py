@@ -1,0 +1,352 @@
+"""``rerank.run``: what ``rerank run`` does, as one Python call.
+
+The call checks every argument and input before any work, plans the pipeline (``rerank.core.plan``),
+computes or reuses every stage but the last in the store (``rerank.core.executor``), and runs the
+last stage in the batch loop into ``output``, checkpointed beside it: an interrupted call resumes
+with ``resume=True`` and writes the same bytes. The ``rerank run`` command is argument parsing over
+this function; the leaderboard's cells and the service run the same plan.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data.errors import DatasetNotFoundError, RerankWarning
+from data.records import Candidate, Qrels, Ranking, Run
+from rerank.core.executor import Executor
+from rerank.core.plan import (
+    GIVEN,
+    Source,
+    check_pipeline,
+    given_rankings,
+    last_kind,
+    source_for,
+    stage_kind,
+)
+from rerank.core.store import StageOutput, read_manifest
+from rerank.cost import Cost
+from rerank.spec import MethodSpec, PipelineSpec
+
+log = logging.getLogger("rerank")
+OUTPUT_FORMATS = ("trec", "rankllm", "jsonl")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A planned call: the pipeline, its source, the executor, the last stage's input and its key."""
+
+    pipeline: PipelineSpec
+    source: Source
+    executor: Executor
+    previous: StageOutput
+    key: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``rerank.run`` did: the pipeline run, the summary of its last stage, its cost, and the
+    metrics before and after it when ``eval`` was asked for."""
+
+    pipeline: PipelineSpec
+    output: Path | None  # the written file; None when the run is kept in memory (``ranked``)
+    output_format: str
+    summary: dict[str, Any]
+    metrics: Any = None  # eval's BeforeAfter: the input's and the output's measures, with paired tests
+    ranked: Run | None = field(default=None, repr=False)
+
+    @property
+    def cost(self) -> Cost:
+        return Cost(**self.summary["cost"])
+
+    @property
+    def up_to_date(self) -> bool:
+        """The output was already there for the same job, and nothing was computed."""
+        return bool(self.summary.get("up_to_date"))
+
+    def run(self) -> Run:
+        """The reranked run (read from ``output`` when it was written to a file)."""
+        if self.ranked is not None:
+            return self.ranked
+        assert self.output is not None
+        return read_output(self.output, self.output_format, "reranked")
+
+
+def read_output(path: Path, output_format: str, name: str) -> Run:
+    from data.trec import read_trec_run
+
+    if output_format == "trec":
+        return read_trec_run(path, name=name)
+    from data.jsonl import read_candidates_jsonl
+    from data.rankllm import read_rankllm_requests
+
+    read = read_rankllm_requests if output_format == "rankllm" else read_candidates_jsonl
+    return Run.from_rankings((Ranking.sorted(r.query.qid, r.candidates) for r in read(path)), name=name)
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{name} must be at least 1, not {value!r}")
+
+
+def pipeline_of(
+    pipeline: Any, dataset: Any, given: str | Path | None, input_format: str = "trec", top_k: int = 100
+) -> PipelineSpec:
+    """The whole pipeline, checked: ``pipeline`` alone, or with ``given`` (a run of the dataset or a file)
+    the given run's top ``top_k`` followed by ``pipeline``'s rerankers."""
+    from rerank.spec import as_pipeline
+
+    if given is None:
+        return check_pipeline(as_pipeline(pipeline), environment=True)
+    name = str(given)
+    if input_format == "trec" and dataset is not None and name in dataset.runs:
+        first = MethodSpec.of(GIVEN, {"name": name})
+    elif not Path(name).is_file():
+        known = f"; {dataset.name} has runs {', '.join(dataset.runs)}" if dataset else ""
+        raise DatasetNotFoundError(f"--run {name!r} is neither a file nor a run of the dataset{known}")
+    elif input_format == "trec":
+        first = MethodSpec.of(GIVEN, {"path": name})
+    else:
+        first = MethodSpec.of(GIVEN, {"path": name, "format": input_format})
+    return check_pipeline(first % top_k >> as_pipeline(pipeline), environment=True)
+
+
+def plan(
+    pipeline: PipelineSpec,
+    source: Source,
+    executor: Executor,
+    *,
+    output_format: str = "trec",
+    tag: str = "rerank",
+    keep_rest: bool = False,
+) -> Job:
+    """Compute (or reuse) every stage but the last, and name the last stage's job by its key."""
+    if len(pipeline.stages) == 1 or last_kind(pipeline) != "reranker":
+        raise ValueError(f"--pipeline {str(pipeline)!r} must end with a reranking method")
+    previous = executor.output(pipeline.prefix(len(pipeline.stages) - 1), source)
+    assert previous is not None
+    # The key holds the batch size: batched floating point differs in the last digits across batch
+    # shapes, and a resumed job must write the same bytes as an uninterrupted one.
+    key = {**executor.key(pipeline, source, previous, []), "format": output_format, "tag": tag}
+    if keep_rest:
+        key["keep_rest"] = True
+    return Job(pipeline, source, executor, previous, key)
+
+
+def make_engine(engine: Any, workers: int | None = None, address: str | None = None) -> Any:
+    """An engine by name (``local``: None, ``ray``) or as given."""
+    if engine is None or engine == "local":
+        if workers is not None or address is not None:
+            raise ValueError(f"{'--workers' if workers is not None else '--address'} goes with --engine ray")
+        return None
+    if engine == "ray":
+        from data.optional import optional_import
+        from rerank.ray_engine import RayEngine
+
+        optional_import("ray")  # a missing extra is reported before any work
+        _positive("--workers", workers)
+        return RayEngine(workers=workers or 1, address=address)
+    if isinstance(engine, str):
+        raise ValueError(f"--engine {engine!r}: choose local or ray")
+    return engine
+
+
+def run(
+    pipeline: Any,
+    *,
+    dataset: Any = None,
+    run: str | Path | None = None,
+    input_format: str = "trec",
+    topics: str | Path | None = None,
+    corpus: str | Path | None = None,
+    output: str | Path | None = None,
+    output_format: str = "trec",
+    top_k: int = 100,
+    keep_rest: bool = False,
+    batch_queries: int = 8,
+    max_queries: int | None = None,
+    cache: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    resume: bool = False,
+    fresh: bool = False,
+    tag: str = "rerank",
+    engine: Any = None,
+    workers: int | None = None,
+    address: str | None = None,
+    eval: bool = False,
+    qrels: str | Path | Qrels | None = None,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+) -> RunResult:
+    """Run a pipeline (or rerank a given run) and write or return the result, as ``rerank run`` does.
+
+    ``pipeline`` is a spec string, a ``PipelineSpec`` or a composed pipeline; with ``run`` (a run of
+    ``dataset``, e.g. ``"bm25"``, or a TREC/RankLLM/JSONL file per ``input_format``) it is the
+    rerankers applied to that run's top ``top_k``. Queries and texts come from ``dataset`` (a name
+    or a ``data.Dataset``), or ``topics`` and ``corpus`` files. ``output`` is the file written
+    (None keeps the run in memory: ``result.run()``). ``engine`` is ``"local"``, ``"ray"`` (with
+    ``workers`` and ``address``) or an engine object; the call shuts it down when it ends.
+    ``eval`` measures the input and the output against ``qrels`` (the dataset's by default).
+    """
+    from data.config import cache_dir
+
+    _positive("--top-k", top_k)
+    _positive("--batch-queries", batch_queries)
+    _positive("--max-queries", max_queries)
+    if resume and fresh:
+        raise ValueError("--resume and --fresh contradict each other")
+    for name, value in (("--input-format", input_format), ("--output-format", output_format)):
+        if value not in OUTPUT_FORMATS:
+            raise ValueError(f"{name} {value!r}: choose {', '.join(OUTPUT_FORMATS)}")
+    if keep_rest and (run is None or output_format != "trec"):
+        raise ValueError("--keep-rest goes with --run (one reranking stage) and a TREC --output-format")
+    if eval:
+        from rerank.plugins import command_module
+
+        command_module("eval", needed_by="--eval")  # no package gives the eval command: fail before any work
+    engine = make_engine(engine, workers, address)
+    if isinstance(dataset, str):
+        from data.datasets import load
+
+        dataset = load(dataset, str(data_dir) if data_dir else None, download=download)
+    the_qrels = eval_qrels(qrels, dataset) if eval else None
+    try:
+        if engine is not None:
+            engine.connect()  # a wrong --address fails before any work; a local cluster starts meanwhile
+        spec = pipeline_of(pipeline, dataset, run, input_format, top_k)
+        if engine is not None and len(spec.stages) == 2 and stage_kind(spec.first.spec, True) == "given":
+            from rerank.engine import rerank_work
+
+            # Nothing before the last stage runs on the engine: its replicas load while the inputs are read.
+            engine.warm(rerank_work(spec.last.spec, Path(cache) if cache else None))
+        source = source_for(spec, dataset=dataset, topics=topics, corpus=corpus, max_queries=max_queries)
+        executor = Executor(
+            Path(work_dir) if work_dir else cache_dir() / "stages", index_cache=cache_dir(),
+            batch_queries=batch_queries, retrieve_batch=256, output_cache=Path(cache) if cache else None,
+            engine=engine,
+        )  # fmt: skip
+        job = plan(spec, source, executor, output_format=output_format, tag=tag, keep_rest=keep_rest)
+        if engine is not None:
+            engine.stop_after_job = True  # the last stage: its cluster stops while the output is written
+        return run_job(job, dataset, output, output_format, tag, resume, fresh, keep_rest, the_qrels)
+    finally:
+        if engine is not None:
+            engine.shutdown()  # a local cluster this job started; Ctrl-C included
+
+
+def run_job(
+    job: Job,
+    dataset: Any,
+    output: str | Path | None,
+    output_format: str,
+    tag: str,
+    resume: bool,
+    fresh: bool,
+    keep_rest: bool,
+    qrels: Qrels | None,
+) -> RunResult:
+    from data.textio import atomic_writer, is_special_output
+    from data.trec import iter_run_rankings, write_trec_run
+    from rerank.core.store import work_file
+
+    if next(iter_run_rankings(job.previous.run_path), None) is None:
+        warnings.warn(f"{job.previous.pipeline} gives no candidates: the output is empty", RerankWarning, stacklevel=1)
+    target = None if output is None else Path(output)
+    # Standard output, a device or a FIFO gets the finished run copied in; the job (and its
+    # checkpoint) works on a file in the cache, never beside a device. So does a run kept in memory.
+    special = target is None or is_special_output(target)
+    written = work_file(job.key, output_format) if special else target
+    assert written is not None
+    manifest_path = written.with_name(written.name + ".manifest.json")
+    earlier = read_job_manifest(manifest_path) if written.is_file() and not fresh and not special else None
+    if earlier is not None and earlier.get("job") == job.key:
+        summary = {**earlier["summary"], "up_to_date": True}
+    else:
+        _, _, details = job.executor.rerank_stage(
+            job.pipeline.last, job.source, job.previous, written, job.key, output=written, resume=resume,
+            fresh=fresh, output_format=output_format, tag=tag,
+        )  # fmt: skip
+        summary = {
+            **details["summary"],
+            "pipeline": str(job.pipeline),
+            "output": None if output is None else str(output),
+        }
+        if keep_rest:
+            write_trec_run(
+                with_rest(iter_run_rankings(written), given_rankings(job.pipeline.first.spec, dataset)), written,
+                tag=tag,
+            )  # fmt: skip
+        if target is not None and special:
+            copy_out(written, target)
+        elif not special:
+            with atomic_writer(manifest_path) as out:
+                json.dump({"job": job.key, "summary": summary, "stages": [str(job.previous.directory)]}, out, indent=2)
+    metrics = None
+    if qrels is not None:
+        metrics = before_after(job, dataset, written, output_format, qrels)
+    ranked = read_output(written, output_format, "reranked") if target is None else None
+    if special:
+        written.unlink(missing_ok=True)
+    return RunResult(job.pipeline, None if target is None else target, output_format, summary, metrics, ranked)
+
+
+def with_rest(reranked: Iterable[Ranking], given: Iterable[Ranking]) -> Iterator[Ranking]:
+    """Each reranked ranking, then the given run's other candidates in their order, scored below the
+    lowest reranked score (one apart, so their order survives any reader's sort).
+
+    Both runs stream in the same query order (the reranked one holds a subset of the given queries)."""
+    rest_of = iter(given)
+    for ranking in reranked:
+        ranked = ranking.candidates
+        done = {c.docid for c in ranked}
+        floor = min((c.score for c in ranked), default=0.0)
+        original = next((g for g in rest_of if g.qid == ranking.qid), None)
+        if original is None:
+            raise ValueError(f"query {ranking.qid!r} of the reranked run is not in the given run's order")
+        rest = [c for c in original.candidates if c.docid not in done]
+        tail = tuple(Candidate(c.docid, floor - 1.0 - i) for i, c in enumerate(rest))
+        yield Ranking(ranking.qid, ranked + tail)
+
+
+def eval_qrels(qrels: str | Path | Qrels | None, dataset: Any) -> Qrels:
+    """The qrels ``eval`` compares with, read (and so checked) before any reranking."""
+    if isinstance(qrels, Qrels):
+        return qrels
+    if qrels is not None:
+        from data.beir import read_qrels
+
+        return read_qrels(str(qrels))
+    if dataset is None:
+        raise ValueError("--eval needs qrels: give --dataset or --qrels")
+    return dataset.qrels()
+
+
+def copy_out(work: Path, target: Path) -> None:
+    from data.textio import atomic_writer, open_binary
+
+    with atomic_writer(target) as out, open_binary(work) as source:
+        for line in source:  # streamed: the output may be larger than memory
+            out.write(line.decode("utf-8"))
+
+
+def read_job_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest ``rerank.run`` writes beside an output, or None when it is missing or not one."""
+    value = read_manifest(path)
+    return value if value is not None and "job" in value and "summary" in value else None
+
+
+def before_after(job: Job, dataset: Any, output: Path, output_format: str, qrels: Qrels) -> Any:
+    """Measures of the reranked stage's input (its top K) and of the output, read from their files."""
+    from data.trec import read_trec_run
+    from rerank.plugins import command_module
+
+    # The metrics and tests are the eval command's, found as a plugin (rerank/ does not import eval/).
+    evaluator = command_module("eval", needed_by="--eval")
+    before_run = read_trec_run(job.previous.run_path, name=f"input (top {job.previous.pipeline.last.cutoff})")
+    after_run = read_output(output, output_format, "reranked")
+    return evaluator.before_after(before_run, after_run, qrels, dataset.measures if dataset else None)
