@@ -21,6 +21,13 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep 
 pip install torch==2.13.0
 # llamacpp builds llama.cpp from source: about 6 minutes on 2 cores, once.
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+# A native build (-march=native) uses every instruction the processor reports, AMX included, which some virtual
+# machines report without enabling: the first decode then dies of SIGILL. This portable AVX2 build runs on any
+# x86-64 of the last decade; --no-cache-dir keeps pip from reusing a native wheel it built earlier.
+if [ "$(uname -m)" = x86_64 ]; then
+  export CMAKE_ARGS=${CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"}
+fi
+pip install --no-cache-dir "llama-cpp-python[server]>=0.3.16"
 pip install -e ".[all,llamacpp,docs,dev]"
 # The leaderboard's cells record the library versions they were computed with (their keys): keep the one
 # a newer registry release would otherwise replace, so a fresh machine finds them fresh.
