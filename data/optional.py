@@ -9,30 +9,6 @@ from types import ModuleType
 
 from data.errors import MissingDependencyError
 
-EXTRAS = {
-    "torch": "models",
-    "transformers": "models",
-    "sentence_transformers": "models",
-    "faiss": "dense",
-    "pyserini": "pyserini",
-    "llama_cpp": "llamacpp",
-    "ftfy": "llm",
-    "fastapi": "serve",
-    "uvicorn": "serve",
-    "prometheus_client": "serve",
-    "httpx": "serve",
-    "onnxruntime": "onnx",
-    "onnx": "onnx",
-    "onnxscript": "onnx",
-    "openvino": "openvino",
-    "nncf": "openvino",
-    "pandas": "pandas",
-    "pyterrier": "pyterrier",
-    "langchain_core": "langchain",
-    "llama_index": "llamaindex",
-    "ray": "ray",
-}
-
 
 def optional_import(module: str) -> ModuleType:
     """Import ``module`` or raise ``MissingDependencyError`` saying how to install it."""
@@ -58,7 +34,7 @@ def optional_dependency(module: str) -> Iterator[None]:
 
 
 def _missing(module: str, err: ImportError) -> MissingDependencyError:
-    top = module.split(".")[0]
-    extra = EXTRAS.get(top)
-    hint = f"pip install 'rerank[{extra}]'" if extra else f"pip install {top}"
+    from data.dependencies import distribution_of, install_hint
+
+    hint = install_hint(distribution_of(module))
     return MissingDependencyError(f"{module} is required here but could not be imported ({err}); {hint}")

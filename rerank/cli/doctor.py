@@ -17,20 +17,15 @@ from importlib.metadata import PackageNotFoundError, version
 
 from rerank.cli.common import add_format_argument, output_format, print_json, print_table
 
-PACKAGES = (
-    ("torch", "pip install torch==2.13.0 (install it before the rest)"),
-    ("transformers", "pip install 'rerank[models]'"),
-    ("sentence-transformers", "pip install 'rerank[models]'"),
-    ("faiss-cpu", "pip install 'rerank[dense]'"),
-    ("llama-cpp-python", "pip install 'rerank[llamacpp]' (builds llama.cpp: about 6 minutes on 2 cores)"),
-    ("gguf", "pip install 'rerank[llm]'"),
-    ("fastapi", "pip install 'rerank[serve]' (for rerank serve)"),
-    ("uvicorn", "pip install 'rerank[serve]' (for rerank serve)"),
-    ("prometheus-client", "pip install 'rerank[serve]' (for rerank serve)"),
-    ("ir-measures", "pip install ir-measures"),
-    ("numpy", "pip install numpy"),
-    ("scipy", "pip install scipy"),
-)
+NOT_CHECKED = ("dev", "docs")  # extras for working on rerank itself, not for running it
+
+
+def packages() -> list[tuple[str, str]]:
+    """Every library rerank runs with, from its package metadata (``data.dependencies``), with its install command."""
+    from data.dependencies import install_hint, requirements
+
+    wanted = ["torch"] + [name for name, extra in requirements().items() if extra not in NOT_CHECKED]
+    return [(name, install_hint(name)) for name in wanted]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +102,7 @@ def checks(data_dir_arg: str | None) -> list[Check]:
     from data.models import packs
 
     found = [Check("python", True, f"{platform.python_version()} ({platform.machine()})")]
-    found += [package_check(name, fix) for name, fix in PACKAGES]
+    found += [package_check(name, fix) for name, fix in packages()]
     found += [java_check(), pyserini_check()]
     for pack in packs():
         ok = pack.installed()

@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     info = {
         "spec": str(pipeline),
         "stages": identities,
-        "versions": package_versions(["rerank", "torch", "transformers", "sentence-transformers", "fastapi", "uvicorn"]),
+        # what the served stages compute with (their identities name them), and the server
+        "versions": package_versions(["rerank", *(n for i in identities for n in i.get("libraries", {})), "fastapi", "uvicorn"]),
         "limits": {
             **dataclasses.asdict(limits),
             "max_documents": args.max_documents, "max_body_bytes": args.max_body_bytes,

@@ -10,7 +10,6 @@ this function; the leaderboard's cells and the service run the same plan.
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,7 +32,6 @@ from rerank.core.store import StageOutput, read_manifest
 from rerank.cost import Cost
 from rerank.spec import MethodSpec, PipelineSpec
 
-log = logging.getLogger("rerank")
 OUTPUT_FORMATS = ("trec", "rankllm", "jsonl")
 
 

@@ -9,6 +9,7 @@ is recorded in the manifest, never in the key.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -23,9 +24,6 @@ from rerank.spec import PipelineSpec
 REPO = Path(__file__).resolve().parents[2]
 RUN_FILE = "run.trec.gz"
 MANIFEST_FILE = "manifest.json"
-PROVENANCE_PACKAGES = (
-    "torch", "transformers", "sentence-transformers", "faiss-cpu", "pyserini", "ir-measures", "llama_cpp_python",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,24 @@ def work_file(key: dict[str, Any], output_format: str) -> Path:
     return cache_dir() / "outputs" / (digest_text(json.dumps(key, sort_keys=True))[:20] + suffix)
 
 
+@functools.lru_cache(maxsize=1)
+def provenance_packages() -> tuple[str, ...]:
+    """The libraries whose versions a manifest records: what every registered method, LLM backend and
+    retriever declares it computes with (their ``libraries``, as their keys do), and the metrics' library."""
+    from rerank.llm.backend import BACKENDS
+    from rerank.registry import METHODS
+    from retrievers.registry import RETRIEVERS
+
+    names = {"ir-measures"}
+    for registry in (METHODS, BACKENDS, RETRIEVERS):
+        for name in registry.names():
+            try:
+                names.update(registry.get(name).libraries)
+            except Exception:
+                continue
+    return tuple(sorted(names))
+
+
 def environment() -> dict[str, Any]:
     """Provenance for a manifest (never part of a key): Python, packages, git commit, machine."""
     from rerank.identity import package_versions
@@ -100,7 +116,7 @@ def environment() -> dict[str, Any]:
         commit = None
     return {
         "python": platform.python_version(),
-        "packages": package_versions(PROVENANCE_PACKAGES),
+        "packages": package_versions(provenance_packages()),
         "git_commit": commit,
         "machine": {"platform": platform.platform(), "processor": _cpu_model(), "cpus": os.cpu_count()},
     }
