@@ -198,10 +198,12 @@ class LLMBackendContract:
         (full,) = backend.next_token_scores(CONVERSATIONS[:1], LABELS)
         (top1,) = backend.next_token_scores(CONVERSATIONS[:1], LABELS, top=1)
         assert set(top1.logprobs) == set(LABELS)
-        assert top1.missing >= len(LABELS) - 1, "at most one label is among the single most likely token"
-        best = max(LABELS, key=lambda label: full.logprobs[label])
-        floored = [label for label in LABELS if label != best]
-        assert all(top1.logprobs[label] < top1.logprobs[best] for label in floored)
+        assert top1.missing >= len(LABELS) - 1, "at most one label is the single most likely token"
+        scored = [label for label in LABELS if top1.logprobs[label] == full.logprobs[label]]
+        floored = [label for label in LABELS if label not in scored]
+        assert len(floored) == top1.missing, "every label not scored is counted missing"
+        assert all(top1.logprobs[f] < top1.logprobs[s] for f in floored for s in scored), "floored below the scored"
+        assert len({top1.logprobs[label] for label in floored}) <= 1, "one floor for every missing label"
 
     def test_truncate_tokens_cuts_to_the_limit_or_says_it_cannot(self, backend: LLMBackend) -> None:
         text = "Ocean tides are caused by the gravitational pull of the Moon and the Sun on the oceans."

@@ -195,14 +195,13 @@ def test_run_resumes_from_checkpoint_with_identical_output(capsys, tmp_path):
     assert code == 0
     # Interrupted job: a checkpoint holding 3 finished queries and a torn fourth line.
     full = (tmp_path / "full.trec").read_bytes()
-    from rerank.cli import build_parser
-    from rerank.cli.run_cmd import plan
+    from rerank.core.api import prepare
     from rerank.inputs import requests_from_run
     from rerank.registry import load_reranker
 
     ds = data.load("example")
     requests = list(requests_from_run(ds.run("bm25"), {q.qid: q for q in ds.queries()}, ds.docs(), 100))
-    job = plan(build_parser().parse_args([*args, "--output", str(tmp_path / "resumed.trec")]), ds).key
+    job = prepare(SPEC, dataset=ds, run="bm25", batch_queries=3).key
     checkpoint = Checkpoint(tmp_path / "resumed.trec.checkpoint", job).open()
     reranker = load_reranker(SPEC)
     checkpoint.add(reranker.rerank(requests[:3]))

@@ -97,20 +97,15 @@ def test_ray_with_two_workers_writes_the_local_engines_bytes(ray_cluster, local_
 @pytest.mark.slow
 @pytest.mark.integration
 def test_a_replica_killed_mid_job_is_replaced_and_the_bytes_are_the_same(ray_cluster, local_dl19, tmp_path):
-    from data.config import cache_dir
-    from rerank.core.api import pipeline_of, plan
-    from rerank.core.executor import Executor
+    from rerank.core.api import prepare
     from rerank.core.loop import rerank_to_file
-    from rerank.core.plan import source_for
     from rerank.inputs import RunRequests
     from rerank.ray_engine import RayEngine
     from rerank.spec import parse_spec
 
     out = tmp_path / "ray.trec"
     dataset = data.load(DL19)
-    pipeline = pipeline_of(SPEC, dataset, "bm25")
-    source = source_for(pipeline, dataset=dataset, max_queries=6)
-    job = plan(pipeline, source, Executor(cache_dir() / "stages", index_cache=cache_dir(), batch_queries=2))
+    job = prepare(SPEC, dataset=dataset, run="bm25", max_queries=6, batch_queries=2)
     run = RunRequests(job.previous.run_path, {q.qid: q for q in job.source.queries}, dataset.docs(), grouped=True)
     engine = RayEngine(workers=2, queued=1)
     finished: list = []

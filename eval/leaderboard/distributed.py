@@ -43,7 +43,9 @@ class Stage:
 def compute_stage(job: CellJob, dataset: str, pipeline: PipelineSpec, forced: bool) -> list[str]:
     """In a Ray worker: compute one stage (its needs are fresh in the store), or find it fresh."""
     from eval.leaderboard.cells import CellRunner
+    from rerank.ray_engine import compute_like_the_local_engine
 
+    compute_like_the_local_engine()
     recompute = [glob.escape(str(pipeline))] if forced else []  # this stage only, never what it needs
     runner = CellRunner(
         job.output, job.cache, query_limit=job.query_limit, batch_queries=job.batch_queries, recompute=recompute,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from data.errors import RerankError
 from rerank.cli.exit_codes import ExitCode, exit_code_for
@@ -84,16 +86,25 @@ def show_warnings() -> None:
     warnings.simplefilter("default", RerankWarning)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (main() may run many times in one process)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def show_status(quiet: bool) -> None:
     """Status lines of the ``rerank`` logger ("computing …", "indexing …") on stderr as they are, at INFO;
     with ``--quiet`` only errors (and progress bars off: they follow this logger's level)."""
-    import logging
-
     logger = logging.getLogger("rerank")
-    if not any(getattr(h, "rerank_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.rerank_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel(logging.ERROR if quiet else logging.INFO)

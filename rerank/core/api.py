@@ -191,8 +191,6 @@ def run(
     ``workers`` and ``address``) or an engine object; the call shuts it down when it ends.
     ``eval`` measures the input and the output against ``qrels`` (the dataset's by default).
     """
-    from data.config import cache_dir
-
     _positive("--top-k", top_k)
     _positive("--batch-queries", batch_queries)
     _positive("--max-queries", max_queries)
@@ -216,25 +214,54 @@ def run(
     try:
         if engine is not None:
             engine.connect()  # a wrong --address fails before any work; a local cluster starts meanwhile
-        spec = pipeline_of(pipeline, dataset, run, input_format, top_k)
-        if engine is not None and len(spec.stages) == 2 and stage_kind(spec.first.spec, True) == "given":
-            from rerank.engine import rerank_work
-
-            # Nothing before the last stage runs on the engine: its replicas load while the inputs are read.
-            engine.warm(rerank_work(spec.last.spec, Path(cache) if cache else None))
-        source = source_for(spec, dataset=dataset, topics=topics, corpus=corpus, max_queries=max_queries)
-        executor = Executor(
-            Path(work_dir) if work_dir else cache_dir() / "stages", index_cache=cache_dir(),
-            batch_queries=batch_queries, retrieve_batch=256, output_cache=Path(cache) if cache else None,
-            engine=engine,
+        job = prepare(
+            pipeline, dataset=dataset, run=run, input_format=input_format, topics=topics, corpus=corpus,
+            output_format=output_format, top_k=top_k, keep_rest=keep_rest, batch_queries=batch_queries,
+            max_queries=max_queries, cache=cache, work_dir=work_dir, tag=tag, engine=engine,
         )  # fmt: skip
-        job = plan(spec, source, executor, output_format=output_format, tag=tag, keep_rest=keep_rest)
         if engine is not None:
             engine.stop_after_job = True  # the last stage: its cluster stops while the output is written
         return run_job(job, dataset, output, output_format, tag, resume, fresh, keep_rest, the_qrels)
     finally:
         if engine is not None:
             engine.shutdown()  # a local cluster this job started; Ctrl-C included
+
+
+def prepare(
+    pipeline: Any,
+    *,
+    dataset: Any = None,
+    run: str | Path | None = None,
+    input_format: str = "trec",
+    topics: str | Path | None = None,
+    corpus: str | Path | None = None,
+    output_format: str = "trec",
+    top_k: int = 100,
+    keep_rest: bool = False,
+    batch_queries: int = 8,
+    max_queries: int | None = None,
+    cache: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    tag: str = "rerank",
+    engine: Any = None,
+) -> Job:
+    """Everything ``run`` does before its last stage: the checked pipeline, its source, every earlier stage
+    computed or reused, and the last stage's job with its key (``dataset`` is a ``data.Dataset`` here)."""
+    from data.config import cache_dir
+
+    spec = pipeline_of(pipeline, dataset, run, input_format, top_k)
+    if engine is not None and len(spec.stages) == 2 and stage_kind(spec.first.spec, True) == "given":
+        from rerank.engine import rerank_work
+
+        # Nothing before the last stage runs on the engine: its replicas load while the inputs are read.
+        engine.warm(rerank_work(spec.last.spec, Path(cache) if cache else None))
+    source = source_for(spec, dataset=dataset, topics=topics, corpus=corpus, max_queries=max_queries)
+    executor = Executor(
+        Path(work_dir) if work_dir else cache_dir() / "stages", index_cache=cache_dir(),
+        batch_queries=batch_queries, retrieve_batch=256, output_cache=Path(cache) if cache else None,
+        engine=engine,
+    )  # fmt: skip
+    return plan(spec, source, executor, output_format=output_format, tag=tag, keep_rest=keep_rest)
 
 
 def run_job(
