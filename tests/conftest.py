@@ -170,6 +170,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tiers = sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS})
         if len(tiers) != 1:
             wrong.append(f"{item.nodeid}: {', '.join(tiers) or 'no tier'}")
+    if not os.environ.get("RERANK_REFERENCES"):  # the recordings stand in for them; `make references` runs them
+        skip = pytest.mark.skip(reason="runs a reference implementation live (minutes): RERANK_REFERENCES=1")
+        for item in items:
+            if item.get_closest_marker("reference"):
+                item.add_marker(skip)
     if wrong:
         raise pytest.UsageError(
             f"every test needs exactly one tier marker of {', '.join(TIERS)}:\n  " + "\n  ".join(wrong[:20])

@@ -29,33 +29,25 @@ LLM_RANKERS = "llm-rankers==0.0.2"
 REFERENCES = Path(__file__).parent / "reference"
 
 
-def reference_site(requirement: str, package: str, *extra: str, staging: Path) -> Path:
-    """A reference installed from the registry without its dependencies into a folder of its own (cached)."""
-    from data.config import cache_dir
-
-    site = cache_dir() / "references" / requirement.replace("==", "-")
+def reference_site(requirement: str, package: str) -> Path:
+    """A reference that ``make setup`` installed from the registry, without its dependencies, into a folder of its
+    own beside the environment (``VENV/references``): never into the environment, never during a test."""
+    site = Path(sys.prefix) / "references" / requirement.replace("==", "-")
     if not (site / package).is_dir():
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(staging),
-             requirement, *extra],
-            check=True,
-        )  # fmt: skip
-        site.parent.mkdir(parents=True, exist_ok=True)
-        staging.rename(site)
+        pytest.fail(f"{requirement} is not installed in {site}: `make setup` (scripts/setup.sh) installs it")
     return site
 
 
 @pytest.fixture(scope="session")
-def rankllm_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def rankllm_site() -> Path:
     """rank-llm without its dependencies (vLLM needs a GPU), plus the few pure-Python ones it imports."""
-    return reference_site(RANK_LLM, "rank_llm", "dacite", "openai", "distro", "jiter",
-                          staging=tmp_path_factory.mktemp("rank-llm"))  # fmt: skip
+    return reference_site(RANK_LLM, "rank_llm")
 
 
 @pytest.fixture(scope="session")
-def llmrankers_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def llmrankers_site() -> Path:
     """ielab/llm-rankers (it needs only transformers and torch, which the project has)."""
-    return reference_site(LLM_RANKERS, "llmrankers", staging=tmp_path_factory.mktemp("llm-rankers"))
+    return reference_site(LLM_RANKERS, "llmrankers")
 
 
 def run_reference(site: Path, config: dict, tmp_path: Path, driver: str = "rankllm_listwise.py") -> dict:
@@ -65,6 +57,25 @@ def run_reference(site: Path, config: dict, tmp_path: Path, driver: str = "rankl
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(root)])}
     subprocess.run([sys.executable, str(REFERENCES / driver), str(source), str(target)], check=True, env=env, cwd=root)
     return json.loads(target.read_text(encoding="utf-8"))
+
+
+def recorded_reference(name: str, config: dict, live: Callable[[], dict] | None = None) -> dict:
+    """What the reference's own code gave on ``config``, recorded in ``tests/reference/NAME.json``.
+
+    The fast tier compares against the recording (the reference takes minutes on 2 cores); ``live`` runs the
+    reference now, and ``RERANK_RECORD=1`` writes its output as the new recording. A recording made for
+    other inputs (the config differs: another model file, template or candidates) is refused."""
+    path = REFERENCES / f"{name}.json"
+    if live is not None:
+        output = live()
+        if os.environ.get("RERANK_RECORD"):
+            recorded = {**output, "config": {**config, "model": Path(config["model"]).name}}
+            path.write_text(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        return output
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    wanted = {**config, "model": Path(config["model"]).name}
+    assert recorded.pop("config") == wanted, f"{path.name} was recorded on other inputs: RERANK_RECORD=1 re-records it"
+    return recorded
 
 
 def dl19_windows(dl19, n_queries: int, depth: int) -> list[tuple[str, list[str]]]:
@@ -127,17 +138,21 @@ def assert_same_run(reranker, requests, theirs, prompts: Callable[[], list[str]]
     )
 
 
+LISTWISE = "rank_zephyr_template.yaml", {}
+FIRST = "rank_zephyr_alpha_template.yaml", {"use_logits": True, "use_alpha": True}
+
+
 @pytest.mark.integration
 @pytest.mark.slow
-def test_listwise_runs_as_rankllm_on_dl19(rankllm_site, dl19, tmp_path):
-    """RankLLM's RankZephyr pipeline and ours, same GGUF model through llama.cpp, greedy, on DL19's BM25 top 15:
-    the same windows (the top ones cut short), rendered prompts (passages shrunk to the context), answers
-    and final rankings.
+def test_listwise_runs_as_rankllm_on_dl19(dl19):
+    """RankLLM's RankZephyr pipeline (recorded) and ours, same GGUF model through llama.cpp, greedy, on DL19's
+    BM25 top 15: the same windows (the top ones cut short), rendered prompts (passages shrunk to the context),
+    answers and final rankings.
     """
     from rerank import load_reranker
 
-    model, requests, config = dl19_reference_config(dl19, "rank_zephyr_template.yaml")
-    theirs = run_reference(rankllm_site, config, tmp_path)
+    model, requests, config = dl19_reference_config(dl19, LISTWISE[0], **LISTWISE[1])
+    theirs = recorded_reference("rankllm_listwise_dl19", config)
     reranker = load_reranker(f"listwise(backend=llama.cpp(threads=2), model={model}, window_size=10, stride=4, "
                              "context_size=1536)")  # fmt: skip
     backend, calls = reranker.backend, []
@@ -156,16 +171,14 @@ def test_listwise_runs_as_rankllm_on_dl19(rankllm_site, dl19, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_first_runs_as_rankllm_on_dl19(rankllm_site, dl19, tmp_path):
-    """RankLLM's FIRST (``use_logits``, ``use_alpha``) and ours, same GGUF model through llama.cpp: the same
-    windows, alphabetical prompts, and rankings from the letters' log-probabilities at the second answer
+def test_first_runs_as_rankllm_on_dl19(dl19):
+    """RankLLM's FIRST (``use_logits``, ``use_alpha``; recorded) and ours, same GGUF model through llama.cpp: the
+    same windows, alphabetical prompts, and rankings from the letters' log-probabilities at the second answer
     token, letters outside the top 30 kept in window order."""
     from rerank import load_reranker
 
-    model, requests, config = dl19_reference_config(
-        dl19, "rank_zephyr_alpha_template.yaml", use_logits=True, use_alpha=True
-    )
-    theirs = run_reference(rankllm_site, config, tmp_path)
+    model, requests, config = dl19_reference_config(dl19, FIRST[0], **FIRST[1])
+    theirs = recorded_reference("rankllm_first_dl19", config)
     reranker = load_reranker(f"first(backend=llama.cpp(threads=2), model={model}, window_size=10, stride=4, "
                              "context_size=1536)")  # fmt: skip
     backend, prompts = reranker.backend, []
@@ -180,6 +193,18 @@ def test_first_runs_as_rankllm_on_dl19(rankllm_site, dl19, tmp_path):
     in_top = [sum(ord(letter) - ord("A") < size for letter in call["letters"])
               for size, call in zip(sizes, theirs["calls"], strict=True)]  # fmt: skip
     assert in_top != sizes, "every letter was among the top 30 in every window: the cut-off went untested"
+
+
+@pytest.mark.reference
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "template"), [("rankllm_listwise_dl19", LISTWISE), ("rankllm_first_dl19", FIRST)])
+def test_the_rankllm_recordings_are_what_rankllm_gives(name, template, rankllm_site, dl19, tmp_path):
+    """RankLLM itself, run now on the recorded inputs, gives the recording (``RERANK_RECORD=1`` re-records)."""
+    _, _, config = dl19_reference_config(dl19, template[0], **template[1])
+    live = recorded_reference(name, config, lambda: run_reference(rankllm_site, config, tmp_path))
+    if not os.environ.get("RERANK_RECORD"):
+        assert live == recorded_reference(name, config)
 
 
 @pytest.mark.integration
