@@ -30,15 +30,15 @@ class Work(Protocol):
 
 @dataclass(frozen=True)
 class RerankWork:
-    """Rerank batches of requests with the method ``spec``; outputs cached in ``cache`` when given."""
+    """Rerank batches of requests with the method ``spec``; outputs cached in ``cache`` when given.
 
-    spec: str
+    The spec travels parsed (it pickles to Ray workers as it is): nothing downstream parses it again."""
+
+    spec: MethodSpec
     cache: str | None = None
 
     def load(self) -> Callable[[list[Any]], list[RerankResult]]:
-        from rerank.spec import parse_spec
-
-        return load_with_cache(parse_spec(self.spec), self.cache).rerank
+        return load_with_cache(self.spec, self.cache).rerank
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,9 @@ class RetrieveWork:
 
 def rerank_work(spec: MethodSpec | str, cache: str | Path | None) -> RerankWork:
     """The work of reranking with ``spec`` (outputs cached in ``cache`` when given)."""
-    return RerankWork(str(spec), None if cache is None else str(cache))
+    from rerank.spec import parse_spec
+
+    return RerankWork(parse_spec(spec) if isinstance(spec, str) else spec, None if cache is None else str(cache))
 
 
 def search(retriever: Any, queries: list[Any], depth: int) -> list[RerankResult]:

@@ -7,4 +7,6 @@ BIN=${VENV:-.venv}/bin
 "$BIN/ruff" format --check data eval rerank retrievers tests
 "$BIN/mypy"
 # --durations=30: the 30 slowest tests, so the suite's budget (docs/design.md, "How it is tested") stays visible.
-"$BIN/python" -m pytest --durations=30 "$@"
+# Two pytest-xdist workers (RERANK_TEST_WORKERS): while one waits on a subprocess, a server or an import, the
+# other computes. --dist loadgroup keeps each server's and the Ray cluster's tests on one worker (tests/conftest.py).
+"$BIN/python" -m pytest -n "${RERANK_TEST_WORKERS:-2}" --dist loadgroup --durations=30 "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -72,6 +73,42 @@ def minilm_bi_encoder():
     return load_reranker("bi-encoder(model=minilm, batch_size=16)")
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Path:
+    """``build(folder)`` run once per test session, whatever the number of pytest-xdist workers: the first worker
+    to ask builds it under a lock in the session's shared temporary folder, the others wait and reuse it."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder every worker's own temporary folder sits in
+    folder, done = root / "built" / name, root / "built" / f"{name}.done"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed part-way is started again
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def dl19_minilm_cache(tmp_path_factory: pytest.TempPathFactory, dl19) -> Path:
+    """An output cache (``rerank run --cache``) holding the MiniLM bi-encoder's scores of DL19's BM25 top 100,
+    the 4,300 pairs scored once per test session: the CLI, PyTerrier and int8 tests read them back rather than
+    each computing them again (what those tests check is their own path, not MiniLM's arithmetic)."""
+
+    def build(folder: Path) -> None:
+        from rerank.cache import OutputCache
+        from rerank.registry import load_reranker
+
+        reranker = load_reranker("bi-encoder(model=minilm, batch_size=16)")
+        reranker.use_cache(OutputCache(folder))
+        reranker.rerank(dl19.candidates("bm25"))
+
+    return built_once(tmp_path_factory, "dl19-minilm", build)
+
+
 @pytest.fixture(scope="session")
 def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The MiniLM-shaped cross-encoder of ASSETS.md (random head: for agreement and speed, never effectiveness)."""
@@ -96,14 +133,13 @@ def ray_cluster():
 @pytest.fixture(scope="session")
 def scifact_bm25(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """A BM25 index of BEIR scifact, built once by `rerank index` (pyserini)."""
-    import subprocess
-    import sys
 
-    index = tmp_path_factory.mktemp("scifact") / "bm25"
-    built = subprocess.run([sys.executable, "-m", "rerank.cli", "index", "--dataset", "beir/scifact",
-                            "--retriever", "bm25", "--out", str(index)], capture_output=True)  # fmt: skip
-    assert built.returncode == 0, built.stderr.decode()[-2000:]
-    return index
+    def build(folder: Path) -> None:
+        built = subprocess.run([sys.executable, "-m", "rerank.cli", "index", "--dataset", "beir/scifact",
+                                "--retriever", "bm25", "--out", str(folder / "bm25")], capture_output=True)  # fmt: skip
+        assert built.returncode == 0, built.stderr.decode()[-2000:]
+
+    return built_once(tmp_path_factory, "scifact", build) / "bm25"
 
 
 SERVE_KEY = "a-test-key"  # what remote(...) sends (RERANK_API_KEY) and the session's server expects
@@ -161,6 +197,25 @@ def llama_server(tmp_path_factory):
 
 
 TIERS = ("unit", "contract", "integration", "acceptance")
+GROUPS = {"ray_cluster": "ray", "llama_server": "llama-server", "minilm_server": "minilm-server"}
+
+
+def xdist_group(item: pytest.Item) -> str | None:
+    """The worker group of a test that starts or joins something shared: a session's server or Ray cluster
+    (started once per worker that asks, so their tests stay on one), or a test that starts Ray itself."""
+    names = set(getattr(item, "fixturenames", ()))
+    for fixture, group in GROUPS.items():
+        if fixture in names:
+            return group
+    if item.nodeid.startswith("tests/test_scale.py"):  # `--engine ray` jobs start local clusters of their own
+        return "ray"
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    if params.get("reranker") == "remote":  # the contract's remote(...) entry asks for the server itself
+        return "minilm-server"
+    if params.get("backend") == "openai":  # and its openai(...) backend entry
+        return "llama-server"
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -175,6 +230,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("reference"):
                 item.add_marker(skip)
+    for item in items:  # pytest-xdist (--dist loadgroup): one worker runs each server's and the Ray cluster's tests
+        group = xdist_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
     if wrong:
         raise pytest.UsageError(
             f"every test needs exactly one tier marker of {', '.join(TIERS)}:\n  " + "\n  ".join(wrong[:20])

@@ -273,11 +273,13 @@ def test_run_from_files_and_rankllm_candidates(capsys, tmp_path, dl19):
 
 @pytest.mark.slow
 @pytest.mark.acceptance
-def test_dl19_bm25_top100_minilm_reaches_the_recorded_ndcg(capsys, tmp_path, data_dir):
-    """ASSETS.md records 0.6424 for MiniLM cosine over DL19 BM25 top 100: a pipeline from the CLI, with --eval."""
+def test_dl19_bm25_top100_minilm_reaches_the_recorded_ndcg(capsys, tmp_path, dl19_minilm_cache):
+    """ASSETS.md records 0.6424 for MiniLM cosine over DL19 BM25 top 100: a pipeline from the CLI, with --eval
+    (the scores come back from the session's output cache, as a re-run with --cache would read them)."""
     out = tmp_path / "dl19.trec"
     pipeline = "run(name=bm25) % 100 >> bi-encoder(model=minilm)"
-    args = ["run", "--dataset", "msmarco-passage/trec-dl-2019", "--pipeline", pipeline, "--output", str(out)]
+    args = ["run", "--dataset", "msmarco-passage/trec-dl-2019", "--pipeline", pipeline, "--output", str(out),
+            "--cache", str(dl19_minilm_cache)]  # fmt: skip
     code, stdout, _ = run_cli(capsys, *args, "--eval")
     assert code == 0
     assert re.search(r"^input \(top 100\)\s+0\.5058 ", stdout, re.M) and re.search(

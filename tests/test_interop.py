@@ -274,7 +274,7 @@ def test_retriever_transformer_fuses_a_cutoff_and_feeds_a_reranker(tmp_path, min
 
 @pytest.mark.slow
 @pytest.mark.acceptance
-def test_pyterrier_experiment_reproduces_the_dl19_ndcg(dl19, tmp_path):
+def test_pyterrier_experiment_reproduces_the_dl19_ndcg(dl19, tmp_path, dl19_minilm_cache):
     """The MiniLM bi-encoder over BM25's top 100 on TREC DL 2019: 0.6424 nDCG@10 (as `rerank run --eval` gives),
     here through pt.Experiment on a PyTerrier pipeline fed our BM25 run as a frame (no Java)."""
     import pyterrier as pt
@@ -285,7 +285,11 @@ def test_pyterrier_experiment_reproduces_the_dl19_ndcg(dl19, tmp_path):
     requests = dl19.candidates("bm25")
     bm25 = Run.from_rankings((Ranking(r.query.qid, r.candidates) for r in requests), name="bm25")
     first_stage = pt.Transformer.from_df(bm25.to_frame(queries=[r.query for r in requests]))
-    reranker = load_reranker("bi-encoder(model=minilm, batch_size=16)").as_pyterrier()
+    from rerank.cache import OutputCache
+
+    scorer = load_reranker("bi-encoder(model=minilm, batch_size=16)")
+    scorer.use_cache(OutputCache(dl19_minilm_cache))  # the session's scores: PyTerrier's path is under test here
+    reranker = scorer.as_pyterrier()
     topics = pd.DataFrame({"qid": [q.qid for q in dl19.queries()], "query": [q.text for q in dl19.queries()]})
     qrels = pd.DataFrame(
         [(q, d, rel) for q in dl19.qrels().qids for d, rel in dl19.qrels()[q].items()],

@@ -12,10 +12,11 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-# Three stages ending in an LLM method, on the first 12 queries (smollm2 scores about 2 pairs a second here);
+# Three stages ending in an LLM method, on the first 12 queries, 2 candidates each (smollm2 scores about 2 pairs
+# a second here, slow enough that the kill always lands mid-stage);
 # the kill comes in the last stage (its checkpoint is beside the output), the earlier stages come back
 # from the stage store.
-PIPELINE = "run(name=bm25) % 20 >> bi-encoder(batch_size=16, model=minilm) % 4 >> llm-pointwise(backend=llama.cpp, model=smollm2-135m)"
+PIPELINE = "run(name=bm25) % 20 >> bi-encoder(batch_size=16, model=minilm) % 2 >> llm-pointwise(backend=llama.cpp, model=smollm2-135m)"
 ARGS = [
     "--dataset",
     "msmarco-passage/trec-dl-2019",
@@ -156,7 +157,7 @@ def test_retrieve_refuses_a_corrupted_checkpoint(tmp_path, scifact_bm25):
 
 BOARD = """[[datasets]]
 name = "msmarco-passage/trec-dl-2019"
-pipelines = ["run(name=bm25) % 30 >> bi-encoder(model=minilm, batch_size=16)"]
+pipelines = ["run(name=bm25) % 10 >> bi-encoder(model=minilm, batch_size=16)"]
 """
 
 

@@ -17,7 +17,7 @@ from conftest import free_port
 from rerank import load_reranker
 from rerank.cache import OutputCache
 from rerank.llm.backend import BackendError, load_backend
-from rerank.testing import RerankerContract, assert_permutation, sample_requests
+from rerank.testing import assert_permutation, sample_requests
 
 pytest.importorskip("llama_cpp")
 
@@ -202,17 +202,6 @@ def test_logit_methods_through_completions_rank_as_in_process(server, method):
     )
     assert [c.docid for c in remote.ranking.candidates] == [c.docid for c in local.ranking.candidates]
     assert (remote.cost.calls, remote.cost.parse_failures) == (local.cost.calls, local.cost.parse_failures)
-
-
-@pytest.mark.slow
-@pytest.mark.contract
-class TestOpenAIMethods(RerankerContract):
-    """Each LLM method passes the reranker contract through the server."""
-
-    @pytest.fixture(params=["llm-pointwise", "listwise", "first"])
-    def reranker(self, request, server):
-        window = "" if request.param == "llm-pointwise" else ", window_size=4, stride=2"
-        return load_reranker(f'{request.param}(model=smollm2-135m, backend="openai(base_url={server})"{window})')
 
 
 TIDES = [
