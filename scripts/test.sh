@@ -7,6 +7,12 @@ BIN=${VENV:-.venv}/bin
 "$BIN/ruff" format --check data eval rerank retrievers tests
 "$BIN/mypy"
 # --durations=30: the 30 slowest tests, so the suite's budget (docs/design.md, "How it is tested") stays visible.
-# Two pytest-xdist workers (RERANK_TEST_WORKERS): while one waits on a subprocess, a server or an import, the
-# other computes. --dist loadgroup keeps each server's and the Ray cluster's tests on one worker (tests/conftest.py).
-"$BIN/python" -m pytest -n "${RERANK_TEST_WORKERS:-2}" --dist loadgroup --durations=30 "$@"
+# One process by default. RERANK_TEST_WORKERS=N runs N pytest-xdist workers (--dist loadgroup keeps each
+# server's and the Ray cluster's tests on one worker, tests/conftest.py): worth it with cores to spare, not on
+# 2 cores, where llama.cpp's and OpenMP's spinning threads fight (43.6 minutes with 2 workers against about
+# 33 in one process, docs/design.md).
+workers=()
+if [ "${RERANK_TEST_WORKERS:-0}" != 0 ]; then
+  workers=(-n "$RERANK_TEST_WORKERS" --dist loadgroup)
+fi
+"$BIN/python" -m pytest "${workers[@]}" --durations=30 "$@"
