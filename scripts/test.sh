@@ -9,8 +9,8 @@ BIN=${VENV:-.venv}/bin
 # --durations=30: the 30 slowest tests, so the suite's budget (docs/design.md, "How it is tested") stays visible.
 # One process by default. RERANK_TEST_WORKERS=N runs N pytest-xdist workers (--dist loadgroup keeps each
 # server's and the Ray cluster's tests on one worker, tests/conftest.py): worth it with cores to spare, not on
-# 2 cores, where llama.cpp's and OpenMP's spinning threads fight (43.6 minutes with 2 workers against about
-# 33 in one process, docs/design.md).
+# 2 cores, where llama.cpp's and OpenMP's spinning threads fight (43.6 minutes with 2 workers against 29 in
+# one process, docs/design.md).
 workers=()
 if [ "${RERANK_TEST_WORKERS:-0}" != 0 ]; then
   workers=(-n "$RERANK_TEST_WORKERS" --dist loadgroup)
