@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rerank.base import Reranker, RerankResult
-from rerank.spec import MethodSpec
+from rerank.spec import MethodSpec, parse_spec
 
 Batch = tuple[int, list[Any]]
 Finished = tuple[int, list[RerankResult]]
@@ -58,8 +58,6 @@ class RetrieveWork:
 
 def rerank_work(spec: MethodSpec | str, cache: str | Path | None) -> RerankWork:
     """The work of reranking with ``spec`` (outputs cached in ``cache`` when given)."""
-    from rerank.spec import parse_spec
-
     return RerankWork(parse_spec(spec) if isinstance(spec, str) else spec, None if cache is None else str(cache))
 
 
