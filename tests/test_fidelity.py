@@ -59,6 +59,12 @@ def run_reference(site: Path, config: dict, tmp_path: Path, driver: str = "rankl
     return json.loads(target.read_text(encoding="utf-8"))
 
 
+def model_name(model: str) -> str:
+    """The model as a recording names it: its file or folder, less the fp32 copy's cache key (a hash of the
+    GGUF's path and mtime, so it differs from machine to machine)."""
+    return re.sub(r"-[0-9a-f]{12}-fp32$", "-fp32", Path(model).name)
+
+
 def recorded_reference(name: str, config: dict, live: Callable[[], dict] | None = None) -> dict:
     """What the reference's own code gave on ``config``, recorded in ``tests/reference/NAME.json``.
 
@@ -69,11 +75,11 @@ def recorded_reference(name: str, config: dict, live: Callable[[], dict] | None 
     if live is not None:
         output = live()
         if os.environ.get("RERANK_RECORD"):
-            recorded = {**output, "config": {**config, "model": Path(config["model"]).name}}
+            recorded = {**output, "config": {**config, "model": model_name(config["model"])}}
             path.write_text(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         return output
     recorded = json.loads(path.read_text(encoding="utf-8"))
-    wanted = {**config, "model": Path(config["model"]).name}
+    wanted = {**config, "model": model_name(config["model"])}
     assert recorded.pop("config") == wanted, f"{path.name} was recorded on other inputs: RERANK_RECORD=1 re-records it"
     return recorded
 
