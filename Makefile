@@ -22,6 +22,7 @@ test: setup
 check: setup
 	@bash scripts/check.sh
 
-# Re-run the reference implementations the fidelity tests' recordings come from (RERANK_RECORD=1 re-records).
+# Re-run the reference implementations the fidelity tests' recordings come from (RERANK_RECORD=1 re-records),
+# and the full-corpus reproductions of published numbers.
 references: setup
-	@RERANK_REFERENCES=1 $(VENV)/bin/python -m pytest -m reference tests/test_fidelity.py
+	@RERANK_REFERENCES=1 $(VENV)/bin/python -m pytest -m reference tests/test_fidelity.py tests/test_retrievers.py

@@ -227,7 +227,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if len(tiers) != 1:
             wrong.append(f"{item.nodeid}: {', '.join(tiers) or 'no tier'}")
     if not os.environ.get("RERANK_REFERENCES"):  # the recordings stand in for them; `make references` runs them
-        skip = pytest.mark.skip(reason="runs a reference implementation live (minutes): RERANK_REFERENCES=1")
+        skip = pytest.mark.skip(reason="a reference run (minutes): RERANK_REFERENCES=1")
         for item in items:
             if item.get_closest_marker("reference"):
                 item.add_marker(skip)

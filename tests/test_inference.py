@@ -43,36 +43,26 @@ def test_fp32_bi_encoder_scores_equal_torch(backend, minilm_bi_encoder, dl19_pai
     assert exported.truncated == minilm_bi_encoder.score_pairs(queries, texts).truncated
 
 
-def _ndcg(reranker, dataset):
-    results = reranker.rerank(dataset.candidates("bm25"))
-    run = data.Run.from_rankings(r.ranking for r in results)
-    return evaluate(run, dataset.qrels(), "nDCG@10").aggregate["nDCG@10"]
-
-
-@pytest.mark.acceptance
-def test_static_int8_bi_encoder_keeps_dl19_ndcg(dl19):
-    # fp32: 0.6424 (README, plain sentence-transformers)
-    spec = "bi-encoder(model=minilm, backend=openvino, precision=int8, calibration=1000)"
-    assert _ndcg(load_reranker(spec), dl19) == pytest.approx(0.6424, abs=0.003)
-
-
-@pytest.mark.acceptance
-def test_dynamic_int8_bi_encoder_keeps_the_order_of_dl19_pairs(dl19, dl19_minilm_cache):
-    # Dynamic int8 quantises activations per batch, so its nDCG@10 moves with batch composition
-    # (0.6430 with 32-text batches, 0.6365 with 4,096-token ones): what it keeps is the order of the pairs.
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "bi-encoder(model=minilm, backend=openvino, precision=int8, calibration=300)",  # static: calibrated scales
+        "bi-encoder(model=minilm, backend=onnx, precision=int8)",  # dynamic: scales per batch
+    ],
+    ids=["static", "dynamic"],
+)
+def test_int8_bi_encoder_keeps_the_order_of_dl19_pairs(spec, minilm_bi_encoder, dl19_pairs):
+    """What int8 keeps is the order of the pairs: dynamic int8 quantises activations per batch, so its nDCG moves
+    with batch composition (0.6430 with 32-text batches, 0.6365 with 4,096-token ones). DL19's nDCG@10 over the
+    whole BM25 top 100 (static int8 0.6432 against fp32's 0.6424) is measured by benchmarks/encoders.py."""
     from scipy.stats import spearmanr
 
-    from rerank.cache import OutputCache
-
-    requests = dl19.candidates("bm25")
-    queries = [r.query.text for r in requests for _ in r.candidates]
-    texts = [c.text for r in requests for c in r.candidates]
-    fp32_reranker = load_reranker("bi-encoder(model=minilm, batch_size=16)")
-    fp32_reranker.use_cache(OutputCache(dl19_minilm_cache))  # the session's fp32 scores, computed once
-    scored = {(r.ranking.qid, c.docid): c.score for r in fp32_reranker.rerank(requests) for c in r.ranking.candidates}
-    fp32 = [scored[r.query.qid, c.docid] for r in requests for c in r.candidates]
-    int8 = load_reranker("bi-encoder(model=minilm, backend=onnx, precision=int8)").score_pairs(queries, texts).scores
-    assert spearmanr(fp32, int8).statistic >= 0.99
+    queries, texts = dl19_pairs
+    fp32 = minilm_bi_encoder.score_pairs(queries, texts).scores
+    int8 = load_reranker(spec).score_pairs(queries, texts).scores
+    assert fp32 != int8 and spearmanr(fp32, int8).statistic >= 0.99
 
 
 @pytest.mark.slow
