@@ -14,7 +14,8 @@ are cut to a few queries (scifact's corpus to the documents those queries retrie
 leaderboard command that names no ``--config`` runs on a small matrix, the Hugging Face cross-encoder id
 (unreachable offline) becomes a local folder of its shape, the 0.5B LLM the 135M one, and fixed ports free
 ones. A server a page starts in the background (``… &``) is waited on until it answers and stopped when the
-page ends; ``rerank serve`` must then exit 0.
+page ends; ``rerank serve`` must then exit 0. Foreground ``rerank`` commands and the python blocks start
+from a warm interpreter (``tests/warm.py``) that has imported torch and its kin once.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
+from warm import WarmInterpreter
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -186,6 +188,7 @@ class Workspace:
     root: Path
     datasets: Path
     shared: Path  # linked into every page's folder
+    warm: WarmInterpreter  # `rerank` and `python -c` without the five seconds of imports each (tests/warm.py)
 
     def folder(self, page: Path) -> Path:
         work = self.root / re.sub(r"\W+", "-", page_id(page))
@@ -207,13 +210,17 @@ class Workspace:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, data_dir, cross_encoder_dir) -> Workspace:
+def workspace(tmp_path_factory, data_dir, cross_encoder_dir):
     root = tmp_path_factory.mktemp("docs")
     datasets, shared = root / "datasets", root / "shared"
     shared.mkdir()
     cut_datasets(data_dir, datasets)
     write_files(shared, datasets, cross_encoder_dir)
-    return Workspace(root, datasets, shared)
+    warm = WarmInterpreter(root / "warm", {**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        yield Workspace(root, datasets, shared, warm)
+    finally:
+        warm.close()
 
 
 # -- running a page ------------------------------------------------------------------------------------------
@@ -332,11 +339,11 @@ for line in sys.stdin:
 class PythonSession:
     """One interpreter for a page's python blocks, run one after another in one namespace."""
 
-    def __init__(self, work: Path, env: dict[str, str]):
+    def __init__(self, work: Path, env: dict[str, str], warm: WarmInterpreter):
         self.log = work / "python.log"
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", DRIVER], cwd=work, env=env, text=True,
+                [str(warm.bin / "python"), "-c", DRIVER], cwd=work, env=env, text=True,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
             )  # fmt: skip
 
@@ -368,6 +375,7 @@ def is_leaderboard(command: str) -> bool:
 
 
 def run_command(command: str, work: Path, env: dict[str, str], where: str) -> list[str]:
+    """A foreground command through bash, as typed (env: with the warm interpreter's clients on its PATH)."""
     if is_leaderboard(command) and "--config" not in command:
         command += " --config board.toml"  # the test's small matrix, not the published one
     cwd = REPO if command.startswith("make ") else work  # `make` targets run in the repository
@@ -395,7 +403,7 @@ def run_page(page: Path, workspace: Workspace) -> list[str]:
                 (work / block.argument).write_text(substitute(block.text, ports) + "\n", encoding="utf-8")
                 continue
             if block.language == "python":
-                python = python or PythonSession(work, env)
+                python = python or PythonSession(work, env, workspace.warm)
                 # Padded so that a traceback's line numbers are the page's.
                 failed = python.run(page_id(page), "\n" * block.line + substitute(block.text, ports))
                 failures += [f"{block.where}: the python block failed: {failed}"] if failed else []
@@ -411,7 +419,7 @@ def run_page(page: Path, workspace: Workspace) -> list[str]:
                 elif split_environment(command)[1].startswith("rerank serve"):
                     failures += serve_once(command, work, env, where)
                 else:
-                    failures += run_command(command, work, env, where)
+                    failures += run_command(command, work, workspace.warm.path(env), where)
             if failures:
                 break  # later blocks build on this one
     finally:
