@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -50,7 +50,7 @@ def llmrankers_site() -> Path:
     return reference_site(LLM_RANKERS, "llmrankers")
 
 
-def run_reference(site: Path, config: dict, tmp_path: Path, driver: str = "rankllm_listwise.py") -> dict:
+def run_reference(site: Path, config: dict | list, tmp_path: Path, driver: str = "rankllm_listwise.py") -> Any:
     source, target = tmp_path / "input.json", tmp_path / "output.json"
     source.write_text(json.dumps(config), encoding="utf-8")
     root = Path(__file__).parent.parent
@@ -336,15 +336,34 @@ class JudgeBackend(LLMBackend):
         return out
 
 
+NOISY_JUDGE = [
+    "setwise(strategy=heapsort, num_child=3", "setwise(strategy=bubblesort, num_child=3",
+    "setwise(strategy=heapsort, num_child=2", "setwise(strategy=bubblesort, num_child=2",
+    "setwise(strategy=heapsort, num_child=1", "setwise(strategy=bubblesort, num_child=1",
+    "pairwise(strategy=heapsort", "pairwise(strategy=bubblesort",
+]  # fmt: skip
+
+
+def noisy_judge_config(method: str) -> dict:
+    """60 shuffled lists of 2 to 14 docids, and the sort to run over them."""
+    rng = random.Random(7)
+    lists = [rng.sample([str(i) for i in range(n)], n) for n in (rng.randint(2, 14) for _ in range(60))]
+    name, strategy = method.split("(")[0], method.split("strategy=")[1].split(",")[0]
+    num_child = int(method.split("num_child=")[1]) if "num_child" in method else 1
+    return {"simulate": 11, "ranker": name, "method": strategy, "k": 3, "num_child": num_child, "lists": lists}
+
+
+@pytest.fixture(scope="module")
+def noisy_judge_reference(llmrankers_site, tmp_path_factory) -> dict[str, dict]:
+    """llm-rankers' sorts under the noisy judge, every method in one process."""
+    configs = [noisy_judge_config(method) for method in NOISY_JUDGE]
+    outputs = run_reference(llmrankers_site, configs, tmp_path_factory.mktemp("judge"), "llm_rankers_comparison.py")
+    return dict(zip(NOISY_JUDGE, outputs, strict=True))
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize(
-    "method",
-    ["setwise(strategy=heapsort, num_child=3", "setwise(strategy=bubblesort, num_child=3",
-     "setwise(strategy=heapsort, num_child=2", "setwise(strategy=bubblesort, num_child=2",
-     "setwise(strategy=heapsort, num_child=1", "setwise(strategy=bubblesort, num_child=1",
-     "pairwise(strategy=heapsort", "pairwise(strategy=bubblesort"],
-)  # fmt: skip
-def test_comparison_sorting_is_llm_rankers_with_a_noisy_judge(method, llmrankers_site, tmp_path):
+@pytest.mark.parametrize("method", NOISY_JUDGE)
+def test_comparison_sorting_is_llm_rankers_with_a_noisy_judge(method, noisy_judge_reference):
     """llm-rankers' own sorting (heapsort stopping at the k-th extraction, bubble sorts with their skips), its
     decisions (setwise: a letter else the parent; pairwise: a swap only when both orders agree) and its final
     order, against ``variant=llm-rankers`` on 60 shuffled lists of 2 to 14 passages judged alike on both
@@ -355,12 +374,8 @@ def test_comparison_sorting_is_llm_rankers_with_a_noisy_judge(method, llmrankers
 
     if "judge" not in BACKENDS:
         BACKENDS.register("judge", JudgeBackend)
-    rng = random.Random(7)
-    lists = [rng.sample([str(i) for i in range(n)], n) for n in (rng.randint(2, 14) for _ in range(60))]
-    name, strategy = method.split("(")[0], method.split("strategy=")[1].split(",")[0]
-    num_child = int(method.split("num_child=")[1]) if "num_child" in method else 1
-    config = {"simulate": 11, "ranker": name, "method": strategy, "k": 3, "num_child": num_child, "lists": lists}
-    theirs = run_reference(llmrankers_site, config, tmp_path, driver="llm_rankers_comparison.py")
+    lists, name = noisy_judge_config(method)["lists"], method.split("(")[0]
+    theirs = noisy_judge_reference[method]
 
     reranker = load_reranker(f"{method}, model=judge-11, backend=judge, k=3, variant=llm-rankers)")
     for docids, their_sets, their_ranking in zip(lists, theirs["calls"], theirs["rankings"], strict=True):

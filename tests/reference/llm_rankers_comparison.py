@@ -17,7 +17,8 @@ OUTPUT: {"calls": [{"prompt", "answer"}], "rankings": {qid: [docid, ...]}}: ever
 With ``"simulate": seed`` instead of ``"model"``, no model is loaded: the rankers' ``compare`` answers
 with ``simulated_answer`` (a deterministic, noisy judge of the docids shown) and the sorting, decision
 rules and final assembly run as shipped over each of ``"lists"`` (docids) →
-``{"calls": [[docid, ...] shown, ...], "rankings": [[docid, ...], ...]}``.
+``{"calls": [[docid, ...] shown, ...], "rankings": [[docid, ...], ...]}``. A list of such inputs gives the
+list of their outputs, from one process (llm-rankers' imports take seconds).
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ def simulated_answer(seed: int, shown: list[str]) -> str:
     return "ABCDEFGHIJKLMNOPQRSTUVW"[best]
 
 
-def simulate(target: str) -> None:
+def simulate(config: dict[str, Any]) -> dict[str, Any]:
     from llmrankers.pairwise import PairwiseLlmRanker
     from llmrankers.rankers import SearchResult
     from llmrankers.setwise import SetwiseLlmRanker
 
-    seed, shown_sets = int(CONFIG["simulate"]), []
+    seed, shown_sets = int(config["simulate"]), []
 
     def setwise_compare(query: str, docs: list[Any]) -> str:
         shown_sets.append([d.docid for d in docs])
@@ -55,16 +56,16 @@ def simulate(target: str) -> None:
         shown_sets.append(list(texts))
         return [f"Passage {simulated_answer(seed, list(texts))}", f"Passage {simulated_answer(seed, texts[::-1])}"]
 
-    ranker: Any = object.__new__(SetwiseLlmRanker if CONFIG["ranker"] == "setwise" else PairwiseLlmRanker)
-    ranker.k, ranker.method, ranker.num_child = int(CONFIG["k"]), CONFIG["method"], int(CONFIG.get("num_child", 1))
-    ranker.compare = setwise_compare if CONFIG["ranker"] == "setwise" else pairwise_compare
+    ranker: Any = object.__new__(SetwiseLlmRanker if config["ranker"] == "setwise" else PairwiseLlmRanker)
+    ranker.k, ranker.method, ranker.num_child = int(config["k"]), config["method"], int(config.get("num_child", 1))
+    ranker.compare = setwise_compare if config["ranker"] == "setwise" else pairwise_compare
     calls, rankings = [], []
-    for docids in CONFIG["lists"]:
+    for docids in config["lists"]:
         shown_sets.clear()
         ranking = [SearchResult(docid=d, score=-rank, text=d) for rank, d in enumerate(docids)]
         rankings.append([result.docid for result in ranker.rerank("q", ranking)])
         calls.append(list(shown_sets))
-    Path(target).write_text(json.dumps({"calls": calls, "rankings": rankings}), encoding="utf-8")
+    return {"calls": calls, "rankings": rankings}
 
 
 def main(target: str) -> None:
@@ -105,4 +106,8 @@ if __name__ == "__main__":
     for stubbed in ("openai", "tiktoken"):  # imported by llm-rankers' modules for its OpenAI rankers only
         sys.modules[stubbed] = types.ModuleType(stubbed)
     CONFIG = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
-    (simulate if "simulate" in CONFIG else main)(sys.argv[2])
+    if isinstance(CONFIG, list) or "simulate" in CONFIG:
+        outputs = [simulate(config) for config in CONFIG] if isinstance(CONFIG, list) else simulate(CONFIG)
+        Path(sys.argv[2]).write_text(json.dumps(outputs), encoding="utf-8")
+    else:
+        main(sys.argv[2])
