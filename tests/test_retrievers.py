@@ -129,6 +129,7 @@ def test_dense_flat_and_hnsw_agree_on_the_example(tmp_path):
     assert hnsw.params["hnsw_m"] == 8 and IndexMeta.load(tmp_path / "hnsw").params["index"] == "hnsw"
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_dense_index_vectors_are_sentence_transformers_on_scifact_abstracts(tmp_path, data_dir):
     """A dense index holds what sentence-transformers encodes for MTEB's corpus text (title, a space, the
