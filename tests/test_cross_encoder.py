@@ -66,13 +66,14 @@ def test_two_label_models_score_by_softmax(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [{"backend": "onnx"}, {"backend": "openvino", "calibration": 100}])
-def test_int8_agrees_with_fp32_in_order(cross_encoder_dir, dl19_pairs, options):
+def test_int8_agrees_with_fp32_in_order(cross_encoder_dir, dl19_pairs):
+    # OpenVINO's static int8 is the same export path: its order is checked on MiniLM in tests/test_inference.py
+    # (a model whose scores mean something), and this head runs it in the method contract.
     from scipy.stats import spearmanr
 
     queries, texts = dl19_pairs
     fp32 = CrossEncoderReranker(cross_encoder_dir).score_pairs(queries, texts).scores
-    int8 = CrossEncoderReranker(cross_encoder_dir, precision="int8", **options).score_pairs(queries, texts).scores
+    int8 = CrossEncoderReranker(cross_encoder_dir, precision="int8", backend="onnx").score_pairs(queries, texts).scores
     assert spearmanr(fp32, int8).statistic > 0.9  # this model's head is random: its scores are nearly flat
 
 

@@ -87,15 +87,6 @@ def local_dl19(tmp_path_factory, data_dir):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_ray_with_two_workers_writes_the_local_engines_bytes(ray_cluster, local_dl19, capsys, tmp_path):
-    out = tmp_path / "ray.trec"
-    code = main([*RAY_ARGS, "--max-queries", "6", "--output", str(out), "--engine", "ray", "--workers", "2"])
-    assert code == 0, capsys.readouterr().err
-    assert out.read_bytes() == local_dl19.read_bytes()
-
-
-@pytest.mark.slow
-@pytest.mark.integration
 def test_a_replica_killed_mid_job_is_replaced_and_the_bytes_are_the_same(ray_cluster, local_dl19, tmp_path):
     from rerank.core.api import prepare
     from rerank.core.loop import rerank_to_file
@@ -137,6 +128,7 @@ def ray_job(*extra):
 @pytest.mark.slow
 @pytest.mark.integration
 def test_ctrl_c_stops_the_ray_job_cleanly_and_resume_writes_the_same_bytes(local_dl19, tmp_path):
+    """Also `rerank run --engine ray --workers 2` writing the local engine's bytes (the resumed job)."""
     out = tmp_path / "ray.trec"
     checkpoint = tmp_path / "ray.trec.checkpoint"
     job = ray_job("--output", str(out))
