@@ -48,7 +48,7 @@ def test_fp32_bi_encoder_scores_equal_torch(backend, minilm_bi_encoder, dl19_pai
 @pytest.mark.parametrize(
     "spec",
     [
-        "bi-encoder(model=minilm, backend=openvino, precision=int8, calibration=300)",  # static: calibrated scales
+        "bi-encoder(model=minilm, backend=openvino, precision=int8, calibration=64)",  # static: calibrated scales
         "bi-encoder(model=minilm, backend=onnx, precision=int8)",  # dynamic: scales per batch
     ],
     ids=["static", "dynamic"],
