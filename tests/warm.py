@@ -19,11 +19,13 @@ import atexit
 import importlib
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 from pathlib import Path
@@ -54,7 +56,9 @@ class WarmInterpreter:
         folder.mkdir(parents=True, exist_ok=True)
         self.bin = folder / "bin"
         self.bin.mkdir(exist_ok=True)
-        address = str(folder / "warm.sock")  # short: a Unix socket's path is limited to 107 bytes
+        # A Unix socket's path is limited to 107 bytes: under a deep temporary folder, the socket goes in /tmp.
+        self.sockets = Path(tempfile.mkdtemp(prefix="warm-", dir="/tmp" if len(str(folder)) > 90 else folder))
+        address = str(self.sockets / "warm.sock")
         self.process = subprocess.Popen(
             [sys.executable, __file__, address], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
         )
@@ -73,6 +77,7 @@ class WarmInterpreter:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
+        shutil.rmtree(self.sockets, ignore_errors=True)
 
 
 def serve(address: str) -> None:
