@@ -176,7 +176,11 @@ def test_completions_read_labels_where_llama_cpp_does(rendered, llama, labels, o
     assert rendered.render(CONVERSATIONS[2]) == llama.render(CONVERSATIONS[2])
     for r, lo in zip(remote, local, strict=True):
         assert r.missing == lo.missing and r.input_tokens == lo.input_tokens
-        assert r.logprobs == pytest.approx(lo.logprobs, abs=1e-3)
+        # Both sides keep the KV cache of the longest prefix they saw last, so which earlier request ran last
+        # decides how the prompt's evaluation is split into batches: on this Q4 model that moves a log-prob by
+        # up to about 0.02 (seen once after the model's first token, read_at=1). A wrong position or label moves
+        # it by whole units.
+        assert r.logprobs == pytest.approx(lo.logprobs, abs=0.03)
     assert any(s.missing for s in local) or "top" not in options
 
 
