@@ -11,7 +11,7 @@ the same documents with SPLADE-tiny on each path against today's torch encoder (
 then builds the whole scifact impact index with each int8 path and reports its nDCG@10 (torch fp32's
 is 0.6436, the leaderboard's cell). Part 4 (``dense-index``) builds the whole scifact dense index with MiniLM in
 torch fp32 and OpenVINO static int8 (calibrated on the first 512 documents, as ``rerank index`` would be told)
-and reports each one's nDCG@10 and build time (fp32's is MTEB's 0.6451, which tests/test_retrievers.py checks).
+and reports each one's nDCG@10 and build time (fp32's is MTEB's 0.6451, which tests/test_retrievers.py checks under ``make references``).
 """
 
 from __future__ import annotations

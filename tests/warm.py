@@ -111,7 +111,7 @@ def run(connection: socket.socket) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the command waits on its own subprocesses
-    status = {"code": 1}
+    code = 1
     try:
         if request["kind"] == "rerank":
             sys.argv = [str(Path(sys.executable).parent / "rerank"), *request["argv"]]
@@ -123,23 +123,22 @@ def run(connection: socket.socket) -> None:
             sys.argv = ["-c", *request["argv"][2:]]
             sys.path[0] = ""  # as `python -c`'s
             exec(compile(request["argv"][1], "<string>", "exec"), {"__name__": "__main__"})
-        status["code"] = 0
-    except SystemExit as stop:
-        code = stop.code
-        if code is not None and not isinstance(code, int):
-            print(code, file=sys.stderr)
-        status["code"] = 0 if code is None else code if isinstance(code, int) else 1
+        code = 0
+    except SystemExit as stop:  # as the interpreter reads it: None is 0, a message is printed and is 1
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:
+            print(stop.code, file=sys.stderr)
     except BaseException:
         traceback.print_exc()
-        status["code"] = 1
     # The exit handlers run (temporary folders, pools), then the process ends without tearing down torch's
     # modules one by one (a second per command, and a fresh process's teardown is not under test).
     threading._shutdown()  # as interpreter shutdown does first: thread pools stop, non-daemon threads end
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
-    connection.sendall(str(status["code"]).encode())  # last, as a process's status comes after its output
-    os._exit(status["code"])
+    connection.sendall(str(code).encode())  # last, as a process's status comes after its output
+    os._exit(code)
 
 
 if __name__ == "__main__":

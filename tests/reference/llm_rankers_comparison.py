@@ -14,11 +14,11 @@ does (``--query_length``, ``--passage_length``, 128 each by default)}.
 OUTPUT: {"calls": [{"prompt", "answer"}], "rankings": {qid: [docid, ...]}}: every prompt the model saw
 (with its special tokens) and the token it wrote, in the order asked.
 
-With ``"simulate": seed`` instead of ``"model"``, no model is loaded: the rankers' ``compare`` answers
-with ``simulated_answer`` (a deterministic, noisy judge of the docids shown) and the sorting, decision
-rules and final assembly run as shipped over each of ``"lists"`` (docids) →
-``{"calls": [[docid, ...] shown, ...], "rankings": [[docid, ...], ...]}``. A list of such inputs gives the
-list of their outputs, from one process (llm-rankers' imports take seconds).
+INPUT as a list of ``{"simulate": seed, "ranker", "method", "k", "num_child", "lists"}``: no model is
+loaded, the rankers' ``compare`` answers with ``simulated_answer`` (a deterministic, noisy judge of the
+docids shown) and the sorting, decision rules and final assembly run as shipped over each of ``"lists"``
+(docids). OUTPUT: one ``{"calls": [[docid, ...] shown, ...], "rankings": [[docid, ...], ...]}`` per input,
+all from one process (llm-rankers' imports take seconds).
 """
 
 from __future__ import annotations
@@ -106,8 +106,7 @@ if __name__ == "__main__":
     for stubbed in ("openai", "tiktoken"):  # imported by llm-rankers' modules for its OpenAI rankers only
         sys.modules[stubbed] = types.ModuleType(stubbed)
     CONFIG = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
-    if isinstance(CONFIG, list) or "simulate" in CONFIG:
-        outputs = [simulate(config) for config in CONFIG] if isinstance(CONFIG, list) else simulate(CONFIG)
-        Path(sys.argv[2]).write_text(json.dumps(outputs), encoding="utf-8")
+    if isinstance(CONFIG, list):
+        Path(sys.argv[2]).write_text(json.dumps([simulate(config) for config in CONFIG]), encoding="utf-8")
     else:
         main(sys.argv[2])
