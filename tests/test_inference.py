@@ -79,6 +79,27 @@ def test_an_export_is_built_once_and_reused(cross_encoder_dir):
 
 @pytest.mark.slow
 @pytest.mark.integration
+def test_an_int8_export_starts_from_the_cached_fp32_graph(cross_encoder_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+
+    fp32 = EncoderRuntime(cross_encoder_dir, "logits", "onnx")  # the session's, built by torch
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
+    shutil.copytree(fp32.folder, tmp_path / "exports" / fp32.folder.name)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("torch exported the model again")
+
+    monkeypatch.setattr(torch.onnx, "export", refused)
+    int8 = EncoderRuntime(cross_encoder_dir, "logits", "onnx", "int8")
+    assert int8.folder.parent == tmp_path / "exports" and (int8.folder / "model.onnx").is_file()
+    ids = np.array([[101, 2023, 2003, 102]])
+    assert np.abs(int8.run(ids, np.ones_like(ids)) - fp32.run(ids, np.ones_like(ids))).max() < 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_failed_export_leaves_nothing(cross_encoder_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
     wrong = [{"input_ids": np.ones((1, 4), dtype=np.int64)}]  # the sample lacks the mask the model needs
