@@ -142,6 +142,18 @@ def scifact_bm25(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Pa
     return built_once(tmp_path_factory, "scifact", build) / "bm25"
 
 
+@pytest.fixture(scope="session")
+def scifact_bm25_run(tmp_path_factory: pytest.TempPathFactory, scifact_bm25: Path) -> Path:
+    """`rerank retrieve` of scifact's 300 queries (top 50) on the local engine, in batches of 16: the bytes an
+    interrupted and resumed retrieval, and one on Ray, must write (BM25's results do not depend on the batch)."""
+    full = tmp_path_factory.mktemp("retrieved") / "full.trec"
+    done = subprocess.run([sys.executable, "-m", "rerank.cli", "retrieve", "--index", str(scifact_bm25), "--dataset",
+                           "beir/scifact", "--k", "50", "--batch-queries", "16", "--engine", "local", "--output",
+                           str(full)], capture_output=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return full
+
+
 SERVE_KEY = "a-test-key"  # what remote(...) sends (RERANK_API_KEY) and the session's server expects
 
 
