@@ -21,7 +21,8 @@ from typing import Any
 from rerank.spec import MethodSpec, Value, parse_spec
 
 
-def package_versions(names: Iterable[str]) -> dict[str, str | None]:
+def installed_versions(names: Iterable[str]) -> dict[str, str | None]:
+    """Each distribution's version as installed, build label included (``2.13.0+cpu``): what ran, for provenance."""
     found: dict[str, str | None] = {}
     for name in sorted(set(names)):
         try:
@@ -29,6 +30,14 @@ def package_versions(names: Iterable[str]) -> dict[str, str | None]:
         except PackageNotFoundError:
             found[name] = None
     return found
+
+
+def package_versions(names: Iterable[str]) -> dict[str, str | None]:
+    """Each distribution's public version, for keys: without the local label that names a build (torch's
+    ``+cpu`` or ``+cu130``). The CPU and CUDA builds of torch 2.13.0 computed byte-identical leaderboard
+    cells on a CPU (docs/leaderboard.md), and the device is in the key on its own, so a machine that got the
+    other build reuses the cells. The manifests' provenance keeps the label (``installed_versions``)."""
+    return {name: found.split("+")[0] if found else found for name, found in installed_versions(names).items()}
 
 
 def digest_text(*parts: str) -> str:

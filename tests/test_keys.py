@@ -171,6 +171,19 @@ def test_dtype_and_device_are_in_the_key_and_the_output_cache_identity():
     assert cpu["device"] == "cpu" and method_identity("bi-encoder(model=minilm, device=cuda)") != cpu
 
 
+def test_keys_name_a_librarys_public_version_and_the_manifest_its_build(monkeypatch):
+    """torch's CPU and CUDA builds (``+cpu``, ``+cu130``) computed the same cells on a CPU: a key holds the public
+    version and the device, so either build reuses the other's cells; provenance records the build that ran."""
+    import rerank.identity as identity
+    from rerank.core.store import environment
+
+    for build in ("2.13.0", "2.13.0+cpu", "2.13.0+cu130"):
+        monkeypatch.setattr(identity, "version", lambda name, build=build: build if name == "torch" else "1.0")
+        assert method_identity("bi-encoder(model=minilm)")["libraries"]["torch"] == "2.13.0"
+        assert identity.installed_versions(["torch"]) == {"torch": build}
+    assert environment()["packages"]["torch"] == "2.13.0+cu130"
+
+
 def test_batch_size_is_in_the_stage_key_but_not_the_output_cache_identity():
     small, large = "bi-encoder(model=minilm, batch_size=8)", "bi-encoder(model=minilm, batch_size=64)"
     assert method_identity(small) != method_identity(large)

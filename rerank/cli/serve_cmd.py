@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         optional_import(module)  # a missing one names the extra to install
     from rerank.cli.exit_codes import ExitCode
     from rerank.core.keys import method_identity
-    from rerank.identity import package_versions
+    from rerank.identity import installed_versions
     from rerank.serve.app import ServeSettings
     from rerank.serve.server import check_port, check_served, serve
     from rerank.spec import PipelineSpec, StageSpec, parse_pipeline, parse_spec
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         "spec": str(pipeline),
         "stages": identities,
         # what the served stages compute with (their identities name them), and the server
-        "versions": package_versions(["rerank", *(n for i in identities for n in i.get("libraries", {})), "fastapi", "uvicorn"]),
+        "versions": installed_versions(["rerank", *(n for i in identities for n in i.get("libraries", {})), "fastapi", "uvicorn"]),
         "limits": {
             **dataclasses.asdict(limits),
             "max_documents": args.max_documents, "max_body_bytes": args.max_body_bytes,

@@ -102,7 +102,7 @@ def provenance_packages() -> tuple[str, ...]:
 
 def environment() -> dict[str, Any]:
     """Provenance for a manifest (never part of a key): Python, packages, git commit, machine."""
-    from rerank.identity import package_versions
+    from rerank.identity import installed_versions
 
     try:
         commit: str | None = subprocess.run(
@@ -116,7 +116,7 @@ def environment() -> dict[str, Any]:
         commit = None
     return {
         "python": platform.python_version(),
-        "packages": package_versions(provenance_packages()),
+        "packages": installed_versions(provenance_packages()),
         "git_commit": commit,
         "machine": {"platform": platform.platform(), "processor": _cpu_model(), "cpus": os.cpu_count()},
     }
