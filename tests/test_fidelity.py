@@ -95,23 +95,36 @@ TRICKY = [  # what RankLLM's cleaning is for: brackets that pass for ids, mojiba
 ]
 
 
+LISTWISE_TEMPLATES = [("listwise(template=rankzephyr", "rank_zephyr_template.yaml"),
+                      ("listwise(template=rankgpt", "rank_gpt_template.yaml"),
+                      ("first(template=first", "rank_zephyr_alpha_template.yaml")]  # fmt: skip
+
+
+def listwise_windows(dl19) -> list[tuple[str, list[str]]]:
+    windows = [(query, passages[:5] + TRICKY) for query, passages in dl19_windows(dl19, 3, 5)]
+    return [*windows, ("what is [2] in a list [x]?", TRICKY)]
+
+
+@pytest.fixture(scope="module")
+def rankllm_messages(rankllm_site, dl19, tmp_path_factory) -> dict[str, list]:
+    """RankLLM's messages for the windows under each template, rendered in one run of the reference."""
+    prompts = [{"query": q, "passages": p, "max_length": 40} for q, p in listwise_windows(dl19)]
+    renders = [{"template": reference, "prompts": prompts, "use_alpha": method.startswith("first")}
+               for method, reference in LISTWISE_TEMPLATES]  # fmt: skip
+    output = run_reference(rankllm_site, {"renders": renders}, tmp_path_factory.mktemp("rankllm"))
+    return dict(zip([reference for _, reference in LISTWISE_TEMPLATES], output["messages"], strict=True))
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize(("method", "reference"), [("listwise(template=rankzephyr", "rank_zephyr_template.yaml"),
-                                                   ("listwise(template=rankgpt", "rank_gpt_template.yaml"),
-                                                   ("first(template=first", "rank_zephyr_alpha_template.yaml")])  # fmt: skip
-def test_listwise_prompts_are_rankllms(method, reference, rankllm_site, dl19, tmp_path):
+@pytest.mark.parametrize(("method", "reference"), LISTWISE_TEMPLATES)
+def test_listwise_prompts_are_rankllms(method, reference, rankllm_messages, dl19):
     """The messages for DL19 windows (and passages RankLLM's cleaning rewrites) are RankLLM's, byte for byte:
     RankZephyr's and RankGPT's numbered templates for listwise, the alphabetical one for FIRST."""
     from rerank import load_reranker
 
-    windows = [(query, passages[:5] + TRICKY) for query, passages in dl19_windows(dl19, 3, 5)]
-    windows.append(("what is [2] in a list [x]?", TRICKY))
-    prompts = [{"query": q, "passages": p, "max_length": 40} for q, p in windows]
-    config = {"template": reference, "prompts": prompts, "use_alpha": method.startswith("first")}
-    theirs = run_reference(rankllm_site, config, tmp_path)["messages"]
     reranker = load_reranker(f"{method}, backend=scripted, model=sort)")
-    ours = [reranker.messages(q, p, 40) for q, p in windows]
-    assert ours == theirs
+    ours = [reranker.messages(q, p, 40) for q, p in listwise_windows(dl19)]
+    assert ours == rankllm_messages[reference]
 
 
 def dl19_reference_config(dl19, template: str, **options) -> tuple[Path, list, dict]:

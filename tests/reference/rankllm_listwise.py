@@ -9,9 +9,10 @@ and ``receive_permutation``. The stubs are only what cannot run here: vLLM (no G
 by an engine that decodes greedily with llama.cpp, EOS held back until ``min_tokens`` as vLLM does)
 and the T5 rerankers its package imports (which need an older transformers).
 
-With ``"prompts"`` in INPUT it only renders messages (no model): each entry's window through RankLLM's
-inference handler for the template, as ``{"prompts": [{"query", "passages", "max_length"}]}`` →
-``{"messages": [[{"role", "content"}, ...], ...]}``.
+With ``"renders"`` in INPUT it only renders messages (no model), for several templates in one process (its
+imports cost more than the rendering): each entry's windows through RankLLM's inference handler for its
+template, as ``{"renders": [{"template", "use_alpha", "prompts": [{"query", "passages", "max_length"}]}]}`` →
+``{"messages": [[[{"role", "content"}, ...], ...], ...]}`` (per entry, per window).
 
 INPUT: {"model": GGUF path, "template": "rank_zephyr_template.yaml", "window_size", "stride",
 "context_size", "requests": [{"qid", "query", "candidates": [[docid, text], ...]}]}, and for FIRST
@@ -107,7 +108,7 @@ class LlamaEngine:
         return types.SimpleNamespace(text=text, token_ids=produced, logprobs=positions)
 
 
-def render_prompts(target: str) -> None:
+def rendered(config: dict[str, Any]) -> list[Any]:
     from importlib.resources import files
 
     import yaml
@@ -115,17 +116,17 @@ def render_prompts(target: str) -> None:
     from rank_llm.rerank.listwise.multiturn_listwise_inference_handler import MultiTurnListwiseInferenceHandler
     from rank_llm.rerank.listwise.singleturn_listwise_inference_handler import SingleTurnListwiseInferenceHandler
 
-    template = yaml.safe_load((files("rank_llm.rerank.prompt_templates") / CONFIG["template"]).read_text())
+    template = yaml.safe_load((files("rank_llm.rerank.prompt_templates") / config["template"]).read_text())
     handler = {"singleturn_listwise": SingleTurnListwiseInferenceHandler,
                "multiturn_listwise": MultiTurnListwiseInferenceHandler}[template["method"]](template)  # fmt: skip
     messages = []
-    for item in CONFIG["prompts"]:
+    for item in config["prompts"]:
         candidates = [Candidate(str(i), 0.0, {"text": text}) for i, text in enumerate(item["passages"])]
         result = Result(Query(item["query"], "q"), candidates)
         messages.append(handler.generate_prompt(result, rank_start=0, rank_end=len(candidates),
                                                 max_length=item["max_length"],
-                                                use_alpha=bool(CONFIG.get("use_alpha"))))  # fmt: skip
-    Path(target).write_text(json.dumps({"messages": messages}, indent=1), encoding="utf-8")
+                                                use_alpha=bool(config.get("use_alpha"))))  # fmt: skip
+    return messages
 
 
 def main(target: str) -> None:
@@ -167,7 +168,8 @@ def main(target: str) -> None:
 
 if __name__ == "__main__":
     CONFIG = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
-    if "prompts" in CONFIG:
-        render_prompts(sys.argv[2])
+    if "renders" in CONFIG:
+        messages = [rendered(config) for config in CONFIG["renders"]]
+        Path(sys.argv[2]).write_text(json.dumps({"messages": messages}, indent=1), encoding="utf-8")
     else:
         main(sys.argv[2])
