@@ -15,4 +15,5 @@ workers=()
 if [ "${RERANK_TEST_WORKERS:-0}" != 0 ]; then
   workers=(-n "$RERANK_TEST_WORKERS" --dist loadgroup)
 fi
-"$BIN/python" -m pytest "${workers[@]}" --durations=30 "$@"
+# langsmith (the langchain extra) registers a pytest plugin that costs 1.5 s a start and is not used here.
+"$BIN/python" -m pytest -p no:langsmith_plugin "${workers[@]}" --durations=30 "$@"
