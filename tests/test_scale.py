@@ -244,6 +244,7 @@ def test_the_leaderboard_on_ray_computes_the_cells_a_local_run_computes(ray_clus
     assert computed == []  # nothing stale: no task is sent
 
 
+@pytest.mark.slow  # the session's Ray cluster starts and stops for it (about 7 s) unless the slow Ray tests share it
 @pytest.mark.integration
 def test_a_batch_that_keeps_failing_on_ray_stops_the_job_naming_it_with_the_rest_checkpointed(ray_cluster, tmp_path):
     from data.docstore import MemoryDocumentStore
