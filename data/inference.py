@@ -247,7 +247,7 @@ def _export(
     staging.mkdir()
     try:
         onnx_file = staging / "model.onnx"
-        names = _fp32_onnx(path, head, key.weights, onnx_file)
+        names = _fp32_onnx(path, head, key, onnx_file)
         if backend == "onnx":
             if precision == "int8":
                 quantize_onnx(onnx_file, staging / "model.int8.onnx", calibration)
@@ -272,16 +272,20 @@ def _export(
         raise
 
 
-def _fp32_onnx(path: str, head: Head, weights: str, onnx_file: Path) -> list[str]:
+def _fp32_onnx(path: str, head: Head, key: ExportKey, onnx_file: Path) -> list[str]:
     """The model and its head as an fp32 ONNX graph at ``onnx_file``; returns the graph's input names.
 
-    torch's export is most of an export's time (about 15 s for MiniLM on 2 cores), so an int8 or OpenVINO
-    export starts from the ONNX Runtime fp32 export of the same weights, head and libraries when the cache
-    holds it: the graph torch would export again.
+    torch's export is most of an export's time, so an int8 or OpenVINO export starts from the ONNX Runtime
+    fp32 export of the same weights, head and libraries (``key`` as that export's) when the cache holds it:
+    the graph torch would export again.
     """
+    import dataclasses
     import inspect
 
-    fp32 = ExportKey(weights, head, "onnx", "float32", "", tuple(sorted(_versions("onnx").items()))).folder()
+    onnx_versions = tuple(sorted(_versions("onnx").items()))
+    fp32 = dataclasses.replace(
+        key, backend="onnx", precision="float32", calibration="", versions=onnx_versions
+    ).folder()
     if (fp32 / "export.json").is_file() and (fp32 / "model.onnx").is_file():
         shutil.copyfile(fp32 / "model.onnx", onnx_file)
         return list(json.loads((fp32 / "export.json").read_text(encoding="utf-8"))["inputs"])
