@@ -145,7 +145,8 @@ class Checkpoint:
             with open(self.path, "r+b") as raw_file:  # drop the torn line so appends start clean
                 raw_file.truncate(offset)
 
-    def add(self, results: Iterable[RerankResult]) -> None:
+    def add(self, results: Iterable[RerankResult], position: int | None = None) -> None:
+        """Append finished rankings (``position``, the batch's place, is not needed: lines carry query ids)."""
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "wb")  # noqa: SIM115 - kept open across add() calls

@@ -21,7 +21,6 @@ from typing import Any, Protocol, Union
 from data.docstore import DocumentStore
 from data.records import Query, Ranking, RerankRequest, Run
 from rerank.cost import Cost
-from rerank.inputs import attach_texts
 from rerank.spec import MethodSpec, PipelineSpec, StageSpec
 
 
@@ -137,16 +136,23 @@ class Pipeline:
         inputs: Sequence[Query] | Run | Sequence[RerankRequest],
         docs: DocumentStore | None = None,
         queries: Sequence[Query] | None = None,
+        *,
+        batch_queries: int | None = None,
     ) -> Run:
-        return self.run_with_cost(inputs, docs, queries)[0]
+        return self.run_with_cost(inputs, docs, queries, batch_queries=batch_queries)[0]
 
     def run_with_cost(
         self,
         inputs: Sequence[Query] | Run | Sequence[RerankRequest],
         docs: DocumentStore | None = None,
         queries: Sequence[Query] | None = None,
+        *,
+        batch_queries: int | None = None,
     ) -> tuple[Run, list[Cost]]:
-        """The final run and the total cost of each rerank stage."""
+        """The final run and the total cost of each rerank stage.
+
+        Each rerank stage runs in the core's batch loop without a store, with a progress bar:
+        ``batch_queries`` queries per call (None: all in one call)."""
         stages = list(self.stages)
         requests: list[RerankRequest]
         if isinstance(inputs, Run):
@@ -171,7 +177,7 @@ class Pipeline:
             requests = [RerankRequest(by_qid[r.qid], r.candidates) for r in run]
         if stages and not isinstance(stages[0], RerankStage):
             raise ValueError("this pipeline starts with a retriever: call it on queries")
-        requests, per_stage = _through(stages, requests, docs)
+        requests, per_stage = _through(stages, requests, docs, batch_queries=batch_queries, progress=True)
         costs = [sum((result.cost for result in results), Cost()) for results in per_stage]
         rankings = [Ranking(r.query.qid, r.candidates) for r in requests]
         return Run.from_rankings(rankings, name=str(self)), costs
@@ -183,7 +189,7 @@ class Pipeline:
         """
         if any(not isinstance(stage, RerankStage) for stage in self.stages):
             raise ValueError("this pipeline starts with a retriever: call it on queries")
-        final, per_stage = _through(list(self.stages), list(requests), None)
+        final, per_stage = _through(list(self.stages), list(requests), None, batch_queries=None, progress=False)
         totals = [sum((results[n].cost for results in per_stage), Cost()) for n in range(len(final))]
         return [PipelineResult(Ranking(r.query.qid, r.candidates), c) for r, c in zip(final, totals, strict=True)]
 
@@ -197,13 +203,22 @@ class PipelineResult:
 
 
 def _through(
-    stages: Sequence[RerankStage], requests: list[RerankRequest], docs: DocumentStore | None
+    stages: Sequence[RerankStage],
+    requests: list[RerankRequest],
+    docs: DocumentStore | None,
+    *,
+    batch_queries: int | None,
+    progress: bool,
 ) -> tuple[list[RerankRequest], list[Sequence[Any]]]:
-    """Every stage in turn: what the last leaves (each cut to its ``keep``), and each stage's results."""
-    per_stage = []
+    """Every stage in turn, each in the core's batch loop run without a store (``rerank.core.loop``): what
+    the last leaves (each cut to its ``keep``), and each stage's results."""
+    from rerank.core.loop import rerank_in_memory
+
+    per_stage: list[Sequence[Any]] = []
     for stage in stages:
-        requests = [RerankRequest(r.query, attach_texts(r.candidates, docs)) for r in requests]
-        results = stage.reranker.rerank(requests)
+        results = rerank_in_memory(
+            stage.reranker.rerank, requests, docs, batch_queries=batch_queries, progress=progress
+        )
         requests = [
             RerankRequest(request.query, result.ranking.candidates[: stage.keep])
             for request, result in zip(requests, results, strict=True)

@@ -42,6 +42,24 @@ def test_pipeline_improves_bm25_on_the_example(bm25, minilm_bi_encoder):
     assert evaluate(run, ds.qrels(), ["nDCG@10"]).aggregate["nDCG@10"] > before + 0.2
 
 
+def test_a_python_pipeline_is_the_core_loop_without_a_store(tmp_path, capfd, minilm_bi_encoder):
+    """Run in memory, a composed pipeline batches, reports progress and scores as ``rerank.run`` does: with
+    the same batches (two queries a call here; all at once differs in the last bits), the same scores."""
+    import rerank
+
+    ds = data.load("example")
+    given = ds.run("bm25").cut(10)
+    in_memory = Pipeline.of(minilm_bi_encoder)(given, docs=ds.docs(), queries=ds.queries(), batch_queries=2)
+    assert f"{len(given)}/{len(given)}" in capfd.readouterr().err  # the loop's progress bar, in queries
+    stored = rerank.run(
+        "bi-encoder(model=minilm, batch_size=16)", dataset="example", run="bm25", top_k=10, batch_queries=2,
+        work_dir=tmp_path,
+    ).run()  # fmt: skip
+    assert {r.qid: [(c.docid, c.score) for c in r] for r in in_memory} == {
+        r.qid: [(c.docid, c.score) for c in r] for r in stored
+    }
+
+
 def test_candidates_with_texts_need_no_store(dl19, minilm_bi_encoder):
     requests = [data.RerankRequest(r.query, r.candidates[:5]) for r in dl19.candidates("bm25")[:2]]
     run = Pipeline.of(minilm_bi_encoder)(requests)

@@ -41,11 +41,13 @@ def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-def progress_bar(total: int | None, initial: int = 0) -> Any:
+def progress_bar(total: int | None, initial: int = 0, *, show: bool = True) -> Any:
     """A bar of queries on stderr; silenced when the ``rerank`` logger is set above INFO (``--quiet``)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="query", file=sys.stderr, disable=log.level > logging.INFO)
+    return tqdm(
+        total=total, initial=initial, unit="query", file=sys.stderr, disable=not show or log.level > logging.INFO
+    )
 
 
 @dataclass
@@ -61,18 +63,20 @@ class LoopCounts:
 def checkpointed(
     work: Work,
     chunks: Iterable[Sequence[T]],
-    checkpoint: Checkpoint,
+    checkpoint: Checkpoint | MemoryCheckpoint,
     *,
     qid: Callable[[T], str],
     prepare: Callable[[Sequence[T]], list[Any]],
     engine: Engine | None = None,
     total: int | None = None,
+    progress: bool = True,
 ) -> LoopCounts:
     """Run every batch not yet in ``checkpoint`` through ``work`` on ``engine`` and checkpoint its results.
 
     ``prepare`` turns a batch of input items into what the work takes (texts fetched per batch, so
     memory holds a few batches, never the input). The work loads only when a batch is left to do;
     one that fails to load leaves no empty checkpoint behind. A backend failure says what was kept.
+    ``checkpoint`` is a file (``rerank.checkpoint``) or, for a job without a store, a ``MemoryCheckpoint``.
     """
     from data.errors import BackendError
     from rerank.engine import LocalEngine
@@ -100,13 +104,15 @@ def checkpointed(
         if not len(checkpoint):  # nothing was computed: leave nothing behind to resume
             checkpoint.remove()
         raise
-    bar = progress_bar(total, counts.resumed)
+    bar = progress_bar(total, counts.resumed, show=progress)
     try:
-        for _position, results in runner.run(itertools.chain([first], pending)):
-            checkpoint.add(results)
+        for position, results in runner.run(itertools.chain([first], pending)):
+            checkpoint.add(results, position)
             counts.computed += len(results)
             bar.update(len(results))
     except BackendError as err:
+        if checkpoint.path is None:  # nothing is kept in memory to resume from
+            raise
         raise type(err)(
             f"{err}. The {len(checkpoint)} queries finished are checkpointed in "
             f"{checkpoint.path}; the same command with --resume continues from there"
@@ -115,6 +121,68 @@ def checkpointed(
         bar.close()
         runner.close()
     return counts
+
+
+class MemoryCheckpoint:
+    """The loop's checkpoint for a job without a store (Python pipelines, the service): each batch's
+    results by its position, so requests sharing a query id stay apart. Nothing in it is resumed."""
+
+    path = None
+
+    def __init__(self) -> None:
+        self._batches: dict[int, list[RerankResult]] = {}
+
+    def __contains__(self, qid: object) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return sum(len(batch) for batch in self._batches.values())
+
+    def seconds(self, qid: str) -> float:
+        raise KeyError(qid)
+
+    def add(self, results: Iterable[RerankResult], position: int = 0) -> None:
+        self._batches[position] = list(results)
+
+    def results(self) -> list[RerankResult]:
+        """Every result, in the input's order."""
+        return [result for position in sorted(self._batches) for result in self._batches[position]]
+
+    def remove(self) -> None:
+        self._batches.clear()
+
+
+@dataclass(frozen=True)
+class LiveWork:
+    """The work of a reranker already loaded (a live object, not a spec): its ``rerank`` is applied as is."""
+
+    apply: Callable[[list[Any]], list[RerankResult]]
+
+    def load(self) -> Callable[[list[Any]], list[RerankResult]]:
+        return self.apply
+
+
+def rerank_in_memory(
+    apply: Callable[[list[Any]], Sequence[Any]],
+    requests: Sequence[RerankRequest],
+    docs: Any = None,
+    *,
+    batch_queries: int | None = None,
+    progress: bool = True,
+) -> list[Any]:
+    """Rerank ``requests`` with a live reranker's ``rerank`` in the same batch loop as a stored job, with no
+    store: texts attached per batch from ``docs``, results in the requests' order. ``batch_queries``
+    None sends every request in one call (the service coalesces its own batches)."""
+    from rerank.inputs import attach_texts
+
+    checkpoint = MemoryCheckpoint()
+    size = batch_queries or max(1, len(requests))
+    checkpointed(
+        LiveWork(lambda batch: list(apply(batch))), batches(requests, size), checkpoint, qid=lambda r: r.query.qid,
+        prepare=lambda chunk: [RerankRequest(r.query, attach_texts(r.candidates, docs)) for r in chunk],
+        total=len(requests), progress=progress,
+    )  # fmt: skip
+    return checkpoint.results()
 
 
 def write_results(
