@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from data.records import Candidate, Query, Ranking, RerankRequest
 from rerank.cache import OutputCache, cache_key
 from rerank.cost import Cost
+from rerank.result import RerankResult
 from rerank.spec import MethodSpec, Value
 
 if TYPE_CHECKING:
@@ -26,12 +27,6 @@ if TYPE_CHECKING:
     from rerank.integrations.langchain import RerankerDocumentCompressor
     from rerank.integrations.llamaindex import RerankerNodePostprocessor
     from rerank.integrations.pyterrier import RerankerTransformer
-
-
-@dataclass(frozen=True, slots=True)
-class RerankResult:
-    ranking: Ranking
-    cost: Cost
 
 
 class Reranker(ABC):

@@ -18,8 +18,8 @@ from typing import IO, Any
 
 from data.errors import ParseError, RerankError
 from data.records import Candidate, Ranking
-from rerank.base import RerankResult
 from rerank.cost import Cost
+from rerank.result import RerankResult
 
 FORMAT = 1
 

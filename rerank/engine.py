@@ -10,22 +10,20 @@ same whatever the engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from rerank.base import Reranker, RerankResult
+from rerank.base import Reranker
+from rerank.core.loop import Batch, Engine, Finished, LocalEngine, LocalRunner, Runner, Work
+from rerank.result import RerankResult
 from rerank.spec import MethodSpec, parse_spec
 
-Batch = tuple[int, list[Any]]
-Finished = tuple[int, list[RerankResult]]
-
-
-class Work(Protocol):
-    def load(self) -> Callable[[list[Any]], list[RerankResult]]:
-        """Load what the batches need (a model, an index) and give the function applied to each."""
-        ...
+__all__ = [
+    "Batch", "Engine", "Finished", "LocalEngine", "LocalRunner", "RerankWork", "RetrieveWork", "Runner", "Work",
+    "load_with_cache", "rerank_work", "search",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,35 +81,3 @@ def load_with_cache(spec: MethodSpec, cache: str | Path | None) -> Reranker:
             raise ValueError(f"{spec.name} has no output cache")
         reranker.use_cache(OutputCache(cache))
     return reranker
-
-
-class Engine(Protocol):
-    def start(self, work: Work) -> Runner:
-        """Load the work wherever batches will run; a model that cannot load fails here, before any batch."""
-        ...
-
-
-class Runner(Protocol):
-    def run(self, batches: Iterable[Batch]) -> Iterator[Finished]: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass
-class LocalEngine:
-    """Batches one after another, in this process."""
-
-    def start(self, work: Work) -> LocalRunner:
-        return LocalRunner(work.load())
-
-
-@dataclass
-class LocalRunner:
-    apply: Callable[[list[Any]], list[RerankResult]]
-
-    def run(self, batches: Iterable[Batch]) -> Iterator[Finished]:
-        for position, items in batches:
-            yield position, self.apply(items)
-
-    def close(self) -> None:
-        pass

@@ -16,6 +16,7 @@ def orders(run) -> dict[str, list[str]]:
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # it starts the service (8 s): make test runs it, make check does not
 def test_the_same_spec_ranks_alike_from_python_the_cli_the_leaderboard_and_the_service(tmp_path, minilm_server):
     import httpx
     from conftest import SERVE_KEY

@@ -525,6 +525,7 @@ def test_numbers_live_in_the_leaderboard():
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # 6 s of API rendering: make test builds the site, make check does not
 def test_the_site_builds_strict_without_warnings(tmp_path):
     site = tmp_path / "site"
     done = subprocess.run(

@@ -366,12 +366,31 @@ def noisy_judge_config(method: str) -> dict:
     return {"simulate": 11, "ranker": name, "method": strategy, "k": 3, "num_child": num_child, "lists": lists}
 
 
-@pytest.fixture(scope="module")
-def noisy_judge_reference(llmrankers_site, tmp_path_factory) -> dict[str, dict]:
+NOISY_JUDGE_CONFIG = {"model": "judge-11", "methods": NOISY_JUDGE}  # the lists: noisy_judge_config
+
+
+def noisy_judge_live(site: Path, tmp_path: Path) -> dict:
     """llm-rankers' sorts under the noisy judge, every method in one process."""
-    configs = [noisy_judge_config(method) for method in NOISY_JUDGE]
-    outputs = run_reference(llmrankers_site, configs, tmp_path_factory.mktemp("judge"), "llm_rankers_comparison.py")
-    return dict(zip(NOISY_JUDGE, outputs, strict=True))
+    outputs = run_reference(site, [noisy_judge_config(m) for m in NOISY_JUDGE], tmp_path, "llm_rankers_comparison.py")
+    return {"sorts": dict(zip(NOISY_JUDGE, outputs, strict=True))}
+
+
+@pytest.fixture(scope="module")
+def noisy_judge_reference() -> dict[str, dict]:
+    """What llm-rankers' sorts gave under the noisy judge (``tests/reference/llmrankers_noisy_judge.json``)."""
+    return recorded_reference("llmrankers_noisy_judge", NOISY_JUDGE_CONFIG)["sorts"]
+
+
+@pytest.mark.reference
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_noisy_judge_recording_is_what_llm_rankers_gives(llmrankers_site, tmp_path):
+    """llm-rankers itself, run now under the noisy judge, gives the recording (``RERANK_RECORD=1`` re-records)."""
+    live = recorded_reference(
+        "llmrankers_noisy_judge", NOISY_JUDGE_CONFIG, lambda: noisy_judge_live(llmrankers_site, tmp_path)
+    )
+    if not os.environ.get("RERANK_RECORD"):
+        assert live == recorded_reference("llmrankers_noisy_judge", NOISY_JUDGE_CONFIG)
 
 
 @pytest.mark.integration

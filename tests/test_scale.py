@@ -89,7 +89,7 @@ def local_dl19(tmp_path_factory, data_dir):
 @pytest.mark.integration
 def test_a_replica_killed_mid_job_is_replaced_and_the_bytes_are_the_same(ray_cluster, local_dl19, tmp_path):
     from rerank.core.api import prepare
-    from rerank.core.loop import rerank_to_file
+    from rerank.core.jobs import rerank_to_file
     from rerank.inputs import RunRequests
     from rerank.ray_engine import RayEngine
     from rerank.spec import parse_spec
@@ -251,7 +251,7 @@ def test_a_batch_that_keeps_failing_on_ray_stops_the_job_naming_it_with_the_rest
     from data.records import Document, Query
     from data.trec import write_trec_run
     from rerank.checkpoint import Checkpoint
-    from rerank.core.loop import rerank_to_file
+    from rerank.core.jobs import rerank_to_file
     from rerank.inputs import RunRequests
     from rerank.ray_engine import BatchFailedError, RayEngine
     from rerank.spec import parse_spec

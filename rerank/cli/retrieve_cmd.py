@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rerank.cli import paths
+    from rerank.core.jobs import retrieve_to_file
     from rerank.core.keys import stage_key
-    from rerank.core.loop import retrieve_to_file
     from rerank.core.plan import Source
     from rerank.core.store import work_file
     from rerank.engine import RetrieveWork

@@ -4,10 +4,11 @@
   each stage's kind, and the ``Source`` it runs over;
 - ``keys``: what determines a stage's output (``stage_key``), and the names derived from it;
 - ``store``: stage outputs and manifests on disk;
-- ``loop``: the one checkpointed batch loop that retrieval and reranking stages run in.
+- ``loop``: the one checkpointed batch loop that retrieval and reranking stages run in (``jobs`` runs
+  it into files; in memory it needs no store).
 
 ``Executor`` runs a plan against a store (reusing unchanged stages); ``run`` is the Python call
-behind ``rerank run``. The same plan runs in memory for Python pipelines and the service
+behind ``rerank run``. The same batch loop runs in memory for composed pipelines and the service
 (``rerank.compose``), and on Ray through the engines of ``rerank.engine``. See the glossary in
 docs/design.md: a *pipeline* is the whole spec, a *stage* one of its prefixes, a *job* one call
 that writes an output, a *run file* a TREC run.

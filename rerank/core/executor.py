@@ -184,7 +184,7 @@ class Executor:
             given = iter_run_groups(source.run_file(stage.spec))  # streamed: runs of any size
             write_trec_run((r.cut(depth) for r in given if r.qid in wanted), run_path, tag=tag)
         elif kind == "retriever":
-            from rerank.core.loop import retrieve_to_file
+            from rerank.core.jobs import retrieve_to_file
             from rerank.engine import RetrieveWork
 
             index_dir, search, details = self.retriever_index(stage.spec, source)
@@ -287,7 +287,7 @@ class Executor:
         details for the manifest (``details["summary"]`` is the job summary ``rerank.run`` reports).
         """
         from rerank.checkpoint import Checkpoint, checkpoint_job
-        from rerank.core.loop import rerank_to_file
+        from rerank.core.jobs import rerank_to_file
         from rerank.inputs import RunRequests
 
         by_qid = {q.qid: q for q in source.queries}

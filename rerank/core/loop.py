@@ -1,4 +1,5 @@
-"""The batch loop: one checkpointed loop for every stage that calls a model or an index.
+"""The batch loop: one checkpointed loop for every stage that calls a model or an index, and the
+protocol of the engines it runs batches on.
 
 A stage's input is read lazily in batches of queries at fixed positions. A batch whose queries
 are all checkpointed is skipped (what it cost when an earlier run computed it is kept, so a job's
@@ -6,7 +7,10 @@ time spans its pieces); the others go to an engine (``rerank.engine``: this proc
 cluster), which loads its work only when there is something to do, and every finished batch is
 checkpointed before the next is counted. The output is then written from the checkpoint in the
 input's order, so it is the same bytes whatever the engine, the batch order or the interruptions.
-Retrieval (queries → rankings) and reranking (rankings → rankings) are the same loop with other work.
+Retrieval (queries → rankings) and reranking (rankings → rankings) are the same loop with other work
+(``rerank.core.jobs`` runs it into files). A pipeline of live objects runs the same loop in memory
+(``rerank_in_memory``). This module imports no reranker or registry: ``rerank.compose``, which the
+reranker base class builds pipelines with, runs its stages here.
 """
 
 from __future__ import annotations
@@ -17,21 +21,57 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from data.records import Candidate, Query, RerankRequest
-from rerank.base import RerankResult
-from rerank.cost import Cost
-from rerank.spec import MethodSpec
+from data.records import RerankRequest
+from rerank.result import RerankResult
 
 if TYPE_CHECKING:
     from rerank.checkpoint import Checkpoint
-    from rerank.engine import Engine, Work
-    from rerank.inputs import RunRequests
 
 T = TypeVar("T")
 log = logging.getLogger("rerank")
+
+Batch = tuple[int, list[Any]]
+Finished = tuple[int, list[RerankResult]]
+
+
+class Work(Protocol):
+    def load(self) -> Callable[[list[Any]], list[RerankResult]]:
+        """Load what the batches need (a model, an index) and give the function applied to each."""
+        ...
+
+
+class Engine(Protocol):
+    def start(self, work: Work) -> Runner:
+        """Load the work wherever batches will run; a model that cannot load fails here, before any batch."""
+        ...
+
+
+class Runner(Protocol):
+    def run(self, batches: Iterable[Batch]) -> Iterator[Finished]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class LocalEngine:
+    """Batches one after another, in this process."""
+
+    def start(self, work: Work) -> LocalRunner:
+        return LocalRunner(work.load())
+
+
+@dataclass
+class LocalRunner:
+    apply: Callable[[list[Any]], list[RerankResult]]
+
+    def run(self, batches: Iterable[Batch]) -> Iterator[Finished]:
+        for position, items in batches:
+            yield position, self.apply(items)
+
+    def close(self) -> None:
+        pass
 
 
 def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -79,7 +119,6 @@ def checkpointed(
     ``checkpoint`` is a file (``rerank.checkpoint``) or, for a job without a store, a ``MemoryCheckpoint``.
     """
     from data.errors import BackendError
-    from rerank.engine import LocalEngine
 
     counts = LoopCounts()
 
@@ -183,143 +222,3 @@ def rerank_in_memory(
         total=len(requests), progress=progress,
     )  # fmt: skip
     return checkpoint.results()
-
-
-def write_results(
-    checkpoint: Checkpoint,
-    order: Sequence[str],
-    output: Path,
-    *,
-    fmt: str = "trec",
-    tag: str = "rerank",
-    keep: int | None = None,
-    run: RunRequests | None = None,
-) -> tuple[Cost, int]:
-    """Write every query's checkpointed ranking, in ``order``, cut to ``keep``; returns their total cost and
-    the candidates written.
-
-    One query's ranking is in memory at a time (TREC and JSONL); RankLLM's format is a single JSON
-    document, so its rows are gathered first. Those formats carry texts, read again from ``run``.
-    """
-    from data.jsonl import write_candidates_jsonl
-    from data.rankllm import write_rankllm_requests
-    from data.trec import write_trec_run
-
-    total = Cost()
-    written = 0
-
-    def rankings() -> Iterator[RerankResult]:
-        nonlocal total, written
-        for qid in order:
-            result = checkpoint.result(qid)
-            total += result.cost
-            ranking = result.ranking.cut(keep) if keep is not None else result.ranking
-            written += len(ranking)
-            yield RerankResult(ranking, result.cost)
-
-    if fmt == "trec":
-        write_trec_run((r.ranking for r in rankings()), output, tag=tag)
-        return total, written
-    assert run is not None, "RankLLM JSON and JSONL outputs carry texts: give the run they come from"
-
-    def reranked() -> Iterator[RerankRequest]:
-        results = rankings()
-        for chunk in batches(run.rankings(), 256):
-            for request in run.requests(chunk):
-                texts = {c.docid: c.text for c in request.candidates}  # checkpoints keep ids and scores only
-                ranking = next(results).ranking
-                yield RerankRequest(request.query, tuple(Candidate(c.docid, c.score, texts[c.docid]) for c in ranking))
-
-    (write_rankllm_requests if fmt == "rankllm" else write_candidates_jsonl)(reranked(), output)
-    return total, written
-
-
-def rerank_to_file(
-    spec: MethodSpec,
-    run: RunRequests,
-    output: Path,
-    job: dict[str, Any],
-    *,
-    batch_queries: int = 8,
-    resume: bool = False,
-    fresh: bool = False,
-    cache: str | Path | None = None,
-    output_format: str = "trec",
-    tag: str = "rerank",
-    keep: int | None = None,
-    engine: Engine | None = None,
-    total: int | None = None,
-) -> dict[str, Any]:
-    """Rerank every query of ``run`` (resuming from ``OUTPUT.checkpoint``), write the output, return the summary.
-
-    ``job`` (the stage's key) heads the checkpoint: a checkpoint of another job is refused. The
-    output appears only when every query is done. ``keep`` cuts each written ranking to its top
-    ``keep``. ``total`` is the number of queries, for the progress bar.
-    """
-    from rerank.checkpoint import open_checkpoint
-    from rerank.engine import rerank_work
-
-    checkpoint = open_checkpoint(output, job, resume=resume, fresh=fresh)
-    order: list[str] = []
-    candidates = 0
-
-    def chunks() -> Iterator[list[Any]]:
-        nonlocal candidates
-        for chunk in batches(run.rankings(), batch_queries):
-            order.extend(r.qid for r in chunk)
-            candidates += sum(len(r) for r in chunk)
-            yield chunk
-
-    start = time.perf_counter()
-    try:
-        counts = checkpointed(
-            rerank_work(spec, cache), chunks(), checkpoint, qid=lambda r: r.qid, prepare=run.requests,
-            engine=engine, total=total,
-        )  # fmt: skip
-        elapsed = time.perf_counter() - start
-        cost, _ = write_results(checkpoint, order, output, fmt=output_format, tag=tag, keep=keep, run=run)
-        checkpoint.remove()
-    finally:
-        checkpoint.close()
-    return {
-        "output": str(output),
-        "spec": str(spec),
-        "queries": len(order),
-        "resumed": counts.resumed,
-        "resumed_seconds": round(counts.resumed_seconds, 3),
-        "candidates": candidates,
-        "seconds": round(elapsed, 3),
-        "load_seconds": round(counts.load_seconds, 3),
-        "queries_per_second": round(counts.computed / elapsed, 3) if counts.computed and elapsed > 0 else None,
-        "cost": cost.as_dict(),
-    }
-
-
-def retrieve_to_file(
-    work: Work,
-    queries: Sequence[Query],
-    output: Path,
-    job: dict[str, Any],
-    *,
-    batch_queries: int | None = None,
-    engine: Engine | None = None,
-    target: Path | None = None,
-    tag: str = "rerank",
-    resume: bool = True,
-    fresh: bool = False,
-) -> tuple[int, int]:
-    """Search every query in batches, checkpointing each beside ``output``, then write the run to ``target``
-    (``output`` when None) from the checkpoint; returns the candidates written and the queries resumed."""
-    from rerank.checkpoint import open_checkpoint
-
-    checkpoint = open_checkpoint(output, job, resume=resume, fresh=fresh)
-    try:
-        counts = checkpointed(
-            work, batches(queries, batch_queries or max(1, len(queries))), checkpoint, qid=lambda q: q.qid,
-            prepare=list, engine=engine, total=len(queries),
-        )  # fmt: skip
-        _, written = write_results(checkpoint, [q.qid for q in queries], target or output, tag=tag)
-    finally:
-        checkpoint.close()
-    checkpoint.remove()
-    return written, counts.resumed
