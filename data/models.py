@@ -8,9 +8,11 @@ file, or a Hugging Face id that the loading library downloads itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,6 +240,23 @@ def _offline() -> bool:
     return any(
         os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     )
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers without its loading bars and warnings while a model loads: a sub-second load needs no
+    bar, and what matters about the load (missing weights) the caller reports in one line."""
+    import transformers
+
+    verbosity, bars = transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.logging.enable_progress_bar()
 
 
 def resolve_model(name: str) -> str:

@@ -118,6 +118,18 @@ def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def t5_dir(tmp_path_factory: pytest.TempPathFactory, dl19) -> str:
+    """A T5 with random weights and a SentencePiece vocabulary trained on DL19 texts (no T5 weights exist offline):
+    for parity with pyterrier-t5 and rank-llm, never for effectiveness."""
+    from rerank.methods.t5 import build_random_t5
+
+    texts = [q.text for q in dl19.queries()] + [c.text for r in dl19.candidates("bm25")[:20] for c in r.candidates[:50]]
+    texts += ["Query: Document: Document0: Document1: Relevant: true false yes no"] * 20
+    folder = built_once(tmp_path_factory, "t5-tiny", lambda f: build_random_t5(str(f / "t5-tiny"), texts))
+    return str(folder / "t5-tiny")
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster for every Ray test (replicas of --engine ray join it, as a job would join
     a running cluster); shut down when the session ends."""

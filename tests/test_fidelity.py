@@ -589,3 +589,89 @@ def test_groupwise_diver_variant_is_grouprank_on_dl19():
         assert [c["prompt"] for c in calls] == [c["prompt"] for c in q["calls"]]
         assert calls == q["calls"]
         _assert_ranks_as_diver(result, request, q["ranking"])
+
+
+# -- monoT5 and duoT5 ---------------------------------------------------------------------------------------
+
+PYTERRIER_T5 = "pyterrier-t5==0.3.0"
+
+# (reference, its method, its batch size) and the spec that gives its scores
+T5_CASES = [
+    (("pyterrier-t5", "mono", 1), "mono-t5(model={model})"),
+    (("pyterrier-t5", "mono", 4), "mono-t5(model={model}, variant=pyterrier-t5, batch_size=4)"),
+    (("pyterrier-t5", "duo", 1), "duo-t5(model={model})"),
+    (("pyterrier-t5", "duo", 4), "duo-t5(model={model}, variant=pyterrier-t5, batch_size=4)"),
+    # rank-llm one pair at a time: its generate() call passes no attention mask, which transformers 4 inferred
+    # from the padding and transformers 5 does not, so its batched scores here attend to the padding
+    (("rank-llm", "mono", 1), "mono-t5(model={model}, variant=rank-llm)"),
+    (("rank-llm", "duo", 1), "duo-t5(model={model}, variant=rank-llm)"),
+]
+
+
+def t5_requests(dl19) -> list[dict]:
+    """Three DL19 queries' top 8 BM25 passages, the first with a passage too long for T5's 512 tokens."""
+    ranked = dl19.candidates("bm25")[:3]
+    requests = [
+        {"qid": r.query.qid, "query": r.query.text, "candidates": [[c.docid, c.text] for c in r.candidates[:8]]}
+        for r in ranked
+    ]
+    requests[0]["candidates"].append(["long", " ".join(c.text for c in ranked[0].candidates[8:20])])
+    return requests
+
+
+def t5_config(t5_dir: str, dl19) -> dict:
+    return {"model": t5_dir, "cases": [list(case) for case, _ in T5_CASES], "requests": t5_requests(dl19)}
+
+
+def t5_live(config: dict, tmp_path: Path) -> dict:
+    """pyterrier-t5 and rank-llm, every case in one process."""
+    sites = os.pathsep.join(
+        str(reference_site(*site)) for site in ((PYTERRIER_T5, "pyterrier_t5"), (RANK_LLM, "rank_llm"))
+    )
+    runs = [{"reference": ref, "method": method, "batch_size": batch, "model": config["model"],
+             "requests": config["requests"]} for ref, method, batch in config["cases"]]  # fmt: skip
+    return {"outputs": run_reference(Path(sites), runs, tmp_path, "t5_rerankers.py")}
+
+
+@pytest.fixture(scope="module")
+def t5_reference(t5_dir, dl19) -> list[dict]:
+    """What pyterrier-t5 and rank-llm gave on the random T5 (``tests/reference/t5_rerankers_dl19.json``)."""
+    return recorded_reference("t5_rerankers_dl19", t5_config(t5_dir, dl19))["outputs"]
+
+
+@pytest.mark.reference
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_t5_recording_is_what_pyterrier_t5_and_rank_llm_give(t5_dir, dl19, tmp_path):
+    """pyterrier-t5 and rank-llm themselves, run now on the random T5, give the recording (``RERANK_RECORD=1``
+    re-records)."""
+    config = t5_config(t5_dir, dl19)
+    live = recorded_reference("t5_rerankers_dl19", config, lambda: t5_live(config, tmp_path))
+    if not os.environ.get("RERANK_RECORD"):
+        assert live == recorded_reference("t5_rerankers_dl19", config)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("position", range(len(T5_CASES)), ids=[spec.split("(")[0] + "/" + c[0] + f"-b{c[2]}"
+                                                                  for c, spec in T5_CASES])  # fmt: skip
+def test_mono_and_duo_t5_score_as_pyterrier_t5_and_rank_llm(position, t5_dir, dl19, t5_reference):
+    """The same random T5 and DL19 texts (one passage cut to fit): every score within 1e-5 of the reference's
+    and the same ranking. pyterrier-t5 with batches of 1 is rerank's default; its batches of 4 (a shorter pair
+    carries its batch's padding) and rank-llm's prompts and probabilities are each one option away."""
+    from data.records import Candidate, Query, RerankRequest
+    from rerank import load_reranker
+
+    _, spec = T5_CASES[position]
+    theirs = t5_reference[position]["scores"]
+    requests = [
+        RerankRequest(Query(r["qid"], r["query"]), tuple(Candidate(d, 0.0, t) for d, t in r["candidates"]))
+        for r in t5_requests(dl19)
+    ]
+    results = load_reranker(spec.format(model=json.dumps(t5_dir))).rerank(requests)
+    for result in results:
+        ours = {c.docid: c.score for c in result.ranking.candidates}
+        reference = theirs[result.ranking.qid]
+        assert ours.keys() == reference.keys()
+        assert max(abs(ours[d] - reference[d]) for d in ours) < 1e-5
+        assert [c.docid for c in result.ranking.candidates] == sorted(reference, key=lambda d: (-reference[d], d))
+    assert results[0].cost.truncated > 0  # the long passage was cut, as the reference cut it

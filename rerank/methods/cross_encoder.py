@@ -17,7 +17,7 @@ from typing import Any, Literal
 from data.errors import UntrainedModelError
 from data.first_token import first_token_logits
 from data.inference import NEUTRAL, backend_libraries, check_backend
-from data.models import check_model, resolve_model
+from data.models import check_model, quiet_loading, resolve_model
 from data.optional import optional_import
 from rerank.base import PairScores, PointwiseReranker
 
@@ -83,18 +83,10 @@ class CrossEncoderReranker(PointwiseReranker):
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._tokenizer: Any = transformers.AutoTokenizer.from_pretrained(path)
         net: Any
-        # Missing head weights are reported below in one line; a sub-second load needs no bar.
-        verbosity, bars = transformers.logging.get_verbosity(), not transformers.logging.is_progress_bar_enabled()
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
-        try:
+        with quiet_loading():  # missing head weights are reported below in one line
             net, loading = transformers.AutoModelForSequenceClassification.from_pretrained(
                 path, output_loading_info=True
             )
-        finally:
-            transformers.logging.set_verbosity(verbosity)
-            if not bars:
-                transformers.logging.enable_progress_bar()
         untrained = sorted(loading.get("missing_keys") or ())
         if untrained and not allow_untrained:
             raise UntrainedModelError(
