@@ -65,6 +65,13 @@ CASES = [
         marks=pytest.mark.slow,
     ),
     Case(
+        "a BERT given to mono-t5",
+        [*RUN, "--reranker", "mono-t5(model={ce})"],
+        INVALID,
+        "mono-t5 needs a sequence-to-sequence (T5) model",
+        [*RUN, "--reranker", "mono-t5(model={t5})"],
+    ),
+    Case(
         "batch_size=2.5",
         [*RUN, "--reranker", "bi-encoder(batch_size=2.5)"],
         INVALID,
@@ -733,11 +740,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def world(files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The shared files, and an output path of this test's own."""
+def world(files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> dict[str, str]:
+    """The shared files, an output path of this test's own, and the model folders a case names."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("RERANK_TEST_UNSET_KEY", raising=False)
-    return {"tmp": str(files), "out": str(tmp_path / "out" / "result.trec")}
+    case = request.node.callspec.params.get("case") if hasattr(request.node, "callspec") else None
+    named = " ".join([*getattr(case, "argv", ()), *(getattr(case, "fix", None) or ())])
+    wanted = (("ce", "cross_encoder_dir"), ("t5", "t5_dir"))
+    models = {key: request.getfixturevalue(fixture) for key, fixture in wanted if f"{{{key}}}" in named}
+    return {"tmp": str(files), "out": str(tmp_path / "out" / "result.trec"), **models}
 
 
 def _fill(argv: list[str], world: dict[str, str]) -> list[str]:

@@ -13,6 +13,10 @@ from rerank.testing import LLMBackendContract, RerankerContract, RetrieverContra
 CONTRACT_SPECS = {
     "bi-encoder": "bi-encoder(model=minilm, batch_size=4)",
     "cross-encoder": "cross-encoder(model={cross_encoder}, batch_size=4, max_length=64)",
+    # a random T5 (tests/conftest.py: t5_dir); its parity with pyterrier-t5 and rank-llm is in test_fidelity.py
+    "mono-t5": "mono-t5(model={t5}, batch_size=4, max_length=64)",
+    "mono-t5/pyterrier-t5": "mono-t5(model={t5}, batch_size=4, variant=pyterrier-t5)",
+    "duo-t5": "duo-t5(model={t5}, batch_size=8, max_length=96)",
     "cross-encoder/onnx-int8": "cross-encoder(model={cross_encoder}, batch_size=4, backend=onnx, precision=int8)",
     "cross-encoder/openvino-int8": (
         "cross-encoder(model={cross_encoder}, batch_size=4, backend=openvino, precision=int8, calibration=16)"
@@ -68,7 +72,9 @@ SLOW_SPECS = {
 )
 def reranker(request, cross_encoder_dir):
     served = request.getfixturevalue("minilm_server") if request.param == "remote" else ""
-    return load_reranker(CONTRACT_SPECS[request.param].format(cross_encoder=f'"{cross_encoder_dir}"', served=served))
+    t5 = request.getfixturevalue("t5_dir") if "t5" in request.param else ""
+    spec = CONTRACT_SPECS[request.param].format(cross_encoder=f'"{cross_encoder_dir}"', served=served, t5=f'"{t5}"')
+    return load_reranker(spec)
 
 
 @pytest.mark.contract

@@ -121,6 +121,8 @@ class T5Scorer:
 
     def ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's token ids without the end-of-sequence token (the suffix brings it)."""
+        if not texts:
+            return []
         return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
 
     def relevance(self, batch: dict[str, Any]) -> list[float]:
@@ -412,12 +414,20 @@ T5_SHAPES = {  # (d_model, d_ff, layers, heads, d_kv): a small one for tests, t5
 }
 
 
-def build_random_t5(path: str, texts: Sequence[str], shape: str = "tiny", seed: int = 0) -> str:
+def build_random_t5(
+    path: str,
+    texts: Sequence[str],
+    shape: str = "tiny",
+    seed: int = 0,
+    symbols: Sequence[str] = ("▁true", "▁false", "▁yes", "▁no"),
+) -> str:
     """A T5 with random weights and a SentencePiece tokenizer trained on ``texts``, saved once into ``path``.
 
     No T5 weights can be downloaded here: parity with the references is shown on this model (its scores
-    mean nothing). ``true``/``false`` and ``yes``/``no`` are single tokens, as in T5's own vocabulary; the
-    config carries what a real monoT5 checkpoint's does (``n_positions``, ``decoder_start_token_id``).
+    mean nothing). ``symbols`` are single tokens (``true``/``false`` and ``yes``/``no``, as in T5's own
+    vocabulary). The config carries what a real monoT5 checkpoint's does (``n_positions``,
+    ``decoder_start_token_id``). The vocabulary has 2,000 pieces whatever the shape (t5-base's has 32,000: only
+    the output layer, one row per piece, is smaller).
     """
     import io
     import shutil
@@ -434,7 +444,8 @@ def build_random_t5(path: str, texts: Sequence[str], shape: str = "tiny", seed: 
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(texts), model_writer=model, vocab_size=2000, model_type="unigram",
         pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0, num_threads=1, minloglevel=2,
-        user_defined_symbols=["▁true", "▁false", "▁yes", "▁no"],
+        hard_vocab_limit=False,  # a small corpus gets the pieces it has
+        user_defined_symbols=list(symbols),
     )  # fmt: skip
     (staging / "spiece.model").write_bytes(model.getvalue())
     tokenizer = transformers.T5Tokenizer.from_pretrained(staging)

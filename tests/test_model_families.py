@@ -1,0 +1,57 @@
+"""The model families beyond encoders and LLM prompts: monoT5 and duoT5 in pipelines, their costs, and the
+models and templates they refuse before any work. Their parity with pyterrier-t5 and rank-llm is in
+tests/test_fidelity.py; their contract in tests/test_contract.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from data.errors import InvalidSpecError
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_cascade_of_mono_and_duo_t5_runs_from_the_cli_and_counts_duo_calls(t5_dir, tmp_path):
+    import rerank
+    from data.trec import read_trec_run
+    from rerank.cli import main
+
+    model = json.dumps(t5_dir)
+    pipeline = f"run(name=bm25) % 6 >> mono-t5(model={model}) % 3 >> duo-t5(model={model}, batch_size=4)"
+    out = tmp_path / "cascade.trec"
+    code = main(["run", "-q", "--dataset", "example", "--pipeline", pipeline, "--output", str(out),
+                 "--work-dir", str(tmp_path / "work")])  # fmt: skip
+    assert code == 0
+    written = read_trec_run(out)
+    assert written.qids and all(len(r) == 3 for r in written)  # duo-t5 reranked mono-t5's top 3 of 6
+    result = rerank.run(pipeline, dataset="example", work_dir=tmp_path / "work")  # the same, from Python
+    assert {r.qid: r.docids for r in result.run()} == {r.qid: r.docids for r in written}
+    # duo-t5's cost: every ordered pair of 3 candidates per query, in batches of 4 (the example's queries
+    # fit one call of rerank.run's 8 queries), so the forward passes are ⌈pairs / 4⌉
+    assert len(written.qids) <= 8
+    pairs = 3 * 2 * len(written.qids)
+    assert result.cost.calls == pytest.approx(-(-pairs // 4))
+    assert result.cost.input_tokens > 0
+
+
+def test_a_model_of_another_architecture_is_refused_before_it_loads(cross_encoder_dir):
+    from rerank import load_reranker
+
+    for method in ("mono-t5", "duo-t5"):
+        with pytest.raises(
+            InvalidSpecError, match=rf"{method} needs a sequence-to-sequence \(T5\) model; .* is a bert"
+        ):
+            load_reranker(f"{method}(model={json.dumps(cross_encoder_dir)})")
+
+
+def test_a_label_word_that_is_not_one_token_is_refused_with_its_tokens(tmp_path, dl19):
+    from rerank import load_reranker
+    from rerank.methods.t5 import build_random_t5
+
+    texts = [c.text for r in dl19.candidates("bm25")[:5] for c in r.candidates[:20]]
+    model = build_random_t5(str(tmp_path / "t5-true-false"), texts, symbols=("▁true", "▁false"))
+    load_reranker(f"mono-t5(model={json.dumps(model)})")  # monoT5's words are single tokens here
+    with pytest.raises(InvalidSpecError, match=r"the label '(yes|no)' is \d tokens .*\['▁"):
+        load_reranker(f"mono-t5(model={json.dumps(model)}, template=mt5)")
