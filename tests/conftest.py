@@ -130,6 +130,31 @@ def t5_dir(tmp_path_factory: pytest.TempPathFactory, dl19) -> str:
 
 
 @pytest.fixture(scope="session")
+def colbert_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A ColBERT built by PyLate itself from MiniLM's encoder (its [Q]/[D] markers, a random 128-dimension
+    projection, seed 0): for parity with PyLate, never for effectiveness."""
+    import json
+    import subprocess
+    import sys
+
+    from data.models import resolve_model
+
+    site = Path(sys.prefix) / "references" / "pylate-1.6.0"
+    driver = Path(__file__).parent / "reference" / "pylate_colbert.py"
+
+    def build(folder: Path) -> None:
+        config = folder / "build.json"
+        config.write_text(
+            json.dumps({"build": str(folder / "colbert-tiny"), "base": resolve_model("minilm"), "seed": 0})
+        )
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(Path(__file__).parent.parent)])}
+        subprocess.run([sys.executable, str(driver), str(config), str(folder / "built.json")], check=True, env=env,
+                       capture_output=True)  # fmt: skip
+
+    return str(built_once(tmp_path_factory, "colbert-tiny", build) / "colbert-tiny")
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster for every Ray test (replicas of --engine ray join it, as a job would join
     a running cluster); shut down when the session ends."""

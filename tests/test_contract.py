@@ -17,6 +17,9 @@ CONTRACT_SPECS = {
     "mono-t5": "mono-t5(model={t5}, batch_size=4, max_length=64)",
     "mono-t5/pyterrier-t5": "mono-t5(model={t5}, batch_size=4, variant=pyterrier-t5)",
     "duo-t5": "duo-t5(model={t5}, batch_size=8, max_length=96)",
+    # a ColBERT PyLate built from MiniLM (tests/conftest.py: colbert_dir); parity with PyLate in test_fidelity.py
+    "colbert": "colbert(model={colbert}, batch_size=4)",
+    "colbert/pylate": "colbert(model={colbert}, variant=pylate)",
     "cross-encoder/onnx-int8": "cross-encoder(model={cross_encoder}, batch_size=4, backend=onnx, precision=int8)",
     "cross-encoder/openvino-int8": (
         "cross-encoder(model={cross_encoder}, batch_size=4, backend=openvino, precision=int8, calibration=16)"
@@ -73,7 +76,10 @@ SLOW_SPECS = {
 def reranker(request, cross_encoder_dir):
     served = request.getfixturevalue("minilm_server") if request.param == "remote" else ""
     t5 = request.getfixturevalue("t5_dir") if "t5" in request.param else ""
-    spec = CONTRACT_SPECS[request.param].format(cross_encoder=f'"{cross_encoder_dir}"', served=served, t5=f'"{t5}"')
+    colbert = request.getfixturevalue("colbert_dir") if "colbert" in request.param else ""
+    spec = CONTRACT_SPECS[request.param].format(
+        cross_encoder=f'"{cross_encoder_dir}"', served=served, t5=f'"{t5}"', colbert=f'"{colbert}"'
+    )
     return load_reranker(spec)
 
 

@@ -675,3 +675,62 @@ def test_mono_and_duo_t5_score_as_pyterrier_t5_and_rank_llm(position, t5_dir, dl
         assert max(abs(ours[d] - reference[d]) for d in ours) < 1e-5
         assert [c.docid for c in result.ranking.candidates] == sorted(reference, key=lambda d: (-reference[d], d))
     assert results[0].cost.truncated > 0  # the long passage was cut, as the reference cut it
+
+
+# -- ColBERT ------------------------------------------------------------------------------------------------
+
+PYLATE = "pylate==1.6.0"
+
+
+def colbert_requests(dl19) -> list[dict]:
+    """Three DL19 queries' top 10 BM25 passages, the first with one longer than ColBERT's 180 tokens."""
+    ranked = dl19.candidates("bm25")[:3]
+    requests = [
+        {"qid": r.query.qid, "query": r.query.text, "candidates": [[c.docid, c.text] for c in r.candidates[:10]]}
+        for r in ranked
+    ]
+    requests[0]["candidates"].append(["long", " ".join(c.text for c in ranked[0].candidates[10:16])])
+    return requests
+
+
+@pytest.fixture(scope="module")
+def colbert_reference(colbert_dir, dl19) -> dict:
+    """What PyLate's ``rank.rerank`` gave on the PyLate-built ColBERT (``tests/reference/pylate_colbert_dl19.json``)."""
+    return recorded_reference("pylate_colbert_dl19", {"model": colbert_dir, "requests": colbert_requests(dl19)})
+
+
+@pytest.mark.reference
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_colbert_recording_is_what_pylate_gives(colbert_dir, dl19, tmp_path):
+    """PyLate itself, run now, gives the recording (``RERANK_RECORD=1`` re-records)."""
+    config = {"model": colbert_dir, "requests": colbert_requests(dl19)}
+    site = reference_site(PYLATE, "pylate")
+    live = recorded_reference(
+        "pylate_colbert_dl19", config, lambda: run_reference(site, config, tmp_path, "pylate_colbert.py")
+    )
+    if not os.environ.get("RERANK_RECORD"):
+        assert live == recorded_reference("pylate_colbert_dl19", config)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("variant", ["rerank", "pylate"])
+def test_colbert_scores_as_pylate(variant, colbert_dir, dl19, colbert_reference):
+    """PyLate's encodings (markers, [MASK] expansion, the skiplist, the projection, a passage cut at 180
+    tokens) and MaxSim: every score within 1e-5 of PyLate's and the same rankings, with both variants (they
+    differ only where a similarity is negative, which this model's are not)."""
+    from data.records import Candidate, Query, RerankRequest
+    from rerank import load_reranker
+
+    requests = [
+        RerankRequest(Query(r["qid"], r["query"]), tuple(Candidate(d, 0.0, t) for d, t in r["candidates"]))
+        for r in colbert_requests(dl19)
+    ]
+    results = load_reranker(f"colbert(model={json.dumps(colbert_dir)}, variant={variant})").rerank(requests)
+    for result in results:
+        ours = {c.docid: c.score for c in result.ranking.candidates}
+        theirs = colbert_reference["scores"][result.ranking.qid]
+        assert ours.keys() == theirs.keys()
+        assert max(abs(ours[d] - theirs[d]) for d in ours) < 1e-5
+        assert [c.docid for c in result.ranking.candidates] == sorted(theirs, key=lambda d: (-theirs[d], d))
+    assert results[0].cost.truncated == 1

@@ -46,6 +46,13 @@ def test_a_model_of_another_architecture_is_refused_before_it_loads(cross_encode
             load_reranker(f"{method}(model={json.dumps(cross_encoder_dir)})")
 
 
+def test_colbert_refuses_a_seq2seq_or_causal_model_before_it_loads(t5_dir):
+    from rerank import load_reranker
+
+    with pytest.raises(InvalidSpecError, match=r"colbert needs an encoder \(BERT-like\) checkpoint; .* is a t5"):
+        load_reranker(f"colbert(model={json.dumps(t5_dir)})")
+
+
 def test_a_label_word_that_is_not_one_token_is_refused_with_its_tokens(tmp_path, dl19):
     from rerank import load_reranker
     from rerank.methods.t5 import build_random_t5
