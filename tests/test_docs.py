@@ -12,7 +12,7 @@ on the line right before a fence, change that:
 Any other block must be ``bash`` or ``python``. What would be slow is scaled, never skipped: DL19 and scifact
 are cut to a few queries (scifact's corpus to the documents those queries retrieve or have judged), a
 leaderboard command that names no ``--config`` runs on a small matrix, the Hugging Face cross-encoder id
-(unreachable offline) becomes a local folder of its shape, the 0.5B LLM the 135M one, and fixed ports free
+(unreachable offline) becomes a local folder of its shape, monoT5's and duoT5's a random T5, the 0.5B LLM the 135M one, and fixed ports free
 ones. A server a page starts in the background (``… &``) is waited on until it answers and stopped when the
 page ends; ``rerank serve`` must then exit 0. Foreground ``rerank`` commands and the python blocks start
 from a warm interpreter (``tests/warm.py``) that has imported torch and its kin once.
@@ -149,7 +149,7 @@ def cut_datasets(real: Path, target: Path) -> None:
     _cut_lines(scifact / "corpus.jsonl.gz", mine / "corpus.jsonl.gz", lambda _, line: json.loads(line)["_id"] in docs)
 
 
-def write_files(shared: Path, datasets: Path, cross_encoder: str) -> None:
+def write_files(shared: Path, datasets: Path, cross_encoder: str, t5: str) -> None:
     """The files the docs' commands name as examples of a user's own, and the test's small leaderboard."""
     import data
 
@@ -181,6 +181,7 @@ def write_files(shared: Path, datasets: Path, cross_encoder: str) -> None:
     ]
     (shared / "board.toml").write_text("\n".join(config) + "\n", encoding="utf-8")
     (shared / "cross-encoder").symlink_to(cross_encoder)
+    (shared / "t5").symlink_to(t5)
 
 
 @dataclass(frozen=True)
@@ -210,12 +211,12 @@ class Workspace:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, data_dir, cross_encoder_dir):
+def workspace(tmp_path_factory, data_dir, cross_encoder_dir, t5_dir):
     root = tmp_path_factory.mktemp("docs")
     datasets, shared = root / "datasets", root / "shared"
     shared.mkdir()
     cut_datasets(data_dir, datasets)
-    write_files(shared, datasets, cross_encoder_dir)
+    write_files(shared, datasets, cross_encoder_dir, t5_dir)
     warm = WarmInterpreter(root / "warm", {**os.environ, "PYTHONPATH": str(REPO)})
     try:
         yield Workspace(root, datasets, shared, warm)
@@ -227,9 +228,11 @@ def workspace(tmp_path_factory, data_dir, cross_encoder_dir):
 
 
 def substitute(text: str, ports: dict[str, str]) -> str:
-    """The hub cross-encoder (unreachable offline) becomes a local one of its shape, the 0.5B LLM the 135M one
-    (the same plumbing in a fraction of the time), and fixed ports free ones."""
+    """The hub cross-encoder (unreachable offline) becomes a local one of its shape, the hub monoT5 and duoT5 a
+    random T5, the 0.5B LLM the 135M one (the same plumbing in a fraction of the time), and fixed ports free
+    ones."""
     text = text.replace("cross-encoder/ms-marco-MiniLM-L-6-v2", "cross-encoder")
+    text = re.sub(r"castorini/(mono|duo)t5-base-msmarco", "t5", text)
     text = text.replace("qwen2.5-coder-0.5b", "smollm2-135m")
     for port, free in ports.items():
         text = re.sub(rf"(?<=[:\s=]){port}\b", free, text)
