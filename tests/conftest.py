@@ -92,6 +92,28 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Pa
     return folder
 
 
+def built_and_kept(tmp_path_factory: pytest.TempPathFactory, name: str, key: str, build) -> Path:
+    """``built_once``, kept across test runs in the cache (``RERANK_CACHE_DIR``, which ``make check`` keeps) under
+    a digest of ``key`` (what the build depends on: its code and inputs), so a warm run builds nothing."""
+    import hashlib
+
+    from filelock import FileLock
+
+    cache = os.environ.get("RERANK_CACHE_DIR")
+    if not cache:
+        return built_once(tmp_path_factory, name, build)
+    folder = Path(cache) / "test-models" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    done = folder.with_name(folder.name + ".done")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def dl19_minilm_cache(tmp_path_factory: pytest.TempPathFactory, dl19) -> Path:
     """An output cache (``rerank run --cache``) holding the MiniLM bi-encoder's scores of DL19's BM25 top 100,
@@ -125,7 +147,10 @@ def t5_dir(tmp_path_factory: pytest.TempPathFactory, dl19) -> str:
 
     texts = [q.text for q in dl19.queries()] + [c.text for r in dl19.candidates("bm25")[:20] for c in r.candidates[:50]]
     texts += ["Query: Document: Document0: Document1: Relevant: true false yes no"] * 20
-    folder = built_once(tmp_path_factory, "t5-tiny", lambda f: build_random_t5(str(f / "t5-tiny"), texts))
+    import inspect
+
+    key = inspect.getsource(build_random_t5) + "\n".join(texts)
+    folder = built_and_kept(tmp_path_factory, "t5-tiny", key, lambda f: build_random_t5(str(f / "t5-tiny"), texts))
     return str(folder / "t5-tiny")
 
 
@@ -151,7 +176,8 @@ def colbert_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
         subprocess.run([sys.executable, str(driver), str(config), str(folder / "built.json")], check=True, env=env,
                        capture_output=True)  # fmt: skip
 
-    return str(built_once(tmp_path_factory, "colbert-tiny", build) / "colbert-tiny")
+    key = driver.read_text(encoding="utf-8") + str(site) + resolve_model("minilm")
+    return str(built_and_kept(tmp_path_factory, "colbert-tiny", key, build) / "colbert-tiny")
 
 
 @pytest.fixture(scope="session")

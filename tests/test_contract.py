@@ -64,6 +64,8 @@ SLOW_SPECS = {
     "cross-encoder/openvino-int8",
     "remote",
     "bi-encoder/llama.cpp",
+    "mono-t5/pyterrier-t5",  # the reference variants: the default paths run in make check
+    "colbert/pylate",
 }
 
 

@@ -652,8 +652,12 @@ def test_the_t5_recording_is_what_pyterrier_t5_and_rank_llm_give(t5_dir, dl19, t
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("position", range(len(T5_CASES)), ids=[spec.split("(")[0] + "/" + c[0] + f"-b{c[2]}"
-                                                                  for c, spec in T5_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    "position",
+    # the default path in make check; the reference variants in the full suite
+    [pytest.param(n, marks=() if "variant" not in spec else pytest.mark.slow) for n, (_, spec) in enumerate(T5_CASES)],
+    ids=[spec.split("(")[0] + "/" + c[0] + f"-b{c[2]}" for c, spec in T5_CASES],
+)
 def test_mono_and_duo_t5_score_as_pyterrier_t5_and_rank_llm(position, t5_dir, dl19, t5_reference):
     """The same random T5 and DL19 texts (one passage cut to fit): every score within 1e-5 of the reference's
     and the same ranking. pyterrier-t5 with batches of 1 is rerank's default; its batches of 4 (a shorter pair
@@ -714,7 +718,7 @@ def test_the_colbert_recording_is_what_pylate_gives(colbert_dir, dl19, tmp_path)
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("variant", ["rerank", "pylate"])
+@pytest.mark.parametrize("variant", ["rerank", pytest.param("pylate", marks=pytest.mark.slow)])
 def test_colbert_scores_as_pylate(variant, colbert_dir, dl19, colbert_reference):
     """PyLate's encodings (markers, [MASK] expansion, the skiplist, the projection, a passage cut at 180
     tokens) and MaxSim: every score within 1e-5 of PyLate's and the same rankings, with both variants (they

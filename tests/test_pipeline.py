@@ -42,11 +42,14 @@ def test_pipeline_improves_bm25_on_the_example(bm25, minilm_bi_encoder):
     assert evaluate(run, ds.qrels(), ["nDCG@10"]).aggregate["nDCG@10"] > before + 0.2
 
 
-def test_a_python_pipeline_is_the_core_loop_without_a_store(tmp_path, capfd, minilm_bi_encoder):
+def test_a_python_pipeline_is_the_core_loop_without_a_store(tmp_path, capfd, caplog, minilm_bi_encoder):
     """Run in memory, a composed pipeline batches, reports progress and scores as ``rerank.run`` does: with
     the same batches (two queries a call here; all at once differs in the last bits), the same scores."""
+    import logging
+
     import rerank
 
+    caplog.set_level(logging.INFO, logger="rerank")  # progress shows unless --quiet set it higher (a CLI test may)
     ds = data.load("example")
     given = ds.run("bm25").cut(10)
     in_memory = Pipeline.of(minilm_bi_encoder)(given, docs=ds.docs(), queries=ds.queries(), batch_queries=2)
