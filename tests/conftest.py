@@ -181,6 +181,40 @@ def colbert_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def stanford_colbert_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A ColBERT in ColBERT's own format (an ``HF_ColBERT`` config, ``bert.*`` and ``linear`` weights in one file,
+    ``artifact.metadata`` naming ``[unused0]``/``[unused1]``): MiniLM's encoder under a random projection."""
+    import inspect
+    import json
+
+    from data.models import resolve_model
+
+    def build(folder: Path) -> None:
+        import torch
+        import transformers
+        from safetensors.torch import save_file
+
+        base = resolve_model("minilm")
+        bert = transformers.BertModel.from_pretrained(base)
+        torch.manual_seed(0)
+        linear = torch.nn.Linear(bert.config.hidden_size, 128, bias=False)
+        target = folder / "colbert-stanford"
+        target.mkdir()
+        weights = {f"bert.{k}": v.contiguous() for k, v in bert.state_dict().items()}
+        save_file({**weights, "linear.weight": linear.weight.detach().contiguous()}, str(target / "model.safetensors"),
+                  metadata={"format": "pt"})  # fmt: skip
+        config = {**bert.config.to_dict(), "architectures": ["HF_ColBERT"]}
+        (target / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        transformers.AutoTokenizer.from_pretrained(base).save_pretrained(target)
+        metadata = {"query_token_id": "[unused0]", "doc_token_id": "[unused1]", "query_maxlen": 32, "doc_maxlen": 180,
+                    "attend_to_mask_tokens": False, "dim": 128}  # fmt: skip
+        (target / "artifact.metadata").write_text(json.dumps(metadata), encoding="utf-8")
+
+    key = inspect.getsource(build) + resolve_model("minilm")
+    return str(built_and_kept(tmp_path_factory, "colbert-stanford", key, build) / "colbert-stanford")
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster for every Ray test (replicas of --engine ray join it, as a job would join
     a running cluster); shut down when the session ends."""

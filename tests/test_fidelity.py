@@ -697,43 +697,53 @@ def colbert_requests(dl19) -> list[dict]:
     return requests
 
 
-@pytest.fixture(scope="module")
-def colbert_reference(colbert_dir, dl19) -> dict:
-    """What PyLate's ``rank.rerank`` gave on the PyLate-built ColBERT (``tests/reference/pylate_colbert_dl19.json``)."""
-    return recorded_reference("pylate_colbert_dl19", {"model": colbert_dir, "requests": colbert_requests(dl19)})
+# Both checkpoint formats, each with its markers: PyLate's ([Q] and [D] added to the vocabulary, a Dense module)
+# and ColBERT's own ([unused0] and [unused1], an HF_ColBERT config with its linear layer).
+COLBERT_FORMATS = {"pylate": ("colbert_dir", "pylate_colbert_dl19"), "stanford": ("stanford_colbert_dir", "pylate_colbert_stanford_dl19")}  # fmt: skip
+
+
+def colbert_reference(request, fmt: str, dl19) -> dict:
+    fixture, name = COLBERT_FORMATS[fmt]
+    return recorded_reference(name, {"model": request.getfixturevalue(fixture), "requests": colbert_requests(dl19)})
 
 
 @pytest.mark.reference
 @pytest.mark.integration
 @pytest.mark.slow
-def test_the_colbert_recording_is_what_pylate_gives(colbert_dir, dl19, tmp_path):
-    """PyLate itself, run now, gives the recording (``RERANK_RECORD=1`` re-records)."""
-    config = {"model": colbert_dir, "requests": colbert_requests(dl19)}
+@pytest.mark.parametrize("fmt", list(COLBERT_FORMATS))
+def test_the_colbert_recording_is_what_pylate_gives(fmt, request, dl19, tmp_path):
+    """PyLate itself, run now on each checkpoint format, gives the recording (``RERANK_RECORD=1`` re-records)."""
+    fixture, name = COLBERT_FORMATS[fmt]
+    config = {"model": request.getfixturevalue(fixture), "requests": colbert_requests(dl19)}
     site = reference_site(PYLATE, "pylate")
-    live = recorded_reference(
-        "pylate_colbert_dl19", config, lambda: run_reference(site, config, tmp_path, "pylate_colbert.py")
-    )
+    live = recorded_reference(name, config, lambda: run_reference(site, config, tmp_path, "pylate_colbert.py"))
     if not os.environ.get("RERANK_RECORD"):
-        assert live == recorded_reference("pylate_colbert_dl19", config)
+        assert live == recorded_reference(name, config)
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("variant", ["rerank", pytest.param("pylate", marks=pytest.mark.slow)])
-def test_colbert_scores_as_pylate(variant, colbert_dir, dl19, colbert_reference):
+@pytest.mark.parametrize(
+    ("fmt", "variant"),
+    [("pylate", "rerank"), ("stanford", "rerank"), pytest.param("pylate", "pylate", marks=pytest.mark.slow)],
+)
+def test_colbert_scores_as_pylate(fmt, variant, request, dl19):
     """PyLate's encodings (markers, [MASK] expansion, the skiplist, the projection, a passage cut at 180
-    tokens) and MaxSim: every score within 1e-5 of PyLate's and the same rankings, with both variants (they
-    differ only where a similarity is negative, which this model's are not)."""
+    tokens) and MaxSim, on PyLate's checkpoint format and on ColBERT's own: every score within 1e-5 of
+    PyLate's and the same rankings, with both variants (they differ only where a similarity is negative,
+    which this model's are not)."""
     from data.records import Candidate, Query, RerankRequest
     from rerank import load_reranker
 
+    reference = colbert_reference(request, fmt, dl19)
+    model = request.getfixturevalue(COLBERT_FORMATS[fmt][0])
     requests = [
         RerankRequest(Query(r["qid"], r["query"]), tuple(Candidate(d, 0.0, t) for d, t in r["candidates"]))
         for r in colbert_requests(dl19)
     ]
-    results = load_reranker(f"colbert(model={json.dumps(colbert_dir)}, variant={variant})").rerank(requests)
+    results = load_reranker(f"colbert(model={json.dumps(model)}, variant={variant})").rerank(requests)
     for result in results:
         ours = {c.docid: c.score for c in result.ranking.candidates}
-        theirs = colbert_reference["scores"][result.ranking.qid]
+        theirs = reference["scores"][result.ranking.qid]
         assert ours.keys() == theirs.keys()
         assert max(abs(ours[d] - theirs[d]) for d in ours) < 1e-5
         assert [c.docid for c in result.ranking.candidates] == sorted(theirs, key=lambda d: (-theirs[d], d))

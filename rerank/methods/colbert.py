@@ -200,7 +200,8 @@ class ColBERTReranker(PointwiseReranker):
 
 def checkpoint_settings(path: Path) -> dict[str, Any]:
     """A checkpoint's ColBERT settings: PyLate's (``config_sentence_transformers.json``), else ColBERT's
-    (``artifact.metadata``), else PyLate's defaults."""
+    (an ``HF_ColBERT`` architecture or ``artifact.metadata``: ``[unused0]``/``[unused1]`` unless it names
+    others, and the ``linear`` layer in the model's weights), else PyLate's defaults."""
     settings: dict[str, Any] = {
         "query_prefix": "[Q] ", "document_prefix": "[D] ", "query_length": 32, "document_length": 180,
         "attend_to_expansion_tokens": False, "do_query_expansion": True, "do_lower_case": False,
@@ -208,6 +209,10 @@ def checkpoint_settings(path: Path) -> dict[str, Any]:
     }  # fmt: skip
     pylate = path / "config_sentence_transformers.json"
     metadata = path / "artifact.metadata"
+    config_file = path / "config.json"
+    architectures = (
+        json.loads(config_file.read_text(encoding="utf-8")).get("architectures") if config_file.is_file() else None
+    )
     if pylate.is_file():
         config = json.loads(pylate.read_text(encoding="utf-8"))
         settings.update({k: config[k] for k in settings if config.get(k) is not None})
@@ -216,8 +221,8 @@ def checkpoint_settings(path: Path) -> dict[str, Any]:
         bert_config = path / "sentence_bert_config.json"
         if bert_config.is_file():
             settings["do_lower_case"] = bool(json.loads(bert_config.read_text(encoding="utf-8")).get("do_lower_case"))
-    elif metadata.is_file():
-        config = json.loads(metadata.read_text(encoding="utf-8"))
+    elif metadata.is_file() or architectures == ["HF_ColBERT"]:  # ColBERT's own (stanford-futuredata) format
+        config = json.loads(metadata.read_text(encoding="utf-8")) if metadata.is_file() else {}
         settings.update({
             "query_prefix": config.get("query_token_id", "[unused0]"),
             "document_prefix": config.get("doc_token_id", "[unused1]"),
