@@ -184,6 +184,9 @@ class MonoT5Reranker(PointwiseReranker):
 
     method = "mono-t5"
     libraries = ("torch", "transformers")
+    # batch_size decides the scores of variant=pyterrier-t5 (a pair reads its batch's padding), so it stays in
+    # the output cache's identity; batch_tokens only groups pairs of the batch-invariant paths
+    execution_params = frozenset({"batch_tokens"})
 
     def __init__(
         self,
@@ -272,6 +275,7 @@ class DuoT5Reranker(Reranker):
 
     method = "duo-t5"
     libraries = ("torch", "transformers")
+    execution_params = frozenset({"batch_tokens"})  # as mono-t5's
 
     def __init__(
         self,
