@@ -62,3 +62,16 @@ def test_a_label_word_that_is_not_one_token_is_refused_with_its_tokens(tmp_path,
     load_reranker(f"mono-t5(model={json.dumps(model)})")  # monoT5's words are single tokens here
     with pytest.raises(InvalidSpecError, match=r"the label '(yes|no)' is \d tokens .*\['▁"):
         load_reranker(f"mono-t5(model={json.dumps(model)}, template=mt5)")
+
+
+def test_the_output_cache_tells_apart_what_changes_t5_scores(t5_dir):
+    """variant=pyterrier-t5's scores depend on batch_size (a pair reads its batch's padding), so cached scores of
+    one batch size are never read back for another; batch_tokens only groups pairs, so it shares them."""
+    from rerank import load_reranker
+    from rerank.identity import cache_identity
+
+    def identity(params: str) -> str:
+        return cache_identity(load_reranker(f"mono-t5(model={json.dumps(t5_dir)}, {params})"))
+
+    assert identity("variant=pyterrier-t5, batch_size=4") != identity("variant=pyterrier-t5, batch_size=8")
+    assert identity("batch_tokens=512") == identity("batch_tokens=2048")
