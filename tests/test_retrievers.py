@@ -255,6 +255,7 @@ def test_dense_llama_cpp_encoder_builds_saves_and_reloads(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # loading the 274 MB GGUF takes most of its 4 to 6 s: make test runs it, make check does not
 def test_nomic_embed_on_the_example_when_its_pack_is_installed(tmp_path):
     from data.models import PACKS
     from retrievers.dense import DenseRetriever
