@@ -50,7 +50,7 @@ def main() -> None:
     from data.config import cache_dir
     from data.records import RerankRequest
     from rerank import load_reranker
-    from rerank.methods.t5 import build_random_t5
+    from rerank.methods.random_t5 import build_random_t5
 
     torch.set_num_threads(args.threads)
     ds = data.load("msmarco-passage/trec-dl-2019")

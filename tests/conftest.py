@@ -143,7 +143,7 @@ def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 def t5_dir(tmp_path_factory: pytest.TempPathFactory, dl19) -> str:
     """A T5 with random weights and a SentencePiece vocabulary trained on DL19 texts (no T5 weights exist offline):
     for parity with pyterrier-t5 and rank-llm, never for effectiveness."""
-    from rerank.methods.t5 import build_random_t5
+    from rerank.methods.random_t5 import build_random_t5
 
     texts = [q.text for q in dl19.queries()] + [c.text for r in dl19.candidates("bm25")[:20] for c in r.candidates[:50]]
     texts += ["Query: Document: Document0: Document1: Relevant: true false yes no"] * 20

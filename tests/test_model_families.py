@@ -55,7 +55,7 @@ def test_colbert_refuses_a_seq2seq_or_causal_model_before_it_loads(t5_dir):
 
 def test_a_label_word_that_is_not_one_token_is_refused_with_its_tokens(tmp_path, dl19):
     from rerank import load_reranker
-    from rerank.methods.t5 import build_random_t5
+    from rerank.methods.random_t5 import build_random_t5
 
     texts = [c.text for r in dl19.candidates("bm25")[:5] for c in r.candidates[:20]]
     model = build_random_t5(str(tmp_path / "t5-true-false"), texts, symbols=("▁true", "▁false"))

@@ -31,7 +31,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from data.errors import InvalidSpecError
 from data.inference import padded_batches
@@ -172,21 +172,15 @@ class T5Scorer:
         return [r[:-1] for r in encoded["input_ids"]], [r[:-1] for r in encoded["attention_mask"]]
 
 
-class MonoT5Reranker(PointwiseReranker):
-    """monoT5: ``log P(true)`` over {true, false} for ``Query: q Document: d Relevant:``.
+class T5Method:
+    """What monoT5 and duoT5 share: their parameters, the loaded T5, and the tokens left before ``Relevant:``."""
 
-    ``max_length`` tokens in all (512, T5's positions); the text is cut at its end to leave room for
-    ``Relevant:``. ``template=mt5`` reads ``yes``/``no`` (mT5 mMARCO); InRanker and the monoT5 family use
-    ``monot5``. ``tokenizer`` names another tokenizer (pyterrier-t5 reads ``t5-base``'s by default; a
-    checkpoint that ships its own needs none). ``variant=pyterrier-t5`` lays out each ``batch_size`` pairs in
-    input order as pyterrier-t5 does (its scores depend on the batch: see the module's note).
-    """
-
-    method = "mono-t5"
-    libraries = ("torch", "transformers")
+    method: ClassVar[str]
+    libraries: ClassVar[tuple[str, ...]] = ("torch", "transformers")
     # batch_size decides the scores of variant=pyterrier-t5 (a pair reads its batch's padding), so it stays in
     # the output cache's identity; batch_tokens only groups pairs of the batch-invariant paths
-    execution_params = frozenset({"batch_tokens"})
+    execution_params: ClassVar[frozenset[str]] = frozenset({"batch_tokens"})
+    min_room: ClassVar[int] = 1  # tokens the input needs before the suffix
 
     def __init__(
         self,
@@ -200,13 +194,13 @@ class MonoT5Reranker(PointwiseReranker):
         variant: Variant = "rerank",
     ):
         if variant not in VARIANTS:
-            raise InvalidSpecError(f"mono-t5: variant is one of {', '.join(VARIANTS)}, not {variant!r}")
+            raise InvalidSpecError(f"{self.method}: variant is one of {', '.join(VARIANTS)}, not {variant!r}")
         self.model, self.template, self.max_length, self.variant = model, template, max_length, variant
         self.batch_size, self.batch_tokens = batch_size, batch_tokens
         self._t5 = T5Scorer(self.method, model, tokenizer, template, device)
-        self._room = max_length - len(self._t5.suffix)  # tokens left for query and document
-        if self._room < 1:
-            raise InvalidSpecError(f"mono-t5: max_length={max_length} leaves no room before {SUFFIX!r}")
+        self._room = max_length - len(self._t5.suffix)  # tokens left for the query and the passage(s)
+        if self._room < self.min_room:
+            raise InvalidSpecError(f"{self.method}: max_length={max_length} leaves no room before {SUFFIX!r}")
 
     check_params = classmethod(check_t5_params)
 
@@ -216,6 +210,19 @@ class MonoT5Reranker(PointwiseReranker):
 
     def tokenizer(self) -> Any:
         return self._t5.tokenizer
+
+
+class MonoT5Reranker(T5Method, PointwiseReranker):
+    """monoT5: ``log P(true)`` over {true, false} for ``Query: q Document: d Relevant:``.
+
+    ``max_length`` tokens in all (512, T5's positions); the text is cut at its end to leave room for
+    ``Relevant:``. ``template=mt5`` reads ``yes``/``no`` (mT5 mMARCO); InRanker and the monoT5 family use
+    ``monot5``. ``tokenizer`` names another tokenizer (pyterrier-t5 reads ``t5-base``'s by default; a
+    checkpoint that ships its own needs none). ``variant=pyterrier-t5`` lays out each ``batch_size`` pairs in
+    input order as pyterrier-t5 does (its scores depend on the batch: see the module's note).
+    """
+
+    method = "mono-t5"
 
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         prompts = [f"Query: {q} Document: {d}" for q, d in zip(queries, texts, strict=True)]
@@ -262,7 +269,7 @@ class MonoT5Reranker(PointwiseReranker):
         return PairScores(scores, lengths, truncated, calls)
 
 
-class DuoT5Reranker(Reranker):
+class DuoT5Reranker(T5Method, Reranker):
     """duoT5: every ordered pair of a query's candidates, ``Query: q Document0: a Document1: b Relevant:``.
 
     Each pair's ``s = log P(true)`` adds ``s`` to the first document and ``1 - s`` to the second: the
@@ -274,37 +281,7 @@ class DuoT5Reranker(Reranker):
     """
 
     method = "duo-t5"
-    libraries = ("torch", "transformers")
-    execution_params = frozenset({"batch_tokens"})  # as mono-t5's
-
-    def __init__(
-        self,
-        model: str,
-        template: str = "monot5",
-        tokenizer: str | None = None,
-        max_length: int = 512,
-        batch_size: int = 32,
-        batch_tokens: int | None = None,
-        device: str | None = None,
-        variant: Variant = "rerank",
-    ):
-        if variant not in VARIANTS:
-            raise InvalidSpecError(f"duo-t5: variant is one of {', '.join(VARIANTS)}, not {variant!r}")
-        self.model, self.template, self.max_length, self.variant = model, template, max_length, variant
-        self.batch_size, self.batch_tokens = batch_size, batch_tokens
-        self._t5 = T5Scorer(self.method, model, tokenizer, template, device)
-        self._room = max_length - len(self._t5.suffix)
-        if self._room < 3:
-            raise InvalidSpecError(f"duo-t5: max_length={max_length} leaves no room before {SUFFIX!r}")
-
-    check_params = classmethod(check_t5_params)
-
-    @property
-    def batch_invariant(self) -> bool:
-        return self.variant == "rerank"
-
-    def tokenizer(self) -> Any:
-        return self._t5.tokenizer
+    min_room = 3  # the query and two passages need a token each
 
     def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
         start = time.perf_counter()
@@ -412,61 +389,3 @@ class DuoT5Reranker(Reranker):
             truncated += [excess > 0] * len(chunk)
             calls += 1
         return scores, lengths, truncated, calls
-
-
-T5_SHAPES = {  # (d_model, d_ff, layers, heads, d_kv): a small one for tests, t5-base's for speed
-    "tiny": (64, 128, 2, 4, 16),
-    "base": (768, 3072, 12, 12, 64),
-}
-
-
-def build_random_t5(
-    path: str,
-    texts: Sequence[str],
-    shape: str = "tiny",
-    seed: int = 0,
-    symbols: Sequence[str] = ("▁true", "▁false", "▁yes", "▁no"),
-) -> str:
-    """A T5 with random weights and a SentencePiece tokenizer trained on ``texts``, saved once into ``path``.
-
-    No T5 weights can be downloaded here: parity with the references is shown on this model (its scores
-    mean nothing). ``symbols`` are single tokens (``true``/``false`` and ``yes``/``no``, as in T5's own
-    vocabulary). The config carries what a real monoT5 checkpoint's does (``n_positions``,
-    ``decoder_start_token_id``). The vocabulary has 2,000 pieces whatever the shape (t5-base's has 32,000: only
-    the output layer, one row per piece, is smaller).
-    """
-    import io
-    import shutil
-
-    sentencepiece = optional_import("sentencepiece")
-    torch = optional_import("torch")
-    transformers = optional_import("transformers")
-    target = Path(path)
-    if (target / "config.json").is_file():
-        return str(target)
-    staging = target.with_name(f".{target.name}.{time.time_ns()}")
-    staging.mkdir(parents=True)
-    model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=model, vocab_size=2000, model_type="unigram",
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0, num_threads=1, minloglevel=2,
-        hard_vocab_limit=False,  # a small corpus gets the pieces it has
-        user_defined_symbols=list(symbols),
-    )  # fmt: skip
-    (staging / "spiece.model").write_bytes(model.getvalue())
-    tokenizer = transformers.T5Tokenizer.from_pretrained(staging)
-    d_model, d_ff, layers, heads, d_kv = T5_SHAPES[shape]
-    config = transformers.T5Config(
-        vocab_size=len(tokenizer), d_model=d_model, d_ff=d_ff, num_layers=layers, num_decoder_layers=layers,
-        num_heads=heads, d_kv=d_kv, n_positions=512, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-    )  # fmt: skip
-    torch.manual_seed(seed)
-    with quiet_loading():
-        transformers.T5ForConditionalGeneration(config).save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    (staging / "spiece.model").unlink()  # the tokenizer's own files hold it (T5Tokenizer reads spiece.model first)
-    try:
-        staging.rename(target)
-    except OSError:  # built meanwhile by another process
-        shutil.rmtree(staging, ignore_errors=True)
-    return str(target)
