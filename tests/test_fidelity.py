@@ -608,15 +608,40 @@ T5_CASES = [
 ]
 
 
-def t5_requests(dl19) -> list[dict]:
-    """Three DL19 queries' top 8 BM25 passages, the first with a passage too long for T5's 512 tokens."""
+def dl19_with_a_long_passage(dl19, depth: int, long_from: int, long_to: int) -> list[dict]:
+    """Three DL19 queries' top ``depth`` BM25 passages, the first with one more: its passages ``long_from`` to
+    ``long_to`` joined, too long for the model, so the cut is compared too."""
     ranked = dl19.candidates("bm25")[:3]
     requests = [
-        {"qid": r.query.qid, "query": r.query.text, "candidates": [[c.docid, c.text] for c in r.candidates[:8]]}
+        {"qid": r.query.qid, "query": r.query.text, "candidates": [[c.docid, c.text] for c in r.candidates[:depth]]}
         for r in ranked
     ]
-    requests[0]["candidates"].append(["long", " ".join(c.text for c in ranked[0].candidates[8:20])])
+    requests[0]["candidates"].append(["long", " ".join(c.text for c in ranked[0].candidates[long_from:long_to])])
     return requests
+
+
+def as_requests(requests: list[dict]) -> list:
+    from data.records import Candidate, Query, RerankRequest
+
+    return [
+        RerankRequest(Query(r["qid"], r["query"]), tuple(Candidate(d, 0.0, t) for d, t in r["candidates"]))
+        for r in requests
+    ]
+
+
+def assert_scores_as(results, reference: dict[str, dict[str, float]]) -> None:
+    """Every score within 1e-5 of the reference's, and the same ranking (ties by docid)."""
+    for result in results:
+        ours = {c.docid: c.score for c in result.ranking.candidates}
+        theirs = reference[result.ranking.qid]
+        assert ours.keys() == theirs.keys()
+        assert max(abs(ours[d] - theirs[d]) for d in ours) < 1e-5
+        assert [c.docid for c in result.ranking.candidates] == sorted(theirs, key=lambda d: (-theirs[d], d))
+
+
+def t5_requests(dl19) -> list[dict]:
+    """Top 8, and a passage too long for T5's 512 tokens."""
+    return dl19_with_a_long_passage(dl19, 8, 8, 20)
 
 
 def t5_config(t5_dir: str, dl19) -> dict:
@@ -662,22 +687,11 @@ def test_mono_and_duo_t5_score_as_pyterrier_t5_and_rank_llm(position, t5_dir, dl
     """The same random T5 and DL19 texts (one passage cut to fit): every score within 1e-5 of the reference's
     and the same ranking. pyterrier-t5 with batches of 1 is rerank's default; its batches of 4 (a shorter pair
     carries its batch's padding) and rank-llm's prompts and probabilities are each one option away."""
-    from data.records import Candidate, Query, RerankRequest
     from rerank import load_reranker
 
     _, spec = T5_CASES[position]
-    theirs = t5_reference[position]["scores"]
-    requests = [
-        RerankRequest(Query(r["qid"], r["query"]), tuple(Candidate(d, 0.0, t) for d, t in r["candidates"]))
-        for r in t5_requests(dl19)
-    ]
-    results = load_reranker(spec.format(model=json.dumps(t5_dir))).rerank(requests)
-    for result in results:
-        ours = {c.docid: c.score for c in result.ranking.candidates}
-        reference = theirs[result.ranking.qid]
-        assert ours.keys() == reference.keys()
-        assert max(abs(ours[d] - reference[d]) for d in ours) < 1e-5
-        assert [c.docid for c in result.ranking.candidates] == sorted(reference, key=lambda d: (-reference[d], d))
+    results = load_reranker(spec.format(model=json.dumps(t5_dir))).rerank(as_requests(t5_requests(dl19)))
+    assert_scores_as(results, t5_reference[position]["scores"])
     assert results[0].cost.truncated > 0  # the long passage was cut, as the reference cut it
 
 
@@ -687,14 +701,8 @@ PYLATE = "pylate==1.6.0"
 
 
 def colbert_requests(dl19) -> list[dict]:
-    """Three DL19 queries' top 10 BM25 passages, the first with one longer than ColBERT's 180 tokens."""
-    ranked = dl19.candidates("bm25")[:3]
-    requests = [
-        {"qid": r.query.qid, "query": r.query.text, "candidates": [[c.docid, c.text] for c in r.candidates[:10]]}
-        for r in ranked
-    ]
-    requests[0]["candidates"].append(["long", " ".join(c.text for c in ranked[0].candidates[10:16])])
-    return requests
+    """Top 10, and a passage longer than ColBERT's 180 tokens."""
+    return dl19_with_a_long_passage(dl19, 10, 10, 16)
 
 
 # Both checkpoint formats, each with its markers: PyLate's ([Q] and [D] added to the vocabulary, a Dense module)
@@ -731,20 +739,11 @@ def test_colbert_scores_as_pylate(fmt, variant, request, dl19):
     tokens) and MaxSim, on PyLate's checkpoint format and on ColBERT's own: every score within 1e-5 of
     PyLate's and the same rankings, with both variants (they differ only where a similarity is negative,
     which this model's are not)."""
-    from data.records import Candidate, Query, RerankRequest
     from rerank import load_reranker
 
     reference = colbert_reference(request, fmt, dl19)
     model = request.getfixturevalue(COLBERT_FORMATS[fmt][0])
-    requests = [
-        RerankRequest(Query(r["qid"], r["query"]), tuple(Candidate(d, 0.0, t) for d, t in r["candidates"]))
-        for r in colbert_requests(dl19)
-    ]
-    results = load_reranker(f"colbert(model={json.dumps(model)}, variant={variant})").rerank(requests)
-    for result in results:
-        ours = {c.docid: c.score for c in result.ranking.candidates}
-        theirs = reference["scores"][result.ranking.qid]
-        assert ours.keys() == theirs.keys()
-        assert max(abs(ours[d] - theirs[d]) for d in ours) < 1e-5
-        assert [c.docid for c in result.ranking.candidates] == sorted(theirs, key=lambda d: (-theirs[d], d))
+    spec = f"colbert(model={json.dumps(model)}, variant={variant})"
+    results = load_reranker(spec).rerank(as_requests(colbert_requests(dl19)))
+    assert_scores_as(results, reference["scores"])
     assert results[0].cost.truncated == 1
