@@ -116,10 +116,12 @@ def prompt_digest(name: str) -> str:
     from importlib.resources import files
 
     root = files("rerank.prompts")
-    for suffix in (".json", ".txt"):
+    for suffix in (".json", ".txt", ".jinja"):
         candidate = root.joinpath(name + suffix)
         if candidate.is_file():
             return hashlib.sha256(candidate.read_bytes()).hexdigest()
+    if name.endswith(".jinja") and Path(name).expanduser().is_file():  # a chat template of the user's
+        return hashlib.sha256(Path(name).expanduser().read_bytes()).hexdigest()
     return hashlib.sha256(b"missing:" + name.encode()).hexdigest()  # the method reports it when built
 
 

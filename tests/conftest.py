@@ -155,6 +155,20 @@ def t5_dir(tmp_path_factory: pytest.TempPathFactory, dl19) -> str:
 
 
 @pytest.fixture(scope="session")
+def qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A Qwen3 causal LM with random weights and the Qwen tokenizer of the qwen2.5-coder-0.5b pack: for parity of the
+    causal rerankers' templates with sentence-transformers and the model cards, never for effectiveness."""
+    import inspect
+
+    from data.models import resolve_model
+    from rerank.methods.random_qwen3 import build_random_qwen3
+
+    key = inspect.getsource(build_random_qwen3) + resolve_model("qwen2.5-coder-0.5b")
+    folder = built_and_kept(tmp_path_factory, "qwen3-tiny", key, lambda f: build_random_qwen3(str(f / "qwen3-tiny")))
+    return str(folder / "qwen3-tiny")
+
+
+@pytest.fixture(scope="session")
 def colbert_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A ColBERT built by PyLate itself from MiniLM's encoder (its [Q]/[D] markers, a random 128-dimension
     projection, seed 0): for parity with PyLate, never for effectiveness."""

@@ -747,3 +747,106 @@ def test_colbert_scores_as_pylate(fmt, variant, request, dl19):
     results = load_reranker(spec).rerank(as_requests(colbert_requests(dl19)))
     assert_scores_as(results, reference["scores"])
     assert results[0].cost.truncated == 1
+
+
+# -- Causal rerankers: chat templates ------------------------------------------------------------------------
+
+CAUSAL_TEMPLATES = ["qwen3-reranker", "mxbai-rerank-v2", "bge-reranker-gemma"]
+CAUSAL_MAX_LENGTH = 384  # the long passage is cut to fit, on both sides
+
+
+def causal_requests(dl19) -> list[dict]:
+    """Top 6, and a passage longer than CAUSAL_MAX_LENGTH tokens."""
+    return dl19_with_a_long_passage(dl19, 6, 6, 16)
+
+
+def sentence_transformers_causal(model_dir: str, template: str, requests: list[dict], instruction: str | None):
+    """sentence-transformers' causal-LM CrossEncoder on the model folder with the template as its chat template
+    (its LogitScore on the template's labels, no activation): each pair's input ids and score."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from rerank.prompts import load_chat_template
+
+    chat = load_chat_template(template)
+    model = CrossEncoder(model_dir, processor_kwargs={"chat_template": chat.text}, max_length=CAUSAL_MAX_LENGTH,
+                         activation_fn=torch.nn.Identity())  # fmt: skip
+    tokenizer = model.tokenizer
+    model[-1].true_token_id = tokenizer.convert_tokens_to_ids(chat.yes)
+    model[-1].false_token_id = tokenizer.convert_tokens_to_ids(chat.no) if chat.no else None
+    ids, scores = {}, {}
+    for r in requests:
+        pairs = [(r["query"], text) for _, text in r["candidates"]]
+        features = model.preprocess(pairs, prompt=instruction)
+        rows = zip(features["input_ids"].tolist(), features["attention_mask"].tolist(), strict=True)
+        predicted = model.predict(pairs, prompt=instruction, batch_size=4)
+        for (docid, _), (row, mask), score in zip(r["candidates"], rows, predicted, strict=True):
+            ids[r["qid"], docid] = [t for t, m in zip(row, mask, strict=True) if m]
+            scores.setdefault(r["qid"], {})[docid] = float(score)
+    return ids, scores
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("template", "instruction"),
+    [(t, None) for t in CAUSAL_TEMPLATES] + [("qwen3-reranker", "Find the passage that defines the term")],
+)
+def test_causal_templates_render_and_score_as_sentence_transformers(template, instruction, qwen3_dir, dl19):
+    """Qwen3-Reranker's, mxbai-rerank-v2's and bge-reranker-v2-gemma's templates on a random Qwen3 and DL19 texts
+    (one passage cut to fit): the model reads the same tokens as under sentence-transformers' causal CrossEncoder,
+    and every score is its LogitScore's within 1e-5 (Qwen3's log P(yes) is the log-sigmoid of it), in the same
+    ranking."""
+    import math
+
+    from rerank import load_reranker
+
+    requests = causal_requests(dl19)
+    ids, theirs = sentence_transformers_causal(qwen3_dir, template, requests, instruction)
+    if template == "qwen3-reranker":
+        theirs = {q: {d: -math.log1p(math.exp(-s)) for d, s in scores.items()} for q, scores in theirs.items()}
+    extra = f", instruction={json.dumps(instruction)}" if instruction else ""
+    reranker = load_reranker(f"llm-pointwise(model={json.dumps(qwen3_dir)}, template={template}, "
+                             f"max_length={CAUSAL_MAX_LENGTH}, batch_size=4{extra})")  # fmt: skip
+    tokenizer = reranker.backend._tokenizer
+    # The long passage's cut: sentence-transformers cuts the rendered prompt's tokens and writes the template's
+    # tail back over the last ones; rerank cuts the document's text and renders it, so the model reads a
+    # prompt as it tokenizes. They agree where the tail starts with a special token (Qwen3's "<|im_end|>");
+    # elsewhere the cut's last piece and the tail's first can tokenize together (".\n"), one token apart.
+    exact_cut = template == "qwen3-reranker"
+    tail = reranker.render_prompt("q", "§§").split("§§", 1)[1]  # the template's text after the document
+    for r in requests:
+        for docid, text in r["candidates"]:
+            prompt = reranker.render_prompt(r["query"], text)
+            ours = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            if docid != "long" or exact_cut:
+                assert ours == ids[r["qid"], docid], (r["qid"], docid)
+            else:
+                assert len(ours) <= CAUSAL_MAX_LENGTH < len(tokenizer(text)["input_ids"]) and prompt.endswith(tail)
+    results = reranker.rerank(as_requests(requests))
+    assert results[0].cost.truncated == 1
+    compared = {q: {d: v for d, v in s.items() if d != "long" or exact_cut} for q, s in theirs.items()}
+    for result in results:
+        ours_scores = {c.docid: c.score for c in result.ranking.candidates if c.docid in compared[result.ranking.qid]}
+        assert max(abs(ours_scores[d] - v) for d, v in compared[result.ranking.qid].items()) < 1e-5
+        kept = [c.docid for c in result.ranking.candidates if c.docid in ours_scores]
+        assert kept == sorted(ours_scores, key=lambda d: (-compared[result.ranking.qid][d], d))
+
+
+@pytest.mark.integration
+def test_the_qwen3_reranker_template_is_the_model_cards(qwen3_dir, dl19):
+    """The Qwen3-Reranker model card's own code (tests/reference/qwen3_reranker_card.py) on the same pairs: the same
+    input ids, and P(yes) = exp of rerank's score within 1e-5."""
+    import math
+
+    from reference.qwen3_reranker_card import card_scores
+
+    from rerank import load_reranker
+
+    requests = causal_requests(dl19)[1:]  # the card cuts a long pair's text before its suffix, in another way
+    pairs = [(r["query"], text) for r in requests for _, text in r["candidates"]]
+    ids, card = card_scores(qwen3_dir, pairs)
+    reranker = load_reranker(f"llm-pointwise(model={json.dumps(qwen3_dir)}, template=qwen3-reranker, batch_size=4)")
+    tokenizer = reranker.backend._tokenizer
+    assert [tokenizer(reranker.render_prompt(q, t), add_special_tokens=False)["input_ids"] for q, t in pairs] == ids
+    ours = reranker.score_pairs([q for q, _ in pairs], [t for _, t in pairs]).scores
+    assert max(abs(math.exp(o) - c) for o, c in zip(ours, card, strict=True)) < 1e-5

@@ -19,6 +19,9 @@ from data.errors import BackendError as BackendError  # raised by backends; defi
 from data.registry import Registry
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": …}
+# A conversation the backend renders with the model's chat template, or a prompt already rendered (a
+# causal reranker's template, rendered by the method): the model reads that text as it is.
+Prompt = Sequence[Message] | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,9 @@ class TokenScores:
     input_tokens: int
     missing: int = 0
     cached: bool = False
+    # log-sum-exp of the raw logits there: a label's raw logit is its log-probability plus this. None where
+    # the backend sees log-probabilities only (a server).
+    normalizer: float | None = None
 
 
 class LLMBackend(ABC):
@@ -55,22 +61,30 @@ class LLMBackend(ABC):
     @abstractmethod
     def count_tokens(self, text: str) -> int: ...
 
+    def prompt_text(self, prompt: Prompt) -> str:
+        """The text the model reads for a prompt: a conversation rendered, a rendered prompt as it is."""
+        return prompt if isinstance(prompt, str) else self.render(prompt)
+
+    def special_tokens(self) -> dict[str, str]:
+        """The model's ``bos_token`` and ``eos_token`` texts, for rendering a chat template here."""
+        raise ValueError(f"the {self.name} backend has no local tokenizer to render a chat template with")
+
     @abstractmethod
     def generate(
-        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
     ) -> list[Generation]:
         """Greedy continuations, one per conversation; no end of text before ``min_new_tokens`` tokens."""
 
     @abstractmethod
     def next_token_scores(
         self,
-        conversations: Sequence[Sequence[Message]],
+        conversations: Sequence[Prompt],
         labels: Sequence[str],
         prefix: str = "",
         read_at: int = 0,
         top: int = 0,
     ) -> list[TokenScores]:
-        """For each conversation, the log-probability of each label as the next token.
+        """For each conversation (or rendered prompt), the log-probability of each label as the next token.
 
         ``prefix`` is text the answer starts with (setwise reads the label after "Passage").
         ``read_at`` > 0 reads further on: that many tokens are first decoded greedily, none of them
@@ -83,6 +97,10 @@ class LLMBackend(ABC):
 
     def single_token(self, label: str) -> bool:
         return True
+
+    def label_tokens(self, label: str) -> list[str]:
+        """The tokens a label is for this model's tokenizer (to say why a label is refused)."""
+        return [label]
 
     def truncate_tokens(self, text: str, limit: int) -> str:
         """``text`` cut to its first ``limit`` tokens of the model's tokenizer, back as text."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rerank.cache import OutputCache, cache_key
-from rerank.llm.backend import Generation, LLMBackend, Message, TokenScores
+from rerank.llm.backend import Generation, LLMBackend, Message, Prompt, TokenScores
 
 
 class CachedBackend(LLMBackend):
@@ -51,12 +51,18 @@ class CachedBackend(LLMBackend):
     def truncate_tokens(self, text: str, limit: int) -> str:
         return self.inner.truncate_tokens(text, limit)
 
+    def special_tokens(self) -> dict[str, str]:
+        return self.inner.special_tokens()
+
+    def label_tokens(self, label: str) -> list[str]:
+        return self.inner.label_tokens(label)
+
     def generate(
-        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
     ) -> list[Generation]:
         # (the minimum joins the key only when set, so answers cached before it existed stay valid)
         budget = str(max_new_tokens) + (f":{min_new_tokens}" if min_new_tokens else "")
-        keys = [cache_key("generate", self.identity, self.render(c), budget) for c in conversations]
+        keys = [cache_key("generate", self.identity, self.prompt_text(c), budget) for c in conversations]
         known = self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in known]
         fresh = (
@@ -76,7 +82,7 @@ class CachedBackend(LLMBackend):
 
     def next_token_scores(
         self,
-        conversations: Sequence[Sequence[Message]],
+        conversations: Sequence[Prompt],
         labels: Sequence[str],
         prefix: str = "",
         read_at: int = 0,
@@ -84,7 +90,7 @@ class CachedBackend(LLMBackend):
     ) -> list[TokenScores]:
         # (the read position and top-k join the key only when set, so earlier entries stay valid)
         request = "\x1f".join(labels) + (f"@{read_at}:{top}" if read_at or top else "")
-        keys = [cache_key("scores", self.identity, self.render(c), prefix, request) for c in conversations]
+        keys = [cache_key("scores", self.identity, self.prompt_text(c), prefix, request) for c in conversations]
         known = self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in known]
         fresh = (
@@ -92,13 +98,17 @@ class CachedBackend(LLMBackend):
             if missing
             else []
         )
+        # (the normalizer is stored only where there is one, so entries written before it read back as they were)
         self.cache.put_many(
-            (keys[i], [s.logprobs, s.input_tokens, s.missing]) for i, s in zip(missing, fresh, strict=True)
+            (keys[i], [s.logprobs, s.input_tokens, s.missing, *([s.normalizer] if s.normalizer is not None else [])])
+            for i, s in zip(missing, fresh, strict=True)
         )
         out: list[TokenScores | None] = [
-            TokenScores(logprobs, n_in, n_missing, cached=True) if key in known else None
+            TokenScores(logprobs, n_in, n_missing, cached=True, normalizer=rest[0] if rest else None)
+            if key in known
+            else None
             for key in keys
-            for logprobs, n_in, n_missing in [known.get(key) or ({}, 0, 0)]
+            for logprobs, n_in, n_missing, *rest in [known.get(key) or ({}, 0, 0)]
         ]
         for i, s in zip(missing, fresh, strict=True):
             out[i] = replace(s, cached=False)

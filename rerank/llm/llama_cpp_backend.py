@@ -18,7 +18,7 @@ from typing import Any
 from data.errors import ModelNotFoundError
 from data.models import resolve_model
 from data.optional import optional_import
-from rerank.llm.backend import Generation, LLMBackend, Message, TokenScores, label_logprobs
+from rerank.llm.backend import Generation, LLMBackend, Message, Prompt, TokenScores, label_logprobs
 
 
 class LlamaCppBackend(LLMBackend):
@@ -85,14 +85,16 @@ class LlamaCppBackend(LLMBackend):
             index = meta.get(key)
             return self._vocab.detokenize([int(index)], special=True).decode("utf-8", "replace") if index else ""
 
-        self._formatter = Jinja2ChatFormatter(
-            template, eos_token=token_text("tokenizer.ggml.eos_token_id"),
-            bos_token=token_text("tokenizer.ggml.bos_token_id"), add_generation_prompt=True,
-        )  # fmt: skip
+        self._special = {"bos_token": token_text("tokenizer.ggml.bos_token_id"),
+                         "eos_token": token_text("tokenizer.ggml.eos_token_id")}  # fmt: skip
+        self._formatter = Jinja2ChatFormatter(template, **self._special, add_generation_prompt=True)
         self._n_vocab = self._vocab.n_vocab()
 
     def render(self, messages: Sequence[Message]) -> str:
         return str(self._formatter(messages=list(messages)).prompt)  # type: ignore[arg-type]
+
+    def special_tokens(self) -> dict[str, str]:
+        return dict(self._special)
 
     def _tokenize(self, text: str) -> list[int]:
         # The rendered template already holds any BOS token it wants.
@@ -111,6 +113,10 @@ class LlamaCppBackend(LLMBackend):
 
     def single_token(self, label: str) -> bool:
         return len(self._vocab.tokenize(label.encode("utf-8"), add_bos=False, special=False)) == 1
+
+    def label_tokens(self, label: str) -> list[str]:
+        ids = self._vocab.tokenize(label.encode("utf-8"), add_bos=False, special=False)
+        return [self._vocab.detokenize([i]).decode("utf-8", "replace") for i in ids]
 
     def _label_id(self, label: str) -> int:
         ids = self._vocab.tokenize(label.encode("utf-8"), add_bos=False, special=False)
@@ -136,7 +142,7 @@ class LlamaCppBackend(LLMBackend):
 
     def next_token_scores(
         self,
-        conversations: Sequence[Sequence[Message]],
+        conversations: Sequence[Prompt],
         labels: Sequence[str],
         prefix: str = "",
         read_at: int = 0,
@@ -148,7 +154,7 @@ class LlamaCppBackend(LLMBackend):
         end_ids = self._end_of_generation_ids if read_at else []
         out = []
         for conversation in conversations:
-            tokens = self._tokenize(self.render(conversation) + prefix)
+            tokens = self._tokenize(self.prompt_text(conversation) + prefix)
             pending = tokens[self._keep_shared_prefix(tokens) :]
             for _ in range(read_at):  # greedy steps before the read position, none of them the end
                 self._llm.eval(pending)
@@ -158,9 +164,9 @@ class LlamaCppBackend(LLMBackend):
             self._llm.eval(pending)
             logits = self._last_logits().astype(np.float64)
             peak = logits.max()
-            logprobs = logits - (peak + np.log(np.exp(logits - peak).sum()))
-            scores, missing = label_logprobs(logprobs, labels, label_ids, top)
-            out.append(TokenScores(scores, len(tokens), missing))
+            normalizer = float(peak + np.log(np.exp(logits - peak).sum()))
+            scores, missing = label_logprobs(logits - normalizer, labels, label_ids, top)
+            out.append(TokenScores(scores, len(tokens), missing, normalizer=normalizer))
         return out
 
     def _last_logits(self) -> Any:
@@ -171,11 +177,11 @@ class LlamaCppBackend(LLMBackend):
         return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).copy()
 
     def generate(
-        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
     ) -> list[Generation]:
         out = []
         for conversation in conversations:
-            tokens = self._tokenize(self.render(conversation))
+            tokens = self._tokenize(self.prompt_text(conversation))
             shared = self._keep_shared_prefix(tokens)
             if min_new_tokens:
                 text, produced = self._greedy(tokens[shared:], max_new_tokens, min_new_tokens)

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from rerank.http_client import JSONClient
-from rerank.llm.backend import BackendError, Generation, LLMBackend, Message, TokenScores
+from rerank.llm.backend import BackendError, Generation, LLMBackend, Message, Prompt, TokenScores
 
 T = TypeVar("T")
 
@@ -47,7 +47,8 @@ class LocalTemplate:
 
             gguf = LlamaCppBackend(str(path), vocab_only=True)
             self.render, self.count_tokens, self.single_token = gguf.render, gguf.count_tokens, gguf.single_token
-            self.truncate_tokens = gguf.truncate_tokens
+            self.truncate_tokens, self.special_tokens = gguf.truncate_tokens, gguf.special_tokens
+            self.label_tokens = gguf.label_tokens
         else:
             from data.optional import optional_import
 
@@ -60,6 +61,8 @@ class LocalTemplate:
             self.truncate_tokens = lambda text, limit: str(
                 tokenizer.convert_tokens_to_string(tokenizer.tokenize(text)[:limit])
             )
+            self.special_tokens = lambda: {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
+            self.label_tokens = lambda label: [str(t) for t in tokenizer.tokenize(label)]
 
 
 class OpenAIBackend(LLMBackend):
@@ -123,6 +126,15 @@ class OpenAIBackend(LLMBackend):
     def single_token(self, label: str) -> bool:
         return self._template.single_token(label) if self._template is not None else True
 
+    def label_tokens(self, label: str) -> list[str]:
+        return list(self._template.label_tokens(label)) if self._template is not None else [label]
+
+    def special_tokens(self) -> dict[str, str]:
+        if self._template is None:
+            raise ValueError("the openai backend renders a chat template here only with the served model's "
+                             "tokenizer: add tokenizer=… (a GGUF, pack or Hugging Face folder)")  # fmt: skip
+        return dict(self._template.special_tokens())
+
     def truncate_tokens(self, text: str, limit: int) -> str:
         if self._template is None:
             raise ValueError("the openai backend cuts text in tokens only with a local tokenizer: add tokenizer=…")
@@ -135,52 +147,53 @@ class OpenAIBackend(LLMBackend):
             raise BackendError(f"{self.base_url}: an answer without choices: {json.dumps(answer)[:300]}")
         return answer
 
-    def _map(self, fn: Callable[[Sequence[Message]], T], conversations: Sequence[Sequence[Message]]) -> list[T]:
+    def _map(self, fn: Callable[[Prompt], T], conversations: Sequence[Prompt]) -> list[T]:
         if len(conversations) <= 1 or self.concurrency == 1:
             return [fn(c) for c in conversations]
         with ThreadPoolExecutor(min(self.concurrency, len(conversations))) as pool:
             return list(pool.map(fn, conversations))
 
-    def _ask(self, messages: Sequence[Message], prefix: str = "", **options: Any) -> dict[str, Any]:
-        """One greedy answer: from ``/completions`` on the prompt rendered here (with ``prefix`` appended),
-        else from ``/chat/completions``."""
+    def _ask(self, messages: Prompt, prefix: str = "", **options: Any) -> dict[str, Any]:
+        """One greedy answer: from ``/completions`` on the prompt rendered here (with ``prefix`` appended)
+        or given rendered, else from ``/chat/completions``."""
         body: dict[str, Any] = {"model": self.model, "temperature": 0.0, "seed": self.seed, **options}
         if self.repeat_penalty is not None:  # llama.cpp's server penalises repeats by default (1.1)
             body["repeat_penalty"] = self.repeat_penalty
-        if self._template is not None:
-            return self._post("/completions", {**body, "prompt": self.render(messages) + prefix})
+        if self._template is not None or isinstance(messages, str):
+            return self._post("/completions", {**body, "prompt": self.prompt_text(messages) + prefix})
         return self._post("/chat/completions", {**body, "messages": list(messages)})
 
     # --- the interface -------------------------------------------------------------------------------------
     def generate(
-        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
     ) -> list[Generation]:
-        def one(messages: Sequence[Message]) -> Generation:
+        def one(messages: Prompt) -> Generation:
             # min_tokens is vLLM's and llama.cpp's server's extension; a server without it may stop sooner
             extra: dict[str, Any] = {"min_tokens": min_new_tokens} if min_new_tokens else {}
             answer = self._ask(messages, max_tokens=max_new_tokens, **extra)
             usage = answer.get("usage") or {}
             choice = answer["choices"][0]
-            text = choice["text"] if self._template is not None else choice["message"].get("content")
+            completed = self._template is not None or isinstance(messages, str)
+            text = choice["text"] if completed else choice["message"].get("content")
             return Generation(text or "", int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
 
         return self._map(one, conversations)
 
     def next_token_scores(
         self,
-        conversations: Sequence[Sequence[Message]],
+        conversations: Sequence[Prompt],
         labels: Sequence[str],
         prefix: str = "",
         read_at: int = 0,
         top: int = 0,
     ) -> list[TokenScores]:
         top = top or self.top_logprobs
-        rendered = self._template is not None
-        # A chat answer may open with the prefix (say "Passage"): generate past it and read after it.
-        steps = 1 + read_at + (0 if rendered else len(prefix))
-        options: dict[str, Any] = {"max_tokens": steps, **({"min_tokens": steps} if read_at else {})}
 
-        def one(messages: Sequence[Message]) -> TokenScores:
+        def one(messages: Prompt) -> TokenScores:
+            rendered = self._template is not None or isinstance(messages, str)
+            # A chat answer may open with the prefix (say "Passage"): generate past it and read after it.
+            steps = 1 + read_at + (0 if rendered else len(prefix))
+            options: dict[str, Any] = {"max_tokens": steps, **({"min_tokens": steps} if read_at else {})}
             if rendered:  # the legacy completions shape: one {token: logprob} per generated position
                 answer = self._ask(messages, prefix=prefix, logprobs=top, **options)
                 positions = (answer["choices"][0].get("logprobs") or {}).get("top_logprobs") or []

@@ -16,7 +16,7 @@ from typing import Any
 from data.config import cache_dir
 from data.models import resolve_model
 from data.optional import optional_import
-from rerank.llm.backend import Generation, LLMBackend, Message, TokenScores, label_logprobs
+from rerank.llm.backend import Generation, LLMBackend, Message, Prompt, TokenScores, label_logprobs
 
 
 def fp32_copy_of_gguf(gguf: Path) -> Path:
@@ -81,6 +81,9 @@ class TransformersBackend(LLMBackend):
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def special_tokens(self) -> dict[str, str]:
+        return {"bos_token": self._tokenizer.bos_token or "", "eos_token": self._tokenizer.eos_token or ""}
+
     def truncate_tokens(self, text: str, limit: int) -> str:
         # tokens to string, as ielab/llm-rankers' truncate does (not ids to text: the two differ on spaces)
         return str(self._tokenizer.convert_tokens_to_string(self._tokenizer.tokenize(text)[:limit]))
@@ -94,6 +97,9 @@ class TransformersBackend(LLMBackend):
     def single_token(self, label: str) -> bool:
         return len(self._tokenizer.encode(label, add_special_tokens=False)) == 1
 
+    def label_tokens(self, label: str) -> list[str]:
+        return [str(t) for t in self._tokenizer.tokenize(label)]
+
     def _batches(self, prompts: list[str]) -> Any:
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start : start + self.batch_size]
@@ -102,7 +108,7 @@ class TransformersBackend(LLMBackend):
 
     def next_token_scores(
         self,
-        conversations: Sequence[Sequence[Message]],
+        conversations: Sequence[Prompt],
         labels: Sequence[str],
         prefix: str = "",
         read_at: int = 0,
@@ -111,7 +117,7 @@ class TransformersBackend(LLMBackend):
         import torch
 
         label_ids = [self._label_id(label) for label in labels]
-        prompts = [self.render(c) + prefix for c in conversations]
+        prompts = [self.prompt_text(c) + prefix for c in conversations]
         out: list[TokenScores] = []
         with torch.inference_mode():
             for _, batch, lengths in self._batches(prompts):
@@ -124,18 +130,19 @@ class TransformersBackend(LLMBackend):
                     # Left padding: positions count real tokens only, so a prompt scores the same in any batch.
                     positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
                     logits = self._lm(**batch, position_ids=positions, **self._last_logits_only).logits[:, -1, :]
-                logprobs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
-                for row, n in zip(logprobs, lengths, strict=True):
+                normalizers = torch.logsumexp(logits.float(), dim=-1)
+                logprobs = (logits.float() - normalizers[:, None]).cpu().numpy()
+                for row, n, normalizer in zip(logprobs, lengths, normalizers.tolist(), strict=True):
                     scores, missing = label_logprobs(row, labels, label_ids, top)
-                    out.append(TokenScores(scores, n, missing))
+                    out.append(TokenScores(scores, n, missing, normalizer=normalizer))
         return out
 
     def generate(
-        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
     ) -> list[Generation]:
         import torch
 
-        prompts = [self.render(c) for c in conversations]
+        prompts = [self.prompt_text(c) for c in conversations]
         out: list[Generation] = []
         with torch.inference_mode():
             for _, batch, lengths in self._batches(prompts):
