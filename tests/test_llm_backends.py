@@ -315,3 +315,33 @@ def test_every_backend_cuts_text_to_the_same_first_tokens(llama):
     assert llama.truncate_tokens(text, 500) == text == in_process.truncate_tokens(text, 500)
     with pytest.raises(ValueError, match="local tokenizer"):
         OpenAIBackend("smollm2", base_url="http://127.0.0.1:9/v1").truncate_tokens(text, 5)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("template", ["qwen3-reranker", "mxbai-rerank-v2", "bge-reranker-gemma"])
+def test_a_chat_template_is_read_alike_on_every_backend(template, server):
+    """A causal reranker's template is rendered here and the model reads that text as it is: llama.cpp in
+    process, llama.cpp's server through /completions and transformers on the same weights read the same number
+    of tokens and give the same scores (the server within llama.cpp's batch-split noise; transformers, in fp32,
+    within what Q4 arithmetic moves). bge's raw logit needs an in-process backend: a server is refused. (The
+    server returns every token's log-probability: this tiny model puts yes and no far down its list.)"""
+    backends = {"llama.cpp": '"llama.cpp(n_ctx=2048)"', "transformers": "transformers"}
+    if template != "bge-reranker-gemma":
+        backends["openai"] = f'"openai(base_url={server}, tokenizer=smollm2-135m, repeat_penalty=1.0, top_logprobs=60000)"'
+    else:
+        with pytest.raises(Exception, match="raw logit"):
+            load_reranker(f'llm-pointwise(model=smollm2-135m, backend="openai(base_url={server}, tokenizer=smollm2-135m)", '
+                          f"template={template})")  # fmt: skip
+    texts = [text for _, text in TIDES]
+    scored = {
+        name: load_reranker(f"llm-pointwise(model=smollm2-135m, backend={spec}, template={template})").score_pairs(
+            ["what causes ocean tides"] * len(texts), texts
+        )
+        for name, spec in backends.items()
+    }
+    local = scored["llama.cpp"]
+    assert len({tuple(s.input_tokens) for s in scored.values()}) == 1
+    if "openai" in scored:
+        assert scored["openai"].scores == pytest.approx(local.scores, abs=0.03)
+    assert scored["transformers"].scores == pytest.approx(local.scores, abs=0.3)
+    assert len(set(local.scores)) == len(texts)  # the passages are told apart: a score per prompt, not a constant

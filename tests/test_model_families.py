@@ -75,3 +75,54 @@ def test_the_output_cache_tells_apart_what_changes_t5_scores(t5_dir):
 
     assert identity("variant=pyterrier-t5, batch_size=4") != identity("variant=pyterrier-t5, batch_size=8")
     assert identity("batch_tokens=512") == identity("batch_tokens=2048")
+
+
+# -- Causal rerankers (llm-pointwise with a chat template) ------------------------------------------------------
+
+
+def test_llm_pointwise_refuses_a_seq2seq_model_before_it_loads(t5_dir):
+    from rerank import load_reranker
+
+    with pytest.raises(InvalidSpecError, match=r"llm-pointwise needs a causal LM; .* is a T5ForConditionalGeneration"):
+        load_reranker(f"llm-pointwise(model={json.dumps(t5_dir)}, template=qwen3-reranker)")
+
+
+def test_a_chat_template_file_of_ones_own_runs_and_its_labels_are_checked(qwen3_dir, tmp_path):
+    """A .jinja path is a template like the shipped ones (its digest keys it); a label word the model's tokenizer
+    splits is refused, with the tokens it found, before any pair is scored."""
+    from rerank import load_reranker
+    from rerank.identity import cache_identity
+    from rerank.prompts import load_chat_template
+
+    shipped = load_chat_template("qwen3-reranker").text
+    mine = tmp_path / "mine.jinja"
+    mine.write_text(shipped.replace("retrieve relevant passages", "find passages"), encoding="utf-8")
+    model = json.dumps(qwen3_dir)
+    reranker = load_reranker(f"llm-pointwise(model={model}, template={json.dumps(str(mine))})")
+    assert "find passages that answer the query" in reranker.render_prompt("q", "d")
+    assert reranker.score_pairs(["q"], ["d"]).scores[0] < 0  # a log-probability
+    shipped_identity = cache_identity(load_reranker(f"llm-pointwise(model={model}, template=qwen3-reranker)"))
+    assert cache_identity(reranker) != shipped_identity
+    split = tmp_path / "split.jinja"
+    split.write_text(shipped.replace('{"yes": "yes"', '{"yes": "definitely"'), encoding="utf-8")
+    with pytest.raises(InvalidSpecError, match=r"label 'definitely' is 2 tokens for .* \('def', 'initely'\)"):
+        load_reranker(f"llm-pointwise(model={model}, template={json.dumps(str(split))})")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("instruction=x", "instruction belongs to chat templates; template pointwise_yes_no is plain"),
+        ("max_length=64", "max_length belongs to chat templates"),
+        ("template=qwen3-reranker, max_words=50", "max_words cuts the plain template's passage"),
+        ("template=no-such-template", "template is pointwise_yes_no, a chat template .* not 'no-such-template'"),
+        ('template=qwen3-reranker, backend="openai(base_url=http://127.0.0.1:9/v1)"', "needs tokenizer="),
+        ('template=bge-reranker-gemma, backend="openai(base_url=http://127.0.0.1:9/v1, tokenizer=smollm2-135m)"',
+         "raw logit of 'Yes'"),
+    ],
+)  # fmt: skip
+def test_settings_a_template_cannot_take_are_refused_before_it_loads(params, message):
+    from rerank.registry import check_reranker
+
+    with pytest.raises(InvalidSpecError, match=message):
+        check_reranker(f"llm-pointwise(model=smollm2-135m, {params})")

@@ -26,7 +26,7 @@ from typing import Any
 from data.errors import InvalidSpecError
 from rerank.base import PairScores, PointwiseReranker
 from rerank.llm.backend import Prompt, load_backend
-from rerank.prompts import ChatTemplate, chat_template_path, load_chat_template, load_text
+from rerank.prompts import ChatTemplate, chat_template_names, chat_template_path, load_chat_template, load_text
 
 PLAIN = {"yes": "Yes", "no": "No", "max_words": 100}  # the plain template's defaults: kept in every key
 
@@ -87,6 +87,11 @@ class LLMPointwiseReranker(PointwiseReranker):
             check_causal(str(params.get("model")), where)
         template = str(params.get("template", "pointwise_yes_no"))
         if chat_template_path(template) is None:
+            from importlib.resources import files
+
+            if not files("rerank.prompts").joinpath(f"{template}.txt").is_file():
+                raise InvalidSpecError(f"{where}: template is pointwise_yes_no, a chat template (one of "
+                                       f"{', '.join(chat_template_names())}) or a .jinja path, not {template!r}")  # fmt: skip
             for name in ("instruction", "max_length"):
                 if params.get(name) is not None:
                     raise InvalidSpecError(f"{where}: {name} belongs to chat templates; template {template} is plain")
