@@ -126,3 +126,32 @@ def test_settings_a_template_cannot_take_are_refused_before_it_loads(params, mes
 
     with pytest.raises(InvalidSpecError, match=message):
         check_reranker(f"llm-pointwise(model=smollm2-135m, {params})")
+
+
+def test_colberts_embedding_cache_reads_back_what_it_computed(colbert_dir, dl19, tmp_path, monkeypatch):
+    """With embedding_cache=true a second reranker (a later run) encodes no passage and scores exactly as the first,
+    in both variants; both score as without the cache (within 1e-5: a passage's embeddings move in their last bits
+    with the padding of the batch that encoded them). The setting changes no key."""
+    from data.records import RerankRequest
+    from rerank import load_reranker
+    from rerank.identity import cache_identity
+
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path))
+    requests = [RerankRequest(r.query, r.candidates[:6]) for r in dl19.candidates("bm25")[:3]]
+    model = json.dumps(colbert_dir)
+
+    def scores(results) -> list[dict[str, float]]:
+        return [{c.docid: c.score for c in r.ranking.candidates} for r in results]
+
+    for variant in ("rerank", "pylate"):
+        spec = f"colbert(model={model}, batch_size=4, variant={variant}"
+        plain = load_reranker(spec + ")").rerank(requests)
+        first, second = (load_reranker(spec + ", embedding_cache=true)").rerank(requests) for _ in range(2))
+        assert [r.ranking.docids for r in second] == [r.ranking.docids for r in first] == [r.ranking.docids for r in plain]
+        assert scores(second) == scores(first)
+        for ours, theirs in zip(scores(first), scores(plain), strict=True):
+            assert max(abs(ours[d] - theirs[d]) for d in theirs) < 1e-5
+        assert sum(r.cost.calls for r in second) < sum(r.cost.calls for r in plain)  # queries only
+        assert [r.cost.truncated for r in second] == [r.cost.truncated for r in plain]
+    cached = load_reranker(f"colbert(model={model}, embedding_cache=true)")
+    assert cache_identity(cached) == cache_identity(load_reranker(f"colbert(model={model})"))

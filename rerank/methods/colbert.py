@@ -12,11 +12,16 @@ the largest dot product with any passage token. As in PyLate and the ColBERT ref
   skiplist) carry no embedding.
 
 Each distinct query and passage of a batch is encoded once, passages in batches sorted by length; a
-passage's embeddings do not depend on its batch. PyLate's ``rank.rerank`` pads a query's passages with zero
+passage's embeddings depend on its batch only in their last bits (the padding width picks the kernels). PyLate's ``rank.rerank`` pads a query's passages with zero
 vectors to the longest one and takes the maximum over them too, so a passage whose every similarity to a
 query token is negative scores 0 for that token when a longer passage shares its query;
 ``variant=pylate`` does the same (for real checkpoints the similarities are positive and it changes
 nothing).
+
+``embedding_cache=True`` keeps each passage's token embeddings on disk (``<cache>/token-vectors``, keyed like
+the bi-encoder's passage vectors: the weights' checksum, the passage settings and the text), exactly as
+computed: a passage reranked again, in any run or pipeline, is read back instead of encoded. fp32 token
+embeddings take about 0.5 KB a token (about 90 KB for a 180-token passage), so it is opt-in.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class ColBERTReranker(PointwiseReranker):
 
     method = "colbert"
     libraries = ("torch", "transformers")
+    # the cache holds embeddings exactly as computed: reading them back changes no score
+    execution_params = frozenset({"batch_size", "embedding_cache"})
 
     def __init__(
         self,
@@ -55,12 +62,15 @@ class ColBERTReranker(PointwiseReranker):
         batch_size: int = 32,
         device: str | None = None,
         variant: Variant = "rerank",
+        embedding_cache: bool = False,
     ):
         torch = optional_import("torch")
         transformers = optional_import("transformers")
         if variant not in ("rerank", "pylate"):
             raise InvalidSpecError(f"colbert: variant is rerank or pylate, not {variant!r}")
         self.model, self.batch_size, self.variant = model, batch_size, variant
+        self.embedding_cache = embedding_cache
+        self._cache: Any = None
         path = Path(resolve_model(model))
         settings = checkpoint_settings(path)
         self.query_length = int(query_length or settings["query_length"])
@@ -151,19 +161,57 @@ class ColBERTReranker(PointwiseReranker):
                 out[i] = torch.nn.functional.normalize(embedded[row, keep], p=2, dim=1)
         return out, [len(r) for r in rows], [len(f) > self.document_length - 1 for f in full]
 
+    def _documents(self, texts: Sequence[str]) -> tuple[list[Any], list[int], list[bool], int]:
+        """``encode_documents`` through the embedding cache when it is on; and how many passages were encoded."""
+        if not self.embedding_cache:
+            vectors, lengths, cut = self.encode_documents(texts)
+            return vectors, lengths, cut, len(texts)
+        import base64
+
+        import numpy as np
+        import torch
+
+        from data.config import cache_dir
+        from rerank.cache import OutputCache, cache_key
+
+        if self._cache is None:
+            from rerank.identity import model_identity
+
+            weights = model_identity(self.model)
+            self._space = json.dumps({"model": weights["sha256"] or weights["name"], "document_length":
+                                      self.document_length, "lowercase": self.lowercase}, sort_keys=True)  # fmt: skip
+            self._cache = OutputCache(cache_dir() / "token-vectors")
+        keys = [cache_key("colbert", self._space, text) for text in texts]
+        found = self._cache.get_many(keys)
+        missing = [n for n, key in enumerate(keys) if key not in found]
+        if missing:
+            fresh = self.encode_documents([texts[n] for n in missing])
+            stored = {keys[n]: [base64.b64encode(v.cpu().numpy().astype(np.float32).tobytes()).decode(), list(v.shape),
+                                length, was_cut] for n, v, length, was_cut in zip(missing, *fresh, strict=True)}  # fmt: skip
+            self._cache.put_many(stored.items())
+            found.update(stored)
+        vectors, lengths, cut = [], [], []
+        for key in keys:
+            data, shape, length, was_cut = found[key]
+            array = np.frombuffer(base64.b64decode(data), dtype=np.float32).reshape(shape)
+            vectors.append(torch.from_numpy(array.copy()).to(self._device))
+            lengths.append(int(length))
+            cut.append(bool(was_cut))
+        return vectors, lengths, cut, len(missing)
+
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         if not texts:
             return PairScores([], [], [], 0)
         unique_queries = list(dict.fromkeys(queries))
         unique_texts = list(dict.fromkeys(texts))
         query_vectors = dict(zip(unique_queries, self.encode_queries(unique_queries), strict=True))
-        vectors, lengths, cut = self.encode_documents(unique_texts)
+        vectors, lengths, cut, encoded = self._documents(unique_texts)
         where = {text: n for n, text in enumerate(unique_texts)}
         scores = []
         for query, text in zip(queries, texts, strict=True):
             similarities = query_vectors[query] @ vectors[where[text]].T
             scores.append(float(similarities.max(dim=1).values.sum()))
-        calls = -(-len(unique_queries) // self.batch_size) + -(-len(unique_texts) // self.batch_size)
+        calls = -(-len(unique_queries) // self.batch_size) + -(-encoded // self.batch_size)
         tokens = [self.query_length + lengths[where[t]] for t in texts]
         return PairScores(scores, tokens, [cut[where[t]] for t in texts], calls)
 
@@ -184,7 +232,7 @@ class ColBERTReranker(PointwiseReranker):
         if not texts:
             return RerankResult(scored_ranking(request, []), Cost())
         (query,) = self.encode_queries([request.query.text])
-        vectors, lengths, cut = self.encode_documents(texts)
+        vectors, lengths, cut, encoded = self._documents(texts)
         longest = max(len(v) for v in vectors)
         scores = []
         for v in vectors:
@@ -192,7 +240,7 @@ class ColBERTReranker(PointwiseReranker):
             if len(v) < longest:  # the zero vectors PyLate pads with are similarities of 0
                 best = best.clamp(min=0.0)
             scores.append(float(best.sum()))
-        calls = 1 + -(-len(texts) // self.batch_size)
+        calls = 1 + -(-encoded // self.batch_size)
         cost = Cost(calls=calls, input_tokens=sum(lengths) + self.query_length, truncated=sum(cut),
                     seconds=time.perf_counter() - start)  # fmt: skip
         return RerankResult(scored_ranking(request, scores), cost)
