@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +31,7 @@ from data.optional import optional_import
 from data.quantize import calibration_digest, quantize_onnx, quantize_openvino
 
 Backend = Literal["torch", "onnx", "openvino"]
-Head = Literal["logits", "mean", "cls", "splade"]
+Head = Literal["logits", "mean", "cls", "splade", "seq2seq", "colbert"]
 BACKENDS = ("torch", "onnx", "openvino")
 EXPORT_FORMAT = 3  # bump when what an export holds changes (2: eager attention; 3: classifiers' first-token last layer)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -90,6 +90,8 @@ class _Pooled:
     def build(path: str, head: Head) -> Any:
         torch = optional_import("torch")
         transformers = optional_import("transformers")
+        if head == "seq2seq":
+            return _first_decoder_step(path)
 
         class Exported(torch.nn.Module):  # type: ignore[name-defined]  # torch is imported lazily
             def __init__(self) -> None:
@@ -130,6 +132,32 @@ class _Pooled:
         for parameter in module.parameters():
             parameter.requires_grad_(False)
         return module
+
+
+def _first_decoder_step(path: str) -> Any:
+    """A T5 (any encoder-decoder) as one graph: the encoder and the first decoder step, the vocabulary's logits out
+    (monoT5 and duoT5 read two of them): no generation loop to export."""
+    torch = optional_import("torch")
+    transformers = optional_import("transformers")
+
+    class FirstStep(torch.nn.Module):  # type: ignore[name-defined]  # torch is imported lazily
+        input_names = ("input_ids", "attention_mask")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = transformers.AutoModelForSeq2SeqLM.from_pretrained(path, attn_implementation="eager")
+            start = self.net.config.decoder_start_token_id
+            self.start = int(start if start is not None else self.net.config.pad_token_id)
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            start = torch.full((input_ids.shape[0], 1), self.start, dtype=torch.long, device=input_ids.device)
+            out = self.net(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start, use_cache=False)
+            return out.logits[:, 0]
+
+    module = FirstStep().eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module
 
 
 def _digest_folder(path: Path) -> str:
@@ -182,7 +210,10 @@ class EncoderRuntime:
         precision: str = "float32",
         calibration: Sequence[dict[str, Any]] = (),
         threads: int | None = None,
+        module: Callable[[], Any] | None = None,
     ):
+        """``module`` builds the torch module to export where the head is not one this module builds (ColBERT's
+        projections live with the method); its ``input_names`` are the graph's inputs."""
         if backend == "torch":
             raise ValueError("EncoderRuntime is for onnx and openvino; torch runs in the method itself")
         self.path, self.head, self.backend, self.precision = path, head, backend, precision
@@ -196,7 +227,7 @@ class EncoderRuntime:
         )
         self.folder = key.folder()
         if not (self.folder / "export.json").is_file():
-            _export(self.folder, path, head, backend, precision, calibration, key)
+            _export(self.folder, path, head, backend, precision, calibration, key, module)
         self._open(self.folder, threads)
 
     def _open(self, folder: Path, threads: int | None) -> None:
@@ -239,6 +270,7 @@ def _export(
     precision: str,
     calibration: Sequence[dict[str, Any]],
     key: ExportKey,
+    module: Callable[[], Any] | None = None,
 ) -> None:
     """Export into a temporary sibling folder, then rename it into place: never a half-built export."""
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +279,7 @@ def _export(
     staging.mkdir()
     try:
         onnx_file = staging / "model.onnx"
-        names = _fp32_onnx(path, head, key, onnx_file)
+        names = _fp32_onnx(path, head, key, onnx_file, module)
         if backend == "onnx":
             if precision == "int8":
                 quantize_onnx(onnx_file, staging / "model.int8.onnx", calibration)
@@ -272,7 +304,9 @@ def _export(
         raise
 
 
-def _fp32_onnx(path: str, head: Head, key: ExportKey, onnx_file: Path) -> list[str]:
+def _fp32_onnx(
+    path: str, head: Head, key: ExportKey, onnx_file: Path, build: Callable[[], Any] | None = None
+) -> list[str]:
     """The model and its head as an fp32 ONNX graph at ``onnx_file``; returns the graph's input names.
 
     torch's export is most of an export's time, so an int8 or OpenVINO export starts from the ONNX Runtime
@@ -290,8 +324,8 @@ def _fp32_onnx(path: str, head: Head, key: ExportKey, onnx_file: Path) -> list[s
         shutil.copyfile(fp32 / "model.onnx", onnx_file)
         return list(json.loads((fp32 / "export.json").read_text(encoding="utf-8"))["inputs"])
     torch = optional_import("torch")
-    module = _Pooled.build(path, head)
-    accepted = inspect.signature(module.net.forward).parameters
+    module = build() if build is not None else _Pooled.build(path, head)
+    accepted = getattr(module, "input_names", None) or inspect.signature(module.net.forward).parameters
     names = [n for n in _INPUTS if n in accepted]
     example = tuple((torch.zeros if n == "token_type_ids" else torch.ones)(2, 8, dtype=torch.long) for n in names)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
@@ -381,6 +415,37 @@ def keep_export(runtime: EncoderRuntime, target: Path) -> None:
     shutil.copytree(runtime.folder, staging)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
+
+
+class LazyRuntime:
+    """An export run by a method: built at once, or, for static int8 (``calibration`` > 0), from the first
+    ``calibration`` rows of the first batches it is given (``calibrate``), as the model will see them."""
+
+    def __init__(self, path: str, head: Head, backend: Backend, precision: str, calibration: int = 0,
+                 threads: int | None = None, module: Callable[[], Any] | None = None):  # fmt: skip
+        self._args = (path, head, backend, precision)
+        self._calibration, self._threads, self._module = calibration, threads, module
+        self.runtime: EncoderRuntime | None = None
+        if not (precision == "int8" and calibration):
+            self.runtime = EncoderRuntime(path, head, backend, precision, (), threads, module)
+
+    def calibrate(self, batches: Sequence[dict[str, Any]]) -> None:
+        if self.runtime is not None:
+            return
+        sample, rows = [], 0
+        for batch in batches:
+            if rows >= self._calibration:
+                break
+            take = min(self._calibration - rows, len(batch["input_ids"]))
+            sample.append({name: array[:take] for name, array in batch.items()})
+            rows += take
+        self.runtime = EncoderRuntime(*self._args, sample, self._threads, self._module)  # type: ignore[arg-type]
+
+    def run(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+        if self.runtime is None:
+            self.calibrate([{"input_ids": input_ids, "attention_mask": attention_mask}])
+        assert self.runtime is not None
+        return self.runtime.run(input_ids, attention_mask, token_type_ids)
 
 
 _BATCH_TOKENS = 4096  # padded tokens per batch on onnx and openvino

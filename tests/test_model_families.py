@@ -155,3 +155,27 @@ def test_colberts_embedding_cache_reads_back_what_it_computed(colbert_dir, dl19,
         assert [r.cost.truncated for r in second] == [r.cost.truncated for r in plain]
     cached = load_reranker(f"colbert(model={model}, embedding_cache=true)")
     assert cache_identity(cached) == cache_identity(load_reranker(f"colbert(model={model})"))
+
+
+def test_t5_and_colbert_exports_score_as_torch(t5_dir, colbert_dir, dl19):
+    """monoT5's encoder and first decoder step, and ColBERT's encoder and projection, exported: fp32 on ONNX
+    Runtime and OpenVINO within 1e-4 of torch on DL19 pairs; monoT5 in dynamic int8 keeps Spearman >= 0.99."""
+    from scipy.stats import spearmanr
+
+    from rerank import load_reranker
+
+    ranked = dl19.candidates("bm25")[:3]
+    queries = [r.query.text for r in ranked for _ in r.candidates[:16]]
+    texts = [c.text for r in ranked for c in r.candidates[:16]]
+    for method, model, exports in (
+        ("mono-t5", t5_dir, ["backend=onnx", "backend=onnx, precision=int8"]),
+        ("colbert", colbert_dir, ["backend=onnx", "backend=openvino"]),
+    ):
+        torch_scores = load_reranker(f"{method}(model={json.dumps(model)})").score_pairs(queries, texts).scores
+        for options in exports:
+            scores = load_reranker(f"{method}(model={json.dumps(model)}, {options})").score_pairs(queries, texts).scores
+            if "int8" in options:
+                assert spearmanr(scores, torch_scores).statistic >= 0.99
+                assert scores != torch_scores  # quantised: not the fp32 graph
+            else:
+                assert max(abs(a - b) for a, b in zip(scores, torch_scores, strict=True)) < 1e-4, (method, options)

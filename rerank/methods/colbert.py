@@ -27,12 +27,13 @@ embeddings take about 0.5 KB a token (about 90 KB for a 180-token passage), so i
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from data.errors import InvalidSpecError
-from data.inference import padded_batches
+from data.inference import NEUTRAL, Backend, LazyRuntime, backend_libraries, check_backend, padded_batches
 from data.models import check_model, quiet_loading, resolve_model
 from data.optional import optional_import
 from data.records import RerankRequest
@@ -53,6 +54,15 @@ class ColBERTReranker(PointwiseReranker):
     libraries = ("torch", "transformers")
     # the cache holds embeddings exactly as computed: reading them back changes no score
     execution_params = frozenset({"batch_size", "embedding_cache"})
+    neutral_params = MappingProxyType({**NEUTRAL, "precision": "float32"})
+
+    @classmethod
+    def libraries_for(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+        return cls.libraries + backend_libraries(str(params.get("backend", "torch")))
+
+    @property
+    def batch_invariant(self) -> bool:
+        return self.precision != "int8" or bool(self.calibration)  # dynamic int8 scales per batch
 
     def __init__(
         self,
@@ -63,12 +73,20 @@ class ColBERTReranker(PointwiseReranker):
         device: str | None = None,
         variant: Variant = "rerank",
         embedding_cache: bool = False,
+        backend: Backend = "torch",
+        precision: str = "float32",
+        calibration: int = 0,
     ):
+        """``backend=onnx|openvino`` runs the encoder and its projections exported into the cache;
+        ``precision=int8`` quantises that export (dynamically on ONNX Runtime, or statically from the first
+        ``calibration`` passages)."""
         torch = optional_import("torch")
         transformers = optional_import("transformers")
         if variant not in ("rerank", "pylate"):
             raise InvalidSpecError(f"colbert: variant is rerank or pylate, not {variant!r}")
+        check_backend(backend, precision, "colbert", calibration)
         self.model, self.batch_size, self.variant = model, batch_size, variant
+        self.backend, self.precision, self.calibration = backend, precision, calibration
         self.embedding_cache = embedding_cache
         self._cache: Any = None
         path = Path(resolve_model(model))
@@ -80,9 +98,17 @@ class ColBERTReranker(PointwiseReranker):
         self.lowercase = bool(settings["do_lower_case"])
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._tokenizer: Any = transformers.AutoTokenizer.from_pretrained(str(path))
-        with quiet_loading():
-            self._net: Any = transformers.AutoModel.from_pretrained(str(path)).to(self._device).eval()
-        self._projections = [layer.to(self._device) for layer in load_projections(path, settings)]
+        self._runtime: Any = None  # the export (onnx, openvino), which holds the weights
+        if backend != "torch":
+            if self._device.type != "cpu":
+                raise InvalidSpecError(f"colbert: backend={backend} runs on the CPU; use backend=torch on {self._device}")
+            types = "token_type_ids" in self._tokenizer.model_input_names
+            self._runtime = LazyRuntime(str(path), "colbert", backend, precision, calibration,
+                                        module=lambda: exported_encoder(path, settings, types))  # fmt: skip
+        else:
+            with quiet_loading():
+                self._net: Any = transformers.AutoModel.from_pretrained(str(path)).to(self._device).eval()
+            self._projections = [layer.to(self._device) for layer in load_projections(path, settings)]
         self._query_marker = self._tokenizer.convert_tokens_to_ids(settings["query_prefix"])
         self._document_marker = self._tokenizer.convert_tokens_to_ids(settings["document_prefix"])
         self._skip = {self._tokenizer.convert_tokens_to_ids(word) for word in settings["skiplist_words"]}
@@ -95,6 +121,8 @@ class ColBERTReranker(PointwiseReranker):
         if params.get("device") is not None:
             check_device(str(params["device"]), where)
         check_model(str(params["model"]), what=f"{where}: model", files=("config.json",))
+        check_backend(str(params.get("backend", "torch")), str(params.get("precision", "float32")), where,
+                      params.get("calibration", 0))  # fmt: skip
         config_file = Path(resolve_model(str(params["model"]))) / "config.json"
         if config_file.is_file():
             config = json.loads(config_file.read_text(encoding="utf-8"))
@@ -117,6 +145,10 @@ class ColBERTReranker(PointwiseReranker):
 
     def _encode(self, batch: dict[str, Any]) -> Any:
         torch = optional_import("torch")
+        if self._runtime is not None:
+            out = self._runtime.run(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+            rows, width = len(batch["input_ids"]), len(batch["input_ids"][0])
+            return torch.from_numpy(out.reshape(rows, width, -1)).float()  # (OpenVINO int8 adds a leading axis)
         tensors = {k: torch.as_tensor(v).to(self._device) for k, v in batch.items()}
         if "token_type_ids" not in self._tokenizer.model_input_names:
             tensors.pop("token_type_ids", None)
@@ -154,7 +186,10 @@ class ColBERTReranker(PointwiseReranker):
         full = self._tokenizer([t.strip() for t in texts], verbose=False)["input_ids"] if texts else []
         rows = [[ids[0], self._document_marker, *ids[1:]] for ids in self._ids(texts, self.document_length)]
         out: list[Any] = [None] * len(rows)
-        for chunk, arrays in padded_batches(rows, self.batch_size, self._tokenizer.pad_token_id):
+        batches = padded_batches(rows, self.batch_size, self._tokenizer.pad_token_id)
+        if self._runtime is not None:
+            self._runtime.calibrate([arrays for _, arrays in batches])  # static int8: from the first passages
+        for chunk, arrays in batches:
             embedded = self._encode(arrays)
             for row, i in enumerate(chunk):
                 keep = [n for n, token in enumerate(rows[i]) if token not in self._skip]
@@ -204,8 +239,8 @@ class ColBERTReranker(PointwiseReranker):
             return PairScores([], [], [], 0)
         unique_queries = list(dict.fromkeys(queries))
         unique_texts = list(dict.fromkeys(texts))
+        vectors, lengths, cut, encoded = self._documents(unique_texts)  # first: static int8 calibrates on passages
         query_vectors = dict(zip(unique_queries, self.encode_queries(unique_queries), strict=True))
-        vectors, lengths, cut, encoded = self._documents(unique_texts)
         where = {text: n for n, text in enumerate(unique_texts)}
         scores = []
         for query, text in zip(queries, texts, strict=True):
@@ -231,8 +266,8 @@ class ColBERTReranker(PointwiseReranker):
         texts = require_texts(request)
         if not texts:
             return RerankResult(scored_ranking(request, []), Cost())
-        (query,) = self.encode_queries([request.query.text])
         vectors, lengths, cut, encoded = self._documents(texts)
+        (query,) = self.encode_queries([request.query.text])
         longest = max(len(v) for v in vectors)
         scores = []
         for v in vectors:
@@ -280,6 +315,33 @@ def checkpoint_settings(path: Path) -> dict[str, Any]:
             "dense": ["<linear>"],
         })  # fmt: skip
     return settings
+
+
+def exported_encoder(path: Path, settings: dict[str, Any], token_types: bool) -> Any:
+    """The encoder and its projections as one module to export: token embeddings out, before normalisation."""
+    torch = optional_import("torch")
+    transformers = optional_import("transformers")
+
+    class Encoder(torch.nn.Module):  # type: ignore[name-defined]  # torch is imported lazily
+        input_names = ("input_ids", "attention_mask", *(("token_type_ids",) if token_types else ()))
+
+        def __init__(self) -> None:
+            super().__init__()
+            with quiet_loading():
+                self.net = transformers.AutoModel.from_pretrained(str(path), attn_implementation="eager")
+            self.projections = torch.nn.ModuleList(load_projections(path, settings))
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+            extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+            hidden = self.net(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+            for layer in self.projections:
+                hidden = layer(hidden)
+            return hidden
+
+    module = Encoder().eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module
 
 
 def load_projections(path: Path, settings: dict[str, Any]) -> list[Any]:

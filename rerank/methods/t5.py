@@ -29,12 +29,13 @@ import json
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
 from data.errors import InvalidSpecError
-from data.inference import padded_batches
+from data.inference import NEUTRAL, Backend, backend_libraries, check_backend, padded_batches
 from data.models import check_model, quiet_loading, resolve_model
 from data.optional import optional_import
 from data.records import RerankRequest
@@ -74,6 +75,8 @@ def check_t5_params(cls: type[Reranker], params: dict[str, Any], where: str) -> 
     check_seq2seq(cls.method, str(params["model"]), where)
     if params.get("template", "monot5") not in TEMPLATES:
         raise InvalidSpecError(f"{where}: template is one of {', '.join(TEMPLATES)}, not {params['template']!r}")
+    check_backend(str(params.get("backend", "torch")), str(params.get("precision", "float32")), where,
+                  params.get("calibration", 0))  # fmt: skip
 
 
 def _bracketed(text: str) -> str:
@@ -84,24 +87,34 @@ def _bracketed(text: str) -> str:
 class T5Scorer:
     """A T5 checkpoint and its tokenizer, scoring token sequences by one decoder step."""
 
-    def __init__(self, method: str, model: str, tokenizer: str | None, template: str, device: str | None):
+    def __init__(
+        self, method: str, model: str, tokenizer: str | None, template: str, device: str | None,
+        backend: str = "torch", precision: str = "float32", calibration: int = 0,
+    ):  # fmt: skip
         torch = optional_import("torch")
         transformers = optional_import("transformers")
         if template not in TEMPLATES:
             raise InvalidSpecError(f"{method}: template is one of {', '.join(TEMPLATES)}, not {template!r}")
         path = resolve_model(model)
-        check_seq2seq(
-            method, model, f"{method}(model={model})", transformers.AutoConfig.from_pretrained(path).to_dict()
-        )
+        config = transformers.AutoConfig.from_pretrained(path)
+        check_seq2seq(method, model, f"{method}(model={model})", config.to_dict())
         self.tokenizer: Any = transformers.AutoTokenizer.from_pretrained(
             resolve_model(tokenizer) if tokenizer else path
         )
-        with quiet_loading():
-            self.net: Any = transformers.AutoModelForSeq2SeqLM.from_pretrained(path)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.net.to(self.device).eval()
+        self.net: Any = None
+        self.runtime: Any = None  # the export (onnx, openvino), which holds the weights
+        if backend != "torch":
+            from data.inference import LazyRuntime
+
+            if self.device.type != "cpu":
+                raise InvalidSpecError(f"{method}: backend={backend} runs on the CPU; use backend=torch on {self.device}")
+            self.runtime = LazyRuntime(path, "seq2seq", backend, precision, calibration)  # type: ignore[arg-type]
+        else:
+            with quiet_loading():
+                self.net = transformers.AutoModelForSeq2SeqLM.from_pretrained(path)
+            self.net.to(self.device).eval()
         self.labels = [self._single_token(method, template, word) for word in TEMPLATES[template]]
-        config = self.net.config
         start = getattr(config, "decoder_start_token_id", None)
         self.start = int(start if start is not None else config.pad_token_id)
         self.pad = int(self.tokenizer.pad_token_id or 0)
@@ -128,6 +141,11 @@ class T5Scorer:
     def relevance(self, batch: dict[str, Any]) -> list[float]:
         """log P(relevant word) over the two label words at the first decoder step, per row of ``batch``."""
         torch = optional_import("torch")
+        if self.runtime is not None:
+            # (OpenVINO's int8 graph answers with a leading axis of 1: the rows are taken by shape)
+            out = self.runtime.run(batch["input_ids"], batch["attention_mask"]).reshape(len(batch["input_ids"]), -1)
+            logits = torch.from_numpy(out[:, self.labels])
+            return [float(x) for x in torch.log_softmax(logits.float(), dim=1)[:, 0].tolist()]
         tensors = {k: torch.as_tensor(v).to(self.device) for k, v in batch.items() if k != "token_type_ids"}
         start = torch.full((tensors["input_ids"].shape[0], 1), self.start, dtype=torch.long, device=self.device)
         with torch.inference_mode():
@@ -141,6 +159,8 @@ class T5Scorer:
         budget = batch_tokens or (32_768 if self.device.type == "cuda" else 1_024)
         scores = [0.0] * len(inputs)
         batches = padded_batches(inputs, batch_size, self.pad, budget)
+        if self.runtime is not None:
+            self.runtime.calibrate([arrays for _, arrays in batches])  # static int8: from the first batches
         for chunk, arrays in batches:
             for i, value in zip(chunk, self.relevance(arrays), strict=True):
                 scores[i] = value
@@ -181,6 +201,11 @@ class T5Method:
     # the output cache's identity; batch_tokens only groups pairs of the batch-invariant paths
     execution_params: ClassVar[frozenset[str]] = frozenset({"batch_tokens"})
     min_room: ClassVar[int] = 1  # tokens the input needs before the suffix
+    neutral_params: ClassVar[Mapping[str, Any]] = MappingProxyType({**NEUTRAL, "precision": "float32"})
+
+    @classmethod
+    def libraries_for(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+        return cls.libraries + backend_libraries(str(params.get("backend", "torch")))
 
     def __init__(
         self,
@@ -192,12 +217,20 @@ class T5Method:
         batch_tokens: int | None = None,
         device: str | None = None,
         variant: Variant = "rerank",
+        backend: Backend = "torch",
+        precision: str = "float32",
+        calibration: int = 0,
     ):
+        """``backend=onnx|openvino`` runs the encoder and the first decoder step exported into the cache;
+        ``precision=int8`` quantises that export (dynamically on ONNX Runtime, or statically from the first
+        ``calibration`` pairs)."""
         if variant not in VARIANTS:
             raise InvalidSpecError(f"{self.method}: variant is one of {', '.join(VARIANTS)}, not {variant!r}")
+        check_backend(backend, precision, self.method, calibration)
         self.model, self.template, self.max_length, self.variant = model, template, max_length, variant
         self.batch_size, self.batch_tokens = batch_size, batch_tokens
-        self._t5 = T5Scorer(self.method, model, tokenizer, template, device)
+        self.backend, self.precision, self.calibration = backend, precision, calibration
+        self._t5 = T5Scorer(self.method, model, tokenizer, template, device, backend, precision, calibration)
         self._room = max_length - len(self._t5.suffix)  # tokens left for the query and the passage(s)
         if self._room < self.min_room:
             raise InvalidSpecError(f"{self.method}: max_length={max_length} leaves no room before {SUFFIX!r}")
@@ -206,7 +239,8 @@ class T5Method:
 
     @property
     def batch_invariant(self) -> bool:
-        return self.variant == "rerank"
+        # dynamic int8 scales activations per batch; pyterrier-t5's and rank-llm's layouts read their batch
+        return self.variant == "rerank" and (self.precision != "int8" or bool(self.calibration))
 
     def tokenizer(self) -> Any:
         return self._t5.tokenizer
