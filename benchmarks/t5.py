@@ -11,7 +11,10 @@ rounds (each path's best round counts):
   pairs in DL19's order (its own ``transform``), installed by ``make setup`` in ``.venv/references``;
 - rerank ``mono-t5`` at its defaults (each pair encoded alone, batched by length);
 - rerank ``mono-t5(variant=pyterrier-t5, batch_size=4)``, pyterrier-t5's batch layout: its scores must
-  equal pyterrier-t5's (the benchmark stops otherwise), so the two do the same work.
+  equal pyterrier-t5's (the benchmark stops otherwise), so the two do the same work;
+- rerank ``mono-t5(backend=openvino)`` and ``mono-t5(backend=onnx, precision=int8)``: the default path on the
+  exported encoder and first decoder step (exported before the rounds); their largest difference from the
+  default's torch scores is reported beside.
 
 The default path's scores equal pyterrier-t5's with ``batch_size=1`` (``tests/test_fidelity.py``); the
 benchmark reports its largest difference from pyterrier-t5's batched scores too (those differ by design:
@@ -69,6 +72,8 @@ def main() -> None:
     theirs = pyterrier_t5.MonoT5ReRanker(tok_model=model, model=model, device="cpu", verbose=False)
     ours = load_reranker(f"mono-t5(model={json.dumps(model)})")
     laid_out = load_reranker(f"mono-t5(model={json.dumps(model)}, variant=pyterrier-t5, batch_size=4)")
+    exported = {options: load_reranker(f"mono-t5(model={json.dumps(model)}, {options})")
+                for options in ("backend=openvino", "backend=onnx, precision=int8")}  # fmt: skip
 
     def run_theirs() -> dict[tuple[str, str], float]:
         out = theirs.transform(frame)
@@ -79,6 +84,7 @@ def main() -> None:
 
     paths = {"pyterrier-t5 MonoT5ReRanker (batch 4)": run_theirs, "mono-t5": lambda: run_ours(ours),
              "mono-t5 variant=pyterrier-t5 (batch 4)": lambda: run_ours(laid_out)}  # fmt: skip
+    paths.update({f"mono-t5 {options}": (lambda r=r: run_ours(r)) for options, r in exported.items()})
     best: dict[str, float] = {}
     ratios: dict[str, list[float]] = {name: [] for name in paths}
     scores: dict[str, dict[tuple[str, str], float]] = {}
@@ -102,10 +108,13 @@ def main() -> None:
         "| path | pairs/s (best of rounds) | × pyterrier-t5 (median of the rounds' ratios) | max abs vs pyterrier-t5 (batch 4) |"
     )
     print("|---|---|---|---|")
-    differences = {"pyterrier-t5 MonoT5ReRanker (batch 4)": 0.0, "mono-t5": default,
-                   "mono-t5 variant=pyterrier-t5 (batch 4)": same}  # fmt: skip
+    differences = {"pyterrier-t5 MonoT5ReRanker (batch 4)": "—", "mono-t5": f"{default:.1e}",
+                   "mono-t5 variant=pyterrier-t5 (batch 4)": f"{same:.1e}"}  # fmt: skip
+    for options in exported:  # against the default's torch scores, the same inputs
+        gap = max(abs(scores[f"mono-t5 {options}"][k] - v) for k, v in scores["mono-t5"].items())
+        differences[f"mono-t5 {options}"] = f"{gap:.1e} vs mono-t5"
     for name in paths:
-        print(f"| {name} | {best[name]:.2f} | {statistics.median(ratios[name]):.2f} | {differences[name]:.1e} |")
+        print(f"| {name} | {best[name]:.2f} | {statistics.median(ratios[name]):.2f} | {differences[name]} |")
 
 
 if __name__ == "__main__":
