@@ -69,8 +69,10 @@ def main() -> None:
         {"qid": r.query.qid, "query": r.query.text, "candidates": [[c.docid, c.text] for c in r.candidates]}
         for r in ranked
     ]}  # fmt: skip
-    ours = {options: load_reranker(f"colbert(model={json.dumps(str(model))}{options})")
-            for options in ("", ", backend=openvino")}  # fmt: skip (the export is built here, before the rounds)
+    ours = {
+        options: load_reranker(f"colbert(model={json.dumps(str(model))}{options})")
+        for options in ("", ", backend=openvino")
+    }  # fmt: skip (the export is built here, before the rounds)
     ratios: dict[str, list[float]] = {options: [] for options in ours}
     best = {"pylate": 0.0, **dict.fromkeys(ours, 0.0)}
     worst = dict.fromkeys(ours, 0.0)
@@ -96,7 +98,9 @@ def main() -> None:
     print(f"| PyLate 1.6.0 `ColBERT.encode` + `rank.rerank` | {best['pylate']:.1f} | 1.00 | — |")
     for options in ours:
         name = f"colbert({options.lstrip(', ')})" if options else "colbert"
-        print(f"| rerank `{name}` | {best[options]:.1f} | {statistics.median(ratios[options]):.2f} | {worst[options]:.1e} |")
+        print(
+            f"| rerank `{name}` | {best[options]:.1f} | {statistics.median(ratios[options]):.2f} | {worst[options]:.1e} |"
+        )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
   quantised per batch at run time; MLAS uses the CPU's VNNI instructions where it has them).
 - With calibration samples (ONNX Runtime or OpenVINO): static quantisation, scales fixed from the
   samples (``quantize_static`` for ONNX Runtime, NNCF for OpenVINO). The samples' digest is part of
-  the export's key (``data.inference``), so another sample is another export.
+  the export's key (``data.export``), so another sample is another export.
 """
 
 from __future__ import annotations

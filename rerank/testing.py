@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from data.errors import BackendError
 from data.records import Candidate, Document, Query, RerankRequest
 from rerank.base import Reranker, RerankResult
-from rerank.llm.backend import BACKENDS, Generation, LLMBackend, Message, TokenScores
+from rerank.llm.backend import BACKENDS, Generation, LLMBackend, Message, Prompt, TokenScores
 
 PASSAGES = (
     ("p-tides", "Ocean tides are caused by the gravitational pull of the Moon and the Sun on the oceans."),
@@ -315,13 +315,18 @@ class ScriptedBackend(LLMBackend):
     # "[3] grade 2" (listwise), "[C] grade 2" (FIRST), 'Passage C: "grade 2' (setwise, pairwise)
     _SHOWN = re.compile(r'^(?:\[([A-Z]|\d+)\]|Passage ([A-Z]):) "?(?:grade (\d+))?', flags=re.M)
 
+    @staticmethod
+    def _messages(prompt: Prompt) -> Sequence[Message]:
+        """A rendered prompt (a chat template's) read as one user turn."""
+        return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+
     def _grades(self, conversation: Sequence[Message]) -> dict[str, int]:
         shown = self._SHOWN.findall(conversation[-1]["content"])
         return {bracketed or passage: int(grade or 0) for bracketed, passage, grade in shown}
 
     def next_token_scores(
         self,
-        conversations: Sequence[Sequence[Message]],
+        conversations: Sequence[Prompt],
         labels: Sequence[str],
         prefix: str = "",
         read_at: int = 0,
@@ -329,7 +334,7 @@ class ScriptedBackend(LLMBackend):
     ) -> list[TokenScores]:
         """``sort``: each label scores its passage's grade; any other script scores every label alike."""
         out = []
-        for conversation in conversations:
+        for conversation in map(self._messages, conversations):
             grades = self._grades(conversation)
             scores = {label: float(grades.get(label.strip(), 0)) if self.model == "sort" else 0.0 for label in labels}
             outside = sorted(labels, key=lambda label: -scores[label])[top:] if top else []  # as an API's top few
@@ -339,10 +344,10 @@ class ScriptedBackend(LLMBackend):
         return out
 
     def generate(
-        self, conversations: Sequence[Sequence[Message]], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
     ) -> list[Generation]:
         out = []
-        for conversation in conversations:
+        for conversation in map(self._messages, conversations):
             grades = self._grades(conversation)
             if self.model == "fails-on-grade-9" and 9 in grades.values():  # a model call that always fails
                 raise BackendError("the scripted model fails whenever it is shown a passage of grade 9")

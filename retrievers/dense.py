@@ -15,7 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from data.inference import NEUTRAL, Backend, SentenceEncoder, backend_libraries, check_backend, keep_export
+from data.export import Backend, keep_export
+from data.inference import NEUTRAL, SentenceEncoder, backend_libraries, check_backend
 from data.models import resolve_model
 from data.optional import optional_import
 from data.records import Candidate, Document, Query, Ranking, Run

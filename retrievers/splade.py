@@ -18,15 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from data.inference import (
-    NEUTRAL,
-    Backend,
-    EncoderRuntime,
-    backend_libraries,
-    check_backend,
-    keep_export,
-    padded_batches,
-)
+from data.export import Backend, EncoderRuntime, keep_export
+from data.inference import NEUTRAL, backend_libraries, check_backend, padded_batches
 from data.models import resolve_model
 from data.optional import optional_import
 from data.records import Document, Query, Run
@@ -38,7 +31,7 @@ class SpladeEncoder:
     """Texts to sparse term weights with any Hugging Face SPLADE (masked-LM) model.
 
     ``backend=onnx|openvino`` runs an export whose graph ends in the pooled weights (see
-    ``data.inference``), on batches sorted by length; ``export`` opens one an index kept.
+    ``data.export``), on batches sorted by length; ``export`` opens one an index kept.
     """
 
     def __init__(

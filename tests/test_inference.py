@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import data
-from data.inference import EncoderRuntime
+from data.export import EncoderRuntime
 from eval import evaluate
 from rerank.registry import load_reranker
 

@@ -327,7 +327,9 @@ def test_a_chat_template_is_read_alike_on_every_backend(template, server):
     server returns every token's log-probability: this tiny model puts yes and no far down its list.)"""
     backends = {"llama.cpp": '"llama.cpp(n_ctx=2048)"', "transformers": "transformers"}
     if template != "bge-reranker-gemma":
-        backends["openai"] = f'"openai(base_url={server}, tokenizer=smollm2-135m, repeat_penalty=1.0, top_logprobs=60000)"'
+        backends["openai"] = (
+            f'"openai(base_url={server}, tokenizer=smollm2-135m, repeat_penalty=1.0, top_logprobs=60000)"'
+        )
     else:
         with pytest.raises(Exception, match="raw logit"):
             load_reranker(f'llm-pointwise(model=smollm2-135m, backend="openai(base_url={server}, tokenizer=smollm2-135m)", '

@@ -147,7 +147,9 @@ def test_colberts_embedding_cache_reads_back_what_it_computed(colbert_dir, dl19,
         spec = f"colbert(model={model}, batch_size=4, variant={variant}"
         plain = load_reranker(spec + ")").rerank(requests)
         first, second = (load_reranker(spec + ", embedding_cache=true)").rerank(requests) for _ in range(2))
-        assert [r.ranking.docids for r in second] == [r.ranking.docids for r in first] == [r.ranking.docids for r in plain]
+        assert (
+            [r.ranking.docids for r in second] == [r.ranking.docids for r in first] == [r.ranking.docids for r in plain]
+        )
         assert scores(second) == scores(first)
         for ours, theirs in zip(scores(first), scores(plain), strict=True):
             assert max(abs(ours[d] - theirs[d]) for d in theirs) < 1e-5

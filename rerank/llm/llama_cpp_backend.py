@@ -87,7 +87,10 @@ class LlamaCppBackend(LLMBackend):
 
         self._special = {"bos_token": token_text("tokenizer.ggml.bos_token_id"),
                          "eos_token": token_text("tokenizer.ggml.eos_token_id")}  # fmt: skip
-        self._formatter = Jinja2ChatFormatter(template, **self._special, add_generation_prompt=True)
+        self._formatter = Jinja2ChatFormatter(
+            template, eos_token=self._special["eos_token"], bos_token=self._special["bos_token"],
+            add_generation_prompt=True,
+        )  # fmt: skip
         self._n_vocab = self._vocab.n_vocab()
 
     def render(self, messages: Sequence[Message]) -> str:

@@ -61,7 +61,10 @@ class LocalTemplate:
             self.truncate_tokens = lambda text, limit: str(
                 tokenizer.convert_tokens_to_string(tokenizer.tokenize(text)[:limit])
             )
-            self.special_tokens = lambda: {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
+            self.special_tokens = lambda: {
+                "bos_token": tokenizer.bos_token or "",
+                "eos_token": tokenizer.eos_token or "",
+            }
             self.label_tokens = lambda label: [str(t) for t in tokenizer.tokenize(label)]
 
 

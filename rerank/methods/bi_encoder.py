@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
-from data.inference import NEUTRAL, Backend, SentenceEncoder, backend_libraries, check_backend
+from data.export import Backend
+from data.inference import NEUTRAL, SentenceEncoder, backend_libraries, check_backend
 from data.models import check_model, resolve_model
 from data.optional import optional_import
 from rerank.base import PairScores, PointwiseReranker
@@ -19,7 +20,7 @@ class BiEncoderReranker(PointwiseReranker):
     ``embeddings`` names a dense index (``rerank index --retriever dense``) built
     with the same model: candidates it holds reuse their stored vectors instead of
     being encoded again. ``backend="onnx"`` or ``"openvino"`` runs the model exported into the cache
-    (``data.inference``), tokenised and pooled as sentence-transformers does; ``precision="int8"``
+    (``data.export``), tokenised and pooled as sentence-transformers does; ``precision="int8"``
     quantises it there (dynamically on ONNX Runtime, or statically from the first ``calibration``
     texts it is given).
 

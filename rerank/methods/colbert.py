@@ -33,7 +33,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from data.errors import InvalidSpecError
-from data.inference import NEUTRAL, Backend, LazyRuntime, backend_libraries, check_backend, padded_batches
+from data.export import Backend, LazyRuntime
+from data.inference import NEUTRAL, backend_libraries, check_backend, padded_batches
 from data.models import check_model, quiet_loading, resolve_model
 from data.optional import optional_import
 from data.records import RerankRequest
@@ -101,7 +102,9 @@ class ColBERTReranker(PointwiseReranker):
         self._runtime: Any = None  # the export (onnx, openvino), which holds the weights
         if backend != "torch":
             if self._device.type != "cpu":
-                raise InvalidSpecError(f"colbert: backend={backend} runs on the CPU; use backend=torch on {self._device}")
+                raise InvalidSpecError(
+                    f"colbert: backend={backend} runs on the CPU; use backend=torch on {self._device}"
+                )
             types = "token_type_ids" in self._tokenizer.model_input_names
             self._runtime = LazyRuntime(str(path), "colbert", backend, precision, calibration,
                                         module=lambda: exported_encoder(path, settings, types))  # fmt: skip

@@ -34,7 +34,7 @@ class CrossEncoderReranker(PointwiseReranker):
     is cut too only when it alone is too long); ``"both"`` cuts the longer of the two
     first, as ``longest_first`` does. ``float16``/``bfloat16`` are for CUDA.
     ``backend="onnx"`` or ``"openvino"`` runs the same model exported once into the cache
-    (``data.inference``); with ``precision="int8"`` it is quantised there: dynamically on ONNX
+    (``data.export``); with ``precision="int8"`` it is quantised there: dynamically on ONNX
     Runtime, or statically from the first ``calibration`` pairs the reranker is given.
     A checkpoint without trained weights for the classification head (a bi-encoder folder, a
     base model) is refused unless ``allow_untrained=true`` (speed tests only).
@@ -133,7 +133,7 @@ class CrossEncoderReranker(PointwiseReranker):
         return self.precision != "int8" or bool(self.calibration)
 
     def _compile(self, calibration: Sequence[dict[str, Any]]) -> Any:
-        from data.inference import EncoderRuntime
+        from data.export import EncoderRuntime
 
         precision = "float32" if self.precision == "auto" else self.precision
         return EncoderRuntime(self._path, "logits", self.backend, precision, calibration, self.threads)

@@ -55,6 +55,7 @@ class LLMPointwiseReranker(PointwiseReranker):
         self.model, self.backend_name, self.template_name = model, backend, template
         self.max_words, self.batch_size, self.instruction = max_words, batch_size, instruction
         self.chat: ChatTemplate | None = None
+        self.max_length: int | None = None
         if chat_template_path(template) is not None:
             self.chat = load_chat_template(template)
             self.yes = yes if yes != PLAIN["yes"] else self.chat.yes
@@ -139,7 +140,9 @@ class LLMPointwiseReranker(PointwiseReranker):
         kind = self.chat.score if self.chat is not None else "log-odds"
         if kind == "logit":
             if normalizer is None:
-                raise ValueError(f"the {self.backend.name} backend returns no raw logits; {self.template_name} needs them")
+                raise ValueError(
+                    f"the {self.backend.name} backend returns no raw logits; {self.template_name} needs them"
+                )
             return logprobs[self.yes] + normalizer
         yes, no = logprobs[self.yes], logprobs[self.no]
         if kind == "log-odds":
@@ -175,6 +178,8 @@ def check_causal(model: str, where: str) -> None:
         return  # a GGUF file, a hub id: checked when it loads
     config = json.loads(config_file.read_text(encoding="utf-8"))
     architectures = [str(a) for a in config.get("architectures") or ()]
-    if config.get("is_encoder_decoder") or (architectures and not any(a.endswith("ForCausalLM") for a in architectures)):
+    if config.get("is_encoder_decoder") or (
+        architectures and not any(a.endswith("ForCausalLM") for a in architectures)
+    ):
         found = ", ".join(architectures) or config.get("model_type") or "unknown"
         raise InvalidSpecError(f"{where}: llm-pointwise needs a causal LM; {model} is a {found}")

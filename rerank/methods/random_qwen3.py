@@ -20,7 +20,9 @@ QWEN3_SHAPES = {  # (hidden, intermediate, layers, heads, kv heads, head dim)
 }
 
 
-def build_random_qwen3(path: str, tokenizer_from: str = "qwen2.5-coder-0.5b", shape: str = "tiny", seed: int = 0) -> str:
+def build_random_qwen3(
+    path: str, tokenizer_from: str = "qwen2.5-coder-0.5b", shape: str = "tiny", seed: int = 0
+) -> str:
     """A ``Qwen3ForCausalLM`` with random weights (tied embeddings) and the tokenizer of ``tokenizer_from`` (a GGUF
     pack or file), saved once into ``path``."""
     torch = optional_import("torch")

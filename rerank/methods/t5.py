@@ -35,7 +35,8 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
 from data.errors import InvalidSpecError
-from data.inference import NEUTRAL, Backend, backend_libraries, check_backend, padded_batches
+from data.export import Backend
+from data.inference import NEUTRAL, backend_libraries, check_backend, padded_batches
 from data.models import check_model, quiet_loading, resolve_model
 from data.optional import optional_import
 from data.records import RerankRequest
@@ -105,10 +106,12 @@ class T5Scorer:
         self.net: Any = None
         self.runtime: Any = None  # the export (onnx, openvino), which holds the weights
         if backend != "torch":
-            from data.inference import LazyRuntime
+            from data.export import LazyRuntime
 
             if self.device.type != "cpu":
-                raise InvalidSpecError(f"{method}: backend={backend} runs on the CPU; use backend=torch on {self.device}")
+                raise InvalidSpecError(
+                    f"{method}: backend={backend} runs on the CPU; use backend=torch on {self.device}"
+                )
             self.runtime = LazyRuntime(path, "seq2seq", backend, precision, calibration)  # type: ignore[arg-type]
         else:
             with quiet_loading():

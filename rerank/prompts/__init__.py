@@ -95,7 +95,9 @@ def load_chat_template(name: str, where: str = "template") -> ChatTemplate:
     if meta.get("score") not in SCORES or not isinstance(meta.get("yes"), str):
         raise ValueError(f"{where}: {name}: its header needs a yes label and a score, one of {', '.join(SCORES)}")
     if (meta.get("no") is None) != (meta["score"] == "logit"):
-        raise ValueError(f"{where}: {name}: a {meta['score']} score {'takes no' if meta.get('no') else 'needs a'} no label")
+        raise ValueError(
+            f"{where}: {name}: a {meta['score']} score {'takes no' if meta.get('no') else 'needs a'} no label"
+        )
     return ChatTemplate(name, text, meta["yes"], meta.get("no"), meta["score"], int(meta.get("max_length", 8192)))
 
 

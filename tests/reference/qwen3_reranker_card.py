@@ -15,7 +15,7 @@ def card_scores(model_dir: str, pairs: list[tuple[str, str]], instruction: str |
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     token_false_id = tokenizer.convert_tokens_to_ids("no")
     token_true_id = tokenizer.convert_tokens_to_ids("yes")
-    prefix = "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n<|im_start|>user\n"  # noqa: E501
+    prefix = '<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
     suffix = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
     prefix_tokens = tokenizer.encode(prefix, add_special_tokens=False)
     suffix_tokens = tokenizer.encode(suffix, add_special_tokens=False)
@@ -23,7 +23,7 @@ def card_scores(model_dir: str, pairs: list[tuple[str, str]], instruction: str |
     def format_instruction(instruction, query, doc):
         if instruction is None:
             instruction = "Given a web search query, retrieve relevant passages that answer the query"
-        return "<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}".format(
+        return "<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}".format(  # noqa: UP032 (the card's)
             instruction=instruction, query=query, doc=doc
         )
 
