@@ -318,7 +318,11 @@ def test_every_backend_cuts_text_to_the_same_first_tokens(llama):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("template", ["qwen3-reranker", "mxbai-rerank-v2", "bge-reranker-gemma"])
+@pytest.mark.parametrize(
+    "template",
+    [pytest.param(t, marks=() if t == "qwen3-reranker" else pytest.mark.slow)
+     for t in ("qwen3-reranker", "mxbai-rerank-v2", "bge-reranker-gemma")],
+)  # fmt: skip
 def test_a_chat_template_is_read_alike_on_every_backend(template, server):
     """A causal reranker's template is rendered here and the model reads that text as it is: llama.cpp in
     process, llama.cpp's server through /completions and transformers on the same weights read the same number

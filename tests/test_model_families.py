@@ -159,6 +159,7 @@ def test_colberts_embedding_cache_reads_back_what_it_computed(colbert_dir, dl19,
     assert cache_identity(cached) == cache_identity(load_reranker(f"colbert(model={model})"))
 
 
+@pytest.mark.slow
 def test_t5_and_colbert_exports_score_as_torch(t5_dir, colbert_dir, dl19):
     """monoT5's encoder and first decoder step, and ColBERT's encoder and projection, exported: fp32 on ONNX
     Runtime and OpenVINO within 1e-4 of torch on DL19 pairs; monoT5 in dynamic int8 keeps Spearman >= 0.99."""
