@@ -75,6 +75,14 @@ class Ranking:
     qid: str
     candidates: tuple[Candidate, ...]
 
+    def __post_init__(self) -> None:
+        # a docid ranked twice would be scored twice: a run file with one is refused, so is a ranking built so
+        seen: set[str] = set()
+        for candidate in self.candidates:
+            if candidate.docid in seen:
+                raise ValueError(f"ranking of query {self.qid!r}: docid {candidate.docid!r} appears twice")
+            seen.add(candidate.docid)
+
     @classmethod
     def sorted(cls, qid: str, candidates: Iterable[Candidate]) -> Ranking:
         """A ranking in trec_eval order, whatever order the candidates came in."""

@@ -172,12 +172,24 @@ def function_annotations(function: Any) -> dict[str, Any]:
     return found
 
 
+# Parameters that count something (texts, tokens, windows, threads) mean nothing below 1, whichever method or
+# backend takes them: refused when the spec is checked, before a model loads (0 would fail later, or silently).
+COUNTS = frozenset({
+    "batch_size", "batch_tokens", "window_size", "stride", "k", "num_child", "group_size", "rounds", "replicas",
+    "block_size", "max_length", "max_words", "max_tokens", "max_chars", "context_size", "query_length",
+    "document_length", "threads", "concurrency", "n_ctx", "max_documents", "depth",
+})  # fmt: skip
+
+
 def check_values(params: Mapping[str, Any], annotations: Mapping[str, Any], where: str) -> None:
-    """Each value against its parameter's type: ``SpecTypeError`` naming the first that does not fit."""
+    """Each value against its parameter's type, and a count against 1: ``SpecTypeError`` naming the first that
+    does not fit."""
     for key, value in params.items():
         problem = value_problem(value, annotations.get(key, Any))
         if problem:
             raise SpecTypeError(f"{where}: {key} must be {problem}, not {_show(value)}")
+        if key in COUNTS and isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise InvalidSpecError(f"{where}: {key} must be at least 1, not {value}")
 
 
 def value_problem(value: Any, annotation: Any) -> str:

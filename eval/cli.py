@@ -145,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
     if args.qrels:
         paths.input_file("--qrels", args.qrels)
     if args.output:
+        paths.not_an_input(
+            ("--output", args.output), [("RUN", value) for value in args.runs] + [("--qrels", args.qrels)]
+        )
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
             code = report(args, fmt)

@@ -87,6 +87,11 @@ def evaluate(run: Run | str | Path, qrels: Qrels | str | Path, measures: str | S
         raise TypeError(f"evaluate() takes Qrels or a qrels file, not {type(qrels).__name__}")
     if isinstance(measures, str):
         measures = [measures]
+    if not isinstance(measures, Sequence) or not all(isinstance(m, str) for m in measures):
+        shown = type(measures).__name__ if not isinstance(measures, Sequence) else "a list holding a non-string"
+        raise TypeError(f"evaluate() takes measures as a name or a list of names (such as 'nDCG@10'), not {shown}")
+    if not measures:
+        raise ValueError("evaluate() needs at least one measure, such as 'nDCG@10'")
     parsed = parse_measures(measures)
     names = tuple(str(m) for m in parsed)
     per_query: dict[str, dict[str, float]] = {name: {} for name in names}

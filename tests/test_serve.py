@@ -158,6 +158,11 @@ BAD_REQUESTS = [
     ("info without a key", "GET", "/info", None, {}, 401, "Authorization"),
     ("unknown route", "POST", "/v3/rerank", {"query": "q", "documents": ["a"]}, AUTH, 404, None),
     ("wrong method", "GET", "/v2/rerank", None, AUTH, 405, None),
+    ("tei too many texts", "POST", "/rerank", {"query": "q", "texts": ["a"] * 51}, AUTH, 413, "texts"),
+    ("docs without a key", "GET", "/docs", None, {}, 401, "Authorization"),
+    ("openapi without a key", "GET", "/openapi.json", None, {}, 401, "Authorization"),
+    ("a form body", "POST", "/v2/rerank", b"query=q&documents=a", {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}, 415, "Content-Type"),
+    ("no content type", "POST", "/v2/rerank", b'{"query": "q", "documents": ["a"]}', {**AUTH, "Content-Type": ""}, 415, "Content-Type"),
 ]  # fmt: skip
 
 
@@ -175,8 +180,9 @@ def test_a_bad_request_gets_its_documented_status_and_names_the_field(minilm_ser
 def test_health_ready_metrics_and_openapi(minilm_server):
     assert httpx.get(f"{minilm_server}/health").json() == {"status": "ok"}
     assert httpx.get(f"{minilm_server}/ready").json()["status"] == "ready"
-    assert "/v2/rerank" in httpx.get(f"{minilm_server}/openapi.json").json()["paths"]
-    assert httpx.get(f"{minilm_server}/docs").status_code == 200
+    # the server has a key: the API's description is behind it
+    assert "/v2/rerank" in httpx.get(f"{minilm_server}/openapi.json", headers=AUTH).json()["paths"]
+    assert httpx.get(f"{minilm_server}/docs", headers=AUTH).status_code == 200
     text = httpx.get(f"{minilm_server}/metrics").text
     for name in ("rerank_requests_total", "rerank_request_seconds_bucket", "rerank_batch_pairs_bucket",
                  "rerank_queue_depth", "rerank_pairs_total", "rerank_input_tokens_total"):  # fmt: skip
@@ -283,6 +289,7 @@ def test_sigterm_under_load_answers_every_accepted_request_once(tmp_path):
         (["--pipeline", "bm25 % 10 >> bi-encoder(model=minilm)"], 3, "every stage is a reranking method"),
         (["--reranker", "bi-encoder(model=minilm)", "--api-key-env", "RERANK_NO_SUCH_VARIABLE"], 3, "--api-key-env"),
         (["--reranker", "bi-encoder(model=minilm)", "--max-batch-pairs", "0"], 3, "max_batch_pairs"),
+        (["--reranker", "bi-encoder(model=minilm, batch_size=0)"], 3, "batch_size must be at least 1, not 0"),
         ([], 2, "give one of"),
     ],
 )

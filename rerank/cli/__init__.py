@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from data.errors import RerankError
 from rerank.cli.exit_codes import ExitCode, exit_code_for
@@ -32,8 +32,15 @@ SUBCOMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line that points at ``--help``, not the whole usage block above the line that matters."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rerank",
         description="Neural retrieval and reranking over TREC runs, BEIR and TREC DL.",
         epilog="Exit codes: 0 ok, 1 internal error, 2 usage, 3 invalid input, 4 missing dependency, "
@@ -143,7 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
-        print("rerank: interrupted", file=sys.stderr)
+        resumable = getattr(args, "resume", None) is not None  # a checkpointing command (run, retrieve)
+        hint = ": the finished batches are kept; the same command with --resume goes on" if resumable else ""
+        print(f"rerank: interrupted{hint}", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         # The reader went away (``rerank eval … | head``): not an error.

@@ -126,3 +126,11 @@ def engine_from(args: argparse.Namespace) -> Any:
 
     optional_import("ray")  # a missing extra is reported before any work
     return RayEngine(workers=args.workers or 1, address=address, num_gpus=args.gpus_per_worker or 0.0)
+
+
+def at_least(low: int, **flags: int | None) -> None:
+    """Each given flag's value is at least ``low``; the first that is not is named alone, with its value
+    (``at_least(1, top_k=0)`` says ``--top-k must be at least 1, not 0``)."""
+    for name, value in flags.items():
+        if value is not None and value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, not {value}")

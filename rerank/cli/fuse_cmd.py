@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from data.trec import write_trec_run
-from rerank.cli.common import add_data_arguments, dataset_from, read_run_arg
+from rerank.cli.common import add_data_arguments, at_least, dataset_from, read_run_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
     from retrievers.fusion import interpolate, reciprocal_rank_fusion
 
     paths.output_file("--output", args.output)
-    if args.k < 1 or (args.depth is not None and args.depth < 1) or args.rrf_k < 0:
-        raise ValueError("--k and --depth must be at least 1, and --rrf-k at least 0")
+    paths.not_an_input(("--output", args.output), [("RUN", value) for value in args.runs])
+    at_least(1, k=args.k, depth=args.depth)
+    at_least(0, rrf_k=args.rrf_k)
     if args.method == "rrf" and args.weights:
         raise ValueError("--weights are for --method interpolate; reciprocal rank fusion weighs every run alike")
     if args.weights and len(args.weights) != len(args.runs):

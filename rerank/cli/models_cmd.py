@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rerank.cli.common import add_format_argument, output_format, print_json
 
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data.errors import ModelNotFoundError
+    from data.errors import ModelNotFoundError, PathNotFoundError
     from data.models import PACKS, find_pack, packs
 
     if args.action == "list":
@@ -50,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
         raise ModelNotFoundError(f"NAME: {args.name!r} is not a model pack ({', '.join(PACKS.names())})")
     from data.pack_install import install_pack
 
+    if args.find_links and "://" not in args.find_links and not Path(args.find_links).expanduser().exists():
+        raise PathNotFoundError(f"--find-links {args.find_links}: no such folder or file (pip would look elsewhere)")
+    given = [flag for flag, value in (("--index-url", args.index_url), ("--find-links", args.find_links)) if value]
+    if given and pack.installed() and not args.force:
+        raise ValueError(f"{given[0]} applies to an install, and {pack.name} is installed: add --force to install "
+                         "it again from there")  # fmt: skip
     options = [*(["--index-url", args.index_url] if args.index_url else []),
                *(["--find-links", args.find_links] if args.find_links else [])]  # fmt: skip
     where = install_pack(pack, options, force=args.force, quiet=args.quiet)

@@ -44,6 +44,8 @@ def output_file(flag: str, value: str) -> Path:
     regular file (new or replaced) in a folder that can be written."""
     if not value:
         raise InvalidPathError(f"{flag} is empty; give a file path or - for standard output")
+    if value.endswith(("/", os.sep)):  # "out/new/" names a folder: never write a file called "new"
+        raise InvalidPathError(f"{flag} {value} ends in a slash, so it names a folder; give a file path")
     path = Path(value).expanduser()
     if is_special_output(path):
         if str(value) != "-" and not os.access(path, os.W_OK):
@@ -53,6 +55,27 @@ def output_file(flag: str, value: str) -> Path:
         raise InvalidPathError(f"{flag} {value} is a folder; give a file path")
     _writable_folder(flag, value, path.parent)
     return path
+
+
+def not_an_input(output: tuple[str, str | None], inputs: list[tuple[str, str | None]]) -> None:
+    """Refuse an output that is one of the command's inputs (the same path, a symlink or a hard link to it):
+    writing it would destroy what is being read. Named by both flags, before any work."""
+    flag, value = output
+    if not value or value == "-" or not Path(value).expanduser().exists():
+        return
+    target = Path(value).expanduser()
+    for input_flag, input_value in inputs:
+        if not input_value or input_value == "-":
+            continue
+        source = Path(input_value).expanduser()
+        try:
+            same = source.exists() and os.path.samefile(source, target)
+        except OSError:
+            continue
+        if same:
+            raise InvalidPathError(
+                f"{flag} {value} is {input_flag} {input_value}: writing it would destroy the input; give another file"
+            )
 
 
 def output_folder(flag: str, value: str) -> Path:

@@ -21,6 +21,7 @@ from rerank.cli.common import (
     add_data_arguments,
     add_engine_arguments,
     add_format_argument,
+    at_least,
     dataset_from,
     engine_from,
     output_format,
@@ -66,14 +67,14 @@ def run(args: argparse.Namespace) -> int:
     paths.input_folder("--index", args.index)
     if args.topics:
         paths.input_file("--topics", args.topics)
+    paths.not_an_input(("--output", args.output), [("--topics", args.topics)])
     if args.topics:
         queries = read_topics(args.topics)
     elif (dataset := dataset_from(args)) is not None:
         queries = dataset.queries()
     else:
         raise ValueError("give --dataset NAME or --topics FILE")
-    if args.k < 1 or args.batch_queries < 1:
-        raise ValueError("--k and --batch-queries must be at least 1")
+    at_least(1, k=args.k, batch_queries=args.batch_queries)
     engine = engine_from(args)
     meta = IndexMeta.load(args.index)
     options: dict[str, Any] = {}

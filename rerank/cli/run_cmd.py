@@ -33,6 +33,7 @@ from rerank.cli.common import (
     add_engine_arguments,
     add_format_argument,
     add_method_options,
+    at_least,
     engine_from,
     method_options,
     output_format,
@@ -111,9 +112,11 @@ def check_paths(args: argparse.Namespace) -> None:
     paths.output_file("--output", args.output)
     if args.run == "-":
         args.run = str(paths.stdin_file("--run"))
-    for flag, value in (("--topics", args.topics), ("--corpus", args.corpus), ("--qrels", args.qrels)):
+    inputs = [("--topics", args.topics), ("--corpus", args.corpus), ("--qrels", args.qrels)]
+    for flag, value in inputs:
         if value:
             paths.input_file(flag, value)
+    paths.not_an_input(("--output", args.output), [("--run", args.run), *inputs])
     for flag, value in (("--cache", args.cache), ("--work-dir", args.work_dir)):
         if value:
             paths.output_folder(flag, value)
@@ -122,8 +125,7 @@ def check_paths(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import rerank
 
-    if args.batch_queries < 1 or args.k < 1 or (args.max_queries is not None and args.max_queries < 1):
-        raise ValueError("--top-k, --batch-queries and --max-queries must be at least 1")
+    at_least(1, top_k=args.k, batch_queries=args.batch_queries, max_queries=args.max_queries)
     fmt = output_format(args, "--summary")
     check_paths(args)
     result = rerank.run(

@@ -372,6 +372,10 @@ def before_after(job: Job, dataset: Any, output: Path, output_format: str, qrels
 
     # The metrics and tests are the eval command's, found as a plugin (rerank/ does not import eval/).
     evaluator = command_module("eval", needed_by="--eval")
-    before_run = read_trec_run(job.previous.run_path, name=f"input (top {job.previous.pipeline.last.cutoff})")
+    before_run = read_trec_run(job.previous.run_path)
+    # the label says how deep the input really is: a 20-candidate run cut at 100 is the top 20
+    depth = max((len(ranking) for ranking in before_run), default=0)
+    cutoff = job.previous.pipeline.last.cutoff
+    before_run = type(before_run)(before_run.rankings, f"input (top {min(depth, cutoff) if cutoff else depth})")
     after_run = read_output(output, output_format, "reranked")
     return evaluator.before_after(before_run, after_run, qrels, dataset.measures if dataset else None)

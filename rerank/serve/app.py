@@ -100,11 +100,12 @@ class Service:
         self.accepted = self.answered = 0
         self.stopping = False
 
-    async def rank(self, query: str, texts: Sequence[str], max_tokens_per_doc: int | None = None) -> Scored:
+    async def rank(
+        self, query: str, texts: Sequence[str], max_tokens_per_doc: int | None = None, field: str = "documents"
+    ) -> Scored:
+        """``field`` is the request's name for the texts (``documents``; TEI's ``texts``), for the 413."""
         if len(texts) > self.settings.max_documents:
-            raise APIError(
-                413, f"{len(texts)} documents; at most {self.settings.max_documents} per request", "documents"
-            )
+            raise APIError(413, f"{len(texts)} {field}; at most {self.settings.max_documents} per request", field)
         if max_tokens_per_doc is not None:
             cut = self._cut_tokens or _cut_words
             texts = [cut(t, max_tokens_per_doc) for t in texts]
@@ -163,11 +164,16 @@ def create_app(service: Service) -> Any:
         await service.batcher.close()
         log.warning("rerank serve: stopped; answered %d of %d accepted requests", service.answered, service.accepted)
 
+    # With an API key, the API's description is behind it too: only /health, /ready and /metrics stay open.
+    keyed = settings.api_key is not None
     app = FastAPI(
         title="rerank",
         summary=f"Reranking with {settings.spec}",
         description="Cohere-, Jina- and text-embeddings-inference-compatible reranking.",
         lifespan=lifespan,
+        docs_url=None if keyed else "/docs",
+        openapi_url=None if keyed else "/openapi.json",
+        redoc_url=None,
     )
 
     def error_response(status: int, message: str, field: str | None, headers: Mapping[str, str] | None = None) -> Any:
@@ -179,6 +185,10 @@ def create_app(service: Service) -> Any:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> Any:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            return error_response(415, f"the body must be JSON (Content-Type: application/json), not {kind or 'none'}",
+                                  "Content-Type")  # fmt: skip
         first = err.errors()[0]
         if first.get("type") == "json_invalid":
             return error_response(400, f"the body is not valid JSON ({first.get('msg')})", None)
@@ -207,12 +217,12 @@ def create_app(service: Service) -> Any:
             raise APIError(401, "a valid 'Authorization: Bearer KEY' header is required", "Authorization",
                            {"WWW-Authenticate": "Bearer"})  # fmt: skip
 
-    async def rank(query: str, texts: Sequence[str], max_tokens: int | None = None) -> Scored:
+    async def rank(query: str, texts: Sequence[str], max_tokens: int | None = None, field: str = "documents") -> Scored:
         if service.stopping:
             raise APIError(503, "the server is stopping")
         service.accepted += 1
         try:
-            return await service.rank(query, texts, max_tokens)
+            return await service.rank(query, texts, max_tokens, field)
         finally:
             service.answered += 1
 
@@ -252,7 +262,7 @@ def create_app(service: Service) -> Any:
 
     @app.post("/rerank", dependencies=guarded, summary="text-embeddings-inference rerank")
     async def tei(body: TEIRequest) -> Any:
-        scored = await rank(body.query, body.texts)
+        scored = await rank(body.query, body.texts, field="texts")
         answer = []
         for i in _top(scored.order, body.top_n):
             raw = scored.scores[i]
@@ -275,6 +285,18 @@ def create_app(service: Service) -> Any:
     @app.get("/info", dependencies=guarded, summary="what is served")
     async def info() -> Any:
         return dict(settings.info)
+
+    if keyed:
+
+        @app.get("/openapi.json", dependencies=guarded, include_in_schema=False)
+        async def openapi() -> Any:
+            return app.openapi()
+
+        @app.get("/docs", dependencies=guarded, include_in_schema=False)
+        async def docs() -> Any:
+            from fastapi.openapi.docs import get_swagger_ui_html
+
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="rerank")
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Any:
