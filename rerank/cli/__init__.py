@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"rerank {__version__}")
     # Flags every subcommand takes, with the same meaning everywhere.
-    shared = argparse.ArgumentParser(add_help=False)
+    shared = Parser(add_help=False)
     shared.add_argument("--quiet", "-q", action="store_true", help="no progress bars or library chatter on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     formatter = argparse.RawDescriptionHelpFormatter
