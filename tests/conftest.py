@@ -116,19 +116,23 @@ def built_and_kept(tmp_path_factory: pytest.TempPathFactory, name: str, key: str
 
 @pytest.fixture(scope="session")
 def dl19_minilm_cache(tmp_path_factory: pytest.TempPathFactory, dl19) -> Path:
-    """An output cache (``rerank run --cache``) holding the MiniLM bi-encoder's scores of DL19's BM25 top 100,
-    the 4,300 pairs scored once per test session: the CLI, PyTerrier and int8 tests read them back rather than
-    each computing them again (what those tests check is their own path, not MiniLM's arithmetic)."""
+    """An output cache (``rerank run --cache``) holding the MiniLM bi-encoder's scores of DL19's BM25 top 100 on
+    OpenVINO fp32 (``DL19_MINILM``: 1.3x torch here, within 1e-6 of it, its export shared with test_inference.py),
+    the 4,300 pairs scored once per test session: the CLI and PyTerrier tests read them back rather than each
+    computing them again (what those tests check is their own path, not MiniLM's arithmetic)."""
 
     def build(folder: Path) -> None:
         from rerank.cache import OutputCache
         from rerank.registry import load_reranker
 
-        reranker = load_reranker("bi-encoder(model=minilm, batch_size=16)")
+        reranker = load_reranker(DL19_MINILM)
         reranker.use_cache(OutputCache(folder))
         reranker.rerank(dl19.candidates("bm25"))
 
     return built_once(tmp_path_factory, "dl19-minilm", build)
+
+
+DL19_MINILM = "bi-encoder(model=minilm, backend=openvino)"
 
 
 @pytest.fixture(scope="session")

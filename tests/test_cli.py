@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+from conftest import DL19_MINILM
 
 import data
 from rerank.checkpoint import Checkpoint
@@ -277,7 +278,7 @@ def test_dl19_bm25_top100_minilm_reaches_the_recorded_ndcg(capsys, tmp_path, dl1
     """ASSETS.md records 0.6424 for MiniLM cosine over DL19 BM25 top 100: a pipeline from the CLI, with --eval
     (the scores come back from the session's output cache, as a re-run with --cache would read them)."""
     out = tmp_path / "dl19.trec"
-    pipeline = "run(name=bm25) % 100 >> bi-encoder(model=minilm)"
+    pipeline = f"run(name=bm25) % 100 >> {DL19_MINILM}"
     args = ["run", "--dataset", "msmarco-passage/trec-dl-2019", "--pipeline", pipeline, "--output", str(out),
             "--cache", str(dl19_minilm_cache)]  # fmt: skip
     code, stdout, _ = run_cli(capsys, *args, "--eval")

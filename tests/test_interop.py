@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DL19_MINILM
 
 import data
 from data import Candidate, MissingDependencyError, Query, Ranking, Run
@@ -287,7 +288,7 @@ def test_pyterrier_experiment_reproduces_the_dl19_ndcg(dl19, tmp_path, dl19_mini
     first_stage = pt.Transformer.from_df(bm25.to_frame(queries=[r.query for r in requests]))
     from rerank.cache import OutputCache
 
-    scorer = load_reranker("bi-encoder(model=minilm, batch_size=16)")
+    scorer = load_reranker(DL19_MINILM)
     scorer.use_cache(OutputCache(dl19_minilm_cache))  # the session's scores: PyTerrier's path is under test here
     reranker = scorer.as_pyterrier()
     topics = pd.DataFrame({"qid": [q.qid for q in dl19.queries()], "query": [q.text for q in dl19.queries()]})
