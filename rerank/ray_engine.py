@@ -109,10 +109,29 @@ class RayEngine:
         if self.started or ray.is_initialized():
             return
         if self.address is not None:
+            self.probe()
             self.init(ray)
             return
         self.started = True
         self.in_background(lambda: self.init(ray))
+
+    def probe(self) -> None:
+        """An address where nothing listens fails in seconds, naming ``--address``: Ray's own client retries
+        for many minutes and logs dozens of lines about an address of its own making."""
+        import re
+        import socket
+
+        found = re.fullmatch(r"(?:ray://)?([\w.\-]+):(\d+)", str(self.address))
+        if found is None:  # "auto": Ray finds the local cluster itself
+            return
+        host, port = found.group(1), int(found.group(2))
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as err:
+            raise BackendError(
+                f"--address {self.address}: nothing answers at {host}:{port} ({err.strerror or err}); "
+                "give the address of a running Ray cluster (ray start --head prints it)"
+            ) from None
 
     def init(self, ray: Any) -> None:
         # Ray's own log lines (its token warning, "Started a local Ray instance") would interleave with

@@ -214,6 +214,23 @@ def test_wrong_engine_arguments_get_one_line_before_any_work(capsys, tmp_path, e
     assert not out.exists()
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_an_address_where_no_cluster_listens_fails_at_once_naming_it(capsys, tmp_path, scheme):
+    """Ray's own client retried such an address for 14 minutes; the probe answers in at most its 5 s timeout
+    (a closed loopback port refuses at once), in one line naming --address, with nothing written."""
+    from conftest import free_port
+
+    out = tmp_path / "o.trec"
+    address = f"{scheme}127.0.0.1:{free_port()}"
+    code = main(["run", "--dataset", "example", "--run", "bm25", "--reranker", SPEC, "--output", str(out),
+                 "--engine", "ray", "--address", address])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == ExitCode.UNAVAILABLE and len(err) == 1, err
+    assert f"--address {address}: nothing answers at 127.0.0.1" in err[0]
+    assert not out.exists() and not list(tmp_path.glob("*.checkpoint"))
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_the_leaderboard_on_ray_computes_the_cells_a_local_run_computes(ray_cluster, tmp_path):
