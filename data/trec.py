@@ -58,10 +58,18 @@ def iter_run_lines(path: str | Path) -> Iterator[RunLine]:
             yield row
 
 
+JSON_RUN = (
+    "this is JSON (a RankLLM request list or JSONL candidates), not a TREC run: "
+    "rerank run reads it with --input-format rankllm or --input-format jsonl"
+)
+
+
 def _parse_run_line(path: str | Path, number: int, text: str) -> RunLine | None:
     fields = text.split()
     if not fields:
         return None
+    if fields[0][0] in "[{":  # a JSON file where a TREC run belongs: say so, not "7 columns" or a qid '[{"'
+        raise ParseError(path, number, JSON_RUN, text)
     if len(fields) != 6:
         raise ParseError(path, number, f"expected {RUN_FORMAT}, found {len(fields)} columns", text)
     qid, _, docid, rank, score, tag = fields
@@ -79,8 +87,10 @@ def run_query_order(path: str | Path) -> tuple[list[str], bool]:
     seen: set[str] = set()
     grouped = True
     current: str | None = None
-    for _, text in iter_lines(path):
+    for number, text in iter_lines(path):
         qid = text.split(None, 1)[0] if text.strip() else None
+        if qid is not None and qid[0] in "[{":
+            raise ParseError(path, number, JSON_RUN, text)
         if qid is None or qid == current:
             continue
         if qid in seen:

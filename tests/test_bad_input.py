@@ -10,6 +10,7 @@ message. Where a case needs a GPU-less machine, it says so.
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import sys
@@ -749,6 +750,44 @@ CASES = [
         INVALID,
         "n_ctx must be at least 1, not 0",
     ),
+    # -- a JSON run where a TREC run belongs: named as such, with the flag that reads it ----------------------
+    Case(
+        "run: a RankLLM file without --input-format",
+        ["run", "--dataset", "example", "--run", "{tmp}/requests.json", *RANDOM, "--output", "{out}"],
+        INVALID,
+        "requests.json:1: this is JSON (a RankLLM request list or JSONL candidates), not a TREC run: rerank run "
+        "reads it with --input-format rankllm",
+        [
+            "run",
+            "--dataset",
+            "example",
+            "--run",
+            "{tmp}/requests.json",
+            "--input-format",
+            "rankllm",
+            *RANDOM,
+            "--output",
+            "{out}",
+        ],
+    ),
+    Case(
+        "run: a RankLLM file giving one docid two texts",
+        ["run", "--run", "{tmp}/conflict.json", "--input-format", "rankllm", *RANDOM, "--output", "{out}"],
+        INVALID,
+        "conflict.json: docid 'd' has one text for query '1' and another for query '2'",
+    ),
+    Case(
+        "fuse: a JSONL file as a run",
+        ["fuse", "{tmp}/candidates.jsonl", "{tmp}/good.trec", "--output", "{out}"],
+        INVALID,
+        "candidates.jsonl:1: this is JSON",
+    ),
+    Case(
+        "eval: a RankLLM file as a run",
+        ["eval", "--qrels", "{tmp}/good.qrels", "{tmp}/requests.json"],
+        INVALID,
+        "requests.json:1: this is JSON",
+    ),
     # -- a path ending in a slash names a folder, never a file of that name ----------------------------------
     Case(
         "run: --output ends in a slash",
@@ -799,6 +838,19 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "bad.trec").write_text("q1 Q0 d1 1 1.0 t\nq1 Q0 d2 2 oops t\n")
     (work / "stray.trec").write_text(good + "q2 Q0 nosuchdoc 99 -9.0 bm25\n")
     (work / "bad.jsonl").write_text("{not json\n")
+    texts = {d.docid: d.text for d in example.iter_documents()}
+    queries = {q.qid: q.text for q in example.queries()}
+    requests = [{"query": queries[r.qid], "hits": [{"content": texts[c.docid], "qid": r.qid, "docid": c.docid,
+                                                     "rank": i, "score": c.score} for i, c in enumerate(r, 1)]}
+                for r in example.run("bm25")]  # fmt: skip
+    (work / "requests.json").write_text(json.dumps(requests))
+    conflict = [
+        {"query": "q one", "hits": [{"content": "one text", "qid": "1", "docid": "d", "rank": 1, "score": 1}]},
+        {"query": "q two", "hits": [{"content": "another", "qid": "2", "docid": "d", "rank": 1, "score": 1}]},
+    ]
+    (work / "conflict.json").write_text(json.dumps(conflict))  # fmt: skip
+    (work / "candidates.jsonl").write_text("".join(json.dumps({"qid": r.qid, "docid": c.docid}) + "\n"
+                                                   for r in example.run("bm25") for c in r))  # fmt: skip
     (work / "good.qrels").write_text(
         "".join(f"{q} 0 {d} {g}\n" for q, docs in example.qrels().judgments.items() for d, g in docs.items())
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -284,7 +284,6 @@ def source_for(
     """
     from data.corpus import corpus_store
     from data.docstore import MemoryDocumentStore
-    from data.records import Document
     from data.tsv import read_topics
     from rerank.identity import digest_text
 
@@ -297,7 +296,7 @@ def source_for(
         requests = read_given_requests(first)
         texts = {r.query.qid: r.query for r in requests}
         order = list(texts)
-        docs = MemoryDocumentStore(Document(c.docid, c.text or "") for r in requests for c in r.candidates)
+        docs = MemoryDocumentStore(candidate_documents(requests, str(first.kwargs["path"])))
         corpus_file = Path(str(first.kwargs["path"]))  # the texts are inside the candidates file
     elif topics:
         texts = {q.qid: q for q in read_topics(str(topics))}
@@ -319,3 +318,20 @@ def source_for(
     else:  # stages over other files get their own folder in the store
         name = "files-" + digest_text(*(f"{q.qid}\t{q.text}" for q in queries), str(corpus_file))[:10]
     return Source(name, queries, docs, dataset, corpus_file)
+
+
+def candidate_documents(requests: Sequence[Any], path: str) -> list[Any]:
+    """The documents a candidates file holds: a passage retrieved for several queries is one document, and
+    one docid with two different texts is an error naming both queries (a store holds one text per docid)."""
+    from data.errors import ParseError
+    from data.records import Document
+
+    found: dict[str, tuple[str, str]] = {}  # docid: (text, the first query holding it)
+    for request in requests:
+        for candidate in request.candidates:
+            text = candidate.text or ""
+            first = found.setdefault(candidate.docid, (text, request.query.qid))
+            if first[0] != text:
+                raise ParseError(path, None, f"docid {candidate.docid!r} has one text for query {first[1]!r} and "
+                                             f"another for query {request.query.qid!r}")  # fmt: skip
+    return [Document(docid, text) for docid, (text, _) in found.items()]
