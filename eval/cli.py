@@ -139,15 +139,15 @@ def run(args: argparse.Namespace) -> int:
         fmt, args.output = ("text" if args.output == "table" else args.output), None
     if args.output:
         paths.output_file("--output", args.output)
-    for value in args.runs:
-        if not (args.dataset and "/" not in value and "." not in value):  # a dataset's run name is checked later
-            paths.input_file("RUN", value)
-    if args.qrels:
-        paths.input_file("--qrels", args.qrels)
-    if args.output:
         paths.not_an_input(
             ("--output", args.output), [("RUN", value) for value in args.runs] + [("--qrels", args.qrels)]
         )
+    for i, value in enumerate(args.runs):
+        if not (args.dataset and "/" not in value and "." not in value):  # a dataset's run name is checked later
+            args.runs[i] = str(paths.input_file("RUN", value))
+    if args.qrels:
+        args.qrels = str(paths.input_file("--qrels", args.qrels))
+    if args.output:
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
             code = report(args, fmt)

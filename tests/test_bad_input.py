@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass
@@ -1242,3 +1243,48 @@ def test_a_usage_error_is_one_line_that_points_at_help(argv, capsys) -> None:
     assert main(argv) == USAGE
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rerank") and ": error: " in err[0] and "--help" in err[0], err
+
+
+def _fifo(tmp_path: Path, source: Path, name: str) -> Path:
+    """A FIFO that a thread fills with ``source``'s bytes once, as ``<(cat source)`` would."""
+    import threading
+
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as out:  # blocks until the command opens it for reading
+            out.write(source.read_bytes())
+
+    threading.Thread(target=feed, daemon=True).start()
+    return fifo
+
+
+@pytest.mark.integration
+def test_streamed_inputs_give_the_numbers_their_files_give(world, tmp_path, capsys) -> None:
+    """Topics, qrels and runs through a FIFO (``--qrels <(…)``) are read once, so the numbers are the file's: they
+    were read twice, and the second read found the stream empty (0.0000 everywhere, exit 0)."""
+    tmp = Path(world["tmp"])
+    argv = ["eval", "--qrels", str(tmp / "good.qrels"), str(tmp / "good.trec"), "--format", "json"]
+    assert main(argv) == OK
+    from_files = json.loads(capsys.readouterr().out)
+    fifos = ["eval", "--qrels", str(_fifo(tmp_path, tmp / "good.qrels", "qrels")),
+             str(_fifo(tmp_path, tmp / "good.trec", "run")), "--format", "json"]  # fmt: skip
+    assert main(fifos) == OK
+    from_streams = json.loads(capsys.readouterr().out)
+    assert from_streams["runs"][0]["aggregate"] == from_files["runs"][0]["aggregate"]
+    assert any(value > 0 for value in from_files["runs"][0]["aggregate"].values())
+    # rerank run: topics and qrels streamed, --eval measured on them; the output is the file run's
+    outputs = []
+    for streamed in (False, True):
+        topics = _fifo(tmp_path, tmp / "topics.tsv", f"topics{streamed}") if streamed else tmp / "topics.tsv"
+        qrels = _fifo(tmp_path, tmp / "good.qrels", f"qrels{streamed}") if streamed else tmp / "good.qrels"
+        out = tmp_path / f"out{streamed}.trec"
+        code = main(["run", "--run", str(tmp / "good.trec"), "--topics", str(topics), "--corpus",
+                     str(tmp / "corpus.tsv"), *RANDOM, "--eval", "--qrels", str(qrels), "--output", str(out)])  # fmt: skip
+        assert code == OK, capsys.readouterr().err
+        table = [
+            line for line in capsys.readouterr().out.splitlines() if re.match(r"(input|reranked) .*\d\.\d{4}", line)
+        ]
+        outputs.append((out.read_bytes(), table))
+    assert outputs[0] == outputs[1] and outputs[0][1]

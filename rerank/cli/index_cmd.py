@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir() and any(out.iterdir()) and not (out / "rerank-index.json").is_file():
         raise InvalidPathError(f"--out {args.out} is a folder with other files in it; give a new or empty folder")
     if args.corpus:
-        paths.input_file("--corpus", args.corpus)
+        args.corpus = str(paths.input_file("--corpus", args.corpus))
     if args.model:
         check_model(args.model, what="--model")
     documents, corpus = corpus_documents(args)

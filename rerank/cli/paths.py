@@ -16,12 +16,16 @@ from data.textio import is_special_output
 
 
 def input_file(flag: str, value: str) -> Path:
-    """An existing, readable file (``-`` is not accepted here: the command says where it is)."""
+    """An existing, readable file (``-`` is not accepted here: the command says where it is). A pipe or FIFO
+    (``--qrels <(zcat qrels.gz)``) is read once, here, into the cache, and that copy is returned: commands
+    read some inputs twice (their query order, then their lines), and a stream's second read is empty."""
     path = Path(value).expanduser()
     if not path.exists():
         raise PathNotFoundError(f"{flag} {value}: no such file")
     if path.is_dir():
         raise InvalidPathError(f"{flag} {value} is a folder; give a file")
+    if not path.is_file():
+        return _kept_stream(flag, value, path)
     try:
         with open(path, "rb") as handle:
             handle.read(1)
@@ -102,21 +106,38 @@ def _writable_folder(flag: str, value: str, folder: Path) -> None:
         raise InvalidPathError(f"{flag} {value}: cannot write in {existing} ({err.strerror or err})") from None
 
 
-def stdin_file(flag: str) -> Path:
-    """Standard input saved into the cache under its digest, so a run read from a pipe has a stable
-    identity (and a resumed job finds the same input)."""
+def _kept_stream(flag: str, value: str, path: Path) -> Path:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as err:
+        raise InvalidPathError(f"{flag} {value} cannot be read: {err.strerror or err}") from None
+    if not data:
+        raise InvalidPathError(f"{flag} {value}: the stream is empty")
+    return _kept_bytes(data, "".join(path.suffixes))
+
+
+def _kept_bytes(data: bytes, suffix: str) -> Path:
+    """``data`` in the cache under its digest (the suffix kept: formats are told by it), written once."""
     import hashlib
-    import sys
 
     from data.config import cache_dir
 
-    data = sys.stdin.buffer.read()
-    if not data:
-        raise InvalidPathError(f"{flag} -: standard input is empty")
-    path = cache_dir() / "stdin" / (hashlib.sha256(data).hexdigest()[:20] + ".trec")
+    path = cache_dir() / "stdin" / (hashlib.sha256(data).hexdigest()[:20] + suffix)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
     return path
+
+
+def stdin_file(flag: str) -> Path:
+    """Standard input saved into the cache under its digest, so a run read from a pipe has a stable
+    identity (and a resumed job finds the same input)."""
+    import sys
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise InvalidPathError(f"{flag} -: standard input is empty")
+    return _kept_bytes(data, ".trec")

@@ -65,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
     fmt = output_format(args, "--summary")
     target = paths.output_file("--output", args.output)
     paths.input_folder("--index", args.index)
-    if args.topics:
-        paths.input_file("--topics", args.topics)
     paths.not_an_input(("--output", args.output), [("--topics", args.topics)])
+    if args.topics:
+        args.topics = str(paths.input_file("--topics", args.topics))
     if args.topics:
         queries = read_topics(args.topics)
     elif (dataset := dataset_from(args)) is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from rerank.cli import paths
@@ -112,11 +113,14 @@ def check_paths(args: argparse.Namespace) -> None:
     paths.output_file("--output", args.output)
     if args.run == "-":
         args.run = str(paths.stdin_file("--run"))
-    inputs = [("--topics", args.topics), ("--corpus", args.corpus), ("--qrels", args.qrels)]
-    for flag, value in inputs:
-        if value:
-            paths.input_file(flag, value)
-    paths.not_an_input(("--output", args.output), [("--run", args.run), *inputs])
+    elif args.run and Path(args.run).exists():  # a file (a dataset's run name is checked with the dataset)
+        paths.not_an_input(("--output", args.output), [("--run", args.run)])
+        args.run = str(paths.input_file("--run", args.run))
+    inputs = [("--topics", "topics"), ("--corpus", "corpus"), ("--qrels", "qrels")]
+    for flag, name in inputs:
+        if getattr(args, name):
+            paths.not_an_input(("--output", args.output), [(flag, getattr(args, name))])
+            setattr(args, name, str(paths.input_file(flag, getattr(args, name))))
     for flag, value in (("--cache", args.cache), ("--work-dir", args.work_dir)):
         if value:
             paths.output_folder(flag, value)
