@@ -10,6 +10,7 @@ anywhere else is an error.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import zlib
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ from rerank.cost import Cost
 from rerank.result import RerankResult
 
 FORMAT = 1
+log = logging.getLogger("rerank")
 
 
 def _line(payload: dict[str, Any]) -> str:
@@ -63,11 +65,27 @@ def open_checkpoint(output: Path, header: dict[str, Any], *, resume: bool, fresh
     or silently continued.
     """
     path = checkpoint_path(output)
+    checkpoint = Checkpoint(path, header)
+    found = checkpoint_job(path) if path.exists() and not fresh else None
     if fresh:
         path.unlink(missing_ok=True)
+    elif found is not None and found != checkpoint.header:
+        # its method or inputs changed (a corpus fixed after a late failure): nothing in it can be resumed
+        log.info(f"starting afresh: {path} was left by another job (its method or inputs changed since)")
+        path.unlink()
     elif path.exists() and not resume:
-        raise RerankError(f"{path} holds an interrupted run: add --resume to continue it or --fresh to restart")
-    return Checkpoint(path, header).open()
+        with open(path, "rb") as handle:
+            finished = max(0, sum(1 for _ in handle) - 1)
+        raise RerankError(f"{path} holds {finished} finished queries of this same job: add --resume to go on "
+                          "from them, or --fresh to start over")  # fmt: skip
+    return checkpoint.open()
+
+
+def note_what_is_kept(checkpoint: Checkpoint) -> None:
+    """After a failure: where the finished queries are and how the same command goes on from them."""
+    if len(checkpoint):
+        log.info(f"kept {len(checkpoint)} finished queries in {checkpoint.path}: the same command with --resume "
+                 "goes on from them (a changed input starts afresh)")  # fmt: skip
 
 
 class Checkpoint:

@@ -1288,3 +1288,36 @@ def test_streamed_inputs_give_the_numbers_their_files_give(world, tmp_path, caps
         ]
         outputs.append((out.read_bytes(), table))
     assert outputs[0] == outputs[1] and outputs[0][1]
+
+
+@pytest.mark.integration
+def test_a_rerun_after_a_late_failure_says_what_was_kept_and_a_changed_job_starts_afresh(world, tmp_path, capsys):
+    """A corpus that lacks a late query's passage: the run fails after finishing earlier queries, says where they
+    are kept and how to go on; once the corpus is fixed the plain rerun (its job changed: nothing in the old
+    checkpoint can be resumed) starts afresh on its own and writes what a clean run writes."""
+    tmp = Path(world["tmp"])
+    run = data.read_trec_run(tmp / "good.trec")
+    # the latest query with a passage no earlier query has: it fails in that query's batch (of 2)
+    position, late = next(
+        (i, c.docid) for i in reversed(range(len(run.qids))) for c in run[run.qids[i]]
+        if all(c.docid not in {d.docid for d in run[q]} for q in run.qids[:i])
+    )  # fmt: skip
+    kept = 2 * (position // 2)
+    assert kept > 0
+    corpus = tmp_path / "corpus.tsv"
+    lines = (tmp / "corpus.tsv").read_text().splitlines(keepends=True)
+    corpus.write_text("".join(line for line in lines if not line.startswith(f"{late}\t")))
+    out = tmp_path / "out.trec"
+    argv = ["run", "--run", str(tmp / "good.trec"), "--topics", str(tmp / "topics.tsv"), "--corpus", str(corpus),
+            *RANDOM, "--batch-queries", "2", "--output", str(out)]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == NOT_FOUND
+    err = capsys.readouterr().err
+    assert late in err and "--resume goes on from them" in err and f"kept {kept} finished queries" in err, err
+    assert not out.exists()
+    corpus.write_text("".join(lines))  # the fix
+    assert main(argv) == OK, capsys.readouterr().err
+    assert "starting afresh" in capsys.readouterr().err
+    clean = tmp_path / "clean.trec"
+    assert main([*argv[:-1], str(clean)]) == OK
+    assert out.read_bytes() == clean.read_bytes()

@@ -94,7 +94,7 @@ def rerank_to_file(
     output appears only when every query is done. ``keep`` cuts each written ranking to its top
     ``keep``. ``total`` is the number of queries, for the progress bar.
     """
-    from rerank.checkpoint import open_checkpoint
+    from rerank.checkpoint import note_what_is_kept, open_checkpoint
     from rerank.engine import rerank_work
 
     checkpoint = open_checkpoint(output, job, resume=resume, fresh=fresh)
@@ -117,6 +117,9 @@ def rerank_to_file(
         elapsed = time.perf_counter() - start
         cost, _ = write_results(checkpoint, order, output, fmt=output_format, tag=tag, keep=keep, run=run)
         checkpoint.remove()
+    except Exception:
+        note_what_is_kept(checkpoint)
+        raise
     finally:
         checkpoint.close()
     return {
@@ -148,7 +151,7 @@ def retrieve_to_file(
 ) -> tuple[int, int]:
     """Search every query in batches, checkpointing each beside ``output``, then write the run to ``target``
     (``output`` when None) from the checkpoint; returns the candidates written and the queries resumed."""
-    from rerank.checkpoint import open_checkpoint
+    from rerank.checkpoint import note_what_is_kept, open_checkpoint
 
     checkpoint = open_checkpoint(output, job, resume=resume, fresh=fresh)
     try:
@@ -157,6 +160,9 @@ def retrieve_to_file(
             prepare=list, engine=engine, total=len(queries),
         )  # fmt: skip
         _, written = write_results(checkpoint, [q.qid for q in queries], target or output, tag=tag)
+    except Exception:
+        note_what_is_kept(checkpoint)
+        raise
     finally:
         checkpoint.close()
     checkpoint.remove()
