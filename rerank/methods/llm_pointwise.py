@@ -168,18 +168,20 @@ class LLMPointwiseReranker(PointwiseReranker):
             budget = max(0, budget - excess)
 
 
+ENCODER_FAMILIES = frozenset({"bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta", "deberta-v2",
+                              "modernbert", "mpnet", "nomic_bert", "t5", "mt5", "umt5"})  # fmt: skip
+
+
 def check_causal(model: str, where: str) -> None:
     """Refuse, before the weights load, a local model folder that is an encoder-decoder or an encoder (a T5, a
-    BERT): a chat template is read by a causal LM."""
+    BERT): its config says so. Anything else is left to transformers, which knows more architectures than a list
+    here would (multimodal causal LMs among them)."""
     from data.models import resolve_model
 
     config_file = Path(resolve_model(model)) / "config.json"
     if not config_file.is_file():
         return  # a GGUF file, a hub id: checked when it loads
     config = json.loads(config_file.read_text(encoding="utf-8"))
-    architectures = [str(a) for a in config.get("architectures") or ()]
-    if config.get("is_encoder_decoder") or (
-        architectures and not any(a.endswith("ForCausalLM") for a in architectures)
-    ):
-        found = ", ".join(architectures) or config.get("model_type") or "unknown"
+    if config.get("is_encoder_decoder") or config.get("model_type") in ENCODER_FAMILIES:
+        found = ", ".join(config.get("architectures") or ()) or config.get("model_type") or "unknown"
         raise InvalidSpecError(f"{where}: llm-pointwise needs a causal LM; {model} is a {found}")
