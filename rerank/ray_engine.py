@@ -106,10 +106,11 @@ class RayEngine:
         """Join the cluster at ``address`` (one that does not answer fails here), or start a local one in
         the background, ready when first used; a process already connected stays so."""
         ray = optional_import("ray")
+        if self.address is not None:
+            self.probe()  # first: a process already joined to a cluster must not hide a wrong address
         if self.started or ray.is_initialized():
             return
         if self.address is not None:
-            self.probe()
             self.init(ray)
             return
         self.started = True
