@@ -329,7 +329,12 @@ class PointwiseReranker(Reranker):
         from rerank.identity import cache_identity
 
         spec = cache_identity(self)
-        keys = [cache_key(spec, q, t) for q, t in zip(queries, texts, strict=True)]
+        # A method whose scores depend on the batch (dynamic int8's per-batch scales) is read back only for the
+        # same batch: a pair's score from another batch would be another number (and a rerun stays free).
+        batch = (
+            () if self.batch_invariant else (cache_key(*(f"{q}\x1f{t}" for q, t in zip(queries, texts, strict=True))),)
+        )
+        keys = [cache_key(spec, q, t, *batch) for q, t in zip(queries, texts, strict=True)]
         known = self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in known]
         fresh = (

@@ -87,3 +87,45 @@ def test_rerank_run_checks_its_arguments_before_any_work(tmp_path):
         with pytest.raises(ValueError, match=message):
             rerank.run("random(seed=1)", dataset="example", run="bm25", work_dir=tmp_path, **kwargs)
     assert not any(tmp_path.iterdir()), "nothing was written"
+
+
+class _BatchDependent:
+    """A pointwise method whose every score depends on its batch, as dynamic int8's per-batch scales make them."""
+
+    @staticmethod
+    def build():  # type: ignore[no-untyped-def]
+        from rerank.base import PairScores, PointwiseReranker
+
+        class BatchDependent(PointwiseReranker):
+            method = "batch-dependent"
+
+            @property
+            def batch_invariant(self) -> bool:
+                return False
+
+            def score_pairs(self, queries, texts, docids=()):  # type: ignore[no-untyped-def]
+                scale = float(len(texts))
+                return PairScores([len(t) / scale for t in texts], [1] * len(texts), [False] * len(texts), 1)
+
+        return BatchDependent()
+
+
+@pytest.mark.unit
+def test_a_batch_dependent_method_reads_its_cache_only_for_the_same_batch(tmp_path):
+    """A pair scored in one batch is not read back in another (its score there is another number); the same
+    batch again is read back whole, costing no call."""
+    from data.records import Candidate, Query, RerankRequest
+    from rerank.cache import OutputCache
+
+    def request(*texts: str) -> RerankRequest:
+        return RerankRequest(Query("q", "why"), tuple(Candidate(t, 0.0, t) for t in texts))
+
+    cached, plain = _BatchDependent.build(), _BatchDependent.build()
+    cached.use_cache(OutputCache(tmp_path))
+    first = cached.rerank([request("aa", "bbbb")])[0]
+    other = cached.rerank([request("aa", "c", "dddddd")])[0]  # "aa" again, in another batch
+    assert {c.docid: c.score for c in other.ranking.candidates} == {
+        c.docid: c.score for c in plain.rerank([request("aa", "c", "dddddd")])[0].ranking.candidates
+    }
+    again = cached.rerank([request("aa", "bbbb")])[0]
+    assert again.ranking == first.ranking and again.cost.calls == 0
