@@ -130,8 +130,9 @@ class TransformersBackend(LLMBackend):
                     # Left padding: positions count real tokens only, so a prompt scores the same in any batch.
                     positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
                     logits = self._lm(**batch, position_ids=positions, **self._last_logits_only).logits[:, -1, :]
+                # log_softmax as before (its bits are the outputs' keys); the normalizer beside it for raw logits
                 normalizers = torch.logsumexp(logits.float(), dim=-1)
-                logprobs = (logits.float() - normalizers[:, None]).cpu().numpy()
+                logprobs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
                 for row, n, normalizer in zip(logprobs, lengths, normalizers.tolist(), strict=True):
                     scores, missing = label_logprobs(row, labels, label_ids, top)
                     out.append(TokenScores(scores, n, missing, normalizer=normalizer))
