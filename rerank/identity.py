@@ -102,6 +102,8 @@ def model_identity(name: str) -> dict[str, Any]:
     """The weights a model name stands for: a pack's checksum, a local path's digest, or a hub id as given."""
     from data.models import find_pack
 
+    if not name.strip():  # no model named (remote's default: the service picks): not the current folder's files
+        return {"name": name, "sha256": None}
     pack = find_pack(name)
     known = getattr(pack, "sha256", "") if pack is not None else ""
     if known:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from data.errors import BackendError
 from data.records import RerankRequest
 from rerank.base import Reranker, RerankResult, scored_ranking
 from rerank.cost import Cost
@@ -69,17 +70,21 @@ class Served:
 class GatedReranker(Reranker):
     """Scores by text length, but computes only while ``gate`` (a file) is absent: a test holds the model busy.
 
-    ``seconds_per_pair`` makes it a slow model of known speed.
+    ``seconds_per_pair`` makes it a slow model of known speed; while the file ``fail`` exists, every call fails
+    as a model server that stopped answering does (``BackendError``).
     """
 
     method = "gated"
 
-    def __init__(self, gate: str, poll: float = 0.01, seconds_per_pair: float = 0.0):
-        self.gate, self.poll, self.seconds_per_pair = gate, poll, seconds_per_pair
+    def __init__(self, gate: str, poll: float = 0.01, seconds_per_pair: float = 0.0, fail: str = ""):
+        self.gate, self.poll, self.seconds_per_pair, self.fail = gate, poll, seconds_per_pair, fail
 
     def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
-        while os.path.exists(self.gate):
+        # The server's warm-up request (answered before its port opens) passes a closed gate.
+        while os.path.exists(self.gate) and requests[0].query.qid != "rerank-warm-up":
             time.sleep(self.poll)
+        if self.fail and os.path.exists(self.fail):
+            raise BackendError(f"the gated model is told to fail ({self.fail} exists)")
         time.sleep(self.seconds_per_pair * sum(len(r.candidates) for r in requests))
         return [
             RerankResult(scored_ranking(r, [float(len(c.text or "")) for c in r.candidates]), Cost(calls=1))

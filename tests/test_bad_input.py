@@ -9,12 +9,14 @@ message. Where a case needs a GPU-less machine, it says so.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import re
 import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +26,13 @@ import data
 from rerank.cli import main
 from rerank.cli.exit_codes import ExitCode
 
-OK, USAGE, INVALID, MISSING, NOT_FOUND = (
+OK, USAGE, INVALID, MISSING, NOT_FOUND, UNAVAILABLE = (
     ExitCode.OK,
     ExitCode.USAGE,
     ExitCode.INVALID_INPUT,
     ExitCode.MISSING_DEPENDENCY,
     ExitCode.NOT_FOUND,
+    ExitCode.UNAVAILABLE,
 )
 RUN = ["run", "--dataset", "example", "--run", "bm25", "--output", "{out}"]
 RANDOM = ["--reranker", "random"]
@@ -209,6 +212,14 @@ CASES = [
         [*RUN, "--reranker", "groupwise(model=sort, backend=scripted, variant=grouprank)"],
         INVALID,
         "variant must be rerank or diver, not 'grouprank'",
+    ),
+    Case(
+        # the template's own words fill the window: every passage would reach the model empty
+        "listwise context_size smaller than its prompt",
+        [*RUN, "--reranker", "listwise(model=sort, backend=scripted, context_size=120)"],
+        INVALID,
+        "listwise: context_size=120 leaves no room for passages: a window of 20 takes",
+        [*RUN, "--reranker", "listwise(model=sort, backend=scripted, context_size=400)"],
     ),
     Case(
         "setwise max_words 0",
@@ -680,6 +691,13 @@ CASES = [
         ["serve", *RANDOM, "--api-key-env", "RERANK_TEST_UNSET_KEY", "--port", "0"],
         INVALID,
         "RERANK_TEST_UNSET_KEY",
+    ),
+    Case(
+        # loads, but cannot answer: the warm-up request fails before the port opens (never a ready server of 503s)
+        "serve: a model that cannot answer",
+        ["serve", "--reranker", "remote(base_url=http://127.0.0.1:9, max_retries=0)", "--port", "0"],
+        UNAVAILABLE,
+        "the warm-up request failed, so nothing is served",
     ),
     Case(
         "serve: --device with --reranker",
@@ -1321,3 +1339,106 @@ def test_a_rerun_after_a_late_failure_says_what_was_kept_and_a_changed_job_start
     clean = tmp_path / "clean.trec"
     assert main([*argv[:-1], str(clean)]) == OK
     assert out.read_bytes() == clean.read_bytes()
+
+
+# -- a property: whatever the paths' relations, no input file's bytes change --------------------------------------
+OUTPUT_KINDS = ("the input", "a symlink to it", "a hard link to it", "a new file", "a folder", "a trailing slash",
+                "a symlink to a folder", "a dangling symlink", "a file in a missing folder")  # fmt: skip
+INPUT_KINDS = ("a file", "a symlink to the file", "a FIFO")
+
+
+def _released_fifo(folder: Path, source: Path) -> tuple[Path, Callable[[], None]]:
+    """A FIFO fed ``source``'s bytes once, and a release for its feeder when the command never reads it."""
+    import threading
+
+    fifo = folder / "stream"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as out:  # waits for a reader
+            out.write(source.read_bytes())
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+
+    def release() -> None:
+        if feeder.is_alive():  # nobody opened it: open the read end, so the feeder's open returns, and drain it
+            with open(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK), "rb") as drain:
+                feeder.join(timeout=60)
+                drain.read()
+
+    return fifo, release
+
+
+def _output_path(kind: str, folder: Path, given_input: Path, source: Path) -> str:
+    target = {"the input": given_input, "a new file": folder / "new.trec"}
+    if kind in target:
+        return str(target[kind])
+    alias = folder / "alias"
+    if kind == "a symlink to it":
+        alias.symlink_to(source)
+    elif kind == "a hard link to it":
+        os.link(source, alias)
+    elif kind == "a folder":
+        alias.mkdir()
+    elif kind == "a trailing slash":
+        return str(folder / "new.trec") + "/"
+    elif kind == "a symlink to a folder":
+        (folder / "sub").mkdir()
+        alias.symlink_to(folder / "sub")
+    elif kind == "a dangling symlink":
+        alias.symlink_to(folder / "nowhere" / "x.trec")
+    else:
+        return str(folder / "missing" / "x.trec")
+    return str(alias)
+
+
+@pytest.mark.integration
+def test_no_path_relation_ever_changes_an_input(world, tmp_path, capsys) -> None:
+    """Hypothesis pairs every command that reads a file and writes one with random relations between the two paths
+    (the same file, a symlink or hard link to it, a FIFO, a folder, a trailing slash, ...). Whatever it picks, the
+    input's bytes stay, the answer is an exit code of the table with one line and no traceback, and a success
+    writes a whole run."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    examples = iter(range(10**6))
+
+    @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(sorted(OUTPUT_IS_INPUT)), st.sampled_from(INPUT_KINDS), st.sampled_from(OUTPUT_KINDS))
+    def check(command: str, input_kind: str, output_kind: str) -> None:
+        argv, flag = OUTPUT_IS_INPUT[command]
+        folder = tmp_path / str(next(examples))
+        folder.mkdir()
+        source = folder / SOURCES[flag]
+        source.write_bytes(Path(world["tmp"], SOURCES[flag]).read_bytes())
+        before = source.read_bytes()
+        release: Callable[[], None] = lambda: None  # noqa: E731
+        given_input = source
+        if input_kind == "a symlink to the file":
+            given_input = folder / "link"
+            given_input.symlink_to(source)
+        elif input_kind == "a FIFO":
+            given_input, release = _released_fifo(folder, source)
+        output = _output_path(output_kind, folder, given_input, source)
+        made = set(folder.rglob("*"))
+        capsys.readouterr()
+        try:
+            code = main([a.format(input=given_input, alias=output, **world) for a in argv])
+        finally:
+            release()
+        err = capsys.readouterr().err
+        assert source.read_bytes() == before, (command, input_kind, output_kind)
+        assert "Traceback" not in err
+        assert code in (OK, INVALID, NOT_FOUND), (code, err)
+        if code != OK:
+            lines = [line for line in err.splitlines() if line.startswith("rerank: error: ")]
+            assert len(lines) == 1, err
+            assert set(folder.rglob("*")) == made, (command, input_kind, output_kind, err)  # nothing left behind
+        else:
+            written = Path(output.rstrip("/")).resolve()
+            assert written.is_file() and written != source.resolve(), (command, input_kind, output_kind)
+            if not command.startswith("eval"):
+                assert data.read_trec_run(written).qids, err  # a whole run, readable
+
+    check()

@@ -162,6 +162,14 @@ def test_the_weights_file_changes_the_keys_that_load_it(example, tmp_path):
     assert key(example, STAGES["random"]) == other
 
 
+def test_a_method_with_no_model_named_keys_no_local_files(tmp_path, monkeypatch):
+    # remote's model="" (the service picks) was read as a path: the current folder, whose every file was hashed
+    (tmp_path / "weights.bin").write_bytes(b"not the service's model")
+    monkeypatch.chdir(tmp_path)
+    identity = method_identity("remote(base_url=http://127.0.0.1:9)")
+    assert identity["models"] == [{"name": "", "sha256": None}]
+
+
 def test_dtype_and_device_are_in_the_key_and_the_output_cache_identity():
     bf16 = 'llm-pointwise(backend="transformers(dtype=bfloat16)", model=smollm2-135m)'
     fp32 = 'llm-pointwise(backend="transformers(dtype=float32)", model=smollm2-135m)'

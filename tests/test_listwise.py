@@ -69,6 +69,19 @@ def test_sliding_window_bubbles_the_best_to_the_top():
 
 
 @pytest.mark.unit
+def test_passages_cut_to_fit_the_context_are_counted():
+    # the scripted backend counts words as tokens: four passages of 202 words fit 4,096, not 400
+    req = request(
+        "q", "which passage has the highest grade", [(f"d{i}", f"grade {i} " + "word " * 200) for i in range(4)]
+    )
+    for spec, cut in (("", 0), (", context_size=400", 4), (", max_words=50", 4)):
+        (result,) = load_reranker(f"listwise(model=sort, backend=scripted, window_size=4{spec})").rerank([req])
+        assert_permutation(req, result)
+        assert [c.docid for c in result.ranking.candidates] == ["d3", "d2", "d1", "d0"]  # the grades survive the cut
+        assert result.cost.truncated == cut, spec
+
+
+@pytest.mark.unit
 def test_passes_and_batching_across_queries():
     reranker = load_reranker("listwise(model=sort, backend=scripted, window_size=4, stride=2, passes=3)")
     requests = [graded_request(11, "a")[0], graded_request(6, "b")[0], graded_request(1, "c")[0]]

@@ -208,6 +208,34 @@ def gated_server(gate: Path, *flags: str, params: str = "", closed: bool = True)
         assert served.stop() == 0
 
 
+def test_a_model_that_cannot_answer_is_never_served(tmp_path):
+    # The warm-up request fails before the port opens: one line, exit 6 (UNAVAILABLE), never a ready server.
+    fail = tmp_path / "fail"
+    fail.touch()
+    served = Served("--reranker", f'gated(gate="{tmp_path / "open"}", fail="{fail}")', gated=True)
+    with pytest.raises(RuntimeError, match="did not start"):
+        served.wait_listening()
+    assert served.stop() == 6
+    assert "the warm-up request failed, so nothing is served: the gated model is told to fail" in served.log
+    assert "Traceback" not in served.log
+
+
+def test_ready_tells_the_truth_while_the_model_fails(tmp_path):
+    fail = tmp_path / "fail"
+    body = {"query": "q", "texts": ["a", "bb"]}
+    with gated_server(tmp_path / "open", params=f', fail="{fail}"', closed=False) as served:
+        url = served.url
+        assert httpx.get(f"{url}/ready").status_code == 200  # the warm-up answered before the port opened
+        fail.touch()
+        failed = httpx.post(f"{url}/rerank", json=body)
+        assert failed.status_code == 503 and "told to fail" in failed.json()["message"]
+        ready = httpx.get(f"{url}/ready")
+        assert ready.status_code == 503 and ready.json()["message"].startswith("the model's last batch failed")
+        fail.unlink()
+        assert [r["index"] for r in httpx.post(f"{url}/rerank", json=body).json()] == [1, 0]
+        assert httpx.get(f"{url}/ready").status_code == 200
+
+
 def test_a_full_queue_answers_429_with_retry_after(tmp_path):
     gate = tmp_path / "gate"
     with gated_server(gate, "--max-queue", "1") as served, ThreadPoolExecutor(2) as pool:
@@ -307,3 +335,43 @@ def test_serve_refuses_a_port_in_use(capsys):
         assert main(["serve", "--reranker", "bi-encoder(model=minilm)", "--port", str(port)]) == 3
     err = capsys.readouterr().err.strip()
     assert f"--port {port}" in err and "in use" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_schema_fuzz_gets_no_500_and_ready_tells_the_truth(tmp_path):
+    """Schemathesis drives every operation of the server's own OpenAPI with valid and invalid requests, first
+    with a model that answers, then with one that fails every call (a model server gone): never a 500, the
+    server stays up, and ``/ready`` says which of the two it is."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+
+    fail = tmp_path / "fail"
+    with gated_server(tmp_path / "open", "--max-documents", "20", params=f', fail="{fail}"', closed=False) as served:
+        url = served.url
+        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+        seen: list[tuple[str, int]] = []
+
+        def fuzz(mode: schemathesis.GenerationMode) -> None:
+            @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+            @given(schema.as_strategy(generation_mode=mode))
+            def check(case: schemathesis.Case) -> None:
+                response = case.call(base_url=url, timeout=60)
+                assert response.status_code < 500 or response.status_code == 503, (case, response.text)
+                if response.status_code >= 400:  # always the documented body, never a traceback
+                    assert set(response.json()) == {"message", "field"}, response.text
+                seen.append((case.method, response.status_code))
+
+            check()
+
+        for broken in (False, True):
+            if broken:
+                fail.touch()
+            seen.clear()
+            for mode in schemathesis.GenerationMode:
+                fuzz(mode)
+            codes = {method: {code for m, code in seen if m == method} for method in ("GET", "POST")}
+            assert 200 in codes["GET"] and any(400 <= code < 500 for code in codes["POST"]), codes
+            # valid rerank requests: answered by a model that answers, 503 (never 500) from one that fails
+            assert (200 in codes["POST"]) != broken and (503 in codes["POST"]) == broken, codes
+            assert served.process.poll() is None and httpx.get(f"{url}/health").status_code == 200
+            assert httpx.get(f"{url}/ready").status_code == (503 if broken else 200)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import ClassVar
 
+from data.errors import InvalidSpecError
 from data.records import RerankRequest
 from rerank.base import Reranker, RerankResult, require_texts
 from rerank.cost import Cost
@@ -92,6 +93,18 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         self.initial_order, self.seed, self.batch_size = initial_order, seed, batch_size
         self.prompt = load_prompt(template)
         self._load_backend(backend, model, batch_size)
+        self._check_room()
+
+    def _check_room(self) -> None:
+        """Refuses a ``context_size`` that the prompt's own text fills: every passage would reach the model empty."""
+        size = self.window_size
+        bare = self.backend.count_tokens(self.backend.render(self.messages("", [""] * size, 0)))
+        need = bare + self.answer_tokens(size)
+        if need >= self.context_size:
+            raise InvalidSpecError(
+                f"{self.method}: context_size={self.context_size} leaves no room for passages: a window of {size} "
+                f"takes {need} tokens before any passage ({bare} of prompt, {need - bare} of answer)"
+            )
 
     # --- the prompt ------------------------------------------------------------------------------------
     def _identifiers(self, n: int) -> list[str]:
@@ -121,22 +134,26 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         """The answer's length for a window of ``size``: RankLLM's count of ``[1] > … > [size]`` less one."""
         return max(1, self.backend.count_tokens(" > ".join(f"[{i}]" for i in self._identifiers(size))) - 1)
 
-    def _fitted_messages(self, query: str, passages: Sequence[str]) -> list[dict[str, str]]:
-        """The window's prompt with passages cut as RankLLM cuts them (``RankListwiseOSLLM.create_prompt``).
+    def _fitted_messages(self, query: str, passages: Sequence[str]) -> tuple[list[dict[str, str]], int]:
+        """The window's prompt with passages cut as RankLLM cuts them (``RankListwiseOSLLM.create_prompt``),
+        and how many passages lost words (the cost's ``truncated``).
 
         ``max_words`` fixes the cut. Unset, a window of ``w`` passages starts at ``300 * 20 / w`` words
         and loses words while the rendered prompt plus the answer overflow ``context_size`` tokens.
         """
         if self.max_words is not None:
-            return self.messages(query, passages, self.max_words)
+            return self.messages(query, passages, self.max_words), self._cut(passages, self.max_words)
         size = len(passages)
         budget, limit = self.context_size - self.answer_tokens(size), 300 * (20 / size)
         while True:
             messages = self.messages(query, passages, max(int(limit), 0))
             over = self.backend.count_tokens(self.backend.render(messages)) - budget
             if over <= 0 or limit < 1:
-                return messages
+                return messages, self._cut(passages, max(int(limit), 0))
             limit -= max(1, over // (size * 4))
+
+    def _cut(self, passages: Sequence[str], max_words: int) -> int:
+        return sum(len(self._clean(passage).split()) > max_words for passage in passages)
 
     # --- the schedule ----------------------------------------------------------------------------------
     def _spans(self, n: int) -> list[tuple[int, int]]:
@@ -172,13 +189,14 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
             if not jobs:
                 continue
             windows = [orders[i][s:e] for i, (s, e) in jobs]
-            conversations = [
+            fitted = [
                 self._fitted_messages(requests[i].query.text, [texts[i][c] for c in window])
                 for (i, _), window in zip(jobs, windows, strict=True)
             ]
-            for (i, (s, e)), window, (new_order, cost) in zip(
-                jobs, windows, self._rank_windows(conversations, windows), strict=True
+            conversations = [messages for messages, _ in fitted]
+            for (i, (s, e)), window, (_, cut), (new_order, cost) in zip(
+                jobs, windows, fitted, self._rank_windows(conversations, windows), strict=True
             ):
                 orders[i][s:e] = [window[p] for p in new_order]
-                costs[i] = costs[i] + cost
+                costs[i] = costs[i] + cost + Cost(truncated=cut)
         return ranked_results(requests, orders, costs, time.perf_counter() - start)

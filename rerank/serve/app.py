@@ -10,7 +10,7 @@ Status codes (the body is always JSON ``{"message", "field"}``, never a tracebac
 | 413  | the body is over ``--max-body-bytes``, or more documents than ``--max-documents`` |
 | 422  | a field is missing or wrong (``field`` names it, e.g. ``documents.2``) |
 | 429  | the queue is full (``Retry-After`` says when to come back) |
-| 503  | the model failed for this batch after its retries, or the server is stopping |
+| 503  | the model failed for this batch after its retries (``/ready`` too, until a batch succeeds), or the server is stopping |
 | 504  | the request waited longer than ``--request-timeout`` |
 | 500  | a bug (logged on the server; the body says only that) |
 """
@@ -99,6 +99,7 @@ class Service:
         self._ids = itertools.count()
         self.accepted = self.answered = 0
         self.stopping = False
+        self.failing: str | None = None  # the model's last error, until a batch succeeds again (/ready says it)
 
     async def rank(
         self, query: str, texts: Sequence[str], max_tokens_per_doc: int | None = None, field: str = "documents"
@@ -123,9 +124,11 @@ class Service:
         except asyncio.TimeoutError:
             raise APIError(504, f"not answered within {self.settings.request_timeout:g} s") from None
         except BackendError as err:
+            self.failing = str(err)
             raise APIError(503, f"the model failed: {err}") from None
         finally:
             self.metrics.queue_depth.set(self.batcher.depth)
+        self.failing = None
         scores = {int(c.docid): c.score for c in result.ranking.candidates}
         cost = result.cost
         self.metrics.pairs.inc(len(texts))
@@ -276,10 +279,12 @@ def create_app(service: Service) -> Any:
     async def health() -> Any:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="the model is loaded and requests are accepted")
+    @app.get("/ready", summary="the model answered (a warm-up before the port opened, then the last batch)")
     async def ready() -> Any:
         if service.stopping:
             return error_response(503, "the server is stopping", None)
+        if service.failing is not None:
+            return error_response(503, f"the model's last batch failed: {service.failing}", None)
         return {"status": "ready", "queue_depth": service.batcher.depth, "in_flight": service.batcher.in_flight}
 
     @app.get("/info", dependencies=guarded, summary="what is served")

@@ -9,12 +9,13 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from data.errors import InvalidSpecError
+from data.errors import BackendError, InvalidSpecError, RerankError
 from data.optional import optional_import
-from data.records import RerankRequest
+from data.records import Candidate, Query, RerankRequest
 from rerank.serve.app import ServeSettings, Service, create_app
 from rerank.spec import PipelineSpec
 
@@ -45,6 +46,30 @@ def load_served(pipeline: PipelineSpec) -> tuple[Callable[[Sequence[RerankReques
         return rerankers[0].rerank, rerankers[0]
     served = Pipeline(tuple(RerankStage(r, s.cutoff) for r, s in zip(rerankers, pipeline.stages, strict=True)))
     return served.rerank, rerankers[0]
+
+
+# One small real request, answered before the port opens: a model that loads but cannot answer (a dead model
+# server, a window with no room, a bad device) fails here, once, instead of with a 503 to every caller.
+WARM_UP = RerankRequest(
+    Query("rerank-warm-up", "what does a reranker do"),
+    (
+        Candidate("0", 0.0, "A reranker orders the documents a first stage found by their relevance to a query."),
+        Candidate("1", 0.0, "Tides rise and fall twice a day."),
+    ),
+)
+
+
+def warm_up(rerank: Callable[[Sequence[RerankRequest]], Sequence[Any]]) -> float:
+    """Answers ``WARM_UP`` and checks the answer; returns its seconds. ``BackendError`` (exit 6) if it fails."""
+    start = time.perf_counter()
+    try:
+        (result,) = rerank([WARM_UP])
+    except (RerankError, ValueError, RuntimeError, OSError) as err:
+        raise BackendError(f"the warm-up request failed, so nothing is served: {err}") from err
+    got = sorted(c.docid for c in result.ranking.candidates)
+    if got != ["0", "1"]:
+        raise BackendError(f"the warm-up request came back with documents {got}, not ['0', '1']")
+    return time.perf_counter() - start
 
 
 def token_cutter(reranker: Any) -> Callable[[str, int], str] | None:
@@ -85,9 +110,11 @@ def serve(
     port: int,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Loads the model, then serves until SIGTERM/SIGINT; returns after a graceful stop."""
+    """Loads the model, answers a warm-up request, then serves until SIGTERM/SIGINT; returns after a graceful
+    stop. The port opens only after the warm-up succeeded, so ``/ready`` is never true before."""
     uvicorn = optional_import("uvicorn")
     rerank, first = load_served(pipeline)
+    log.warning("rerank serve: warm-up request answered in %.2f s", warm_up(rerank))
     app = create_app(Service(rerank, settings, token_cutter(first)))
 
     class Server(uvicorn.Server):  # type: ignore[name-defined]
