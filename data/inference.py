@@ -43,6 +43,19 @@ def check_backend(backend: str, precision: str, where: str, calibration: int = 0
         raise InvalidSpecError(f"{where}: backend={backend} runs precision float32 or int8, not {precision!r}")
     if backend == "openvino" and precision == "int8" and not calibration:
         raise InvalidSpecError(f"{where}: backend=openvino, precision=int8 is static quantisation: give calibration=N")
+    if backend == "onnx" and precision == "int8" and not calibration:
+        # The one path outside the contract's batch-size invariance (docs/design.md): said where it is chosen.
+        import warnings
+
+        from data.errors import RerankWarning
+
+        warnings.warn(
+            "backend=onnx, precision=int8 without calibration is dynamic: activations are scaled per batch, so a "
+            "text's score depends on the texts batched with it; calibration=N (static int8) scores it the same in any "
+            "batch",
+            RerankWarning,
+            stacklevel=2,
+        )
     needed: tuple[str, ...] = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}[backend]
     if backend == "openvino" and precision == "int8":
         needed += ("nncf",)

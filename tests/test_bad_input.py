@@ -16,6 +16,7 @@ import os
 import re
 import stat
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -1129,6 +1130,16 @@ def test_warnings_say_when_a_result_may_mislead(world, capsys, tmp_path) -> None
     pipeline = "run(name=bm25) % 5 >> random % 10"
     assert main(["run", "--dataset", "example", "--pipeline", pipeline, "--output", world["out"]]) == OK
     assert "keeps 10 but gets only 5 candidates" in capsys.readouterr().err
+    # dynamic int8, the one path whose scores depend on the batch, says so when the spec is checked
+    from data.errors import RerankWarning
+    from rerank.registry import check_reranker
+    from rerank.spec import parse_spec
+
+    with pytest.warns(RerankWarning, match="calibration=N \\(static int8\\) scores it the same in any batch"):
+        check_reranker(parse_spec("bi-encoder(model=minilm, backend=onnx, precision=int8)"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RerankWarning)
+        check_reranker(parse_spec("bi-encoder(model=minilm, backend=onnx, precision=int8, calibration=8)"))
 
 
 # -- the Python API ---------------------------------------------------------------------------------
