@@ -177,7 +177,8 @@ def function_annotations(function: Any) -> dict[str, Any]:
 COUNTS = frozenset({
     "batch_size", "batch_tokens", "window_size", "stride", "k", "num_child", "group_size", "rounds", "replicas",
     "block_size", "max_length", "max_words", "max_tokens", "max_chars", "context_size", "query_length",
-    "document_length", "threads", "concurrency", "n_ctx", "max_documents", "depth",
+    "document_length", "threads", "concurrency", "n_ctx", "max_documents", "depth", "passes", "max_new_tokens",
+    "top_logprobs",
 })  # fmt: skip
 
 

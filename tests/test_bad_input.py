@@ -223,6 +223,18 @@ CASES = [
         [*RUN, "--reranker", "listwise(model=sort, backend=scripted, context_size=400)"],
     ),
     Case(
+        "first passes 0 and top_logprobs 0, checked before the model loads",
+        [*RUN, "--reranker", "first(model=smollm2-135m, passes=0)"],
+        INVALID,
+        "first(model=smollm2-135m, passes=0): passes must be at least 1, not 0",
+    ),
+    Case(
+        "first top_logprobs 0",
+        [*RUN, "--reranker", "first(model=smollm2-135m, top_logprobs=0)"],
+        INVALID,
+        "top_logprobs must be at least 1, not 0",
+    ),
+    Case(
         "setwise max_words 0",
         [*RUN, "--reranker", "setwise(model=sort, backend=scripted, max_words=0)"],
         INVALID,
