@@ -12,6 +12,12 @@ reranked candidates the next stage gets)::
 
     run(name=bm25) % 100 >> bi-encoder(model=minilm) % 20 >> first(model=qwen2.5-coder-0.5b)
 
+``A ^ B`` is PyTerrier's concatenation: A's ranking, then B's candidates that A lacks, scored below A's
+lowest. It binds more loosely than ``>>`` (as in Python), parentheses group, and it prints as the fusion
+stage it is, ``concat(A | B)``::
+
+    (run(name=bm25) % 10 >> listwise(model=m)) ^ run(name=bm25)    # the reranked top 10, then BM25's rest
+
 Values are integers, floats, booleans (``true``/``false``), ``none``, strings, lists
 (``[0.6, 0.4]``) and nested method specs. A string is written bare when it reads back as the same
 string, else in JSON double quotes (so ``inner="first(model=m)"`` is a string, ``inner=first(model=m)``
@@ -38,8 +44,11 @@ _BARE = re.compile(r"[A-Za-z0-9_./:@+-][A-Za-z0-9_./:@+\-]*")
 _INT = re.compile(r"\d+")
 
 
+CONCAT = "concat"  # the fusion stage ``A ^ B`` builds
+
+
 class _Chains:
-    """``a >> b`` for a method spec or a stage: both become one-stage pipelines first."""
+    """``a >> b`` and ``a ^ b`` for a method spec or a stage: both become one-stage pipelines first."""
 
     __slots__ = ()
 
@@ -48,6 +57,12 @@ class _Chains:
 
     def __rrshift__(self, other: Any) -> PipelineSpec:
         return as_pipeline(other) >> self
+
+    def __xor__(self, other: Any) -> PipelineSpec:
+        return concatenate(as_pipeline(self), as_pipeline(other))
+
+    def __rxor__(self, other: Any) -> PipelineSpec:
+        return concatenate(as_pipeline(other), as_pipeline(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +131,12 @@ class PipelineSpec:
     def __mod__(self, k: int) -> PipelineSpec:
         return PipelineSpec((*self.stages[:-1], self.stages[-1] % k))
 
+    def __xor__(self, other: Any) -> PipelineSpec:
+        return concatenate(self, as_pipeline(other))
+
+    def __rxor__(self, other: Any) -> PipelineSpec:
+        return concatenate(as_pipeline(other), self)
+
     @property
     def first(self) -> StageSpec:
         return self.stages[0]
@@ -130,6 +151,19 @@ class PipelineSpec:
 
     def prefixes(self) -> list[PipelineSpec]:
         return [self.prefix(n) for n in range(1, len(self.stages) + 1)]
+
+
+def concatenate(*pipelines: PipelineSpec) -> PipelineSpec:
+    """``A ^ B ^ C``: one ``concat`` stage over the pipelines (a concat that is all of its pipeline, with no
+    cutoff of its own, is opened, so the left fold prints flat: ``concat(A | B | C)``)."""
+    members: list[PipelineSpec] = []
+    for pipeline in pipelines:
+        only = pipeline.first if len(pipeline.stages) == 1 else None
+        if only is not None and only.spec.name == CONCAT and only.cutoff is None and not only.spec.params:
+            members += only.spec.inputs
+        else:
+            members.append(pipeline)
+    return PipelineSpec((StageSpec(MethodSpec(CONCAT, (), tuple(members))),))
 
 
 def check_cutoff(k: object) -> int:
@@ -240,24 +274,41 @@ class _Parser:
     def end(self) -> None:
         self.space()
         if self.pos != len(self.text):
-            raise self.fail("'>>', '%' or the end")
+            raise self.fail("'>>', '^', '%' or the end")
 
     def pipeline(self) -> PipelineSpec:
-        stages = [self.stage()]
+        """Chains joined by ``^`` (looser than ``>>``)."""
+        chains = [self.chain()]
+        while self.take("^"):
+            chains.append(self.chain())
+        return chains[0] if len(chains) == 1 else concatenate(*chains)
+
+    def chain(self) -> PipelineSpec:
+        stages = list(self.stages())
         while self.take(">>"):
-            stages.append(self.stage())
+            stages += self.stages()
         return PipelineSpec(tuple(stages))
 
-    def stage(self) -> StageSpec:
+    def stages(self) -> tuple[StageSpec, ...]:
+        """One stage, or a parenthesised pipeline's stages (a ``%`` after it cuts its last)."""
+        if self.take("("):
+            grouped = self.pipeline()
+            if not self.take(")"):
+                raise self.fail("')'")
+            cutoff = self.cutoff()
+            return (grouped % cutoff).stages if cutoff is not None else grouped.stages
         spec = self.call()
+        return (StageSpec(spec, self.cutoff()),)
+
+    def cutoff(self) -> int | None:
         if not self.take("%"):
-            return StageSpec(spec)
+            return None
         self.space()
         match = _INT.match(self.text, self.pos)
         if match is None or int(match.group()) < 1:
             raise self.fail("a positive integer after '%'")
         self.pos = match.end()
-        return StageSpec(spec, int(match.group()))
+        return int(match.group())
 
     def call(self) -> MethodSpec:
         self.space()

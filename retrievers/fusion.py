@@ -106,3 +106,32 @@ class FusionRetriever(Retriever):
         else:
             fused = interpolate(runs, self.weights, self.normalization)
         return fused.cut(depth)
+
+
+# PyTerrier's Concatenate.epsilon: the gap between the left's lowest score and the rest's best.
+CONCAT_EPSILON = 1e-4
+
+
+def concatenate(runs: Sequence[Run], name: str = "") -> Run:
+    """PyTerrier's ``A ^ B`` (``pyterrier._ops.Concatenate``), folded left over the runs: the first run's
+    ranking, then each next run's candidates not ranked yet, their scores shifted (``s - best + lowest -
+    epsilon``, PyTerrier's arithmetic) so they keep their order and gaps below everything before them.
+
+    One deliberate difference: where the left has no candidates for a query, PyTerrier drops the right's too
+    (an inner merge on the left's lowest score); here the right's ranking is kept as it is, since nothing
+    ranks above it.
+    """
+    if not runs:
+        raise ValueError("concatenation needs at least one run")
+    rankings = []
+    for qid in _qids(runs):
+        kept: list[Candidate] = []
+        for run in runs:
+            ranked = {c.docid for c in kept}
+            rest = [c for c in (run[qid].candidates if qid in run else ()) if c.docid not in ranked]
+            if kept and rest:
+                lowest, best = min(c.score for c in kept), max(c.score for c in rest)
+                rest = [Candidate(c.docid, c.score - best + lowest - CONCAT_EPSILON, c.text) for c in rest]
+            kept += rest
+        rankings.append(Ranking.sorted(qid, kept))
+    return Run.from_rankings(rankings, name=name or "concat")

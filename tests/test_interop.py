@@ -308,6 +308,93 @@ def test_pyterrier_experiment_reproduces_the_dl19_ndcg(dl19, tmp_path, dl19_mini
     assert evaluate(saved, dl19.qrels(), "nDCG@10").aggregate["nDCG@10"] == pytest.approx(ndcg["minilm"], abs=1e-9)
 
 
+def _pt_rankings(frame) -> dict[str, list[tuple[str, float]]]:
+    return {
+        str(qid): [(str(d), float(x)) for d, x in zip(rows["docno"], rows["score"], strict=True)]
+        for qid, rows in frame.sort_values(["qid", "rank"]).groupby("qid", sort=False)
+    }
+
+
+def _tie_free(ranking: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """A ranking in (score descending, docid) order: PyTerrier breaks ties by docno ascending, trec_eval (and
+    rerank) descending; their measures read a run the same way."""
+    return sorted(ranking, key=lambda pair: (-pair[1], pair[0]))
+
+
+@pytest.mark.unit
+def test_concatenation_is_pyterriers_operator_on_the_same_runs():
+    """``concatenate`` against PyTerrier's own ``^`` (pyterrier._ops.Concatenate) on runs with overlaps, ties,
+    negative scores and three members: the same candidates with the same scores, in the same order up to ties."""
+    import random as random_module
+
+    import pyterrier as pt
+
+    from retrievers.fusion import concatenate
+
+    rng = random_module.Random(7)
+    runs = []
+    for member in range(3):
+        rankings = []
+        for q in ("q1", "q2", "q10"):
+            docs = rng.sample([f"d{i}" for i in range(30)], rng.randint(3, 12) if member else 5)
+            scores = [round(rng.uniform(-3, 9), 1) for _ in docs]  # rounded: ties happen
+            rankings.append(Ranking.sorted(q, (Candidate(d, x) for d, x in zip(docs, scores, strict=True))))
+        runs.append(Run.from_rankings(rankings))
+    ours = concatenate(runs)
+    left, middle, right = (pt.Transformer.from_df(r.to_frame()) for r in runs)
+    theirs = _pt_rankings((left ^ middle ^ right).transform(runs[0].to_frame()[["qid"]].drop_duplicates()))
+    assert set(theirs) == set(ours.qids)
+    for qid in ours.qids:
+        mine = [(c.docid, c.score) for c in ours[qid].candidates]
+        assert [d for d, _ in _tie_free(mine)] == [d for d, _ in _tie_free(theirs[qid])]
+        assert dict(mine) == pytest.approx(dict(theirs[qid]), abs=1e-12)
+    # where the left has nothing for a query, PyTerrier drops the right's candidates too; rerank keeps them
+    lone = concatenate([Run.from_rankings([]), runs[1]])
+    assert [c.docid for c in lone["q2"].candidates] == runs[1]["q2"].docids
+
+
+@pytest.mark.integration
+def test_a_cascade_that_keeps_its_tail_is_pyterriers_concatenation_on_dl19(dl19, tmp_path, dl19_minilm_cache):
+    """``(bm25 % 10 >> minilm) ^ bm25`` through ``rerank.run`` and through pt.Experiment on PyTerrier's own ``^``:
+    the same rankings, and the recall the cascade delivers is BM25's at 100 (the tail is kept), not the top 10's."""
+    import pyterrier as pt
+
+    import rerank
+    from eval import evaluate
+    from rerank.cache import OutputCache
+    from rerank.registry import load_reranker
+
+    result = rerank.run(
+        f"(run(name=bm25) % 10 >> {DL19_MINILM}) ^ run(name=bm25)", dataset=dl19, cache=dl19_minilm_cache,
+        work_dir=tmp_path / "stages",
+    )  # fmt: skip
+    ours = result.run()
+    requests = dl19.candidates("bm25")
+    bm25 = Run.from_rankings((Ranking(r.query.qid, r.candidates) for r in requests), name="bm25")
+    first_stage = pt.Transformer.from_df(bm25.to_frame(queries=[r.query for r in requests]))
+    scorer = load_reranker(DL19_MINILM)
+    scorer.use_cache(OutputCache(dl19_minilm_cache))
+    pipeline = (first_stage % 10 >> scorer.as_pyterrier()) ^ first_stage % 100
+    topics = pd.DataFrame({"qid": [q.qid for q in dl19.queries()], "query": [q.text for q in dl19.queries()]})
+    qrels = pd.DataFrame(
+        [(q, d, rel) for q in dl19.qrels().qids for d, rel in dl19.qrels()[q].items()],
+        columns=["qid", "docno", "label"],
+    )
+    measures = [pt.measures.nDCG @ 10, pt.measures.R(rel=2) @ 100]
+    table = pt.Experiment([pipeline], topics, qrels, measures, names=["cascade"], save_dir=str(tmp_path), verbose=False)
+    theirs = data.read_trec_run(next(Path(tmp_path).glob("cascade.*")))
+    assert ours.qids and set(ours.qids) == set(theirs.qids)
+    for qid in ours.qids:
+        mine = [(c.docid, c.score) for c in ours[qid].candidates]
+        other = [(c.docid, c.score) for c in theirs[qid].candidates]
+        assert [d for d, _ in _tie_free(mine)] == [d for d, _ in _tie_free(other)], qid
+        assert dict(mine) == pytest.approx(dict(other), abs=1e-6)  # MiniLM scores are float32
+    mine = evaluate(ours, dl19.qrels(), ["nDCG@10", "R(rel=2)@100"]).aggregate
+    assert mine["nDCG@10"] == pytest.approx(float(table["nDCG@10"][0]), abs=1e-9)
+    assert mine["R(rel=2)@100"] == pytest.approx(float(table["R(rel=2)@100"][0]), abs=1e-9)
+    assert mine["R(rel=2)@100"] == evaluate(bm25, dl19.qrels(), "R(rel=2)@100").aggregate["R(rel=2)@100"]
+
+
 # -- RAG frameworks ---------------------------------------------------------------------------------------------
 
 

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 import rerank
@@ -75,7 +77,42 @@ PIPELINES = [
     "run(name=bm25) % 20 >> jointrank(inner=first(backend=llama.cpp, model=qwen2.5-coder-0.5b))",
     'dense(model=nomic-embed-text-v1.5, query_prefix="search_query: ") % 100',
     "run(path=/tmp/a run.trec) % 10 >> listwise(backend=none, model=m, template=x())",
+    "concat(run(name=bm25) % 10 >> bi-encoder(model=minilm) | run(name=bm25) % 100) % 100 >> random",
 ]
+
+
+def test_concatenation_parses_as_python_builds_it_and_prints_as_its_stage():
+    bm25, bi = MethodSpec.of("run", {"name": "bm25"}), MethodSpec.of("bi-encoder", {"model": "minilm"})
+    dense = MethodSpec.of("dense", {"model": "minilm"})
+    # ^ binds more loosely than >> (as in Python), folds left into one stage, and parentheses group
+    built = bm25 % 10 >> bi ^ bm25 ^ dense
+    assert built == parse_pipeline(
+        "run(name=bm25) % 10 >> bi-encoder(model=minilm) ^ run(name=bm25) ^ dense(model=minilm)"
+    )
+    assert built == parse_pipeline(
+        "(run(name=bm25) % 10 >> bi-encoder(model=minilm)) ^ run(name=bm25) ^ dense(model=minilm)"
+    )
+    assert (
+        str(built) == "concat(run(name=bm25) % 10 >> bi-encoder(model=minilm) | run(name=bm25) | dense(model=minilm))"
+    )
+    assert parse_pipeline(str(built)) == built
+    # a cutoff after the group cuts the concatenation; what follows reranks it
+    after = parse_pipeline("(run(name=bm25) % 10 >> bi-encoder(model=minilm) ^ run(name=bm25)) % 50 >> random")
+    assert after == ((bm25 % 10 >> bi) ^ bm25) % 50 >> MethodSpec.of("random")
+    assert str(after) == "concat(run(name=bm25) % 10 >> bi-encoder(model=minilm) | run(name=bm25)) % 50 >> random"
+    # a concatenation with a cutoff of its own is a member, not opened
+    assert (
+        str(((bm25 ^ dense) % 5) ^ bm25) == "concat(concat(run(name=bm25) | dense(model=minilm)) % 5 | run(name=bm25))"
+    )
+    # parentheses around a chain splice its stages
+    assert parse_pipeline("bm25 >> (random >> random) % 3") == parse_pipeline("bm25 >> random >> random % 3")
+    for bad, says in (
+        ("(bm25 ^ dense", "expected ')'"),
+        ("bm25 ^", "expected a method name"),
+        ("bm25 ^^ x", "a method name"),
+    ):
+        with pytest.raises(InvalidSpecError, match=re.escape(says)):
+            parse_pipeline(bad)
 
 
 @pytest.mark.parametrize("text", PIPELINES)

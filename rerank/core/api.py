@@ -11,26 +11,27 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data.errors import DatasetNotFoundError, RerankWarning
-from data.records import Candidate, Qrels, Ranking, Run
+from data.records import Qrels, Ranking, Run
 from rerank.core.executor import Executor
 from rerank.core.plan import (
     GIVEN,
     Source,
     check_pipeline,
+    fusion_members,
     given_rankings,
     last_kind,
+    resolve_pipeline,
     source_for,
     stage_kind,
 )
 from rerank.core.store import StageOutput, read_manifest
 from rerank.cost import Cost
-from rerank.spec import MethodSpec, PipelineSpec
+from rerank.spec import CONCAT, MethodSpec, PipelineSpec
 
 OUTPUT_FORMATS = ("trec", "rankllm", "jsonl")
 
@@ -42,8 +43,9 @@ class Job:
     pipeline: PipelineSpec
     source: Source
     executor: Executor
-    previous: StageOutput
+    previous: StageOutput  # the last stage's input (a concatenation's: its last member, what --eval compares)
     key: dict[str, Any]
+    whole: StageOutput | None = None  # a pipeline that is one concatenation: computed in the store by ``plan``
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,17 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def pipeline_of(
-    pipeline: Any, dataset: Any, given: str | Path | None, input_format: str = "trec", top_k: int = 100
+    pipeline: Any,
+    dataset: Any,
+    given: str | Path | None,
+    input_format: str = "trec",
+    top_k: int = 100,
+    keep_rest: bool = False,
 ) -> PipelineSpec:
     """The whole pipeline, checked: ``pipeline`` alone, or with ``given`` (a run of the dataset or a file)
-    the given run's top ``top_k`` followed by ``pipeline``'s rerankers."""
-    from rerank.spec import as_pipeline
+    the given run's top ``top_k`` followed by ``pipeline``'s rerankers; ``keep_rest`` concatenates the
+    rest of the given run after them (``(run % K >> P) ^ run``, as deep as the given run)."""
+    from rerank.spec import as_pipeline, concatenate
 
     if given is None:
         return check_pipeline(as_pipeline(pipeline), environment=True)
@@ -111,7 +119,11 @@ def pipeline_of(
         first = MethodSpec.of(GIVEN, {"path": name})
     else:
         first = MethodSpec.of(GIVEN, {"path": name, "format": input_format})
-    return check_pipeline(first % top_k >> as_pipeline(pipeline), environment=True)
+    reranked = first % top_k >> as_pipeline(pipeline)
+    if not keep_rest:
+        return check_pipeline(reranked, environment=True)
+    depth = max((len(r) for r in given_rankings(first, dataset)), default=1)
+    return check_pipeline(concatenate(reranked, as_pipeline(first % depth)) % depth, environment=True)
 
 
 def plan(
@@ -121,18 +133,24 @@ def plan(
     *,
     output_format: str = "trec",
     tag: str = "rerank",
-    keep_rest: bool = False,
 ) -> Job:
-    """Compute (or reuse) every stage but the last, and name the last stage's job by its key."""
+    """Compute (or reuse) every stage but the last, and name the last stage's job by its key. A pipeline that
+    is one concatenation (``A ^ B``) is computed whole in the store, each member stage resumable there."""
+    if len(pipeline.stages) == 1 and pipeline.first.spec.name == CONCAT:
+        if output_format != "trec":
+            raise ValueError(f"--output-format {output_format}: a concatenation ({pipeline}) is written as TREC")
+        whole = executor.output(pipeline, source)
+        members = fusion_members(resolve_pipeline(pipeline))
+        previous = executor.output(members[-1], source)
+        assert whole is not None and previous is not None
+        return Job(pipeline, source, executor, previous, {**whole.manifest["key"], "tag": tag}, whole)
     if len(pipeline.stages) == 1 or last_kind(pipeline) != "reranker":
-        raise ValueError(f"--pipeline {str(pipeline)!r} must end with a reranking method")
+        raise ValueError(f"--pipeline {str(pipeline)!r} must end with a reranking method or be a concatenation")
     previous = executor.output(pipeline.prefix(len(pipeline.stages) - 1), source)
     assert previous is not None
     # The key holds the batch size: batched floating point differs in the last digits across batch
     # shapes, and a resumed job must write the same bytes as an uninterrupted one.
     key = {**executor.key(pipeline, source, previous, []), "format": output_format, "tag": tag}
-    if keep_rest:
-        key["keep_rest"] = True
     return Job(pipeline, source, executor, previous, key)
 
 
@@ -200,7 +218,7 @@ def run(
         if value not in OUTPUT_FORMATS:
             raise ValueError(f"{name} {value!r}: choose {', '.join(OUTPUT_FORMATS)}")
     if keep_rest and (run is None or output_format != "trec"):
-        raise ValueError("--keep-rest goes with --run (one reranking stage) and a TREC --output-format")
+        raise ValueError("--keep-rest goes with --run and a TREC --output-format")
     if eval:
         from rerank.plugins import command_module
 
@@ -221,7 +239,7 @@ def run(
         )  # fmt: skip
         if engine is not None:
             engine.stop_after_job = True  # the last stage: its cluster stops while the output is written
-        return run_job(job, dataset, output, output_format, tag, resume, fresh, keep_rest, the_qrels)
+        return run_job(job, dataset, output, output_format, tag, resume, fresh, the_qrels)
     finally:
         if engine is not None:
             engine.shutdown()  # a local cluster this job started; Ctrl-C included
@@ -249,7 +267,7 @@ def prepare(
     computed or reused, and the last stage's job with its key (``dataset`` is a ``data.Dataset`` here)."""
     from data.config import cache_dir
 
-    spec = pipeline_of(pipeline, dataset, run, input_format, top_k)
+    spec = pipeline_of(pipeline, dataset, run, input_format, top_k, keep_rest)
     if engine is not None and len(spec.stages) == 2 and stage_kind(spec.first.spec, True) == "given":
         from rerank.engine import rerank_work
 
@@ -261,7 +279,7 @@ def prepare(
         batch_queries=batch_queries, retrieve_batch=256, output_cache=Path(cache) if cache else None,
         engine=engine,
     )  # fmt: skip
-    return plan(spec, source, executor, output_format=output_format, tag=tag, keep_rest=keep_rest)
+    return plan(spec, source, executor, output_format=output_format, tag=tag)
 
 
 def run_job(
@@ -272,7 +290,6 @@ def run_job(
     tag: str,
     resume: bool,
     fresh: bool,
-    keep_rest: bool,
     qrels: Qrels | None,
 ) -> RunResult:
     from data.textio import atomic_writer, is_special_output
@@ -292,20 +309,19 @@ def run_job(
     if earlier is not None and earlier.get("job") == job.key:
         summary = {**earlier["summary"], "up_to_date": True}
     else:
-        _, _, details = job.executor.rerank_stage(
-            job.pipeline.last, job.source, job.previous, written, job.key, output=written, resume=resume,
-            fresh=fresh, output_format=output_format, tag=tag,
-        )  # fmt: skip
+        if job.whole is not None:
+            write_trec_run(job.whole.run(), written, tag=tag)
+            details = {"summary": concatenation_summary(job)}
+        else:
+            _, _, details = job.executor.rerank_stage(
+                job.pipeline.last, job.source, job.previous, written, job.key, output=written, resume=resume,
+                fresh=fresh, output_format=output_format, tag=tag,
+            )  # fmt: skip
         summary = {
             **details["summary"],
             "pipeline": str(job.pipeline),
             "output": None if output is None else str(output),
         }
-        if keep_rest:
-            write_trec_run(
-                with_rest(iter_run_rankings(written), given_rankings(job.pipeline.first.spec, dataset)), written,
-                tag=tag,
-            )  # fmt: skip
         if target is not None and special:
             copy_out(written, target)
         elif not special:
@@ -320,22 +336,20 @@ def run_job(
     return RunResult(job.pipeline, None if target is None else target, output_format, summary, metrics, ranked)
 
 
-def with_rest(reranked: Iterable[Ranking], given: Iterable[Ranking]) -> Iterator[Ranking]:
-    """Each reranked ranking, then the given run's other candidates in their order, scored below the
-    lowest reranked score (one apart, so their order survives any reader's sort).
+def concatenation_summary(job: Job) -> dict[str, Any]:
+    """What ``rerank run`` reports of a concatenation: its queries and candidates, and the seconds and cost of
+    every stage it needed (from their manifests in the store)."""
+    from rerank.core.plan import every_stage
 
-    Both runs stream in the same query order (the reranked one holds a subset of the given queries)."""
-    rest_of = iter(given)
-    for ranking in reranked:
-        ranked = ranking.candidates
-        done = {c.docid for c in ranked}
-        floor = min((c.score for c in ranked), default=0.0)
-        original = next((g for g in rest_of if g.qid == ranking.qid), None)
-        if original is None:
-            raise ValueError(f"query {ranking.qid!r} of the reranked run is not in the given run's order")
-        rest = [c for c in original.candidates if c.docid not in done]
-        tail = tuple(Candidate(c.docid, floor - 1.0 - i) for i, c in enumerate(rest))
-        yield Ranking(ranking.qid, ranked + tail)
+    assert job.whole is not None
+    stages = [job.executor.output(stage, job.source, compute=False) for stage in every_stage(job.whole.pipeline)]
+    manifests = [stage.manifest for stage in stages if stage is not None]
+    run = job.whole.run()
+    return {
+        "spec": str(job.pipeline), "queries": len(run), "candidates": sum(len(r) for r in run), "resumed": 0,
+        "resumed_seconds": 0.0, "seconds": sum(m.get("seconds") or 0.0 for m in manifests),
+        "cost": sum((Cost(**m.get("cost") or {}) for m in manifests), Cost()).as_dict(),
+    }  # fmt: skip
 
 
 def eval_qrels(qrels: str | Path | Qrels | None, dataset: Any) -> Qrels:

@@ -228,11 +228,13 @@ class Executor:
             given = read_given_run(spec, source.run_file(spec))
             return cut(Run.from_rankings(r for r in given if r.qid in qids), depth), {}
         assert spec.name in FUSION
-        from retrievers.fusion import interpolate, reciprocal_rank_fusion
+        from retrievers.fusion import concatenate, interpolate, reciprocal_rank_fusion
 
         params = fusion_params(spec)
         runs = [m.run() for m in members]
-        if spec.name == "rrf":
+        if spec.name == "concat":
+            fused = concatenate(runs)
+        elif spec.name == "rrf":
             fused = reciprocal_rank_fusion(runs, k=int(params["k"]))  # type: ignore[arg-type]
         else:
             weights = params["weights"]

@@ -25,7 +25,7 @@ DEFAULT_DEPTH = 100
 GIVEN = "run"
 GIVEN_INDEX = "index_dir"  # a retriever stage over an index built elsewhere (rerank retrieve)
 GIVEN_FORMATS = ("trec", "rankllm", "jsonl")
-FUSION = ("rrf", "interpolate")
+FUSION = ("rrf", "interpolate", "concat")  # concat: the ``A ^ B`` of the pipeline language
 KINDS = ("given", "fusion", "retriever", "reranker")
 
 
@@ -201,11 +201,13 @@ def fusion_params(spec: MethodSpec) -> dict[str, Value]:
     defaults: dict[str, dict[str, Value]] = {
         "rrf": {"k": 60},
         "interpolate": {"weights": None, "normalization": "minmax"},
+        "concat": {},
     }
     allowed = defaults[spec.name]
     unknown = set(spec.kwargs) - set(allowed)
     if unknown:
-        raise InvalidSpecError(f"{spec}: {spec.name} takes {', '.join(sorted(allowed))}, not {sorted(unknown)[0]!r}")
+        takes = f"takes {', '.join(sorted(allowed))}" if allowed else "takes no parameters"
+        raise InvalidSpecError(f"{spec}: {spec.name} {takes}, not {sorted(unknown)[0]!r}")
     if len(spec.inputs) < 2:
         raise InvalidSpecError(f"{spec}: {spec.name} fuses at least two pipelines: {spec.name}(A | B, ...)")
     return {**allowed, **spec.kwargs}
