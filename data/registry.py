@@ -178,19 +178,23 @@ COUNTS = frozenset({
     "batch_size", "batch_tokens", "window_size", "stride", "k", "num_child", "group_size", "rounds", "replicas",
     "block_size", "max_length", "max_words", "max_tokens", "max_chars", "context_size", "query_length",
     "document_length", "threads", "concurrency", "n_ctx", "max_documents", "depth", "passes", "max_new_tokens",
-    "top_logprobs",
 })  # fmt: skip
+# Counts where 0 means something (FIRST's top_logprobs=0: every token; max_retries=0: one attempt).
+NON_NEGATIVE = frozenset({"top_logprobs", "max_retries", "calibration"})
 
 
 def check_values(params: Mapping[str, Any], annotations: Mapping[str, Any], where: str) -> None:
-    """Each value against its parameter's type, and a count against 1: ``SpecTypeError`` naming the first that
+    """Each value against its parameter's type, a count against 1 (or 0): ``SpecTypeError`` naming the first that
     does not fit."""
     for key, value in params.items():
         problem = value_problem(value, annotations.get(key, Any))
         if problem:
             raise SpecTypeError(f"{where}: {key} must be {problem}, not {_show(value)}")
-        if key in COUNTS and isinstance(value, int) and not isinstance(value, bool) and value < 1:
-            raise InvalidSpecError(f"{where}: {key} must be at least 1, not {value}")
+        if isinstance(value, int) and not isinstance(value, bool):
+            if key in COUNTS and value < 1:
+                raise InvalidSpecError(f"{where}: {key} must be at least 1, not {value}")
+            if key in NON_NEGATIVE and value < 0:
+                raise InvalidSpecError(f"{where}: {key} must be 0 or more, not {value}")
 
 
 def value_problem(value: Any, annotation: Any) -> str:

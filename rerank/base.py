@@ -170,6 +170,16 @@ class Reranker(ABC):
 
         return Pipeline.of(other) >> self
 
+    def __xor__(self, other: Any) -> Any:  # ``a ^ b``: a's ranking, then b's rest (rerank.compose.Concatenation)
+        from rerank.compose import Pipeline
+
+        return Pipeline.of(self) ^ other
+
+    def __rxor__(self, other: Any) -> Any:
+        from rerank.compose import Concatenation, Pipeline
+
+        return Concatenation.of(other) ^ Pipeline.of(self)
+
 
 def _checked_rerank(rerank: Any) -> Any:
     import functools

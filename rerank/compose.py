@@ -2,7 +2,8 @@
 
 ``%`` after a retriever sets the retriever's own ``k`` (no wasted retrieval);
 after a reranker it keeps that many of its reranked candidates for the next
-stage. ``>>`` chains. A pipeline is called on queries (its first stage a
+stage. ``>>`` chains; ``a ^ b`` concatenates (PyTerrier's operator: a's ranking,
+then b's candidates a lacks, below them). A pipeline is called on queries (its first stage a
 retriever), or on a run or requests to rerank. Candidates without text get it
 from ``docs``, a document store; candidates that carry text (RankLLM JSON) keep it.
 
@@ -56,6 +57,9 @@ class RerankStage:
     def __rrshift__(self, other: Any) -> Pipeline:
         return Pipeline.of(other) >> self
 
+    def __xor__(self, other: Any) -> Concatenation:
+        return Pipeline((self,)) ^ other
+
     def __str__(self) -> str:
         return str(self.spec)
 
@@ -77,7 +81,7 @@ def _retriever_spec(retriever: Any) -> StageSpec:
         name: getattr(retriever, name) for name in getattr(retriever, "search_params", ()) if hasattr(retriever, name)
     }
     if getattr(retriever, "index_dir", None) is not None:
-        params["index"] = str(retriever.index_dir)
+        params["index_dir"] = str(retriever.index_dir)  # the stage parameter that searches a built index
     return MethodSpec.of(retriever.name, params) % retriever.k
 
 
@@ -122,6 +126,12 @@ class Pipeline:
         last = self.stages[-1]
         cut = last % k  # a retriever takes it as its k; a rerank stage as its cutoff
         return Pipeline((*self.stages[:-1], cut))
+
+    def __xor__(self, other: Any) -> Concatenation:
+        return Concatenation((self, *Concatenation.of(other).members))
+
+    def __rxor__(self, other: Any) -> Concatenation:
+        return Concatenation((*Concatenation.of(other).members, self))
 
     def __str__(self) -> str:
         return str(self.spec)
@@ -192,6 +202,64 @@ class Pipeline:
         final, per_stage = _through(list(self.stages), list(requests), None, batch_queries=None, progress=False)
         totals = [sum((results[n].cost for results in per_stage), Cost()) for n in range(len(final))]
         return [PipelineResult(Ranking(r.query.qid, r.candidates), c) for r, c in zip(final, totals, strict=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class Concatenation:
+    """``a ^ b ^ ...`` of live pipelines (PyTerrier's concatenation, ``retrievers.fusion.concatenate``): the first
+    member's ranking, then each next member's candidates not ranked yet, scored below everything before them.
+
+    Called like a pipeline (on queries, a run or requests) it runs every member on the same input; ``rerank``
+    serves members that are all rerankers. To rerank a concatenation further, run its spec:
+    ``rerank.run((a ^ b).spec >> c)``, where each member stage is kept in the store.
+    """
+
+    members: tuple[Pipeline, ...]
+
+    @classmethod
+    def of(cls, component: Any) -> Concatenation:
+        return component if isinstance(component, Concatenation) else cls((Pipeline.of(component),))
+
+    def __xor__(self, other: Any) -> Concatenation:
+        return Concatenation((*self.members, *Concatenation.of(other).members))
+
+    def __rxor__(self, other: Any) -> Concatenation:
+        return Concatenation((*Concatenation.of(other).members, *self.members))
+
+    def __str__(self) -> str:
+        return str(self.spec)
+
+    @property
+    def spec(self) -> PipelineSpec:
+        from rerank.spec import concatenate
+
+        return concatenate(*(member.spec for member in self.members))
+
+    def __call__(
+        self,
+        inputs: Sequence[Query] | Run | Sequence[RerankRequest],
+        docs: DocumentStore | None = None,
+        queries: Sequence[Query] | None = None,
+        *,
+        batch_queries: int | None = None,
+    ) -> Run:
+        from retrievers.fusion import concatenate
+
+        runs = [member(inputs, docs, queries, batch_queries=batch_queries) for member in self.members]
+        return concatenate(runs, name=str(self))
+
+    def rerank(self, requests: Sequence[RerankRequest]) -> list[PipelineResult]:
+        """Every member reranks the same requests; each request's concatenated ranking and the members' cost."""
+        from retrievers.fusion import concatenate
+
+        per_member = [member.rerank(requests) for member in self.members]
+        results = []
+        for n, request in enumerate(requests):
+            rankings = [Run.from_rankings([results[n].ranking]) for results in per_member]
+            joined = concatenate(rankings)
+            ranking = joined[request.query.qid] if request.query.qid in joined else Ranking(request.query.qid, ())
+            results.append(PipelineResult(ranking, sum((r[n].cost for r in per_member), Cost())))
+        return results
 
 
 @dataclass(frozen=True, slots=True)

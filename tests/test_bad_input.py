@@ -223,16 +223,16 @@ CASES = [
         [*RUN, "--reranker", "listwise(model=sort, backend=scripted, context_size=400)"],
     ),
     Case(
-        "first passes 0 and top_logprobs 0, checked before the model loads",
+        "first passes 0, checked before the model loads",
         [*RUN, "--reranker", "first(model=smollm2-135m, passes=0)"],
         INVALID,
         "first(model=smollm2-135m, passes=0): passes must be at least 1, not 0",
     ),
     Case(
-        "first top_logprobs 0",
-        [*RUN, "--reranker", "first(model=smollm2-135m, top_logprobs=0)"],
+        "first top_logprobs -1",  # 0 is every token
+        [*RUN, "--reranker", "first(model=smollm2-135m, top_logprobs=-1)"],
         INVALID,
-        "top_logprobs must be at least 1, not 0",
+        "top_logprobs must be 0 or more, not -1",
     ),
     Case(
         "setwise max_words 0",

@@ -116,3 +116,26 @@ def test_bi_encoder_reuses_a_dense_index(tmp_path):
     other = resolve_model("minilm")  # the same weights named by their folder: not the model the index records
     with pytest.raises(ValueError, match="not dense vectors"):
         load_reranker(f'bi-encoder(model="{other}", embeddings="{tmp_path / "dense"}")')
+
+
+def test_live_objects_concatenate_as_their_spec_says(bm25, minilm_bi_encoder):
+    """``(bm25 % 4 >> minilm) ^ bm25`` of live objects: the spec the language prints, and the run rerank.run
+    gives for that spec (the reranked top 4, then BM25's other candidates below them)."""
+    import rerank
+    from rerank.compose import Concatenation
+    from rerank.spec import parse_pipeline
+
+    ds = data.load("example")
+    live = (bm25 % 4 >> minilm_bi_encoder) ^ bm25 % 10
+    assert isinstance(live, Concatenation) and len(live.members) == 2
+    members = [(bm25 % 4 >> minilm_bi_encoder).spec, Pipeline.of(bm25 % 10).spec]
+    assert live.spec == parse_pipeline(f"({members[0]}) ^ {members[1]}") == parse_pipeline(str(live.spec))
+    assert f"index_dir={bm25.index_dir}" in str(live.spec)  # the index it searches, which rerank.run finds
+    run = live(ds.queries(), docs=ds.docs())
+    top, rest = bm25.retrieve(ds.queries(), 4), bm25.retrieve(ds.queries(), 10)
+    reranked = Pipeline.of(minilm_bi_encoder)(top, docs=ds.docs(), queries=ds.queries())
+    for ranking in run:
+        assert ranking.docids[:4] == reranked[ranking.qid].docids
+        assert ranking.docids[4:] == [d for d in rest[ranking.qid].docids if d not in ranking.docids[:4]]
+    by_spec = rerank.run(live.spec, dataset=ds).run()  # the printed spec runs: the same index, the same run
+    assert {r.qid: r.docids for r in by_spec} == {r.qid: r.docids for r in run}

@@ -236,6 +236,24 @@ def test_ready_tells_the_truth_while_the_model_fails(tmp_path):
         assert httpx.get(f"{url}/ready").status_code == 200
 
 
+def test_a_served_concatenation_reranks_the_top_and_keeps_the_tail(tmp_path):
+    # the gated model scores by length: its top 2 go to random(seed=1), the others follow in its order
+    gated = f'gated(gate="{tmp_path / "open"}")'
+    served = Served("--pipeline", f"({gated} % 2 >> random(seed=1)) ^ {gated}", gated=True)
+    served.wait_listening()
+    try:
+        texts = ["a" * n for n in (3, 9, 1, 7, 5, 2)]
+        answer = httpx.post(f"{served.url}/rerank", json={"query": "q", "texts": texts}, timeout=300).json()
+        order = [item["index"] for item in answer]
+        assert sorted(order[:2]) == [1, 3] and order[2:] == [4, 0, 5, 2]
+        scores = [item["score"] for item in answer]
+        assert scores == sorted(scores, reverse=True)
+        info = httpx.get(f"{served.url}/info").json()
+        assert [s["spec"] for s in info["stages"]][-1].startswith("gated(") and len(info["stages"]) == 3
+    finally:
+        assert served.stop() == 0
+
+
 def test_a_full_queue_answers_429_with_retry_after(tmp_path):
     gate = tmp_path / "gate"
     with gated_server(gate, "--max-queue", "1") as served, ThreadPoolExecutor(2) as pool:

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from rerank.core.keys import method_identity
     from rerank.identity import installed_versions
     from rerank.serve.app import ServeSettings
-    from rerank.serve.server import check_port, check_served, serve
+    from rerank.serve.server import check_port, check_served, serve, served_stages
     from rerank.spec import PipelineSpec, StageSpec, parse_pipeline, parse_spec
 
     chosen = [flag for flag in ("reranker", "pipeline", "method") if getattr(args, flag)]
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--api-key-env {args.api_key_env}: that environment variable is empty or unset")
     # Every stage's parameters are checked, and the port probed, before any model loads.
     check_served(pipeline)
-    identities = [method_identity(stage.spec) for stage in pipeline.stages]
+    identities = [method_identity(stage.spec) for stage in served_stages(pipeline)]
     check_port(args.host, args.port)
     info = {
         "spec": str(pipeline),

@@ -17,35 +17,66 @@ from data.errors import BackendError, InvalidSpecError, RerankError
 from data.optional import optional_import
 from data.records import Candidate, Query, RerankRequest
 from rerank.serve.app import ServeSettings, Service, create_app
-from rerank.spec import PipelineSpec
+from rerank.spec import CONCAT, PipelineSpec, StageSpec
 
 log = logging.getLogger("rerank.serve")
 
 
+def _concatenation(pipeline: PipelineSpec) -> tuple[PipelineSpec, ...]:
+    """The members of a pipeline that is one concatenation with no cutoff (``A ^ B``), else none."""
+    only = pipeline.first if len(pipeline.stages) == 1 else None
+    return only.spec.inputs if only is not None and only.spec.name == CONCAT and only.cutoff is None else ()
+
+
+def served_stages(pipeline: PipelineSpec) -> list[StageSpec]:
+    """Every reranking stage a served pipeline runs (a concatenation's members' too), in order."""
+    members = _concatenation(pipeline)
+    return [s for m in members for s in served_stages(m)] if members else list(pipeline.stages)
+
+
 def check_served(pipeline: PipelineSpec) -> None:
-    """A served pipeline reranks what each request sends: every stage must be a reranking method."""
+    """A served pipeline reranks what each request sends: every stage must be a reranking method, or the
+    pipeline a concatenation of such pipelines (``(a % 10 >> b) ^ a``)."""
     from rerank.registry import METHODS, check_reranker
 
+    for member in _concatenation(pipeline):
+        check_served(member)
+    if _concatenation(pipeline):
+        return
     for stage in pipeline.stages:
         if stage.spec.name not in METHODS.names():
             raise InvalidSpecError(
                 f"{stage.spec}: a served pipeline reranks the documents each request sends, so every stage is a "
-                f"reranking method (one of {', '.join(METHODS.names())})"
+                f"reranking method (one of {', '.join(METHODS.names())}), or it is a concatenation of such "
+                "pipelines (A ^ B)"
             )
         check_reranker(stage.spec)  # its parameters, and that its model and device are here
 
 
 def load_served(pipeline: PipelineSpec) -> tuple[Callable[[Sequence[RerankRequest]], Sequence[Any]], Any]:
-    """The rerank callable for a pipeline of rerankers (one stage: the reranker itself) and its first reranker."""
+    """The rerank callable for a pipeline of rerankers (one stage: the reranker itself), or a concatenation of
+    them, and its first reranker."""
+    from rerank.compose import Concatenation
+
+    check_served(pipeline)
+    members = _concatenation(pipeline)
+    if members:
+        composed = [_composed(member) for member in members]
+        return Concatenation(tuple(c for c, _ in composed)).rerank, composed[0][1]
+    served, first = _composed(pipeline)
+    if len(pipeline.stages) == 1 and pipeline.stages[0].cutoff is None:
+        return first.rerank, first
+    return served.rerank, first
+
+
+def _composed(pipeline: PipelineSpec) -> tuple[Any, Any]:
+    """A pipeline of rerankers, loaded, and its first reranker."""
     from rerank.compose import Pipeline, RerankStage
     from rerank.registry import load_reranker
 
-    check_served(pipeline)
     rerankers = [load_reranker(stage.spec) for stage in pipeline.stages]
-    if len(rerankers) == 1 and pipeline.stages[0].cutoff is None:
-        return rerankers[0].rerank, rerankers[0]
-    served = Pipeline(tuple(RerankStage(r, s.cutoff) for r, s in zip(rerankers, pipeline.stages, strict=True)))
-    return served.rerank, rerankers[0]
+    stages = tuple(RerankStage(r, s.cutoff) for r, s in zip(rerankers, pipeline.stages, strict=True))
+    return Pipeline(stages), rerankers[0]
 
 
 # One small real request, answered before the port opens: a model that loads but cannot answer (a dead model
