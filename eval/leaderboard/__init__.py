@@ -147,11 +147,12 @@ def run_leaderboard(
 
 
 def chain(runner: Any, dataset: str, pipeline: PipelineSpec) -> list[Any]:
-    """The cells whose work a pipeline includes: each prefix, and a fusion's member runs."""
+    """The cells whose work a pipeline includes, each once: each prefix, and a fusion's members with theirs."""
     from rerank.core.plan import fusion_members
 
-    cells = [runner.cell(dataset, prefix) for prefix in pipeline.prefixes()]
-    return cells + [runner.cell(dataset, member) for member in fusion_members(pipeline.prefix(1))]
+    stages = list(pipeline.prefixes())
+    stages += [prefix for member in fusion_members(pipeline.prefix(1)) for prefix in member.prefixes()]
+    return list({str(stage): runner.cell(dataset, stage) for stage in stages}.values())
 
 
 def status(config: Config, output: Path, datasets: Sequence[str] | None, patterns: Sequence[str] | None,
