@@ -123,6 +123,12 @@ def concatenate(runs: Sequence[Run], name: str = "") -> Run:
     """
     if not runs:
         raise ValueError("concatenation needs at least one run")
+    for n, run in enumerate(runs[1:], start=2):  # a query the left lacks is fine (nothing found); no shared one is not
+        if runs[0].qids and run.qids and not set(runs[0].qids) & set(run.qids):
+            raise ValueError(
+                f"concat: member {n} ranks queries ({', '.join(run.qids[:3])}, ...) that member 1 does not "
+                f"({', '.join(runs[0].qids[:3])}, ...): pipelines over different topics cannot be concatenated"
+            )
     rankings = []
     for qid in _qids(runs):
         kept: list[Candidate] = []
