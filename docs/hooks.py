@@ -1,7 +1,7 @@
 """MkDocs hooks: the pages whose numbers come from the repository's result files.
 
 Measured numbers live in two places only: ``leaderboard/leaderboard.json`` (with ``leaderboard.md`` and
-``leaderboard.png`` written from the same cells by ``rerank leaderboard``) and ``benchmarks/RESULTS.md``.
+the figures written from the same cells by ``rerank leaderboard``) and ``benchmarks/RESULTS.md``.
 The docs hold markers that this hook fills at build time:
 
 - ``<!-- include: PATH -->`` on a line of its own: the Markdown file ``PATH`` (relative to the repository),
@@ -9,7 +9,8 @@ The docs hold markers that this hook fills at build time:
 - ``<!-- leaderboard-rows: METHOD ... -->``: the leaderboard rows whose last stage is one of the methods
   named, one table per dataset.
 
-``leaderboard/leaderboard.png`` is added to the site as ``leaderboard.png``.
+The figures ``leaderboard/*.png`` and ``leaderboard/depths/*.png`` are added to the site (``depths/`` for the
+second).
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 def on_files(files: Any, config: Any) -> Any:
     from mkdocs.structure.files import File
 
-    plot = REPO / "leaderboard" / "leaderboard.png"
-    files.append(File.generated(config, "leaderboard.png", abs_src_path=str(plot)))
+    for plot in sorted((REPO / "leaderboard").glob("*.png")):  # a figure per dataset
+        files.append(File.generated(config, plot.name, abs_src_path=str(plot)))
+    for plot in sorted((REPO / "leaderboard" / "depths").glob("*.png")):  # the depth sweeps
+        files.append(File.generated(config, f"depths/{plot.name}", abs_src_path=str(plot)))
     return files

@@ -37,7 +37,7 @@ DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@100")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run files (TREC format) or dataset run names")
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="run files (TREC format) or dataset run names")
     parser.add_argument("--qrels", metavar="FILE", help="TREC qrels or a BEIR qrels TSV (default: the dataset's)")
     add_data_arguments(parser)
     parser.add_argument("--measures", nargs="+", metavar="M", help="ir-measures names, e.g. nDCG@10 'RR(rel=2)@10'")
@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-query", action="store_true", help="include per-query values (JSON output)")
     add_format_argument(parser, "the results")
     parser.add_argument("--output", metavar="FILE", help="write the results to FILE instead of standard output")
+    sweep = parser.add_argument_group("a depth sweep (instead of RUN files; eval/depths.py)")
+    sweep.add_argument(
+        "--depths", metavar="D,D,...", help="rerank the first stage's top D for each D, e.g. 10,20,50,100"
+    )
+    sweep.add_argument("--pipeline", action="append", metavar="SPEC",
+                       help="a first stage, uncut, then rerankers (repeat for several): 'run(name=bm25) >> X'")  # fmt: skip
+    sweep.add_argument("--plot", metavar="FILE", help="draw the measure and the cost against depth (a .png)")
 
 
 def warn_unjudged(run: Run, qrels: Qrels, source: str) -> None:
@@ -137,6 +144,21 @@ def run(args: argparse.Namespace) -> int:
     if args.output in ("table", "json"):  # the old meaning of --output, kept one release
         deprecated(f"--output {args.output}", f"--format {'text' if args.output == 'table' else args.output}")
         fmt, args.output = ("text" if args.output == "table" else args.output), None
+    swept = [flag for flag in ("depths", "pipeline", "plot") if getattr(args, flag)]
+    if swept and not args.depths:
+        raise ValueError(f"--{swept[0].replace('_', '-')} goes with --depths (a depth sweep)")
+    if args.depths and args.runs:
+        raise ValueError(f"--depths sweeps --pipeline SPEC: give it instead of RUN files ({args.runs[0]})")
+    if args.depths and not args.pipeline:
+        raise ValueError("--depths needs --pipeline SPEC: a first stage, then a reranker")
+    if not args.depths and not args.runs:
+        raise ValueError("give RUN files to evaluate, or --depths with --pipeline SPEC")
+    if args.depths:
+        from eval.depth_report import checked_sweep
+
+        checked_sweep(args)  # depths, specs, parameters and models, before the dataset loads
+    if args.plot:
+        paths.output_file("--plot", args.plot)
     if args.output:
         paths.output_file("--output", args.output)
         paths.not_an_input(
@@ -169,6 +191,10 @@ def report(args: argparse.Namespace, fmt: str) -> int:
     else:
         raise ValueError("give --qrels FILE or --dataset NAME")
     measures = args.measures or (dataset.measures if dataset else DEFAULT_MEASURES)
+    if args.depths:
+        from eval.depth_report import depth_report
+
+        return depth_report(args, fmt, dataset, qrels, list(measures))
     runs = [read_run_arg(value, dataset) for value in args.runs]
     for run_, value in zip(runs, args.runs, strict=True):
         warn_unjudged(run_, qrels, value)

@@ -674,6 +674,35 @@ CASES = [
         "--output {tmp} is a folder",
         ["eval", "--dataset", "example", "bm25", "--output", "{out}"],
     ),
+    # -- eval --depths (refused before the dataset loads or any stage runs) ------------------------------
+    *(
+        Case(
+            f"eval --depths: {name}",
+            ["eval", "--dataset", "example", *argv],
+            INVALID,
+            says,
+            ["eval", "--dataset", "example", "--depths", "2,5", "--pipeline", "run(name=bm25) >> random"],
+        )
+        for name, argv, says in (
+            ("zero", ["--depths", "0,10", "--pipeline", "run(name=bm25) >> random"], "--depths '0,10': a comma"),
+            ("not numbers", ["--depths", "ten", "--pipeline", "run(name=bm25) >> random"], "--depths 'ten': a comma"),
+            ("twice", ["--depths", "5,5", "--pipeline", "run(name=bm25) >> random"], "distinct positive integers"),
+            ("no pipeline", ["--depths", "5"], "--depths needs --pipeline SPEC"),
+            (
+                "a cut first stage",
+                ["--depths", "5", "--pipeline", "run(name=bm25) % 20 >> random"],
+                "leave the first stage uncut (run(name=bm25)); --depths cuts it",
+            ),
+            ("no reranker", ["--depths", "5", "--pipeline", "bm25"], "needs a first stage, then a reranker"),
+            (
+                "with RUN files",
+                ["bm25", "--depths", "5", "--pipeline", "run(name=bm25) >> random"],
+                "give it instead of RUN files (bm25)",
+            ),
+            ("--plot alone", ["bm25", "--plot", "{tmp}/p.png"], "--plot goes with --depths"),
+            ("an unknown method", ["--depths", "5", "--pipeline", "run(name=bm25) >> nosuch"], "nosuch"),
+        )
+    ),  # fmt: skip
     # -- serve (refused before any model loads or any port is bound) --------------------------------
     Case(
         "serve: unknown method",

@@ -545,7 +545,10 @@ def test_the_site_builds_strict_without_warnings(tmp_path):
         for row in table["rows"]:
             assert f"{row['measures']['nDCG@10']:.4f}" in results, row["pipeline"]
     assert "rerank serve under load" in results  # from benchmarks/RESULTS.md
-    assert (site / "leaderboard.png").is_file()
+    for dataset in board["datasets"]:  # each dataset's figure, and the depth sweeps', as the page shows them
+        figure = "leaderboard-" + dataset.replace("/", "-") + ".png"
+        assert (site / figure).is_file() and f'src="../{figure}"' in results, figure
+    assert (site / "depths" / "msmarco-passage-trec-dl-2019.png").is_file()
     assert (site / "api" / "rerank" / "index.html").is_file()
 
 

@@ -111,3 +111,41 @@ def test_interpolation_weights_are_fitted_on_the_given_qrels(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1].startswith("best on example: weights=[0.00, 1.00] (nDCG@10 1.0000)")
     assert main(["--dataset", "example", "bm25", str(tmp_path / "missing.trec")]) == 5
     assert "missing.trec" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_a_depth_sweep_measures_each_depth_and_scores_each_pair_once(tmp_path, capsys, monkeypatch):
+    """``rerank eval --depths``: each depth's measures are those of the run ``rerank run --top-k D`` writes; the
+    depths share one output cache, so the bi-encoder scores each pair once, and the cost given for depth 10 (the
+    work of every depth up to it) is what reranking the top 10 from scratch costs."""
+    import json
+
+    import rerank
+    from rerank.cli import main
+
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path / "cache"))
+    spec = "run(name=bm25) >> bi-encoder(model=minilm)"
+    argv = ["eval", "--dataset", "example", "--depths", "10,2,5", "--pipeline", spec, "--pipeline",
+            "run(name=bm25) >> random(seed=1)", "--format", "json", "--plot", str(tmp_path / "depths.png")]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["depths"] == [2, 5, 10] and len(report["points"]) == 6
+    assert "depth   10: nDCG@10" in captured.err  # a line per point as the sweep goes
+    example = data.load("example")
+    points = {(p["pipeline"], p["depth"]): p for p in report["points"]}
+    for depth in (2, 5, 10):
+        alone = rerank.run(
+            spec.split(" >> ")[1], dataset=example, run="bm25", top_k=depth, work_dir=tmp_path / f"w{depth}"
+        )
+        ours = points[(spec, depth)]
+        assert ours["measures"] == evaluate(alone.run(), example.qrels(), report["measures"]).aggregate
+        if depth == 10:
+            assert ours["tokens_per_query"] == pytest.approx(alone.cost.input_tokens / len(example.queries()))
+    tokens = [points[(spec, d)]["tokens_per_query"] for d in (2, 5, 10)]
+    assert tokens[0] < tokens[1] < tokens[2]
+    best = report["best_depth"]["nDCG@10"][spec]
+    assert points[(spec, best)]["measures"]["nDCG@10"] == max(
+        points[(spec, d)]["measures"]["nDCG@10"] for d in (2, 5, 10)
+    )
+    assert (tmp_path / "depths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

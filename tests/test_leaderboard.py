@@ -42,9 +42,9 @@ def test_a_second_run_recomputes_nothing_and_writes_identical_files(tmp_path):
     output = tmp_path / "board"
     written, computed = run_leaderboard(config, output, cache=tmp_path / "cache")
     assert len(computed) == 4  # three rows and the top 5 of bm25 that the listwise row reranks
-    assert [p.name for p in written] == ["leaderboard.md", "leaderboard.json", "leaderboard.png"]
+    assert [p.name for p in written] == ["leaderboard.md", "leaderboard.json", "leaderboard-example.png"]
     before = snapshot(output)
-    assert before["leaderboard.png"].startswith(b"\x89PNG")
+    assert before["leaderboard-example.png"].startswith(b"\x89PNG")
     _, computed = run_leaderboard(config, output, cache=tmp_path / "cache")
     assert computed == []
     assert snapshot(output) == before
@@ -204,13 +204,26 @@ def test_the_cli_lists_and_runs_the_matrix(tmp_path, capsys):
 
 
 @pytest.mark.unit
-def test_plot_labels_tell_apart_rows_that_differ_only_by_model():
-    from eval.leaderboard.report import short_label
+def test_plot_labels_are_distinct_and_the_pareto_front_is_the_best_score_for_the_cost():
+    from eval.leaderboard.figures import distinct_labels, pareto_front, short_label
 
     small = short_label("run(name=bm25) % 20 >> first(backend=llama.cpp, model=qwen2.5-coder-0.5b)")
     large = short_label("run(name=bm25) % 20 >> first(backend=llama.cpp, model=qwen2.5-coder-1.5b)")
-    assert small == "run > first(qwen2.5-coder-0.5b)" and large == "run > first(qwen2.5-coder-1.5b)"
+    assert small == "bm25 > first(qwen2.5-coder-0.5b)" and large == "bm25 > first(qwen2.5-coder-1.5b)"
     assert short_label("rrf(bm25 | dense(model=minilm)) % 20 >> random(seed=0)") == "rrf > random"
+    # BM25's and SPLADE's first stages no longer read the same; interpolation weights tell two fusions apart
+    board = [
+        "run(name=bm25) % 100 >> bi-encoder(model=minilm)",
+        "run(name=splade-pp-ed) % 100 >> bi-encoder(model=minilm)",
+        "run(name=bm25) % 100 >> fuse(method=interpolate, rerankers=[random, random(seed=1)], weights=[0.7, 0.3])",
+        "run(name=bm25) % 100 >> fuse(method=interpolate, rerankers=[random, random(seed=1)], weights=[0.5, 0.5])",
+    ]
+    labels = distinct_labels(board)
+    assert len(set(labels)) == 4 and labels[0] == "bm25 > bi-encoder(minilm)"
+    assert labels[2].endswith("[weights=[0.7, 0.3]]")
+    # (cost, score): the front keeps each point that beats every cheaper one
+    points = [(1.0, 0.50), (2.0, 0.45), (2.0, 0.60), (5.0, 0.58), (9.0, 0.70), (0.5, 0.40)]
+    assert pareto_front(points) == [5, 0, 2, 4]
 
 
 @pytest.mark.slow
@@ -240,3 +253,23 @@ def test_status_names_what_changed_and_recompute_forces_cells(tmp_path, capsys, 
     assert computed == [
         "example: run(name=bm25) % 10"
     ]  # forced; its output is the same bytes, so the reranker's key holds
+
+
+@pytest.mark.unit
+def test_the_figures_labels_stay_apart_and_inside_their_axes():
+    """Every dataset of the committed leaderboard, drawn: no two labels overlap, none leaves the axes."""
+    import json
+    from pathlib import Path
+
+    from eval.leaderboard.figures import labelled_figure
+
+    board = json.loads((Path(__file__).parent.parent / "leaderboard" / "leaderboard.json").read_text())
+    for dataset, table in board["datasets"].items():
+        rows = [(r["pipeline"], r["seconds_per_query"], r["measures"]["nDCG@10"]) for r in table["rows"]]
+        rows = [row for row in rows if row[1]]
+        figure, boxes = labelled_figure(dataset, "nDCG@10", rows)
+        frame = figure.axes[0].get_window_extent(figure.canvas.get_renderer())
+        assert len(boxes) == len(rows)
+        for n, box in enumerate(boxes):
+            assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, dataset
+            assert not any(box.overlaps(other) for other in boxes[n + 1 :]), (dataset, n)

@@ -1,4 +1,4 @@
-"""The leaderboard's outputs, made from the cells' saved runs: Markdown, JSON and a cost plot.
+"""The leaderboard's outputs, made from the cells' saved runs: Markdown, JSON and a figure per dataset.
 
 Every number is recomputed from the cells' run files and manifests on each call, so the tables can
 always be checked with ``rerank eval`` on a cell's ``run.trec.gz``, and equal cells give equal bytes.
@@ -6,9 +6,7 @@ always be checked with ``rerank eval`` on a cell's ``run.trec.gz``, and equal ce
 
 from __future__ import annotations
 
-import io
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,57 +200,31 @@ def as_json(tables: Sequence[Table], quick: int | None) -> dict[str, Any]:
     return {"quick_queries": quick, "significance_test": TEST, "datasets": datasets}
 
 
-def plot(tables: Sequence[Table], path: Path) -> None:
-    """nDCG@10 against seconds per query (log scale), one panel per dataset."""
-    import matplotlib
+def plot(tables: Sequence[Table], output: Path) -> list[Path]:
+    """One figure per dataset with timed rows (``leaderboard-<dataset>.png``): its first measure against
+    seconds per query, the Pareto front drawn (``eval/leaderboard/figures.py``)."""
+    from eval.leaderboard.figures import dataset_figure, figure_name
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [t for t in tables if any(r.seconds_per_query for r in t.rows)]
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6.5 * max(len(panels), 1), 5), squeeze=False)
-    for axis, table in zip(axes[0], panels, strict=False):
-        for row in table.rows:
-            cost = row.seconds_per_query
-            if not cost:
-                continue
-            score = row.evaluation.aggregate[table.measures[0]]
-            axis.scatter([cost], [score], s=30)
-            axis.annotate(
-                short_label(row.pipeline), (cost, score), fontsize=7, xytext=(4, 3), textcoords="offset points"
-            )
-        axis.set_xscale("log")
-        axis.set_xlabel("seconds per query (log scale, all stages)")
-        axis.set_ylabel(table.measures[0])
-        axis.set_title(table.dataset)
-        axis.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
-
-
-def short_label(pipeline: str) -> str:
-    """A plot label: each stage's name, with its model where it has one (two FIRST rows differ by model)."""
-    from eval.leaderboard.pipelines import parse_pipeline
-
-    parts = []
-    for stage in parse_pipeline(pipeline).stages:
-        model = stage.spec.kwargs.get("model")
-        parts.append(f"{stage.spec.name}({model})" if isinstance(model, str) else stage.spec.name)
-    return " > ".join(parts)
+    written = []
+    for table in tables:
+        rows = [
+            (row.pipeline, row.seconds_per_query, row.evaluation.aggregate[table.measures[0]])
+            for row in table.rows
+            if row.seconds_per_query
+        ]
+        if rows:
+            path = output / figure_name(table.dataset)
+            dataset_figure(f"{table.dataset}: {table.measures[0]} against cost", table.measures[0], rows, path)
+            written.append(path)
+    return written
 
 
 def write_outputs(tables: Sequence[Table], output: Path, quick: int | None) -> list[Path]:
     output.mkdir(parents=True, exist_ok=True)
-    written = [output / "leaderboard.md", output / "leaderboard.json", output / "leaderboard.png"]
+    written = [output / "leaderboard.md", output / "leaderboard.json"]
     with atomic_writer(written[0]) as out:
         out.write(markdown(tables, quick))
     with atomic_writer(written[1]) as out:
         json.dump(as_json(tables, quick), out, indent=1, sort_keys=True)
         out.write("\n")
-    plot(tables, written[2])
-    return written
+    return written + plot(tables, output)
