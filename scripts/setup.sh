@@ -64,4 +64,15 @@ if ! command -v java >/dev/null 2>&1; then
   fi
 fi
 
+# The docs test renders the site's figures in a real headless browser (tests/test_docs.py).
+if ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
+  echo "a headless Chromium is missing (the docs test renders the figures): installing chromium-headless-shell" >&2
+  if [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq chromium-headless-shell >/dev/null 2>&1 || \
+      { apt-get update -qq && apt-get install -y -qq chromium-headless-shell >/dev/null; }
+  else
+    echo "run: sudo apt-get install chromium-headless-shell" >&2
+  fi
+fi
+
 echo "$want" > "$stamp"

@@ -702,7 +702,7 @@ CASES = [
             ("--plot alone", ["bm25", "--plot", "{tmp}/p.png"], "--plot goes with --depths"),
             ("an unknown method", ["--depths", "5", "--pipeline", "run(name=bm25) >> nosuch"], "nosuch"),
         )
-    ),  # fmt: skip
+    ),
     # -- serve (refused before any model loads or any port is bound) --------------------------------
     Case(
         "serve: unknown method",

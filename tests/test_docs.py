@@ -550,6 +550,34 @@ def test_the_site_builds_strict_without_warnings(tmp_path):
         assert (site / figure).is_file() and f'src="../{figure}"' in results, figure
     assert (site / "depths" / "msmarco-passage-trec-dl-2019.png").is_file()
     assert (site / "api" / "rerank" / "index.html").is_file()
+    # A real browser renders the figures: each decodes, and the page shows it at least 600 px wide.
+    for page in ("results", "evaluation"):
+        shown = rendered_images(site / page / "index.html", tmp_path / f"{page}.png")
+        assert shown and all(natural[0] >= 1000 and width >= 600 for natural, width in shown.values()), shown
+        assert (tmp_path / f"{page}.png").read_bytes()[:4] == b"\x89PNG"  # the screenshot, for a person to look at
+
+
+def rendered_images(page: Path, screenshot: Path) -> dict[str, tuple[tuple[int, int], int]]:
+    """Every image of ``page`` as headless Chromium renders it: its decoded size and its width on the page (a
+    script added to a copy of the page writes them into the DOM, which Chromium prints); and a screenshot."""
+    import shutil
+
+    browser = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+    if browser is None:
+        pytest.fail("no headless Chromium: make setup installs chromium-headless-shell (apt)")
+    probe = page.with_name("probe.html")
+    script = (
+        "<script>window.addEventListener('load', () => { for (const i of document.images) "
+        "{ i.setAttribute('data-shown', i.naturalWidth + 'x' + i.naturalHeight + 'x' + i.width); } "
+        "document.body.setAttribute('data-loaded', '1'); });</script>"
+    )
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", script + "</body>"), encoding="utf-8")
+    flags = [browser, "--no-sandbox", "--disable-gpu", "--window-size=1400,1000", "--virtual-time-budget=10000"]
+    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    subprocess.run([*flags, f"--screenshot={screenshot}", page.as_uri()], capture_output=True, timeout=120)
+    assert 'data-loaded="1"' in dom.stdout, dom.stderr[-2000:]
+    found = re.findall(r'<img[^>]*?src="([^"]+\.png)"[^>]*?data-shown="(\d+)x(\d+)x(\d+)"', dom.stdout)
+    return {src: ((int(w), int(h)), int(shown)) for src, w, h, shown in found}
 
 
 @pytest.mark.acceptance

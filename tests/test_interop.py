@@ -351,7 +351,7 @@ def test_concatenation_is_pyterriers_operator_on_the_same_runs():
     # where the left has nothing for a query, PyTerrier drops the right's candidates too; rerank keeps them
     lone = concatenate([Run.from_rankings([]), runs[1]])
     assert [c.docid for c in lone["q2"].candidates] == runs[1]["q2"].docids
-    with pytest.raises(ValueError, match="member 2 ranks queries .* pipelines over different topics"):
+    with pytest.raises(ValueError, match=r"member 2 ranks queries .* pipelines over different topics"):
         concatenate([runs[0], Run.from_rankings([Ranking("other", (Candidate("d1", 1.0),))])])
 
 
