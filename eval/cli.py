@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +152,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--depths sweeps --pipeline SPEC: give it instead of RUN files ({args.runs[0]})")
     if args.depths and not args.pipeline:
         raise ValueError("--depths needs --pipeline SPEC: a first stage, then a reranker")
-    if not args.depths and not args.runs:
-        raise ValueError("give RUN files to evaluate, or --depths with --pipeline SPEC")
+    if not args.depths and not args.runs:  # what argparse said when RUN was required: a usage error
+        print("rerank eval: error: give RUN files to evaluate, or --depths with --pipeline SPEC "
+              "(see rerank eval --help)", file=sys.stderr)  # fmt: skip
+        return 2
     if args.depths:
         from eval.depth_report import checked_sweep
 

@@ -1308,7 +1308,9 @@ def test_eval_labels_the_input_by_its_real_depth(world, capsys) -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("argv", [["run", "--nosuch"], ["nosuch"], ["fuse"], ["eval", "--test", "x", "a.trec"]])
+@pytest.mark.parametrize(
+    "argv", [["run", "--nosuch"], ["nosuch"], ["fuse"], ["eval", "--test", "x", "a.trec"], ["eval"]]
+)
 def test_a_usage_error_is_one_line_that_points_at_help(argv, capsys) -> None:
     assert main(argv) == USAGE
     err = capsys.readouterr().err.strip().splitlines()
