@@ -356,6 +356,7 @@ def test_concatenation_is_pyterriers_operator_on_the_same_runs():
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # DL19's MiniLM scores (the session fixture, 45 s): make test, not make check
 def test_a_cascade_that_keeps_its_tail_is_pyterriers_concatenation_on_dl19(dl19, tmp_path, dl19_minilm_cache):
     """``(bm25 % 10 >> minilm) ^ bm25`` through ``rerank.run`` and through pt.Experiment on PyTerrier's own ``^``:
     the same rankings, and the recall the cascade delivers is BM25's at 100 (the tail is kept), not the top 10's."""
