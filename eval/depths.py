@@ -143,6 +143,7 @@ def plot(points: Sequence[DepthPoint], measure: str, path: Path, title: str) -> 
 
     pipelines = list(dict.fromkeys(p.pipeline for p in points))
     labels = distinct_labels(pipelines)
+    alone: set[str] = set()
     depths = sorted({p.depth for p in points})
     best = best_depths(points, measure)
     figure, (quality, cost) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
@@ -151,8 +152,11 @@ def plot(points: Sequence[DepthPoint], measure: str, path: Path, title: str) -> 
         color = f"C{n % 10}"
         label = labels[n]
         quality.plot([p.depth for p in mine], [p.measures[measure] for p in mine], "o-", color=color, label=label)
-        quality.plot([p.depth for p in mine], [p.first_stage[measure] for p in mine], ":", color=color, alpha=0.7,
-                     label=f"{labels[n].split(' > ')[0]} alone")  # fmt: skip
+        first = labels[n].split(" > ")[0]
+        if first not in alone:  # a first stage two pipelines share is drawn once
+            alone.add(first)
+            quality.plot([p.depth for p in mine], [p.first_stage[measure] for p in mine], ":", color=color,
+                         alpha=0.7, label=f"{first} alone")  # fmt: skip
         peak = next(p for p in mine if p.depth == best[pipeline])
         quality.plot([peak.depth], [peak.measures[measure]], "o", markersize=14, fillstyle="none", color=color)
         timed = [p for p in mine if p.seconds_per_query is not None]
