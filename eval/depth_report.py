@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +34,7 @@ def depth_report(args: argparse.Namespace, fmt: str, dataset: Any, qrels: Qrels,
     if dataset is None:
         raise ValueError("--depths runs its pipelines over a dataset's queries: give --dataset NAME")
     source = source_for(at_depth(pipelines[0], depths[0]), dataset=dataset)
-    scratch = tempfile.TemporaryDirectory(prefix="rerank-depths-")
+    scratch, numbers = tempfile.TemporaryDirectory(prefix="rerank-depths-"), itertools.count()
 
     def executor(pipeline: Any) -> Executor:
         # A pointwise reranker runs in a store and output cache of the sweep's own: each pair is scored once
@@ -41,7 +42,7 @@ def depth_report(args: argparse.Namespace, fmt: str, dataset: Any, qrels: Qrels,
         # pairs) makes a depth look cheaper than it is. Other rerankers use the shared store: their stages
         # (LLM windows, hours) resume across sessions and are reused, with the cost recorded when computed.
         if pointwise(pipeline):
-            private = Path(scratch.name) / str(len(list(Path(scratch.name).iterdir())))
+            private = Path(scratch.name) / str(next(numbers))
             return Executor(private / "stages", index_cache=cache_dir(), batch_queries=8, retrieve_batch=256,
                             output_cache=private / "outputs")  # fmt: skip
         return Executor(cache_dir() / "stages", index_cache=cache_dir(), batch_queries=8, retrieve_batch=256)

@@ -75,8 +75,12 @@ def pointwise(pipeline: PipelineSpec) -> bool:
 
     if len(pipeline.stages) != 2:
         return False
-    cls = METHODS.get(pipeline.last.spec.name)
-    return isinstance(cls, type) and issubclass(cls, PointwiseReranker)
+    spec = pipeline.last.spec
+    # Dynamic int8 (no calibration) is the one pointwise path whose ``batch_invariant`` is false: its cached
+    # scores are read back only for the same batch, so a depth reuses nothing and its cost is its own.
+    dynamic = spec.kwargs.get("precision") == "int8" and not spec.kwargs.get("calibration")
+    cls = METHODS.get(spec.name)
+    return isinstance(cls, type) and issubclass(cls, PointwiseReranker) and not dynamic
 
 
 def sweep(
@@ -93,7 +97,7 @@ def sweep(
 
     points = []
     for pipeline in pipelines:
-        executor = executor_for(pipeline)
+        executor, cumulative = executor_for(pipeline), pointwise(pipeline)
         carried, carried_seconds = Cost(), 0.0
         for depth in sorted(depths):
             output = executor.output(at_depth(pipeline, depth), source)
@@ -101,7 +105,7 @@ def sweep(
             manifests = [s.manifest for s in stages if s is not None]
             cost = sum((Cost(**(m.get("cost") or {})) for m in manifests), Cost())
             seconds = sum(m.get("seconds") or 0.0 for m in manifests)
-            if pointwise(pipeline):  # this depth's own work is the work of every depth up to it
+            if cumulative:  # this depth's own work is the work of every depth up to it
                 carried, carried_seconds = carried + cost, carried_seconds + seconds
                 cost, seconds = carried, carried_seconds
             queries = max(len(source.queries), 1)

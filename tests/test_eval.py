@@ -149,3 +149,15 @@ def test_a_depth_sweep_measures_each_depth_and_scores_each_pair_once(tmp_path, c
         points[(spec, d)]["measures"]["nDCG@10"] for d in (2, 5, 10)
     )
     assert (tmp_path / "depths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.unit
+def test_only_batch_invariant_pointwise_rerankers_carry_their_cost_across_depths():
+    from eval.depths import pointwise
+    from rerank.spec import parse_pipeline
+
+    assert pointwise(parse_pipeline("run(name=bm25) >> bi-encoder(model=minilm)"))
+    assert pointwise(parse_pipeline("run(name=bm25) >> bi-encoder(model=minilm, precision=int8, calibration=8)"))
+    assert not pointwise(parse_pipeline("run(name=bm25) >> bi-encoder(model=minilm, precision=int8)"))  # per batch
+    assert not pointwise(parse_pipeline("run(name=bm25) >> listwise(model=m)"))
+    assert not pointwise(parse_pipeline("run(name=bm25) >> bi-encoder(model=minilm) % 5 >> random"))

@@ -143,7 +143,7 @@ def _place_labels(figure: Any, axis: Any, points: Sequence[tuple[float, float]],
         for offset in _OFFSETS:
             box = _box(axis, renderer, labels[i], points[i], offset, i in front)
             clash = sum(_overlap(box, other) for other in taken)
-            clash += sum(50.0 for j, (x, y) in enumerate(dots) if j != i and box.expanded(1.0, 1.0).contains(x, y))
+            clash += sum(50.0 for j, (x, y) in enumerate(dots) if j != i and box.contains(x, y))
             clash += 1e6 * (box.x0 < frame.x0 or box.x1 > frame.x1 or box.y0 < frame.y0 or box.y1 > frame.y1)
             if best is None or clash < best[0]:
                 best = (clash, offset)
