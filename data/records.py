@@ -45,11 +45,17 @@ class Document:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A document in a ranked list; ``text`` is carried when the source had it."""
+    """A document in a ranked list; ``text`` is carried when the source had it.
+
+    ``title`` marks the title ``text`` begins with (a store's ``full_text``: title, a space, body), so a method
+    that splits a document into windows can put the title on each (``split``); the text every other method
+    reads already holds it. Comparisons ignore it: it adds no text.
+    """
 
     docid: str
     score: float
     text: str | None = None
+    title: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.docid, str) or not self.docid:
@@ -61,6 +67,8 @@ class Candidate:
             raise ValueError(f"candidate {self.docid!r}: score is NaN")
         if self.text is not None and not isinstance(self.text, str):
             raise TypeError(f"candidate {self.docid!r}: text must be a string or None, not {type(self.text).__name__}")
+        if self.title is not None and (self.text is None or not self.text.startswith(f"{self.title} ")):
+            raise ValueError(f"candidate {self.docid!r}: its text does not begin with its title {self.title!r}")
 
 
 def trec_order_key(candidate: Candidate) -> tuple[float, tuple[int, ...]]:

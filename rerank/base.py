@@ -273,7 +273,7 @@ def scored_ranking(request: RerankRequest, scores: Sequence[float]) -> Ranking:
     """The request's candidates with new scores, in contract order."""
     if len(scores) != len(request.candidates):
         raise RuntimeError(f"{len(scores)} scores for {len(request.candidates)} candidates of {request.query.qid!r}")
-    rescored = (Candidate(c.docid, float(s), c.text) for c, s in zip(request.candidates, scores, strict=True))
+    rescored = (Candidate(c.docid, float(s), c.text, c.title) for c, s in zip(request.candidates, scores, strict=True))
     return Ranking.sorted(request.query.qid, rescored)
 
 
@@ -313,7 +313,7 @@ class PointwiseReranker(Reranker):
             queries.extend([request.query.text] * len(request_texts))
             texts.extend(request_texts)
             docids.extend(c.docid for c in request.candidates)
-        pairs = self._score_with_cache(queries, texts, docids)
+        pairs = self.score_cached(queries, texts, docids)
         elapsed = time.perf_counter() - start
         results: list[RerankResult] = []
         offset = 0
@@ -331,7 +331,13 @@ class PointwiseReranker(Reranker):
             offset = end
         return results
 
-    def _score_with_cache(self, queries: list[str], texts: list[str], docids: list[str]) -> PairScores:
+    def document_limit(self) -> tuple[int, str] | None:
+        """How much of a document the model reads, ``(n, "tokens")`` or ``(n, "words")``; None where unknown.
+        ``split`` refuses a window longer than this (it would be cut)."""
+        return None
+
+    def score_cached(self, queries: list[str], texts: list[str], docids: list[str]) -> PairScores:
+        """``score_pairs`` through the model-output cache (``use_cache``): pairs scored before are read back."""
         if not texts:
             return PairScores([], [], [], 0)
         if self.cache is None:

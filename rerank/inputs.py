@@ -69,7 +69,9 @@ def attach_texts(candidates: tuple[Candidate, ...], store: DocumentStore | None)
     if store is None:
         raise ValueError("candidates have no texts and no document store or corpus was given")
     docs = store.get_many([c.docid for c in candidates])
-    return tuple(Candidate(c.docid, c.score, d.full_text) for c, d in zip(candidates, docs, strict=True))
+    return tuple(
+        Candidate(c.docid, c.score, d.full_text, d.title or None) for c, d in zip(candidates, docs, strict=True)
+    )
 
 
 def fingerprint(requests: Iterable[RerankRequest]) -> str:

@@ -264,6 +264,45 @@ CASES = [
         INVALID,
         "window_size must be an integer",
     ),
+    # -- split (long documents): each names its parameter, before a model loads where it can -------------
+    Case(
+        "split window over the model's limit",
+        [*RUN, "--reranker", "split(inner=bi-encoder(model=minilm), window=300)"],
+        INVALID,
+        "window=300 words is more than bi-encoder reads of a document (256 tokens)",
+        [*RUN, "--reranker", "split(inner=bi-encoder(model=minilm), window=30, stride=15)"],
+    ),
+    Case(
+        "split stride 0",
+        [*RUN, "--reranker", "split(inner=bi-encoder(model=minilm), stride=0)"],
+        INVALID,
+        "stride must be at least 1, not 0",
+    ),
+    Case(
+        "split stride over the window",
+        [*RUN, "--reranker", "split(inner=bi-encoder(model=minilm), window=50, stride=80)"],
+        INVALID,
+        "stride must be between 1 and the window (50), not 80 (words between windows would be skipped)",
+    ),
+    Case(
+        "split unknown aggregation",
+        [*RUN, "--reranker", "split(inner=bi-encoder(model=minilm), aggregate=kmaxp)"],
+        INVALID,
+        "aggregate must be one of",
+    ),
+    Case(
+        "split over a listwise method",
+        [*RUN, "--reranker", 'split(inner="listwise(model=sort, backend=scripted)")'],
+        INVALID,
+        "split scores each window on its own, so inner is a pointwise method",
+    ),
+    Case(
+        "split in tokens of a model without a tokenizer",
+        [*RUN, "--reranker", 'split(inner="llm-pointwise(model=sort, backend=scripted)", window=64, stride=32, '
+                             "unit=tokens)"],
+        INVALID,
+        "has no tokenizer to count tokens with; use unit=words",
+    ),
     Case(
         "device that is no device",
         [*RUN, "--reranker", "bi-encoder(device=tpu)"],

@@ -38,6 +38,8 @@ CONTRACT_SPECS = {
     "setwise": "setwise(model=sort, backend=scripted, num_child=2, k=3)",
     "groupwise": "groupwise(model=sort, backend=scripted, group_size=3, rounds=2)",
     "jointrank": 'jointrank(inner="first(model=sort, backend=scripted, window_size=4)", block_size=4, replicas=2)',
+    # every window of every candidate scored by the inner method in one call (rerank.methods.split)
+    "split": "split(inner=bi-encoder(model=minilm, batch_size=4), window=4, stride=2)",
     # through `rerank serve` of the MiniLM bi-encoder on loopback (tests/conftest.py: minilm_server)
     "remote": 'remote(base_url="{served}")',
     "fuse": "fuse(rerankers=[bi-encoder(model=minilm, batch_size=4), pairwise(model=sort, backend=scripted, k=3)])",

@@ -159,6 +159,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     return (
         f"reranked {summary['queries']} queries ({summary['candidates']} candidates, {summary['resumed']} queries "
         f"from checkpoint) with {summary['spec']} in {summary['seconds']:.1f}s ({per_query:.2f} s/query); "
-        f"{cost['calls']:g} model calls, {cost['input_tokens']} input tokens, {cost['output_tokens']} output tokens, "
+        f"{cost['calls']:g} model calls, {_windows(cost)}{cost['input_tokens']} input tokens, "
+        f"{cost['output_tokens']} output tokens, "
         f"{cost['truncated']} truncated, {cost['parse_failures']} parse failures -> {summary['output']}"
     )
+
+
+def _windows(cost: dict[str, Any]) -> str:
+    """How many passages a split reranker scored (said only where documents were split)."""
+    return f"{cost['windows']} windows, " if cost.get("windows") else ""

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from data.export import Backend
 from data.inference import NEUTRAL, SentenceEncoder, backend_libraries, check_backend
-from data.models import check_model, resolve_model
+from data.models import check_model, quiet_loading, resolve_model
 from data.optional import optional_import
 from rerank.base import PairScores, PointwiseReranker
 
@@ -93,7 +93,8 @@ class BiEncoderReranker(PointwiseReranker):
             )
             return
         st = optional_import("sentence_transformers")
-        self._encoder = st.SentenceTransformer(resolve_model(model), device=device)
+        with quiet_loading():  # a sub-second load needs no bar (a spec error after it would follow the bar)
+            self._encoder = st.SentenceTransformer(resolve_model(model), device=device)
         if max_length is not None:
             self._encoder.max_seq_length = max_length
 
@@ -183,6 +184,11 @@ class BiEncoderReranker(PointwiseReranker):
         if self._gguf is not None:
             return None  # llama.cpp's own tokenizer has no offsets to cut texts by
         return self._sentence.tokenizer if self._sentence is not None else self._encoder.tokenizer
+
+    def document_limit(self) -> tuple[int, str]:
+        if self._gguf is not None:
+            return self._gguf.window, "tokens"
+        return (self._sentence.max_length if self._sentence is not None else self._encoder.max_seq_length), "tokens"
 
     def _encode(self, texts: list[str]) -> Any:
         if self._sentence is not None:

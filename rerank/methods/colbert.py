@@ -140,6 +140,9 @@ class ColBERTReranker(PointwiseReranker):
     def tokenizer(self) -> Any:
         return self._tokenizer
 
+    def document_limit(self) -> tuple[int, str]:
+        return self.document_length, "tokens"
+
     def _ids(self, texts: Sequence[str], limit: int) -> list[list[int]]:
         """Token ids cut to ``limit`` with the marker after ``[CLS]`` (PyLate: stripped, cut one short, marked)."""
         clean = [t.strip().lower() if self.lowercase else t.strip() for t in texts]

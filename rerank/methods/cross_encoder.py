@@ -197,6 +197,9 @@ class CrossEncoderReranker(PointwiseReranker):
     def tokenizer(self) -> Any:
         return self._tokenizer
 
+    def document_limit(self) -> tuple[int, str]:
+        return self._limit, "tokens"
+
     def _arrays(self, chunk: Sequence[int], inputs: list[list[int]], types: list[list[int]]) -> dict[str, Any]:
         """One padded batch as int64 arrays (token types only for models that have them)."""
         import numpy as np

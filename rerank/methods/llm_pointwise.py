@@ -126,6 +126,12 @@ class LLMPointwiseReranker(PointwiseReranker):
         """The exact text the model reads for this pair, cut as scoring cuts it."""
         return self.backend.prompt_text(self._prompt(query, text)[0])
 
+    def document_limit(self) -> tuple[int, str]:
+        # a chat template cuts the whole prompt in tokens; the plain one, the passage in words
+        if self.chat is not None and self.max_length:
+            return int(self.max_length), "tokens"
+        return self.max_words, "words"
+
     def _prompt(self, query: str, text: str) -> tuple[Prompt, bool]:
         """One pair's prompt and whether its passage was cut: a chat template's rendered text, or the plain
         template's conversation for the backend to render."""

@@ -261,6 +261,9 @@ class MonoT5Reranker(T5Method, PointwiseReranker):
 
     method = "mono-t5"
 
+    def document_limit(self) -> tuple[int, str]:
+        return self._room, "tokens"
+
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         prompts = [f"Query: {q} Document: {d}" for q, d in zip(queries, texts, strict=True)]
         if not prompts:

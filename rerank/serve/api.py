@@ -8,6 +8,12 @@
 - text-embeddings-inference ``POST /rerank``: ``query, texts, truncate, raw_scores, return_text``
   -> ``[{index, score, text?}]``; without ``raw_scores`` a score is ``sigmoid(raw)`` as TEI gives it.
 
+All three take ``passages`` (a rerank extension): ``{"aggregate": "maxp", "window": 150, "stride": 75, "unit":
+"words", "tail": "keep", "max_windows": null}`` splits each document into windows, scores every window and gives
+the document its best (``maxp``), first, summed or mean window score, as the ``split`` method does
+(``rerank.passages``); it needs a served pipeline of one pointwise method. Cohere v1's ``max_chunks_per_doc``
+is ``passages`` with ``max_windows`` set: each document's first N windows, the best one.
+
 Results are sorted by score, best first (ties by the caller's index), cut to ``top_n``; ``index`` is the
 document's position in the caller's list. Documents longer than the model's window are truncated,
 never refused: ``meta.warnings`` (and the ``X-Rerank-Truncated`` header) say how many.
@@ -17,11 +23,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
 Document = StrictStr | dict[str, Any]
+
+
+class Passages(BaseModel):
+    """Split long documents into windows and aggregate their scores (the ``split`` method's parameters)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    aggregate: Literal["maxp", "firstp", "sump", "meanp"] = "maxp"
+    window: int = Field(default=150, ge=1)
+    stride: int = Field(default=75, ge=1)
+    unit: Literal["words", "tokens"] = "words"
+    tail: Literal["keep", "drop"] = "keep"
+    max_windows: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _stride_within_window(self) -> Passages:
+        if self.stride > self.window:
+            raise ValueError(f"stride ({self.stride}) must not exceed window ({self.window}): words would be skipped")
+        return self
 
 
 class _Request(BaseModel):
@@ -29,6 +54,7 @@ class _Request(BaseModel):
 
     query: StrictStr = Field(min_length=1)
     top_n: int | None = Field(default=None, ge=1)
+    passages: Passages | None = None
 
     @field_validator("query")
     @classmethod
@@ -49,7 +75,13 @@ class CohereV1Request(_Request):
     documents: list[Document] = Field(min_length=1)
     return_documents: bool = False
     rank_fields: list[StrictStr] | None = Field(default=None, min_length=1)
-    max_chunks_per_doc: int | None = None  # accepted for compatibility; a document is scored whole (truncated)
+    max_chunks_per_doc: int | None = Field(default=None, ge=1)  # Cohere's chunking: passages with max_windows
+
+    def chunked(self) -> Passages | None:
+        """The passages asked for: ``passages``, or ``max_chunks_per_doc`` as MaxP over that many windows."""
+        if self.max_chunks_per_doc is None:
+            return self.passages
+        return (self.passages or Passages()).model_copy(update={"max_windows": self.max_chunks_per_doc})
 
 
 class TEIRequest(_Request):

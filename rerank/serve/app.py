@@ -36,10 +36,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from data.errors import BackendError
 from data.records import Candidate, Query, RerankRequest
+from rerank.passages import aggregate
 from rerank.serve.api import (
     CohereV1Request,
     CohereV2Request,
     DocumentError,
+    Passages,
     TEIRequest,
     document_texts,
     meta,
@@ -91,8 +93,10 @@ class Service:
         rerank: Callable[[Sequence[RerankRequest]], Sequence[Any]],
         settings: ServeSettings,
         cut_tokens: Tokenizer | None = None,
+        scorer: Any = None,
     ):
         self.settings = settings
+        self._scorer = scorer  # the served pipeline's one pointwise method, if it is one: it can score windows
         self.metrics = Metrics()
         self.batcher = Batcher(rerank, settings.limits, on_batch=self.metrics.observe_batch)
         self._cut_tokens = cut_tokens
@@ -102,17 +106,26 @@ class Service:
         self.failing: str | None = None  # the model's last error, until a batch succeeds again (/ready says it)
 
     async def rank(
-        self, query: str, texts: Sequence[str], max_tokens_per_doc: int | None = None, field: str = "documents"
+        self,
+        query: str,
+        texts: Sequence[str],
+        max_tokens_per_doc: int | None = None,
+        field: str = "documents",
+        passages: Passages | None = None,
     ) -> Scored:
         """``field`` is the request's name for the texts (``documents``; TEI's ``texts``), for the 413."""
         if len(texts) > self.settings.max_documents:
             raise APIError(413, f"{len(texts)} {field}; at most {self.settings.max_documents} per request", field)
         if max_tokens_per_doc is not None:
+            if passages is not None:
+                raise APIError(422, "max_tokens_per_doc cuts each document, passages splits it: give one", "passages")
             cut = self._cut_tokens or _cut_words
             texts = [cut(t, max_tokens_per_doc) for t in texts]
+        windows = self._windows(texts, passages) if passages is not None else None
+        scored = [w for split, _ in windows for w in split] if windows is not None else texts
         # A private qid and docids = positions: coalesced requests can share a query text and never mix.
         request = RerankRequest(
-            Query(f"q{next(self._ids)}", query), tuple(Candidate(str(i), 0.0, t) for i, t in enumerate(texts))
+            Query(f"q{next(self._ids)}", query), tuple(Candidate(str(i), 0.0, t) for i, t in enumerate(scored))
         )
         self.metrics.queue_depth.set(self.batcher.depth)
         try:
@@ -131,10 +144,35 @@ class Service:
         self.failing = None
         scores = {int(c.docid): c.score for c in result.ranking.candidates}
         cost = result.cost
-        self.metrics.pairs.inc(len(texts))
+        truncated = int(cost.truncated)
+        if windows is not None and passages is not None:
+            offsets = list(itertools.accumulate((len(split) for split, _ in windows), initial=0))
+            scores = {i: aggregate([scores[k] for k in range(offsets[i], offsets[i + 1])], passages.aggregate)
+                      for i in range(len(windows))}  # fmt: skip
+            truncated += sum(cut for _, cut in windows)
+        self.metrics.pairs.inc(len(scored))
         self.metrics.tokens.inc(cost.input_tokens)
-        self.metrics.truncated.inc(cost.truncated)
-        return Scored(ordered_keys(scores), scores, int(cost.input_tokens), int(cost.truncated))
+        self.metrics.truncated.inc(truncated)
+        return Scored(ordered_keys(scores), scores, int(cost.input_tokens), truncated)
+
+    def _windows(self, texts: Sequence[str], passages: Passages) -> list[tuple[list[str], bool]]:
+        """Each text's windows, as the ``split`` method cuts them (FirstP: the first only), and whether words of
+        it are in none; 422 where the served pipeline cannot score windows or the window does not fit it."""
+        from data.errors import InvalidSpecError
+        from rerank.passages import splitter_for
+
+        if self._scorer is None:
+            raise APIError(422, f"passages: {self.settings.spec} does not score each document on its own; serve one "
+                                "pointwise method (bi-encoder, cross-encoder, …) to split documents", "passages")  # fmt: skip
+        options = passages.model_dump(exclude={"aggregate"})
+        try:
+            splitter = splitter_for(self._scorer, **options, aggregate=passages.aggregate, where="passages")
+        except InvalidSpecError as err:
+            raise APIError(422, str(err), "passages") from None
+        split = [splitter.split(t) for t in texts]
+        if passages.aggregate == "firstp":
+            return [(windows[:1], False) for windows, _ in split]
+        return split
 
 
 def ordered_keys(scores: Mapping[int, float]) -> list[int]:
@@ -220,12 +258,13 @@ def create_app(service: Service) -> Any:
             raise APIError(401, "a valid 'Authorization: Bearer KEY' header is required", "Authorization",
                            {"WWW-Authenticate": "Bearer"})  # fmt: skip
 
-    async def rank(query: str, texts: Sequence[str], max_tokens: int | None = None, field: str = "documents") -> Scored:
+    async def rank(query: str, texts: Sequence[str], max_tokens: int | None = None, field: str = "documents",
+                   passages: Passages | None = None) -> Scored:  # fmt: skip
         if service.stopping:
             raise APIError(503, "the server is stopping")
         service.accepted += 1
         try:
-            return await service.rank(query, texts, max_tokens, field)
+            return await service.rank(query, texts, max_tokens, field, passages)
         finally:
             service.answered += 1
 
@@ -234,7 +273,7 @@ def create_app(service: Service) -> Any:
     @app.post("/v2/rerank", dependencies=guarded, summary="Cohere v2 rerank")
     async def cohere_v2(body: CohereV2Request) -> Any:
         texts = _texts(body.documents, None)
-        scored = await rank(body.query, texts, body.max_tokens_per_doc)
+        scored = await rank(body.query, texts, body.max_tokens_per_doc, passages=body.passages)
         results = [{"index": i, "relevance_score": scored.scores[i]} for i in _top(scored.order, body.top_n)]
         return JSONResponse(
             {"id": str(uuid.uuid4()), "results": results, "meta": meta("2", scored.input_tokens, scored.truncated)},
@@ -244,7 +283,7 @@ def create_app(service: Service) -> Any:
     @app.post("/v1/rerank", dependencies=guarded, summary="Cohere v1 / Jina / Infinity / vLLM rerank")
     async def cohere_v1(body: CohereV1Request) -> Any:
         texts = _texts(body.documents, body.rank_fields)
-        scored = await rank(body.query, texts)
+        scored = await rank(body.query, texts, passages=body.chunked())
         results = []
         for i in _top(scored.order, body.top_n):
             result: dict[str, Any] = {"index": i, "relevance_score": scored.scores[i]}
@@ -265,7 +304,7 @@ def create_app(service: Service) -> Any:
 
     @app.post("/rerank", dependencies=guarded, summary="text-embeddings-inference rerank")
     async def tei(body: TEIRequest) -> Any:
-        scored = await rank(body.query, body.texts, field="texts")
+        scored = await rank(body.query, body.texts, field="texts", passages=body.passages)
         answer = []
         for i in _top(scored.order, body.top_n):
             raw = scored.scores[i]

@@ -103,6 +103,15 @@ def warm_up(rerank: Callable[[Sequence[RerankRequest]], Sequence[Any]]) -> float
     return time.perf_counter() - start
 
 
+def pointwise_scorer(pipeline: PipelineSpec, first: Any) -> Any:
+    """The served reranker if the pipeline is one pointwise method and no cutoff (it can score a request's
+    documents split into windows, ``passages``), else None."""
+    from rerank.base import PointwiseReranker
+
+    one = len(pipeline.stages) == 1 and pipeline.stages[0].cutoff is None and pipeline.first.spec.name != CONCAT
+    return first if one and isinstance(first, PointwiseReranker) else None
+
+
 def token_cutter(reranker: Any) -> Callable[[str, int], str] | None:
     """Cuts a text to N tokens of the reranker's own tokenizer (for ``max_tokens_per_doc``), if it has one."""
     tokenizer = reranker.tokenizer() if hasattr(reranker, "tokenizer") else None
@@ -146,7 +155,7 @@ def serve(
     uvicorn = optional_import("uvicorn")
     rerank, first = load_served(pipeline)
     log.warning("rerank serve: warm-up request answered in %.2f s", warm_up(rerank))
-    app = create_app(Service(rerank, settings, token_cutter(first)))
+    app = create_app(Service(rerank, settings, token_cutter(first), pointwise_scorer(pipeline, first)))
 
     class Server(uvicorn.Server):  # type: ignore[name-defined]
         def handle_exit(self, sig: int, frame: Any) -> None:
