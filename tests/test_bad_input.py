@@ -298,8 +298,11 @@ CASES = [
     ),
     Case(
         "split in tokens of a model without a tokenizer",
-        [*RUN, "--reranker", 'split(inner="llm-pointwise(model=sort, backend=scripted)", window=64, stride=32, '
-                             "unit=tokens)"],
+        [
+            *RUN,
+            "--reranker",
+            'split(inner="llm-pointwise(model=sort, backend=scripted)", window=64, stride=32, unit=tokens)',
+        ],
         INVALID,
         "has no tokenizer to count tokens with; use unit=words",
     ),

@@ -210,11 +210,29 @@ def test_a_failed_model_call_fails_the_batch_whole_and_a_retry_ranks_every_candi
                 raise RuntimeError("the model failed")
             return PairScores([float(len(t)) for t in texts], [1] * len(texts), [False] * len(texts), 1)
 
-    request = RerankRequest(Query("q", "x"), (Candidate("a", 0.0, "one two three four five"), Candidate("b", 0.0, "six")))
+    request = RerankRequest(
+        Query("q", "x"), (Candidate("a", 0.0, "one two three four five"), Candidate("b", 0.0, "six"))
+    )
     split = SplitReranker(Flaky(), window=2, stride=1)
     with pytest.raises(RuntimeError, match="the model failed"):
         split.rerank([request])
     (result,) = split.rerank([request])
     assert sorted(c.docid for c in result.ranking) == ["a", "b"] and result.cost.windows == 5
-    assert result.ranking.candidates[0].score == max(len(w) for w in ("one two", "two three", "three four", "four five"))
+    assert result.ranking.candidates[0].score == max(
+        len(w) for w in ("one two", "two three", "three four", "four five")
+    )
     assert math.isclose(result.ranking.candidates[1].score, 3.0)
+
+
+@pytest.mark.unit
+def test_the_service_refuses_passages_for_a_pipeline_that_does_not_score_documents_one_by_one():
+    import asyncio
+
+    from rerank.serve.api import Passages
+    from rerank.serve.app import APIError, ServeSettings, Service
+    from rerank.serve.batcher import BatchLimits
+
+    service = Service(lambda requests: [], ServeSettings("listwise(model=sort, backend=scripted)", BatchLimits()))
+    with pytest.raises(APIError, match="does not score each document on its own") as refused:
+        asyncio.run(service.rank("q", ["a b c"], passages=Passages(window=2, stride=1)))
+    assert refused.value.status == 422 and refused.value.field == "passages"

@@ -135,6 +135,45 @@ def test_truncation_is_reported_and_max_tokens_per_doc_cuts(minilm_server):
     assert "warnings" not in cut["meta"]
 
 
+def test_passages_split_long_documents_as_the_split_method_does(minilm_server, minilm_bi_encoder):
+    """``passages`` on every wire format gives the scores of ``split`` over the served model, counts the
+    windows the model cut or left out, and Cohere v1's ``max_chunks_per_doc`` is MaxP over that many windows."""
+    from data.records import Candidate, Query, RerankRequest
+    from rerank.methods.split import SplitReranker
+
+    words = ["sky", "blue", "clouds", "rain", "storm", "sun", "wind", "night", "stars", "moon"]
+    documents = [" ".join(words[i % 10] for i in range(k, k + 90)) for k in range(3)] + ["the sky is blue"]
+    query = "when is the sky blue"
+    request = RerankRequest(Query("q", query), tuple(Candidate(str(i), 0.0, d) for i, d in enumerate(documents)))
+
+    def expected(**options):
+        (result,) = SplitReranker(minilm_bi_encoder, **options).rerank([request])
+        return {int(c.docid): c.score for c in result.ranking}, result.cost.truncated
+
+    passages = {"aggregate": "meanp", "window": 20, "stride": 10}
+    scores, _ = expected(aggregate="meanp", window=20, stride=10)
+    v2 = httpx.post(f"{minilm_server}/v2/rerank", headers=AUTH,
+                    json={"query": query, "documents": documents, "passages": passages}).json()  # fmt: skip
+    tei = httpx.post(f"{minilm_server}/rerank", headers=AUTH,
+                     json={"query": query, "texts": documents, "passages": passages, "raw_scores": True}).json()  # fmt: skip
+    assert {r["index"]: r["relevance_score"] for r in v2["results"]} == pytest.approx(scores, abs=1e-6)
+    assert {r["index"]: r["score"] for r in tei} == pytest.approx(scores, abs=1e-6)
+    # max_chunks_per_doc=2: each document's first two windows, the best of them; the rest counted as cut
+    scores, cut = expected(window=20, stride=10, max_windows=2)
+    v1 = httpx.post(
+        f"{minilm_server}/v1/rerank",
+        headers=AUTH,
+        json={
+            "query": query,
+            "documents": documents,
+            "max_chunks_per_doc": 2,
+            "passages": {"window": 20, "stride": 10},
+        },
+    )
+    assert {r["index"]: r["relevance_score"] for r in v1.json()["results"]} == pytest.approx(scores, abs=1e-6)
+    assert cut == 3 and v1.headers["X-Rerank-Truncated"] == "3"
+
+
 BAD_REQUESTS = [
     # (name, method, route, body or raw bytes, headers, status, field)
     ("missing query", "POST", "/v2/rerank", {"documents": ["a"]}, AUTH, 422, "query"),
@@ -160,6 +199,11 @@ BAD_REQUESTS = [
     ("wrong method", "GET", "/v2/rerank", None, AUTH, 405, None),
     ("tei too many texts", "POST", "/rerank", {"query": "q", "texts": ["a"] * 51}, AUTH, 413, "texts"),
     ("docs without a key", "GET", "/docs", None, {}, 401, "Authorization"),
+    ("passages stride over window", "POST", "/v2/rerank", {"query": "q", "documents": ["a"], "passages": {"window": 5, "stride": 9}}, AUTH, 422, "passages"),
+    ("passages unknown aggregation", "POST", "/v2/rerank", {"query": "q", "documents": ["a"], "passages": {"aggregate": "kmax"}}, AUTH, 422, "passages.aggregate"),
+    ("passages window over the model's", "POST", "/rerank", {"query": "q", "texts": ["a"], "passages": {"window": 400, "stride": 200}}, AUTH, 422, "passages"),
+    ("passages and max_tokens_per_doc", "POST", "/v2/rerank", {"query": "q", "documents": ["a"], "passages": {}, "max_tokens_per_doc": 5}, AUTH, 422, "passages"),
+    ("passages unknown field", "POST", "/v2/rerank", {"query": "q", "documents": ["a"], "passages": {"windw": 5}}, AUTH, 422, "passages.windw"),
     ("openapi without a key", "GET", "/openapi.json", None, {}, 401, "Authorization"),
     ("a form body", "POST", "/v2/rerank", b"query=q&documents=a", {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}, 415, "Content-Type"),
     ("no content type", "POST", "/v2/rerank", b'{"query": "q", "documents": ["a"]}', {**AUTH, "Content-Type": ""}, 415, "Content-Type"),

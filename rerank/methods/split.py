@@ -105,7 +105,7 @@ class SplitReranker(Reranker):
         elapsed = time.perf_counter() - started
         results: list[RerankResult] = []
         offset = 0
-        for request, windows, cut in zip(requests, counts, unread, strict=True):
+        for request, windows, left_out in zip(requests, counts, unread, strict=True):
             scores = []
             start = offset
             for n in windows:
@@ -115,7 +115,7 @@ class SplitReranker(Reranker):
             cost = Cost(
                 calls=pairs.calls * share,
                 input_tokens=sum(pairs.input_tokens[start:offset]),
-                truncated=sum(pairs.truncated[start:offset]) + cut,
+                truncated=sum(pairs.truncated[start:offset]) + left_out,
                 windows=offset - start,
                 seconds=elapsed * share,
             )
