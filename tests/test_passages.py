@@ -236,3 +236,37 @@ def test_the_service_refuses_passages_for_a_pipeline_that_does_not_score_documen
     with pytest.raises(APIError, match="does not score each document on its own") as refused:
         asyncio.run(service.rank("q", ["a b c"], passages=Passages(window=2, stride=1)))
     assert refused.value.status == 422 and refused.value.field == "passages"
+
+
+INNER = {
+    "cross-encoder": 'cross-encoder(model="{cross_encoder}", max_length=64)',
+    "mono-t5": 'mono-t5(model="{t5}", max_length=64)',
+    "colbert": 'colbert(model="{colbert}")',
+    "llm-pointwise": "llm-pointwise(model=sort, backend=scripted)",
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("method", sorted(INNER))
+def test_split_runs_over_every_pointwise_method_and_knows_its_limit(method, request):
+    """MaxP over any pointwise method is the best of that method's scores of the windows, and a window over
+    what the method reads of a document is refused."""
+    from data.errors import InvalidSpecError
+    from rerank.methods.split import SplitReranker
+    from rerank.registry import load_reranker
+
+    dirs = {name: request.getfixturevalue(f"{name}_dir") if f"{{{name}}}" in INNER[method] else ""
+            for name in ("cross_encoder", "t5", "colbert")}  # fmt: skip
+    inner = load_reranker(INNER[method].format(**dirs))
+    split = SplitReranker(inner, window=6, stride=3)
+    text = "tides rise and fall twice a day because the moon pulls the oceans while the earth turns"
+    query = Query("q", "what causes tides")
+    (result,) = split.rerank([RerankRequest(query, (Candidate("long", 0.0, text), Candidate("short", 0.0, "tides")))])
+    windows = Splitter(6, 3).split(text)[0]
+    (alone,) = inner.rerank([RerankRequest(query, tuple(Candidate(f"w{i}", 0.0, w) for i, w in enumerate(windows)))])
+    scores = {c.docid: c.score for c in result.ranking}
+    assert scores["long"] == pytest.approx(max(c.score for c in alone.ranking), abs=1e-5)
+    assert result.cost.windows == len(windows) + 1
+    limit, unit = inner.document_limit()
+    with pytest.raises(InvalidSpecError, match=rf"window={limit + 1} words is more than {method} reads"):
+        SplitReranker(inner, window=limit + 1, stride=1)
