@@ -267,6 +267,6 @@ def test_split_runs_over_every_pointwise_method_and_knows_its_limit(method, requ
     scores = {c.docid: c.score for c in result.ranking}
     assert scores["long"] == pytest.approx(max(c.score for c in alone.ranking), abs=1e-5)
     assert result.cost.windows == len(windows) + 1
-    limit, unit = inner.document_limit()
+    limit, _ = inner.document_limit()
     with pytest.raises(InvalidSpecError, match=rf"window={limit + 1} words is more than {method} reads"):
         SplitReranker(inner, window=limit + 1, stride=1)
