@@ -97,7 +97,14 @@ TRICKY = [  # what RankLLM's cleaning is for: brackets that pass for ids, mojiba
 
 LISTWISE_TEMPLATES = [("listwise(template=rankzephyr", "rank_zephyr_template.yaml"),
                       ("listwise(template=rankgpt", "rank_gpt_template.yaml"),
+                      ("listwise(template=insertrank", "insert_rank_template.yaml"),
                       ("first(template=first", "rank_zephyr_alpha_template.yaml")]  # fmt: skip
+
+
+def window_scores(n: int) -> list[float]:
+    """First-stage scores for a window (InsertRank shows them; other templates ignore them): rounding cases
+    of RankLLM's three decimals, negatives and integers among them."""
+    return [[15.7806, 2.0005, -1.25, 0.0, 7.0, 10.12345, 3.99951][i % 7] for i in range(n)]
 
 
 def listwise_windows(dl19) -> list[tuple[str, list[str]]]:
@@ -108,7 +115,8 @@ def listwise_windows(dl19) -> list[tuple[str, list[str]]]:
 @pytest.fixture(scope="module")
 def rankllm_messages(rankllm_site, dl19, tmp_path_factory) -> dict[str, list]:
     """RankLLM's messages for the windows under each template, rendered in one run of the reference."""
-    prompts = [{"query": q, "passages": p, "max_length": 40} for q, p in listwise_windows(dl19)]
+    prompts = [{"query": q, "passages": p, "max_length": 40, "scores": window_scores(len(p))}
+               for q, p in listwise_windows(dl19)]  # fmt: skip
     renders = [{"template": reference, "prompts": prompts, "use_alpha": method.startswith("first")}
                for method, reference in LISTWISE_TEMPLATES]  # fmt: skip
     output = run_reference(rankllm_site, {"renders": renders}, tmp_path_factory.mktemp("rankllm"))
@@ -119,17 +127,19 @@ def rankllm_messages(rankllm_site, dl19, tmp_path_factory) -> dict[str, list]:
 @pytest.mark.parametrize(("method", "reference"), LISTWISE_TEMPLATES)
 def test_listwise_prompts_are_rankllms(method, reference, rankllm_messages, dl19):
     """The messages for DL19 windows (and passages RankLLM's cleaning rewrites) are RankLLM's, byte for byte:
-    RankZephyr's and RankGPT's numbered templates for listwise, the alphabetical one for FIRST."""
+    RankZephyr's, RankGPT's and InsertRank's (with each passage's score) numbered templates for listwise, the
+    alphabetical one for FIRST."""
     from rerank import load_reranker
 
     reranker = load_reranker(f"{method}, backend=scripted, model=sort)")
-    ours = [reranker.messages(q, p, 40) for q, p in listwise_windows(dl19)]
+    ours = [reranker.messages(q, p, 40, window_scores(len(p))) for q, p in listwise_windows(dl19)]
     assert ours == rankllm_messages[reference]
 
 
-def dl19_reference_config(dl19, template: str, **options) -> tuple[Path, list, dict]:
+def dl19_reference_config(dl19, template: str, *, scores: bool = False, **options) -> tuple[Path, list, dict]:
     """Two DL19 queries' BM25 top 15 on qwen2.5-coder-0.5b, window 10, stride 4 and a 1,536-token context
-    (so passages are shrunk to fit): the model, the requests and the reference's input."""
+    (so passages are shrunk to fit): the model, the requests and the reference's input (with BM25's scores
+    for a template that shows them)."""
     from data.models import resolve_model
     from data.records import RerankRequest
 
@@ -138,7 +148,8 @@ def dl19_reference_config(dl19, template: str, **options) -> tuple[Path, list, d
     requests = [RerankRequest(r.query, r.candidates[:15]) for r in dl19.candidates("bm25")[:2]]
     config = {
         "model": str(model), "template": template, "window_size": 10, "stride": 4, "context_size": 1536,
-        "requests": [{"qid": r.query.qid, "query": r.query.text, "candidates": [[c.docid, c.text] for c in r.candidates]}
+        "requests": [{"qid": r.query.qid, "query": r.query.text,
+                      "candidates": [[c.docid, c.text, *([c.score] if scores else [])] for c in r.candidates]}
                      for r in requests],
         **options,
     }  # fmt: skip
@@ -163,6 +174,7 @@ def assert_same_run(reranker, requests, theirs, prompts: Callable[[], list[str]]
 
 LISTWISE = "rank_zephyr_template.yaml", {}
 FIRST = "rank_zephyr_alpha_template.yaml", {"use_logits": True, "use_alpha": True}
+INSERTRANK = "insert_rank_template.yaml", {"answers": "reverse", "scores": True}
 
 
 @pytest.mark.integration
@@ -222,13 +234,50 @@ def test_first_runs_as_rankllm_on_dl19(dl19):
 @pytest.mark.reference
 @pytest.mark.integration
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "template"), [("rankllm_listwise_dl19", LISTWISE), ("rankllm_first_dl19", FIRST)])
+@pytest.mark.parametrize(
+    ("name", "template"),
+    [("rankllm_listwise_dl19", LISTWISE), ("rankllm_first_dl19", FIRST), ("rankllm_insertrank_dl19", INSERTRANK)],
+)
 def test_the_rankllm_recordings_are_what_rankllm_gives(name, template, rankllm_site, dl19, tmp_path):
     """RankLLM itself, run now on the recorded inputs, gives the recording (``RERANK_RECORD=1`` re-records)."""
     _, _, config = dl19_reference_config(dl19, template[0], **template[1])
     live = recorded_reference(name, config, lambda: run_reference(rankllm_site, config, tmp_path))
     if not os.environ.get("RERANK_RECORD"):
         assert live == recorded_reference(name, config)
+
+
+@pytest.mark.integration
+def test_insertrank_runs_as_rankllm_on_dl19(dl19):
+    """RankLLM's InsertRank template through its own sliding window (recorded), every window answered with its
+    passages reversed on both sides (so no model decodes): the same windows, the same prompts, each passage
+    shown with the BM25 score of the position it holds (RankLLM's ``receive_permutation`` moves passages and
+    leaves scores in place), and the same final rankings, for both queries."""
+    from rerank import load_reranker
+    from rerank.llm.backend import Generation
+
+    model, requests, config = dl19_reference_config(dl19, INSERTRANK[0], **INSERTRANK[1])
+    theirs = recorded_reference("rankllm_insertrank_dl19", config)
+    reranker = load_reranker(f"listwise(backend=llama.cpp(threads=2), model={model}, template=insertrank, "
+                             "window_size=10, stride=4, context_size=1536)")  # fmt: skip
+    backend, prompts = reranker.backend, []
+
+    def reverse(conversations, max_new_tokens, min_new_tokens=0):
+        answers = []
+        for conversation in conversations:
+            prompts.append(backend.render(conversation))
+            num = int(re.search(r"I will provide you with (\d+) passages", prompts[-1]).group(1))
+            answers.append(Generation(" > ".join(f"[{i}]" for i in range(num, 0, -1)), 0, 0))
+        return answers
+
+    backend.generate = reverse
+    results = [reranker.rerank([r])[0] for r in requests]  # one query at a time, as the reference ran them
+    assert prompts == [c["prompt"] for c in theirs["calls"]]
+    assert {r.ranking.qid: [c.docid for c in r.ranking] for r in results} == theirs["rankings"]
+    # the second window [1, 11) shows at its 5th place (position 5) the passage the first window moved there
+    # from position 14, with position 5's score
+    shown = prompts[1].split("BM25 score for passge [5]: ")[1].split("\n")[0]
+    first = requests[0].candidates
+    assert shown == f"{first[5].score:.3f}" != f"{first[14].score:.3f}"
 
 
 COMPARISON = ["setwise(strategy=heapsort, num_child=3", "pairwise(strategy=heapsort"]  # the bubble sorts' schedules

@@ -98,7 +98,7 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
     def _check_room(self) -> None:
         """Refuses a ``context_size`` that the prompt's own text fills: every passage would reach the model empty."""
         size = self.window_size
-        bare = self.backend.count_tokens(self.backend.render(self.messages("", [""] * size, 0)))
+        bare = self.backend.count_tokens(self.backend.render(self.messages("", [""] * size, 0, [0.0] * size)))
         need = bare + self.answer_tokens(size)
         if need >= self.context_size:
             raise InvalidSpecError(
@@ -113,12 +113,21 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
     def _clean(self, text: str) -> str:
         return clean_text(text)
 
-    def messages(self, query: str, passages: Sequence[str], max_words: int) -> list[dict[str, str]]:
-        """The conversation for one window: single-turn, or RankGPT's turns when the template has them."""
+    def messages(
+        self, query: str, passages: Sequence[str], max_words: int, scores: Sequence[float] = ()
+    ) -> list[dict[str, str]]:
+        """The conversation for one window: single-turn, or RankGPT's turns when the template has them.
+        ``scores`` fill a template's ``{score}`` (InsertRank), three decimals as RankLLM writes them."""
         p, num, query = self.prompt, len(passages), self._clean(query)
+        if "{score}" in p["passage"] and len(scores) != num:
+            raise ValueError(f"template {self.template_name} shows each passage's score: give {num} scores")
+        shown = [f"{s:.3f}" for s in scores] if scores else [""] * num
         bodies = [
-            (ident, p["passage"].format(id=ident, passage=" ".join(self._clean(passage).split()[:max_words])))
-            for ident, passage in zip(self._identifiers(num), passages, strict=True)
+            (
+                ident,
+                p["passage"].format(id=ident, passage=" ".join(self._clean(passage).split()[:max_words]), score=score),
+            )
+            for ident, passage, score in zip(self._identifiers(num), passages, shown, strict=True)
         ]
         messages = [{"role": "system", "content": p["system"]}] if p.get("system") else []
         prefix, suffix = p["prefix"].format(num=num, query=query), p["suffix"].format(num=num, query=query)
@@ -134,7 +143,9 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         """The answer's length for a window of ``size``: RankLLM's count of ``[1] > … > [size]`` less one."""
         return max(1, self.backend.count_tokens(" > ".join(f"[{i}]" for i in self._identifiers(size))) - 1)
 
-    def _fitted_messages(self, query: str, passages: Sequence[str]) -> tuple[list[dict[str, str]], int]:
+    def _fitted_messages(
+        self, query: str, passages: Sequence[str], scores: Sequence[float] = ()
+    ) -> tuple[list[dict[str, str]], int]:
         """The window's prompt with passages cut as RankLLM cuts them (``RankListwiseOSLLM.create_prompt``),
         and how many passages lost words (the cost's ``truncated``).
 
@@ -142,11 +153,11 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         and loses words while the rendered prompt plus the answer overflow ``context_size`` tokens.
         """
         if self.max_words is not None:
-            return self.messages(query, passages, self.max_words), self._cut(passages, self.max_words)
+            return self.messages(query, passages, self.max_words, scores), self._cut(passages, self.max_words)
         size = len(passages)
         budget, limit = self.context_size - self.answer_tokens(size), 300 * (20 / size)
         while True:
-            messages = self.messages(query, passages, max(int(limit), 0))
+            messages = self.messages(query, passages, max(int(limit), 0), scores)
             over = self.backend.count_tokens(self.backend.render(messages)) - budget
             if over <= 0 or limit < 1:
                 return messages, self._cut(passages, max(int(limit), 0))
@@ -189,9 +200,15 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
             if not jobs:
                 continue
             windows = [orders[i][s:e] for i, (s, e) in jobs]
+            # A score shown (InsertRank) is the first stage's score of the window's position, not of the passage
+            # now there: RankLLM's receive_permutation moves passages and leaves the scores in place.
             fitted = [
-                self._fitted_messages(requests[i].query.text, [texts[i][c] for c in window])
-                for (i, _), window in zip(jobs, windows, strict=True)
+                self._fitted_messages(
+                    requests[i].query.text,
+                    [texts[i][c] for c in window],
+                    [c.score for c in requests[i].candidates[s:e]],
+                )
+                for (i, (s, e)), window in zip(jobs, windows, strict=True)
             ]
             conversations = [messages for messages, _ in fitted]
             for (i, (s, e)), window, (_, cut), (new_order, cost) in zip(

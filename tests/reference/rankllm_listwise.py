@@ -17,6 +17,8 @@ template, as ``{"renders": [{"template", "use_alpha", "prompts": [{"query", "pas
 INPUT: {"model": GGUF path, "template": "rank_zephyr_template.yaml", "window_size", "stride",
 "context_size", "requests": [{"qid", "query", "candidates": [[docid, text], ...]}]}, and for FIRST
 ``"use_logits": true, "use_alpha": true`` (the answer is then two tokens, read for their log-probabilities).
+A candidate ``[docid, text, score]`` carries its first-stage score (InsertRank's prompt shows it);
+``"answers": "reverse"`` answers every window with its passages reversed instead of running the model.
 OUTPUT: {"calls": [{"span": [start, end], "prompt", "answer"}], "rankings": {qid: [docid, ...]}}.
 """
 
@@ -108,6 +110,23 @@ class LlamaEngine:
         return types.SimpleNamespace(text=text, token_ids=produced, logprobs=positions)
 
 
+class ReverseEngine(LlamaEngine):
+    """An engine that answers every window with its passages in reverse order, without decoding: RankLLM's
+    schedule, prompts and ``receive_permutation`` run on answers both sides know, in seconds."""
+
+    def generate_output(self, prompts: list[str], min_tokens: int, max_tokens: int, temperature: float,
+                        logprobs: int = 0, **_: Any) -> Any:  # fmt: skip
+        import re
+
+        out = []
+        for prompt in prompts:
+            num = int(re.search(r"I will provide you with (\d+) passages", prompt).group(1))  # type: ignore[union-attr]
+            answer = " > ".join(f"[{i}]" for i in range(num, 0, -1))
+            LlamaEngine.calls.append({"prompt": prompt, "answer": answer})
+            out.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(text=answer, token_ids=[0])]))
+        return out
+
+
 def rendered(config: dict[str, Any]) -> list[Any]:
     from importlib.resources import files
 
@@ -121,7 +140,9 @@ def rendered(config: dict[str, Any]) -> list[Any]:
                "multiturn_listwise": MultiTurnListwiseInferenceHandler}[template["method"]](template)  # fmt: skip
     messages = []
     for item in config["prompts"]:
-        candidates = [Candidate(str(i), 0.0, {"text": text}) for i, text in enumerate(item["passages"])]
+        scores = item.get("scores") or [0.0] * len(item["passages"])
+        candidates = [Candidate(str(i), score, {"text": text})
+                      for i, (text, score) in enumerate(zip(item["passages"], scores, strict=True))]  # fmt: skip
         result = Result(Query(item["query"], "q"), candidates)
         messages.append(handler.generate_prompt(result, rank_start=0, rank_end=len(candidates),
                                                 max_length=item["max_length"],
@@ -135,7 +156,7 @@ def main(target: str) -> None:
     import rank_llm.rerank.listwise.rank_listwise_os_llm as os_llm
     from rank_llm.data import Candidate, Query, Request
 
-    os_llm.VllmHandler = LlamaEngine  # type: ignore[attr-defined,misc]
+    os_llm.VllmHandler = ReverseEngine if CONFIG.get("answers") == "reverse" else LlamaEngine  # type: ignore[attr-defined,misc]
     reranker = os_llm.RankListwiseOSLLM(
         model=CONFIG["model"],
         context_size=int(CONFIG["context_size"]),
@@ -158,7 +179,11 @@ def main(target: str) -> None:
     for item in CONFIG["requests"]:  # one query at a time: RankLLM batches only equal-length lists
         request = Request(
             Query(item["query"], item["qid"]),
-            [Candidate(docid, float(-rank), {"text": text}) for rank, (docid, text) in enumerate(item["candidates"])],
+            # a candidate's score is the given one (InsertRank shows it), else one that keeps the order
+            [
+                Candidate(c[0], float(c[2]) if len(c) > 2 else float(-rank), {"text": c[1]})
+                for rank, c in enumerate(item["candidates"])
+            ],
         )
         (result,) = reranker.rerank_batch([request], rank_start=0, rank_end=len(item["candidates"]))
         rankings[item["qid"]] = [c.docid for c in result.candidates]
