@@ -51,6 +51,9 @@ refs="$VENV/references"
 [ -d "$refs/llm-rankers-0.0.2/llmrankers" ] || pip install --no-deps --target "$refs/llm-rankers-0.0.2" llm-rankers==0.0.2
 [ -d "$refs/pyterrier-t5-0.3.0/pyterrier_t5" ] || pip install --no-deps --target "$refs/pyterrier-t5-0.3.0" \
   pyterrier-t5==0.3.0 pyterrier-alpha==0.16.5
+# TDPart's reference (its algorithms need numpy, pandas and tqdm only; the package's __init__ is not imported).
+[ -d "$refs/pyterrier-generative-0.1.3/pyterrier_generative" ] || pip install --no-deps --target \
+  "$refs/pyterrier-generative-0.1.3" pyterrier-generative==0.1.3
 # PyLate pins a sentence-transformers and transformers older than the project's: they come with it, in its folder.
 [ -d "$refs/pylate-1.6.0/pylate" ] || pip install --no-deps --target "$refs/pylate-1.6.0" pylate==1.6.0 \
   sentence-transformers==5.3.0 transformers==5.3.0 tokenizers==0.22.2 huggingface-hub==1.33.0 ujson==5.12.0

@@ -264,6 +264,31 @@ CASES = [
         INVALID,
         "window_size must be an integer",
     ),
+    Case(
+        "listwise strategy unknown",
+        [*RUN, "--reranker", "listwise(model=sort, backend=scripted, strategy=tourney)"],
+        INVALID,
+        "strategy must be one of",
+    ),
+    Case(
+        "tdpart's buffer on a sliding window",
+        [*RUN, "--reranker", "listwise(model=sort, backend=scripted, buffer=30)"],
+        INVALID,
+        "buffer is a parameter of strategy=tdpart",
+        [*RUN, "--reranker", "listwise(model=sort, backend=scripted, buffer=30, strategy=tdpart)"],
+    ),
+    Case(
+        "a stride for tdpart",
+        [*RUN, "--reranker", "listwise(model=sort, backend=scripted, strategy=tdpart, stride=4)"],
+        INVALID,
+        "strategy=tdpart has no stride",
+    ),
+    Case(
+        "tdpart cutoff 0",
+        [*RUN, "--reranker", "first(model=sort, backend=scripted, strategy=tdpart, cutoff=0)"],
+        INVALID,
+        "cutoff must be at least 1, not 0",
+    ),
     # -- split (long documents): each names its parameter, before a model loads where it can -------------
     Case(
         "split window over the model's limit",

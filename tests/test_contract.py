@@ -32,6 +32,7 @@ CONTRACT_SPECS = {
     ),
     "llm-pointwise": "llm-pointwise(model=smollm2-135m, batch_size=4)",
     "listwise": "listwise(model=sort, backend=scripted, window_size=4, stride=2)",
+    "listwise/tdpart": "listwise(model=sort, backend=scripted, window_size=4, strategy=tdpart, buffer=3, cutoff=2)",
     "first": "first(model=sort, backend=scripted, window_size=4, stride=2)",
     "pairwise": "pairwise(model=sort, backend=scripted, k=3)",
     "pairwise/allpairs": "pairwise(model=sort, backend=scripted, strategy=allpairs)",

@@ -26,6 +26,7 @@ RANK_LLM = "rank-llm==0.25.7"
 
 
 LLM_RANKERS = "llm-rankers==0.0.2"
+PYTERRIER_GENERATIVE = "pyterrier-generative==0.1.3"
 REFERENCES = Path(__file__).parent / "reference"
 
 
@@ -278,6 +279,109 @@ def test_insertrank_runs_as_rankllm_on_dl19(dl19):
     shown = prompts[1].split("BM25 score for passge [5]: ")[1].split("\n")[0]
     first = requests[0].candidates
     assert shown == f"{first[5].score:.3f}" != f"{first[14].score:.3f}"
+
+
+@pytest.fixture(scope="module")
+def tdpart_reference():
+    """pyterrier-generative 0.1.3's TDPart module, imported alone: the package's ``__init__`` loads PyTerrier,
+    pyterrier-rag and torch for its transformers, which the algorithm does not use (numpy, pandas, tqdm)."""
+    import importlib
+    import types
+
+    site = reference_site(PYTERRIER_GENERATIVE, "pyterrier_generative")
+    package = types.ModuleType("pyterrier_generative")
+    package.__path__ = [str(site / "pyterrier_generative")]  # type: ignore[attr-defined]
+    saved = {name: module for name, module in sys.modules.items() if name.startswith("pyterrier_generative")}
+    sys.modules["pyterrier_generative"] = package
+    try:
+        yield importlib.import_module("pyterrier_generative.algorithms.tdpart")
+    finally:
+        for name in [n for n in sys.modules if n.startswith("pyterrier_generative")]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+class TDPartJudge:
+    """What pyterrier-generative's ``tdpart`` calls for a window's order: here, the passages' hidden grades, best
+    first (ties cannot happen); it keeps every window it is shown."""
+
+    max_iters = 100
+
+    def __init__(self, grade: dict[str, int], calls: list[list[str]], window: int, buffer: int, cutoff: int):
+        self.grade, self.calls = grade, calls
+        self.window_size, self.buffer, self.cutoff = window, buffer, cutoff
+
+    def __call__(self, doc_idx: list[str], **_: Any) -> list[int]:
+        self.calls.append(list(doc_idx))
+        return sorted(range(len(doc_idx)), key=lambda p: -self.grade[doc_idx[p]])
+
+
+TDPART_CASES = [  # (candidates, window, buffer, cutoff): the paper's setting at several depths, and edge cases
+    (100, 20, 20, 10), (64, 20, 20, 10), (37, 20, 20, 10), (20, 20, 20, 10), (21, 20, 20, 10), (100, 20, 40, 10),
+    (100, 10, 15, 5), (55, 8, 30, 3), (80, 20, 25, 20), (30, 5, 5, 5), (100, 20, 9, 10), (45, 12, 100, 1),
+]  # fmt: skip
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("n", "window", "buffer", "cutoff"), TDPART_CASES)
+def test_tdpart_schedules_windows_as_pyterrier_generative(n, window, buffer, cutoff, tdpart_reference):
+    """pyterrier-generative's ``tdpart`` and ``listwise(strategy=tdpart)`` on the scripted backend, driven by
+    the same judge (a passage's hidden grade, best first) on a shuffled list: the same windows, in the same
+    order, and the same final ranking; three queries at once on ours, each alone on the reference."""
+    import pandas as pd
+
+    from data.records import Candidate, Query, RerankRequest
+    from rerank import load_reranker
+
+    requests, theirs = [], {}
+    for q in range(3):
+        rng = random.Random(f"{n}-{window}-{buffer}-{cutoff}-{q}")
+        grades = rng.sample(range(1, 10 * n), n)  # distinct: the judge never ties
+        docs = [f"q{q}d{i}" for i in range(n)]
+        requests.append(
+            RerankRequest(
+                Query(f"q{q}", "a query"),
+                tuple(
+                    Candidate(d, float(n - i), f"grade {g} of {d}")
+                    for i, (d, g) in enumerate(zip(docs, grades, strict=True))
+                ),
+            )
+        )
+        grade = dict(zip(docs, grades, strict=True))
+        calls: list[list[str]] = []
+
+        frame = pd.DataFrame(
+            {
+                "qid": f"q{q}",
+                "query": "a query",
+                "docno": docs,
+                "text": [c.text for c in requests[-1].candidates],
+                "score": [float(n - i) for i in range(n)],
+            }
+        )
+        order, _ = tdpart_reference.tdpart(TDPartJudge(grade, calls, window, buffer, cutoff), "a query", frame)
+        theirs[f"q{q}"] = (list(order), calls)
+    reranker = load_reranker(f"listwise(model=sort, backend=scripted, strategy=tdpart, window_size={window}, "
+                             f"buffer={buffer}, cutoff={cutoff})")  # fmt: skip
+    ours: dict[str, list[list[str]]] = {r.query.qid: [] for r in requests}
+    rank_windows = reranker._rank_windows
+    asked: list[list[int]] = []
+
+    def observed(conversations, windows):  # the method's own call, watched: which passages each window held
+        asked.extend(len(w) for w in windows)
+        for conversation in conversations:
+            shown = re.findall(r"^\[\d+\] grade \d+ of (q(\d+)d\d+)", conversation[-1]["content"], re.M)
+            ours[f"q{shown[0][1]}"].append([docid for docid, _ in shown])
+        return rank_windows(conversations, windows)
+
+    reranker._rank_windows = observed
+    results = reranker.rerank(requests)
+    for result in results:
+        order, calls = theirs[result.ranking.qid]
+        assert ours[result.ranking.qid] == [c for c in calls if len(c) > 1]  # a window of one is not asked
+        assert [c.docid for c in result.ranking] == order
+        assert result.cost.calls == len(ours[result.ranking.qid])
+    assert max(asked) <= window
 
 
 COMPARISON = ["setwise(strategy=heapsort, num_child=3", "pairwise(strategy=heapsort"]  # the bubble sorts' schedules

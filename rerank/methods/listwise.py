@@ -19,7 +19,8 @@ import functools
 import re
 import time
 from collections.abc import Sequence
-from typing import ClassVar
+from types import MappingProxyType
+from typing import ClassVar, Literal
 
 from data.errors import InvalidSpecError
 from data.records import RerankRequest
@@ -35,6 +36,7 @@ from rerank.methods.llm_common import (
     ranked_results,
     start_order,
 )
+from rerank.methods.schedules import drive, tdpart
 from rerank.prompts import load_prompt
 
 _BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
@@ -63,10 +65,15 @@ def clean_text(text: str) -> str:
     return _BRACKETED_NUMBER.sub(r"(\1)", optional_import("ftfy").fix_text(text))
 
 
+Strategy = Literal["sliding", "tdpart"]
+TDPART = MappingProxyType({"buffer": 20, "cutoff": 10, "max_iters": 100})  # pyterrier-generative's defaults
+
+
 class ListwiseReranker(LLMMethodMixin, Reranker):
     method = "listwise"
     version = 2  # 2: RankLLM's schedule, text cleaning, passage length, answer length and parsing
     libraries: ClassVar[tuple[str, ...]] = ("ftfy",)
+    neutral_params = MappingProxyType({"strategy": "sliding", **TDPART})  # added later: defaults keep old keys
 
     def __init__(
         self,
@@ -81,9 +88,17 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         initial_order: InitialOrder = "given",
         seed: int = 0,
         batch_size: int = 4,
+        strategy: Strategy = "sliding",
+        buffer: int = 20,
+        cutoff: int = 10,
+        max_iters: int = 100,
     ):
+        """``strategy=tdpart`` schedules windows by top-down partitioning (``rerank.methods.schedules``): the
+        top ``cutoff`` found with a pivot, ``buffer`` candidates per round, at most ``max_iters`` rounds."""
         if window_size < 2 or stride < 1 or passes < 1:
             raise ValueError("window_size must be at least 2, stride and passes at least 1")
+        self._check_strategy(strategy, {"buffer": buffer, "cutoff": cutoff, "max_iters": max_iters}, passes, stride)
+        self.strategy, self.buffer, self.cutoff, self.max_iters = strategy, buffer, cutoff, max_iters
         if max_words is not None and max_words < 1:
             raise ValueError(f"max_words must be at least 1, not {max_words}")
         check_initial_order(initial_order)
@@ -94,6 +109,30 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         self.prompt = load_prompt(template)
         self._load_backend(backend, model, batch_size)
         self._check_room()
+
+    @classmethod
+    def _check_strategy(cls, strategy: str, tdpart: dict[str, object], passes: object, stride: object = 10) -> None:
+        """TDPart's parameters belong to it, a sliding window's ``stride`` and ``passes`` to the sliding window."""
+        if strategy not in ("sliding", "tdpart"):
+            raise InvalidSpecError(f"{cls.method}: strategy is sliding or tdpart, not {strategy!r}")
+        if strategy == "sliding":
+            for name, value in tdpart.items():
+                if value != TDPART[name]:
+                    raise InvalidSpecError(f"{cls.method}: {name} is a parameter of strategy=tdpart")
+            return
+        if passes != 1 or stride != 10:  # the defaults; a resolved spec carries them
+            raise InvalidSpecError(f"{cls.method}: strategy=tdpart has no {'passes' if passes != 1 else 'stride'} "
+                                   "(it partitions around a pivot instead of sliding)")  # fmt: skip
+        for name in TDPART:
+            if int(tdpart[name]) < 1:  # type: ignore[call-overload]
+                raise InvalidSpecError(f"{cls.method}: {name} must be at least 1, not {tdpart[name]}")
+
+    @classmethod
+    def check_params(cls, params: dict[str, object], where: str) -> None:
+        super().check_params(params, where)
+        tdpart = {name: params.get(name, default) for name, default in TDPART.items()}
+        cls._check_strategy(str(params.get("strategy", "sliding")), tdpart, params.get("passes", 1),
+                            params.get("stride", 10))  # fmt: skip
 
     def _check_room(self) -> None:
         """Refuses a ``context_size`` that the prompt's own text fills: every passage would reach the model empty."""
@@ -191,6 +230,10 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         texts = [require_texts(r) for r in requests]
         orders = [start_order(r, self.initial_order, self.seed) for r in requests]
         costs = [Cost() for _ in requests]
+        if self.strategy == "tdpart":
+            orders = self._partitioned(requests, texts, orders, costs)
+            return ranked_results(requests, orders, costs, time.perf_counter() - start)
+
         # Each query's schedule of windows; step k of every query is sent together.
         schedules = [self._spans(len(r.candidates)) * self.passes for r in requests]
         for step in range(max((len(s) for s in schedules), default=0)):
@@ -217,3 +260,25 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
                 orders[i][s:e] = [window[p] for p in new_order]
                 costs[i] = costs[i] + cost + Cost(truncated=cut)
         return ranked_results(requests, orders, costs, time.perf_counter() - start)
+
+    def _partitioned(
+        self, requests: Sequence[RerankRequest], texts: list[list[str]], orders: list[list[int]], costs: list[Cost]
+    ) -> list[list[int]]:
+        """TDPart for every request, the windows all of them want at a step sent together; ``costs`` grows.
+        A template that shows scores (InsertRank) shows each passage's own: TDPart's windows are not positions."""
+
+        def ask(jobs: list[tuple[int, list[int]]]) -> list[list[int]]:
+            conversations, cuts = [], []
+            for i, window in jobs:
+                passages = [texts[i][c] for c in window]
+                shown = [requests[i].candidates[c].score for c in window]
+                messages, cut = self._fitted_messages(requests[i].query.text, passages, shown)
+                conversations.append(messages)
+                cuts.append(cut)
+            ranked = self._rank_windows(conversations, [window for _, window in jobs])
+            for (i, _), cut, (_, cost) in zip(jobs, cuts, ranked, strict=True):
+                costs[i] = costs[i] + cost + Cost(truncated=cut)
+            return [order for order, _ in ranked]
+
+        schedules = [tdpart(order, self.window_size, self.buffer, self.cutoff, self.max_iters) for order in orders]
+        return drive(schedules, ask)
