@@ -357,7 +357,8 @@ def get_unwrapped(ray: Any, refs: list[Any]) -> Any:
 def pack_items(items: list[Any]) -> list[Any]:
     """Requests (query and candidates with texts) or queries, as tuples."""
     if items and isinstance(items[0], RerankRequest):
-        return [(r.query.qid, r.query.text, [(c.docid, c.score, c.text) for c in r.candidates]) for r in items]
+        # a title travels too: split puts it on every window
+        return [(r.query.qid, r.query.text, [(c.docid, c.score, c.text, c.title) for c in r.candidates]) for r in items]
     return items
 
 

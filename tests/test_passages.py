@@ -15,6 +15,7 @@ import pytest
 
 import data
 from data.records import Candidate, Query, RerankRequest
+from rerank.cost import Cost
 from rerank.passages import Splitter, body_and_title, spans
 
 
@@ -270,3 +271,17 @@ def test_split_runs_over_every_pointwise_method_and_knows_its_limit(method, requ
     limit, _ = inner.document_limit()
     with pytest.raises(InvalidSpecError, match=rf"window={limit + 1} words is more than {method} reads"):
         SplitReranker(inner, window=limit + 1, stride=1)
+
+
+@pytest.mark.unit
+def test_titles_travel_to_ray_workers_and_through_llm_methods():
+    """A batch sent to a Ray worker keeps each candidate's title (a split stage there cuts the same windows as
+    here), and so does an LLM method's output (a split stage after it still finds the title)."""
+    from rerank.methods.llm_common import ranked_results
+    from rerank.ray_engine import pack_items, unpack_items
+
+    request = RerankRequest(Query("q", "x"), (Candidate("a", 1.0, "Title body", "Title"), Candidate("b", 0.5, "c")))
+    (back,) = unpack_items(pack_items([request]))
+    assert [c.title for c in back.candidates] == ["Title", None]
+    (result,) = ranked_results([request], [[1, 0]], [Cost()], 0.0)
+    assert {c.docid: c.title for c in result.ranking} == {"a": "Title", "b": None}

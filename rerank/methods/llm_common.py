@@ -107,7 +107,9 @@ def ranked_results(
     for request, order, cost in zip(requests, orders, costs, strict=True):
         n = len(order)
         ranked = tuple(
-            Candidate(request.candidates[c].docid, float(n - r), request.candidates[c].text)
+            Candidate(
+                request.candidates[c].docid, float(n - r), request.candidates[c].text, request.candidates[c].title
+            )
             for r, c in enumerate(order)
         )
         share = Cost(seconds=seconds * cost.calls / total_calls)
