@@ -281,7 +281,19 @@ CASES = [
         "a stride for tdpart",
         [*RUN, "--reranker", "listwise(model=sort, backend=scripted, strategy=tdpart, stride=4)"],
         INVALID,
-        "strategy=tdpart has no stride",
+        "stride is a parameter of strategy=sliding, not tdpart",
+    ),
+    Case(
+        "tournaments for a sliding window",
+        [*RUN, "--reranker", "first(model=sort, backend=scripted, tournaments=3)"],
+        INVALID,
+        "tournaments is a parameter of strategy=tournament, not sliding",
+    ),
+    Case(
+        "a window size for tournaments",
+        [*RUN, "--reranker", "listwise(model=sort, backend=scripted, strategy=tournament, window_size=8)"],
+        INVALID,
+        "strategy=tournament plays TourRank's groups",
     ),
     Case(
         "tdpart cutoff 0",

@@ -34,6 +34,7 @@ CONTRACT_SPECS = {
     "listwise": "listwise(model=sort, backend=scripted, window_size=4, stride=2)",
     "listwise/tdpart": "listwise(model=sort, backend=scripted, window_size=4, strategy=tdpart, buffer=3, cutoff=2)",
     "first": "first(model=sort, backend=scripted, window_size=4, stride=2)",
+    "first/tournament": "first(model=sort, backend=scripted, strategy=tournament, tournaments=2)",
     "pairwise": "pairwise(model=sort, backend=scripted, k=3)",
     "pairwise/allpairs": "pairwise(model=sort, backend=scripted, strategy=allpairs)",
     "setwise": "setwise(model=sort, backend=scripted, num_child=2, k=3)",

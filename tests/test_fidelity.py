@@ -384,6 +384,48 @@ def test_tdpart_schedules_windows_as_pyterrier_generative(n, window, buffer, cut
     assert max(asked) <= window
 
 
+def _tourrank_recordings() -> list[dict]:
+    """The games chenyiqun/TourRank's own code played (recorded by ``tests/reference/tourrank_schedules.py`` at
+    the commit the file names: the script is not on the package registry)."""
+    return json.loads((REFERENCES / "tourrank_schedules.json").read_text(encoding="utf-8"))["cases"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", _tourrank_recordings(), ids=lambda c: f"{c['n']}x{c['tournaments']}")
+def test_tournament_plays_tourranks_games(case):
+    """``listwise(strategy=tournament)`` on the scripted backend, judged by the passages' hidden grades as the
+    recording's judge judged them: in every tournament, the same groups in the same stages (as sets: each side
+    shuffles a group before showing it), the same number kept from each, and the same final ranking."""
+    from data.records import Candidate, Query, RerankRequest
+    from rerank import load_reranker
+    from rerank.methods.schedules import TOURNAMENT_STAGES
+
+    n, tournaments = case["n"], case["tournaments"]
+    docs = [f"d{i}" for i in range(n)]
+    request = RerankRequest(Query("q", "a query"), tuple(
+        Candidate(d, float(n - i), f"grade {case['grades'][d]} of {d}") for i, d in enumerate(docs)))  # fmt: skip
+    reranker = load_reranker(f"listwise(model=sort, backend=scripted, strategy=tournament, tournaments={tournaments})")
+    steps: list[list[list[str]]] = []
+    rank_windows = reranker._rank_windows
+
+    def observed(conversations, windows):  # the method's own call, watched: which passages each group held
+        steps.append([sorted(docs[c] for c in window) for window in windows])
+        return rank_windows(conversations, windows)
+
+    reranker._rank_windows = observed
+    (result,) = reranker.rerank([request])
+    for t, played in enumerate(case["played"]):
+        groups = [
+            group for step in steps for group in step[t * len(step) // tournaments : (t + 1) * len(step) // tournaments]
+        ]
+        assert groups == [game["group"] for game in played["games"]]
+        assert [keep for _, count, keep in TOURNAMENT_STAGES for _ in range(count)] == [
+            g["keep"] for g in played["games"]
+        ]
+    assert [c.docid for c in result.ranking] == case["ranking"]
+    assert result.cost.calls == sum(len(p["games"]) for p in case["played"]) == 13 * tournaments
+
+
 COMPARISON = ["setwise(strategy=heapsort, num_child=3", "pairwise(strategy=heapsort"]  # the bubble sorts' schedules
 # and decisions: the simulation below
 

@@ -16,6 +16,7 @@ is exactly as many tokens as ``[1] > [2] > … > [w]`` (less one); parsing reads
 from __future__ import annotations
 
 import functools
+import random
 import re
 import time
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ from rerank.methods.llm_common import (
     ranked_results,
     start_order,
 )
-from rerank.methods.schedules import drive, tdpart
+from rerank.methods.schedules import drive, tdpart, tournament
 from rerank.prompts import load_prompt
 
 _BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
@@ -65,15 +66,21 @@ def clean_text(text: str) -> str:
     return _BRACKETED_NUMBER.sub(r"(\1)", optional_import("ftfy").fix_text(text))
 
 
-Strategy = Literal["sliding", "tdpart"]
-TDPART = MappingProxyType({"buffer": 20, "cutoff": 10, "max_iters": 100})  # pyterrier-generative's defaults
+Strategy = Literal["sliding", "tdpart", "tournament"]
+# Each strategy's own parameters and their defaults (TDPart's are pyterrier-generative's, TourRank's its script's)
+OWN: MappingProxyType[str, dict[str, int]] = MappingProxyType({
+    "sliding": {"stride": 10, "passes": 1},
+    "tdpart": {"buffer": 20, "cutoff": 10, "max_iters": 100},
+    "tournament": {"tournaments": 10},
+})  # fmt: skip
 
 
 class ListwiseReranker(LLMMethodMixin, Reranker):
     method = "listwise"
     version = 2  # 2: RankLLM's schedule, text cleaning, passage length, answer length and parsing
     libraries: ClassVar[tuple[str, ...]] = ("ftfy",)
-    neutral_params = MappingProxyType({"strategy": "sliding", **TDPART})  # added later: defaults keep old keys
+    # added later: at their defaults they stay out of keys, which keeps every earlier key
+    neutral_params = MappingProxyType({"strategy": "sliding", **OWN["tdpart"], **OWN["tournament"]})
 
     def __init__(
         self,
@@ -92,13 +99,17 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         buffer: int = 20,
         cutoff: int = 10,
         max_iters: int = 100,
+        tournaments: int = 10,
     ):
         """``strategy=tdpart`` schedules windows by top-down partitioning (``rerank.methods.schedules``): the
-        top ``cutoff`` found with a pivot, ``buffer`` candidates per round, at most ``max_iters`` rounds."""
+        top ``cutoff`` found with a pivot, ``buffer`` candidates per round, at most ``max_iters`` rounds;
+        ``strategy=tournament`` by TourRank's ``tournaments`` tournaments (groups shuffled with ``seed``)."""
         if window_size < 2 or stride < 1 or passes < 1:
             raise ValueError("window_size must be at least 2, stride and passes at least 1")
-        self._check_strategy(strategy, {"buffer": buffer, "cutoff": cutoff, "max_iters": max_iters}, passes, stride)
+        self._check_strategy(strategy, {"stride": stride, "passes": passes, "buffer": buffer, "cutoff": cutoff,
+                                        "max_iters": max_iters, "tournaments": tournaments, "window_size": window_size})  # fmt: skip
         self.strategy, self.buffer, self.cutoff, self.max_iters = strategy, buffer, cutoff, max_iters
+        self.tournaments = tournaments
         if max_words is not None and max_words < 1:
             raise ValueError(f"max_words must be at least 1, not {max_words}")
         check_initial_order(initial_order)
@@ -111,28 +122,25 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         self._check_room()
 
     @classmethod
-    def _check_strategy(cls, strategy: str, tdpart: dict[str, object], passes: object, stride: object = 10) -> None:
-        """TDPart's parameters belong to it, a sliding window's ``stride`` and ``passes`` to the sliding window."""
-        if strategy not in ("sliding", "tdpart"):
-            raise InvalidSpecError(f"{cls.method}: strategy is sliding or tdpart, not {strategy!r}")
-        if strategy == "sliding":
-            for name, value in tdpart.items():
-                if value != TDPART[name]:
-                    raise InvalidSpecError(f"{cls.method}: {name} is a parameter of strategy=tdpart")
-            return
-        if passes != 1 or stride != 10:  # the defaults; a resolved spec carries them
-            raise InvalidSpecError(f"{cls.method}: strategy=tdpart has no {'passes' if passes != 1 else 'stride'} "
-                                   "(it partitions around a pivot instead of sliding)")  # fmt: skip
-        for name in TDPART:
-            if int(tdpart[name]) < 1:  # type: ignore[call-overload]
-                raise InvalidSpecError(f"{cls.method}: {name} must be at least 1, not {tdpart[name]}")
+    def _check_strategy(cls, strategy: str, params: dict[str, object]) -> None:
+        """A strategy's parameters belong to it: one of another strategy's, set, would be ignored."""
+        if strategy not in OWN:
+            raise InvalidSpecError(f"{cls.method}: strategy is one of {', '.join(OWN)}, not {strategy!r}")
+        for other, owned in OWN.items():
+            for name, default in owned.items():
+                value = params.get(name, default)
+                if other != strategy and value != default:
+                    raise InvalidSpecError(f"{cls.method}: {name} is a parameter of strategy={other}, not {strategy}")
+                if other == strategy and int(value) < 1:  # type: ignore[call-overload]
+                    raise InvalidSpecError(f"{cls.method}: {name} must be at least 1, not {value}")
+        if strategy == "tournament" and params.get("window_size", 20) != 20:
+            raise InvalidSpecError(f"{cls.method}: strategy=tournament plays TourRank's groups (20, 10, 20, 10 and 5 "
+                                   "passages), not windows of window_size")  # fmt: skip
 
     @classmethod
     def check_params(cls, params: dict[str, object], where: str) -> None:
         super().check_params(params, where)
-        tdpart = {name: params.get(name, default) for name, default in TDPART.items()}
-        cls._check_strategy(str(params.get("strategy", "sliding")), tdpart, params.get("passes", 1),
-                            params.get("stride", 10))  # fmt: skip
+        cls._check_strategy(str(params.get("strategy", "sliding")), params)
 
     def _check_room(self) -> None:
         """Refuses a ``context_size`` that the prompt's own text fills: every passage would reach the model empty."""
@@ -230,8 +238,8 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         texts = [require_texts(r) for r in requests]
         orders = [start_order(r, self.initial_order, self.seed) for r in requests]
         costs = [Cost() for _ in requests]
-        if self.strategy == "tdpart":
-            orders = self._partitioned(requests, texts, orders, costs)
+        if self.strategy != "sliding":
+            orders = self._scheduled(requests, texts, orders, costs)
             return ranked_results(requests, orders, costs, time.perf_counter() - start)
 
         # Each query's schedule of windows; step k of every query is sent together.
@@ -261,11 +269,12 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
                 costs[i] = costs[i] + cost + Cost(truncated=cut)
         return ranked_results(requests, orders, costs, time.perf_counter() - start)
 
-    def _partitioned(
+    def _scheduled(
         self, requests: Sequence[RerankRequest], texts: list[list[str]], orders: list[list[int]], costs: list[Cost]
     ) -> list[list[int]]:
-        """TDPart for every request, the windows all of them want at a step sent together; ``costs`` grows.
-        A template that shows scores (InsertRank) shows each passage's own: TDPart's windows are not positions."""
+        """TDPart or TourRank for every request, the windows all of them want at a step sent together; ``costs``
+        grows. A template that shows scores (InsertRank) shows each passage's own: these windows are not
+        positions of a list."""
 
         def ask(jobs: list[tuple[int, list[int]]]) -> list[list[int]]:
             conversations, cuts = [], []
@@ -280,5 +289,9 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
                 costs[i] = costs[i] + cost + Cost(truncated=cut)
             return [order for order, _ in ranked]
 
-        schedules = [tdpart(order, self.window_size, self.buffer, self.cutoff, self.max_iters) for order in orders]
+        if self.strategy == "tdpart":
+            schedules = [tdpart(order, self.window_size, self.buffer, self.cutoff, self.max_iters) for order in orders]
+        else:
+            schedules = [tournament(order, self.tournaments, random.Random(f"{self.seed}:{r.query.qid}:tournament"))
+                         for order, r in zip(orders, requests, strict=True)]  # fmt: skip
         return drive(schedules, ask)
