@@ -13,6 +13,7 @@ class Cost:
     truncated: int = 0  # inputs cut to fit the model's length
     parse_failures: int = 0  # model outputs that did not parse completely
     windows: int = 0  # passages scored in place of whole documents (split): a long document costs several
+    reasoning_tokens: int = 0  # generated inside <think> … </think> (reasoning=on), apart from output_tokens
     seconds: float = 0.0
 
     def __add__(self, other: Cost) -> Cost:

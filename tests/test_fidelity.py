@@ -99,6 +99,9 @@ TRICKY = [  # what RankLLM's cleaning is for: brackets that pass for ids, mojiba
 LISTWISE_TEMPLATES = [("listwise(template=rankzephyr", "rank_zephyr_template.yaml"),
                       ("listwise(template=rankgpt", "rank_gpt_template.yaml"),
                       ("listwise(template=insertrank", "insert_rank_template.yaml"),
+                      ("listwise(template=qwen-thinking", "qwen_thinking_template.yaml"),
+                      # ReasonRank's, from rank_llm's repository (the registry's 0.25.7 predates it)
+                      ("listwise(template=reasonrank", str(REFERENCES / "reasonrank_template.yaml")),
                       ("first(template=first", "rank_zephyr_alpha_template.yaml")]  # fmt: skip
 
 
@@ -113,20 +116,47 @@ def listwise_windows(dl19) -> list[tuple[str, list[str]]]:
     return [*windows, ("what is [2] in a list [x]?", TRICKY)]
 
 
+# Answers a listwise model may give, thinking first or not: RankLLM's own receive_permutation reads each.
+ANSWERS = [
+    ("[2] > [1] > [3]", 3),
+    ("<think>\n[3] is about tides, [1] is not.\n</think>\n\n[3] > [2] > [1]", 3),  # a closed think block
+    ("<think>\nFirst [3], then [1]; the rest", 4),  # never closed (a model stopped, or the budget cut it)
+    ("<think>a</think><answer>[2] > [4] > [1] > [3]</answer>", 4),  # the answer inside ReasonRank's tags
+    ("<think>a</think>[1] > [2] <answer>[2] > [1]</answer>", 3),  # an answer outside the tags, then inside
+    ("<think>[9] first</think> [2] > [2] > [3] > [3] > [1]", 3),  # repeated ids after the reasoning
+    ("[0] > [7] > [2]", 3),  # out of range
+    ("I cannot rank these passages.", 3),  # junk
+    ("③ > ① > ②", 3),  # digits that look like digits
+    ("", 2),
+]
+
+
 @pytest.fixture(scope="module")
-def rankllm_messages(rankllm_site, dl19, tmp_path_factory) -> dict[str, list]:
-    """RankLLM's messages for the windows under each template, rendered in one run of the reference."""
+def rankllm_rendered(rankllm_site, dl19, tmp_path_factory) -> dict[str, Any]:
+    """RankLLM's messages for the windows under each template, and its reading of ``ANSWERS``, in one run."""
     prompts = [{"query": q, "passages": p, "max_length": 40, "scores": window_scores(len(p))}
                for q, p in listwise_windows(dl19)]  # fmt: skip
     renders = [{"template": reference, "prompts": prompts, "use_alpha": method.startswith("first")}
                for method, reference in LISTWISE_TEMPLATES]  # fmt: skip
-    output = run_reference(rankllm_site, {"renders": renders}, tmp_path_factory.mktemp("rankllm"))
-    return dict(zip([reference for _, reference in LISTWISE_TEMPLATES], output["messages"], strict=True))
+    parses = [{"answer": answer, "size": size} for answer, size in ANSWERS]
+    output = run_reference(rankllm_site, {"renders": renders, "parses": parses}, tmp_path_factory.mktemp("rankllm"))
+    messages = dict(zip([reference for _, reference in LISTWISE_TEMPLATES], output["messages"], strict=True))
+    return {"messages": messages, "orders": output["orders"]}
+
+
+@pytest.mark.integration
+def test_listwise_answers_are_read_as_rankllm_reads_them(rankllm_rendered):
+    """Thinking or not, tags or not, repeated, out-of-range, junk and look-alike ids: the same order as RankLLM's
+    ``receive_permutation`` gives (reasoning=true with budget forcing differs on purpose where the think block
+    never closes: no answer came, so the window keeps its order; tests/test_reasoning.py)."""
+    from rerank.listwise_parsing import parse_permutation
+
+    assert [parse_permutation(a, n).order for a, n in ANSWERS] == rankllm_rendered["orders"]
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize(("method", "reference"), LISTWISE_TEMPLATES)
-def test_listwise_prompts_are_rankllms(method, reference, rankllm_messages, dl19):
+def test_listwise_prompts_are_rankllms(method, reference, rankllm_rendered, dl19):
     """The messages for DL19 windows (and passages RankLLM's cleaning rewrites) are RankLLM's, byte for byte:
     RankZephyr's, RankGPT's and InsertRank's (with each passage's score) numbered templates for listwise, the
     alphabetical one for FIRST."""
@@ -134,7 +164,7 @@ def test_listwise_prompts_are_rankllms(method, reference, rankllm_messages, dl19
 
     reranker = load_reranker(f"{method}, backend=scripted, model=sort)")
     ours = [reranker.messages(q, p, 40, window_scores(len(p))) for q, p in listwise_windows(dl19)]
-    assert ours == rankllm_messages[reference]
+    assert ours == rankllm_rendered["messages"][reference]
 
 
 def dl19_reference_config(dl19, template: str, *, scores: bool = False, **options) -> tuple[Path, list, dict]:

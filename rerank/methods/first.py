@@ -36,6 +36,9 @@ class FirstReranker(ListwiseReranker):
                  **options: object):  # fmt: skip
         if window_size > len(string.ascii_uppercase):
             raise ValueError(f"FIRST identifies passages by letters: window_size at most 26, not {window_size}")
+        if options.get("reasoning"):
+            raise ValueError("first: FIRST reads the first answer token's log-probabilities; reasoning does not "
+                             "apply (use listwise with reasoning=true)")  # fmt: skip
         if top_logprobs < 0:
             raise ValueError(f"top_logprobs must be 0 (every token) or more, not {top_logprobs}")
         self.top_logprobs = top_logprobs

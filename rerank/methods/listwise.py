@@ -37,6 +37,7 @@ from rerank.methods.llm_common import (
     ranked_results,
     start_order,
 )
+from rerank.methods.reasoning import DEFAULT_BUDGET, reason
 from rerank.methods.schedules import drive, tdpart, tournament
 from rerank.prompts import load_prompt
 
@@ -75,12 +76,15 @@ OWN: MappingProxyType[str, dict[str, int]] = MappingProxyType({
 })  # fmt: skip
 
 
+REASONING = MappingProxyType({"reasoning": False, "reasoning_budget": DEFAULT_BUDGET, "budget_forcing": True})
+
+
 class ListwiseReranker(LLMMethodMixin, Reranker):
     method = "listwise"
     version = 2  # 2: RankLLM's schedule, text cleaning, passage length, answer length and parsing
     libraries: ClassVar[tuple[str, ...]] = ("ftfy",)
     # added later: at their defaults they stay out of keys, which keeps every earlier key
-    neutral_params = MappingProxyType({"strategy": "sliding", **OWN["tdpart"], **OWN["tournament"]})
+    neutral_params = MappingProxyType({"strategy": "sliding", **OWN["tdpart"], **OWN["tournament"], **REASONING})
 
     def __init__(
         self,
@@ -100,8 +104,13 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         cutoff: int = 10,
         max_iters: int = 100,
         tournaments: int = 10,
+        reasoning: bool = False,
+        reasoning_budget: int = DEFAULT_BUDGET,
+        budget_forcing: bool = True,
     ):
-        """``strategy=tdpart`` schedules windows by top-down partitioning (``rerank.methods.schedules``): the
+        """``reasoning`` lets the model think before it answers, ``reasoning_budget`` tokens at most, and closes
+        a longer reasoning to ask for the answer unless ``budget_forcing`` is off (``rerank.methods.reasoning``).
+        ``strategy=tdpart`` schedules windows by top-down partitioning (``rerank.methods.schedules``): the
         top ``cutoff`` found with a pivot, ``buffer`` candidates per round, at most ``max_iters`` rounds;
         ``strategy=tournament`` by TourRank's ``tournaments`` tournaments (groups shuffled with ``seed``)."""
         if window_size < 2 or stride < 1 or passes < 1:
@@ -110,6 +119,8 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
                                         "max_iters": max_iters, "tournaments": tournaments, "window_size": window_size})  # fmt: skip
         self.strategy, self.buffer, self.cutoff, self.max_iters = strategy, buffer, cutoff, max_iters
         self.tournaments = tournaments
+        self._check_reasoning(reasoning, reasoning_budget, budget_forcing)
+        self.reasoning, self.reasoning_budget, self.budget_forcing = reasoning, reasoning_budget, budget_forcing
         if max_words is not None and max_words < 1:
             raise ValueError(f"max_words must be at least 1, not {max_words}")
         check_initial_order(initial_order)
@@ -138,9 +149,19 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
                                    "passages), not windows of window_size")  # fmt: skip
 
     @classmethod
+    def _check_reasoning(cls, reasoning: object, budget: object, forcing: object) -> None:
+        if not reasoning and (budget != DEFAULT_BUDGET or forcing is not True):
+            raise InvalidSpecError(f"{cls.method}: {'reasoning_budget' if budget != DEFAULT_BUDGET else 'budget_forcing'} "
+                                   "applies with reasoning=on")  # fmt: skip
+        if int(budget) < 1:  # type: ignore[call-overload]
+            raise InvalidSpecError(f"{cls.method}: reasoning_budget must be at least 1 token, not {budget}")
+
+    @classmethod
     def check_params(cls, params: dict[str, object], where: str) -> None:
         super().check_params(params, where)
         cls._check_strategy(str(params.get("strategy", "sliding")), params)
+        cls._check_reasoning(params.get("reasoning", False), params.get("reasoning_budget", DEFAULT_BUDGET),
+                             params.get("budget_forcing", True))  # fmt: skip
 
     def _check_room(self) -> None:
         """Refuses a ``context_size`` that the prompt's own text fills: every passage would reach the model empty."""
@@ -225,9 +246,16 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
         out: list[tuple[list[int], Cost]] = [([], Cost())] * len(windows)
         for size, members in by_size(windows).items():
             n_tokens = self.answer_tokens(size)  # RankLLM's vLLM call: min_tokens = max_tokens
-            answers = self.backend.generate(
-                [conversations[k] for k in members], max_new_tokens=n_tokens, min_new_tokens=n_tokens
-            )
+            asked = [conversations[k] for k in members]
+            if self.reasoning:
+                for k, r in zip(members, reason(self.backend, asked, self.reasoning_budget, n_tokens,
+                                                self.budget_forcing), strict=True):  # fmt: skip
+                    # unforced, an unclosed reasoning is parsed whole, as RankLLM parses it; else nothing came
+                    text = r.answer if r.answer is not None else ("" if self.budget_forcing else r.reasoning)
+                    parsed = parse_permutation(text, size)
+                    out[k] = (parsed.order, r.cost + Cost(parse_failures=int(parsed.failed or r.answer is None)))
+                continue
+            answers = self.backend.generate(asked, max_new_tokens=n_tokens, min_new_tokens=n_tokens)
             for k, answer in zip(members, answers, strict=True):
                 parsed = parse_permutation(answer.text, size)
                 out[k] = (parsed.order, call_cost(answer) + Cost(parse_failures=int(parsed.failed)))

@@ -11,8 +11,10 @@ and the T5 rerankers its package imports (which need an older transformers).
 
 With ``"renders"`` in INPUT it only renders messages (no model), for several templates in one process (its
 imports cost more than the rendering): each entry's windows through RankLLM's inference handler for its
-template, as ``{"renders": [{"template", "use_alpha", "prompts": [{"query", "passages", "max_length"}]}]}`` →
-``{"messages": [[[{"role", "content"}, ...], ...], ...]}`` (per entry, per window).
+template (a file it ships, or a path to a template from its repository), as ``{"renders": [{"template",
+"use_alpha", "prompts": [{"query", "passages", "max_length"}]}]}`` → ``{"messages": [[[{"role", "content"},
+...], ...], ...]}`` (per entry, per window); and ``"parses": [{"answer", "size"}]`` → ``"orders"``: each
+answer read by RankLLM's ``receive_permutation`` on a window of ``size``.
 
 INPUT: {"model": GGUF path, "template": "rank_zephyr_template.yaml", "window_size", "stride",
 "context_size", "requests": [{"qid", "query", "candidates": [[docid, text], ...]}]}, and for FIRST
@@ -135,7 +137,9 @@ def rendered(config: dict[str, Any]) -> list[Any]:
     from rank_llm.rerank.listwise.multiturn_listwise_inference_handler import MultiTurnListwiseInferenceHandler
     from rank_llm.rerank.listwise.singleturn_listwise_inference_handler import SingleTurnListwiseInferenceHandler
 
-    template = yaml.safe_load((files("rank_llm.rerank.prompt_templates") / config["template"]).read_text())
+    shipped = files("rank_llm.rerank.prompt_templates") / config["template"]
+    source = Path(config["template"]) if config["template"].endswith(".yaml") and "/" in config["template"] else shipped
+    template = yaml.safe_load(source.read_text())
     handler = {"singleturn_listwise": SingleTurnListwiseInferenceHandler,
                "multiturn_listwise": MultiTurnListwiseInferenceHandler}[template["method"]](template)  # fmt: skip
     messages = []
@@ -148,6 +152,30 @@ def rendered(config: dict[str, Any]) -> list[Any]:
                                                 max_length=item["max_length"],
                                                 use_alpha=bool(config.get("use_alpha"))))  # fmt: skip
     return messages
+
+
+def parsed(answers: list[dict[str, Any]]) -> list[list[int]]:
+    """Each answer through RankLLM's own ``receive_permutation`` (its ``_clean_response``, duplicate removal and
+    appending of what is missing) on a window of ``size`` candidates: the new order, 0-based."""
+    from importlib.resources import files
+
+    import yaml
+    from rank_llm.data import Candidate, Query, Result
+    from rank_llm.rerank.listwise.listwise_rankllm import ListwiseRankLLM
+    from rank_llm.rerank.listwise.singleturn_listwise_inference_handler import SingleTurnListwiseInferenceHandler
+
+    template = files("rank_llm.rerank.prompt_templates") / "rank_zephyr_template.yaml"
+    ranker = types.SimpleNamespace(
+        _inference_handler=SingleTurnListwiseInferenceHandler(yaml.safe_load(template.read_text())),
+        _use_alpha=False,
+    )
+    ranker._remove_duplicate = lambda response: ListwiseRankLLM._remove_duplicate(ranker, response)
+    orders = []
+    for item in answers:
+        result = Result(Query("q", "q"), [Candidate(str(i), 0.0, {"text": ""}) for i in range(item["size"])])
+        ListwiseRankLLM.receive_permutation(ranker, result, item["answer"], 0, item["size"])  # type: ignore[arg-type]
+        orders.append([int(c.docid) for c in result.candidates])
+    return orders
 
 
 def main(target: str) -> None:
@@ -195,6 +223,7 @@ if __name__ == "__main__":
     CONFIG = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     if "renders" in CONFIG:
         messages = [rendered(config) for config in CONFIG["renders"]]
-        Path(sys.argv[2]).write_text(json.dumps({"messages": messages}, indent=1), encoding="utf-8")
+        orders = parsed(CONFIG.get("parses", []))
+        Path(sys.argv[2]).write_text(json.dumps({"messages": messages, "orders": orders}, indent=1), encoding="utf-8")
     else:
         main(sys.argv[2])
