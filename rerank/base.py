@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -285,6 +285,9 @@ class PairScores:
     input_tokens: list[int]
     truncated: list[bool]
     calls: int
+    # per pair where a method reasons before it scores (llm-pointwise, reasoning=true); empty: none
+    reasoning_tokens: list[int] = field(default_factory=list)
+    failed: list[bool] = field(default_factory=list)  # its reasoning never reached an answer
 
 
 class PointwiseReranker(Reranker):
@@ -325,6 +328,8 @@ class PointwiseReranker(Reranker):
                 calls=pairs.calls * share,
                 input_tokens=sum(pairs.input_tokens[offset:end]),
                 truncated=sum(pairs.truncated[offset:end]),
+                reasoning_tokens=sum(pairs.reasoning_tokens[offset:end]),
+                parse_failures=sum(pairs.failed[offset:end]),
                 seconds=elapsed * share,
             )
             results.append(RerankResult(scored_ranking(request, pairs.scores[offset:end]), cost))
@@ -362,6 +367,9 @@ class PointwiseReranker(Reranker):
         scores = [float(known[key]) if key in known else 0.0 for key in keys]
         tokens = [0] * len(keys)
         truncated = [False] * len(keys)
+        thought, failed = [0] * len(keys), [False] * len(keys)
         for n, i in enumerate(missing):
             scores[i], tokens[i], truncated[i] = fresh.scores[n], fresh.input_tokens[n], fresh.truncated[n]
-        return PairScores(scores, tokens, truncated, fresh.calls)
+            if fresh.reasoning_tokens:
+                thought[i], failed[i] = fresh.reasoning_tokens[n], fresh.failed[n]
+        return PairScores(scores, tokens, truncated, fresh.calls, thought, failed)

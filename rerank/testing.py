@@ -343,9 +343,28 @@ class ScriptedBackend(LLMBackend):
             out.append(TokenScores(scores, self.count_tokens(self.render(conversation)), len(outside)))
         return out
 
+    # Reasoning scripts: "think" thinks briefly, then answers as "sort"; "think-long" thinks until its token budget
+    # runs out (answering as "sort" once a prompt closes its thinking: budget forcing); "think-stops" stops inside.
+    THINKING = ("think", "think-long", "think-stops")
+
+    def _thought(self, conversation: Sequence[Message], max_new_tokens: int) -> Generation:
+        content = self.render(conversation)
+        answer = ScriptedBackend("sort").generate([conversation], max_new_tokens)[0].text
+        if content.endswith("</think>\n\n"):  # the reasoning was closed for it: the answer alone
+            text = answer
+        elif self.model == "think":
+            text = f"<think>\nWeighing the passages against the query.\n</think>\n\n{answer}"
+        elif self.model == "think-long":
+            text = "<think> " + " ".join(["hmm"] * (max_new_tokens - 1))
+        else:
+            text = "<think> I cannot decide between"
+        return Generation(text, self.count_tokens(content), len(text.split()))
+
     def generate(
         self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
     ) -> list[Generation]:
+        if self.model in self.THINKING:
+            return [self._thought(c, max_new_tokens) for c in map(self._messages, conversations)]
         out = []
         for conversation in map(self._messages, conversations):
             grades = self._grades(conversation)

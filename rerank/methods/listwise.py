@@ -37,7 +37,7 @@ from rerank.methods.llm_common import (
     ranked_results,
     start_order,
 )
-from rerank.methods.reasoning import DEFAULT_BUDGET, reason
+from rerank.methods.reasoning import DEFAULT_BUDGET, PARAMS, check_reasoning, reason
 from rerank.methods.schedules import drive, tdpart, tournament
 from rerank.prompts import load_prompt
 
@@ -76,15 +76,12 @@ OWN: MappingProxyType[str, dict[str, int]] = MappingProxyType({
 })  # fmt: skip
 
 
-REASONING = MappingProxyType({"reasoning": False, "reasoning_budget": DEFAULT_BUDGET, "budget_forcing": True})
-
-
 class ListwiseReranker(LLMMethodMixin, Reranker):
     method = "listwise"
     version = 2  # 2: RankLLM's schedule, text cleaning, passage length, answer length and parsing
     libraries: ClassVar[tuple[str, ...]] = ("ftfy",)
     # added later: at their defaults they stay out of keys, which keeps every earlier key
-    neutral_params = MappingProxyType({"strategy": "sliding", **OWN["tdpart"], **OWN["tournament"], **REASONING})
+    neutral_params = MappingProxyType({"strategy": "sliding", **OWN["tdpart"], **OWN["tournament"], **PARAMS})
 
     def __init__(
         self,
@@ -119,7 +116,8 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
                                         "max_iters": max_iters, "tournaments": tournaments, "window_size": window_size})  # fmt: skip
         self.strategy, self.buffer, self.cutoff, self.max_iters = strategy, buffer, cutoff, max_iters
         self.tournaments = tournaments
-        self._check_reasoning(reasoning, reasoning_budget, budget_forcing)
+        check_reasoning(self.method, {"reasoning": reasoning, "reasoning_budget": reasoning_budget,
+                                      "budget_forcing": budget_forcing})  # fmt: skip
         self.reasoning, self.reasoning_budget, self.budget_forcing = reasoning, reasoning_budget, budget_forcing
         if max_words is not None and max_words < 1:
             raise ValueError(f"max_words must be at least 1, not {max_words}")
@@ -149,19 +147,10 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
                                    "passages), not windows of window_size")  # fmt: skip
 
     @classmethod
-    def _check_reasoning(cls, reasoning: object, budget: object, forcing: object) -> None:
-        if not reasoning and (budget != DEFAULT_BUDGET or forcing is not True):
-            raise InvalidSpecError(f"{cls.method}: {'reasoning_budget' if budget != DEFAULT_BUDGET else 'budget_forcing'} "
-                                   "applies with reasoning=on")  # fmt: skip
-        if int(budget) < 1:  # type: ignore[call-overload]
-            raise InvalidSpecError(f"{cls.method}: reasoning_budget must be at least 1 token, not {budget}")
-
-    @classmethod
     def check_params(cls, params: dict[str, object], where: str) -> None:
         super().check_params(params, where)
         cls._check_strategy(str(params.get("strategy", "sliding")), params)
-        cls._check_reasoning(params.get("reasoning", False), params.get("reasoning_budget", DEFAULT_BUDGET),
-                             params.get("budget_forcing", True))  # fmt: skip
+        check_reasoning(cls.method, params)
 
     def _check_room(self) -> None:
         """Refuses a ``context_size`` that the prompt's own text fills: every passage would reach the model empty."""

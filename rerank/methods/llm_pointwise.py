@@ -26,6 +26,8 @@ from typing import Any
 from data.errors import InvalidSpecError
 from rerank.base import PairScores, PointwiseReranker
 from rerank.llm.backend import Prompt, load_backend
+from rerank.methods.reasoning import CLOSE, DEFAULT_BUDGET, THINK_END, check_reasoning, reason
+from rerank.methods.reasoning import PARAMS as REASONING
 from rerank.prompts import ChatTemplate, chat_template_names, chat_template_path, load_chat_template, load_text
 
 PLAIN = {"yes": "Yes", "no": "No", "max_words": 100}  # the plain template's defaults: kept in every key
@@ -35,7 +37,7 @@ class LLMPointwiseReranker(PointwiseReranker):
     method = "llm-pointwise"
     prompt_param = "template"
     llm_backend_param = "backend"
-    neutral_params = MappingProxyType({"instruction": None, "max_length": None})
+    neutral_params = MappingProxyType({"instruction": None, "max_length": None, **REASONING})
 
     def __init__(
         self,
@@ -48,10 +50,18 @@ class LLMPointwiseReranker(PointwiseReranker):
         batch_size: int = 8,
         instruction: str | None = None,
         max_length: int | None = None,
+        reasoning: bool = False,
+        reasoning_budget: int = DEFAULT_BUDGET,
+        budget_forcing: bool = True,
     ):
         """``yes``/``no`` and ``max_words`` are the plain template's; a chat template names its own labels (a
         ``yes``/``no`` other than the defaults replaces them) and cuts in tokens (``max_length``, default the
-        template's). ``instruction`` is a chat template's task instruction (default the template's)."""
+        template's). ``instruction`` is a chat template's task instruction (default the template's).
+        ``reasoning`` (plain template) lets the model think first, ``reasoning_budget`` tokens at most; the
+        labels are then read right after its closed reasoning (``rerank.methods.reasoning``)."""
+        self._check_pointwise_reasoning({"reasoning": reasoning, "reasoning_budget": reasoning_budget,
+                                         "budget_forcing": budget_forcing, "template": template})  # fmt: skip
+        self.reasoning, self.reasoning_budget, self.budget_forcing = reasoning, reasoning_budget, budget_forcing
         self.model, self.backend_name, self.template_name = model, backend, template
         self.max_words, self.batch_size, self.instruction = max_words, batch_size, instruction
         self.chat: ChatTemplate | None = None
@@ -83,6 +93,7 @@ class LLMPointwiseReranker(PointwiseReranker):
         from rerank.methods.llm_common import check_backend_model
 
         super().check_params(params, where)
+        cls._check_pointwise_reasoning(params)
         check_backend_model(cls, params, where)
         if str(params.get("backend", "transformers")).startswith("transformers"):
             check_causal(str(params.get("model")), where)
@@ -112,14 +123,30 @@ class LLMPointwiseReranker(PointwiseReranker):
             raise InvalidSpecError(f"{where}: template {template} is rendered here: the openai backend needs "
                                    "tokenizer=… (the served model's GGUF, pack or folder)")  # fmt: skip
 
+    @classmethod
+    def _check_pointwise_reasoning(cls, params: dict[str, Any]) -> None:
+        check_reasoning(cls.method, params)
+        if params.get("reasoning") and chat_template_path(str(params.get("template", "pointwise_yes_no"))):
+            raise InvalidSpecError(f"{cls.method}: reasoning=true applies to the plain template; a causal reranker's "
+                                   "chat template fixes what comes before its label")  # fmt: skip
+
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], docids: Sequence[str] = ()) -> PairScores:
         pairs = [self._prompt(q, t) for q, t in zip(queries, texts, strict=True)]
-        results = self.backend.next_token_scores([prompt for prompt, _ in pairs], self.labels)
+        prompts: list[Prompt] = [prompt for prompt, _ in pairs]
+        thought = reason(self.backend, prompts, self.reasoning_budget, 1, self.budget_forcing) if self.reasoning else []
+        if thought:  # the labels are read right after each reasoning, closed (by the model, or here)
+            prompts = [self.backend.prompt_text(p) + r.reasoning + ("" if THINK_END in r.reasoning else CLOSE.rstrip())
+                       + "\n\n" for p, r in zip(prompts, thought, strict=True)]  # fmt: skip
+        results = self.backend.next_token_scores(prompts, self.labels)
         return PairScores(
             scores=[self._score(r.logprobs, r.normalizer) for r in results],
-            input_tokens=[r.input_tokens for r in results],
+            input_tokens=[r.input_tokens + int(t.cost.input_tokens) for r, t in zip(results, thought, strict=True)]
+            if thought
+            else [r.input_tokens for r in results],
             truncated=[cut for _, cut in pairs],
-            calls=len(results),
+            calls=len(results) + sum(int(t.cost.calls) for t in thought),
+            reasoning_tokens=[int(t.cost.reasoning_tokens) for t in thought],
+            failed=[t.answer is None and not t.forced for t in thought],
         )
 
     def render_prompt(self, query: str, text: str) -> str:

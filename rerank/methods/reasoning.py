@@ -20,13 +20,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
+from data.errors import InvalidSpecError
 from rerank.cost import Cost
 from rerank.llm.backend import LLMBackend, Prompt, call_cost
 
 THINK_END = "</think>"
 CLOSE = "\n</think>\n\n"  # how budget forcing ends a reasoning cut off by the budget
 DEFAULT_BUDGET = 10_000  # RankLLM's reasoning_token_budget
+# The parameters, added to methods after their outputs were keyed: at these values they stay out of keys
+PARAMS = MappingProxyType({"reasoning": False, "reasoning_budget": DEFAULT_BUDGET, "budget_forcing": True})
+
+
+def check_reasoning(method: str, params: object) -> None:
+    """``reasoning_budget`` and ``budget_forcing`` without ``reasoning`` would be ignored: refused."""
+    get = params.get  # type: ignore[attr-defined]
+    reasoning, budget, forcing = (get(name, default) for name, default in PARAMS.items())
+    if not reasoning and (budget != DEFAULT_BUDGET or forcing is not True):
+        name = "reasoning_budget" if budget != DEFAULT_BUDGET else "budget_forcing"
+        raise InvalidSpecError(f"{method}: {name} applies with reasoning=true")
+    if int(budget) < 1:
+        raise InvalidSpecError(f"{method}: reasoning_budget must be at least 1 token, not {budget}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,10 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Sequence
+from types import MappingProxyType
+from typing import Any
 
+from data.errors import InvalidSpecError
 from rerank.cost import Cost
 from rerank.llm.backend import LLMBackend, call_cost
 from rerank.methods.comparison import ComparisonReranker
@@ -27,6 +30,8 @@ from rerank.methods.llm_common import (
     check_initial_order,
     check_variant,
 )
+from rerank.methods.reasoning import DEFAULT_BUDGET, check_reasoning, reason
+from rerank.methods.reasoning import PARAMS as REASONING
 from rerank.prompts import load_prompt
 
 
@@ -74,6 +79,7 @@ def first_label(text: str, labels: Sequence[str]) -> int | None:
 
 class SetwiseReranker(ComparisonReranker):
     method = "setwise"
+    neutral_params = MappingProxyType({**ComparisonReranker.neutral_params, **REASONING})
 
     def __init__(
         self,
@@ -90,12 +96,20 @@ class SetwiseReranker(ComparisonReranker):
         seed: int = 0,
         batch_size: int = 4,
         variant: Variant = "rerank",
+        reasoning: bool = False,
+        reasoning_budget: int = DEFAULT_BUDGET,
+        budget_forcing: bool = True,
     ):
+        """``reasoning`` (with ``scoring=generate``) lets the model think before it names the best passage,
+        ``reasoning_budget`` tokens at most, closed then unless ``budget_forcing`` is off
+        (``rerank.methods.reasoning``)."""
         if num_child < 1 or num_child + 1 > len(string.ascii_uppercase) or k < 1:
             raise ValueError("num_child must be 1 to 25 and k at least 1")
         check_initial_order(initial_order)
         if scoring not in ("logits", "generate"):
             raise ValueError(f"scoring must be logits or generate, not {scoring!r}")
+        self._check_setwise_reasoning(reasoning, reasoning_budget, budget_forcing, scoring)
+        self.reasoning, self.reasoning_budget, self.budget_forcing = reasoning, reasoning_budget, budget_forcing
         self.model, self.backend_name, self.template_name = model, backend, template
         self.strategy, self.num_child, self.k, self.scoring = strategy, num_child, k, scoring
         self.initial_order, self.seed, self.batch_size = initial_order, seed, batch_size
@@ -104,6 +118,19 @@ class SetwiseReranker(ComparisonReranker):
         self._algorithm(2)  # validates the strategy
         self._check_cuts(max_words, max_tokens)
         self._load_backend(backend, model, batch_size)
+
+    @classmethod
+    def _check_setwise_reasoning(cls, reasoning: object, budget: object, forcing: object, scoring: object) -> None:
+        check_reasoning(cls.method, {"reasoning": reasoning, "reasoning_budget": budget, "budget_forcing": forcing})
+        if reasoning and scoring != "generate":
+            raise InvalidSpecError(f"{cls.method}: reasoning=true needs scoring=generate (the answer is read from "
+                                   "the text after the reasoning, not from the next token's log-probabilities)")  # fmt: skip
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], where: str) -> None:
+        super().check_params(params, where)
+        cls._check_setwise_reasoning(params.get("reasoning", False), params.get("reasoning_budget", DEFAULT_BUDGET),
+                                     params.get("budget_forcing", True), params.get("scoring", "logits"))  # fmt: skip
 
     def _messages(self, query: str, texts: Sequence[str]) -> list[dict[str, str]]:
         p = self.prompt
@@ -136,6 +163,13 @@ class SetwiseReranker(ComparisonReranker):
                     best = max(range(size), key=lambda p: (scores.logprobs[labels[p]], -p))  # ties: the first
                     found[i] = (best, call_cost(scores) + Cost(parse_failures=int(scores.missing > 0)))
             return [found[i] for i in range(len(asks))]
+        if self.reasoning:
+            thought = reason(self.backend, conversations, self.reasoning_budget, 8, self.budget_forcing)
+            for (_, texts), r in zip(asks, thought, strict=True):
+                text = r.answer if r.answer is not None else ("" if self.budget_forcing else r.reasoning)
+                named = first_label(text, list(string.ascii_uppercase[: len(texts)]))
+                out.append((named or 0, r.cost + Cost(parse_failures=int(named is None or r.answer is None))))
+            return out
         for (_, texts), answer in zip(asks, self.backend.generate(conversations, max_new_tokens=8), strict=True):
             named = first_label(answer.text, list(string.ascii_uppercase[: len(texts)]))
             out.append((named or 0, call_cost(answer) + Cost(parse_failures=int(named is None))))

@@ -116,6 +116,8 @@ class SplitReranker(Reranker):
                 calls=pairs.calls * share,
                 input_tokens=sum(pairs.input_tokens[start:offset]),
                 truncated=sum(pairs.truncated[start:offset]) + left_out,
+                reasoning_tokens=sum(pairs.reasoning_tokens[start:offset]),
+                parse_failures=sum(pairs.failed[start:offset]),
                 windows=offset - start,
                 seconds=elapsed * share,
             )
