@@ -344,13 +344,17 @@ class ScriptedBackend(LLMBackend):
         return out
 
     # Reasoning scripts: "think" thinks briefly, then answers as "sort"; "think-long" thinks until its token budget
-    # runs out (answering as "sort" once a prompt closes its thinking: budget forcing); "think-stops" stops inside.
-    THINKING = ("think", "think-long", "think-stops")
+    # runs out (answering as "sort" once a prompt closes its thinking: budget forcing); "think-stops" stops inside;
+    # "r1" answers as Rank-R1 does, the best passage's number in <answer> tags.
+    THINKING = ("think", "think-long", "think-stops", "r1")
 
     def _thought(self, conversation: Sequence[Message], max_new_tokens: int) -> Generation:
         content = self.render(conversation)
         answer = ScriptedBackend("sort").generate([conversation], max_new_tokens)[0].text
-        if content.endswith("</think>\n\n"):  # the reasoning was closed for it: the answer alone
+        if self.model == "r1":  # Rank-R1's form: the best passage's number in answer tags
+            grades = self._grades([{"role": "user", "content": content}])
+            text = f"<think>\nWeighing them.\n</think>\n<answer>[{max(grades, key=lambda i: grades[i])}]</answer>"
+        elif content.endswith("</think>\n\n"):  # the reasoning was closed for it: the answer alone
             text = answer
         elif self.model == "think":
             text = f"<think>\nWeighing the passages against the query.\n</think>\n\n{answer}"

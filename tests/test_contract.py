@@ -38,6 +38,9 @@ CONTRACT_SPECS = {
     "pairwise": "pairwise(model=sort, backend=scripted, k=3)",
     "pairwise/allpairs": "pairwise(model=sort, backend=scripted, strategy=allpairs)",
     "setwise": "setwise(model=sort, backend=scripted, num_child=2, k=3)",
+    "setwise/rank-r1": (
+        "setwise(template=rank-r1, reasoning=true, scoring=generate, model=r1, backend=scripted, num_child=2, k=3)"
+    ),
     "groupwise": "groupwise(model=sort, backend=scripted, group_size=3, rounds=2)",
     "jointrank": 'jointrank(inner="first(model=sort, backend=scripted, window_size=4)", block_size=4, replicas=2)',
     # every window of every candidate scored by the inner method in one call (rerank.methods.split)

@@ -60,6 +60,15 @@ def run_reference(site: Path, config: dict | list, tmp_path: Path, driver: str =
     return json.loads(target.read_text(encoding="utf-8"))
 
 
+def load_module(path: Path) -> Any:
+    """A reference script of tests/reference as a module (for the judge it records with)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def model_name(model: str) -> str:
     """The model as a recording names it: its file or folder, less the fp32 copy's cache key (a hash of the
     GGUF's path and mtime, so it differs from machine to machine)."""
@@ -454,6 +463,36 @@ def test_tournament_plays_tourranks_games(case):
         ]
     assert [c.docid for c in result.ranking] == case["ranking"]
     assert result.cost.calls == sum(len(p["games"]) for p in case["played"]) == 13 * tournaments
+
+
+@pytest.mark.integration
+def test_rank_r1_sends_and_decides_as_llm_rankers_rank_r1():
+    """ielab/llm-rankers' ``RankR1SetwiseLlmRanker`` (recorded at the commit the file names) and
+    ``setwise(template=rank-r1, reasoning=true, variant=llm-rankers)``, judged alike (the passage of highest
+    grade named in answer tags, or no tags at all): the same messages, byte for byte (system prompt, numbered
+    passages shuffled from the same 929-seeded sequence), the same winners where the answer parses and the
+    set's first passage where it does not, and the same rankings."""
+    from data.records import Candidate, Query, RerankRequest
+    from rerank import load_reranker
+    from rerank.llm.backend import Generation
+
+    reference = json.loads((REFERENCES / "rank_r1_setwise.json").read_text(encoding="utf-8"))
+    judge = load_module(REFERENCES / "rank_r1_setwise.py").judge
+    requests = [RerankRequest(Query(qid, query), tuple(Candidate(f"{qid}d{i}", float(-i), f"grade {g} passage {i} of {qid}")
+                for i, g in enumerate(grades))) for qid, query, grades in reference["queries"]]  # fmt: skip
+    reranker = load_reranker("setwise(template=rank-r1, reasoning=true, scoring=generate, variant=llm-rankers, "
+                             "num_child=3, k=4, max_words=none, model=r1, backend=scripted)")  # fmt: skip
+    sent: list = []
+
+    def answered(conversations, max_new_tokens, min_new_tokens=0):  # the reference's judge, on what is sent
+        sent.extend(conversations)
+        return [Generation(judge(c), 0, len(judge(c).split())) for c in conversations]
+
+    reranker.backend.generate = answered
+    results = reranker.rerank(requests)
+    assert sent == reference["calls"]
+    assert {r.ranking.qid: [c.docid for c in r.ranking] for r in results} == reference["rankings"]
+    assert sum(r.cost.parse_failures for r in results) > 0  # the judge's untagged answers were exercised
 
 
 COMPARISON = ["setwise(strategy=heapsort, num_child=3", "pairwise(strategy=heapsort"]  # the bubble sorts' schedules

@@ -102,3 +102,22 @@ def test_reasoning_settings_that_would_be_ignored_are_refused(spec, says):
     with pytest.raises(ValueError, match=says):
         check_reranker(spec)
         load_reranker(spec)
+
+
+def test_rank_r1_finds_the_top_whatever_the_batch_and_shuffles_each_comparison_of_its_own():
+    """Rank-R1's shuffle is drawn from the comparison itself (seed, query, passages), so three queries ranked
+    together rank as each alone, and the passages are shown out of their first-stage order."""
+    spec = "setwise(template=rank-r1, reasoning=true, scoring=generate, model=r1, backend=scripted, num_child=2, k=3)"
+    requests = [_request("a"), _request("b"), _request("c")]
+    together = load_reranker(spec).rerank(requests)
+    alone = [load_reranker(spec).rerank([r])[0] for r in requests]
+    assert [_ranked(r) for r in together] == [_ranked(r) for r in alone]
+    assert all(_ranked(r)[:3] == BEST[:3] for r in together)
+    reranker = load_reranker(spec)
+    shown = [reranker._shown("tides", [f"p{i}" for i in range(6)]) for _ in range(2)]
+    assert shown[0] == shown[1] != list(range(6))  # deterministic, and shuffled
+
+
+def test_rank_r1_needs_its_reasoning():
+    with pytest.raises(ValueError, match="give reasoning=true and scoring=generate"):
+        load_reranker("setwise(template=rank-r1, model=r1, backend=scripted)")

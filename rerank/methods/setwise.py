@@ -12,6 +12,7 @@ leader and counts as a parse failure.
 
 from __future__ import annotations
 
+import random
 import re
 import string
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from types import MappingProxyType
 from typing import Any
 
 from data.errors import InvalidSpecError
+from data.records import RerankRequest
+from rerank.base import RerankResult
 from rerank.cost import Cost
 from rerank.llm.backend import LLMBackend, call_cost
 from rerank.methods.comparison import ComparisonReranker
@@ -40,6 +43,7 @@ def label_token(prompt: dict[str, str], label: str) -> str:
     return prompt.get("label_token", "{label}").format(label=label)
 
 
+TAGGED_ANSWER_TOKENS = 16  # room for "<answer>[19]</answer>" after the reasoning
 LLM_RANKERS_PREFIX = " Passage:"  # what llm-rankers appends to the rendered prompt of a causal LM
 
 
@@ -115,6 +119,14 @@ class SetwiseReranker(ComparisonReranker):
         self.initial_order, self.seed, self.batch_size = initial_order, seed, batch_size
         self.variant = check_variant(variant)
         self.prompt = load_prompt(template)
+        if "answer_pattern" in self.prompt and not (reasoning and scoring == "generate"):
+            raise InvalidSpecError(f"{self.method}: template {template} reasons before it answers in tags: give "
+                                   "reasoning=true and scoring=generate")  # fmt: skip
+        if self.prompt.get("labels") == "numbers" and num_child + 1 > 20:
+            raise InvalidSpecError(
+                f"{self.method}: template {template} numbers at most 20 passages: num_child at most 19"
+            )
+        self._sequence = random.Random(929)
         self._algorithm(2)  # validates the strategy
         self._check_cuts(max_words, max_tokens)
         self._load_backend(backend, model, batch_size)
@@ -136,15 +148,59 @@ class SetwiseReranker(ComparisonReranker):
         p = self.prompt
         query = self._cut(query, passage=False)
         body = p["prefix"].format(query=query, num=len(texts))
-        for label, text in zip(string.ascii_uppercase, texts, strict=False):
+        labels = [str(i) for i in range(1, len(texts) + 1)] if p.get("labels") == "numbers" else string.ascii_uppercase
+        for label, text in zip(labels, texts, strict=False):
             body += p["passage"].format(id=label, passage=self._cut(text))
         body += p["suffix"].format(query=query, num=len(texts))
-        return [{"role": "user", "content": body}]
+        system = [{"role": "system", "content": p["system"]}] if p.get("system") else []
+        return [*system, {"role": "user", "content": body}]
+
+    def rerank(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
+        if self.prompt.get("shuffle") and self.variant == "llm-rankers":
+            # llm-rankers seeds its module's random with 929 and ranks the queries one after another, each
+            # comparison shuffling its passages from that one sequence: so here, for the queries of this call
+            self._sequence = random.Random(929)
+            results: list[RerankResult] = []
+            for request in requests:
+                results += super().rerank([request])
+            return results
+        return super().rerank(requests)
+
+    def _shown(self, query: str, texts: Sequence[str]) -> list[int]:
+        """The order a comparison shows its passages in: as given, or shuffled (Rank-R1), from llm-rankers'
+        sequence (``variant=llm-rankers``) or from the comparison itself, whatever the batch."""
+        if not self.prompt.get("shuffle"):
+            return list(range(len(texts)))
+        rng = (
+            self._sequence
+            if self.variant == "llm-rankers"
+            else random.Random("\x1f".join([str(self.seed), query, *texts]))
+        )
+        return rng.sample(range(len(texts)), len(texts))
+
+    def _judge_tagged(self, asks: list[tuple[str, list[str]]]) -> list[tuple[int, Cost]]:
+        """Rank-R1: numbered passages in a shuffled order, a reasoning, the label read inside the answer tags of
+        the whole completion, lower-cased (its ``compare``); anything else names no passage, and the first of
+        the set wins, as there."""
+        shown = [self._shown(query, texts) for query, texts in asks]
+        conversations = [
+            self._messages(query, [texts[i] for i in order]) for (query, texts), order in zip(asks, shown, strict=True)
+        ]
+        thought = reason(self.backend, conversations, self.reasoning_budget, TAGGED_ANSWER_TOKENS, self.budget_forcing)
+        out = []
+        for (_, texts), order, r in zip(asks, shown, thought, strict=True):
+            found = re.search(self.prompt["answer_pattern"], (r.reasoning + (r.answer or "")).lower(), re.DOTALL)
+            label = re.fullmatch(r"\[(\d+)\]", found.group(1).strip()) if found else None
+            named = int(label.group(1)) - 1 if label and 0 < int(label.group(1)) <= len(texts) else None
+            out.append((order[named] if named is not None else 0, r.cost + Cost(parse_failures=int(named is None))))
+        return out
 
     def _judge(self, query: str, texts: Sequence[str]) -> tuple[int, Cost]:
         return self._judge_many([(query, list(texts))])[0]
 
     def _judge_many(self, asks: list[tuple[str, list[str]]]) -> list[tuple[int, Cost]]:
+        if "answer_pattern" in self.prompt:
+            return self._judge_tagged(asks)
         conversations = [self._messages(query, texts) for query, texts in asks]
         out: list[tuple[int, Cost]] = []
         if self.variant == "llm-rankers":  # its greedy letter; anything else keeps the parent (position 0)
