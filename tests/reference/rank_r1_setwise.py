@@ -20,10 +20,11 @@ import json
 import random
 import re
 import sys
-import tomllib
 import types
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 PROMPT = Path(__file__).parent / "rank_r1_prompt_setwise-R1.toml"
 QUERIES = [  # (qid, query, grades of its candidates in first-stage order)
@@ -67,7 +68,9 @@ def main(target: str, commit: str) -> None:
     random.seed(929)  # as run_setwise.py does before ranking
     rankings = {}
     for qid, query, grades in QUERIES:
-        results = [SearchResult(f"{qid}d{i}", float(-i), f"grade {g} passage {i} of {qid}") for i, g in enumerate(grades)]
+        results = [
+            SearchResult(f"{qid}d{i}", float(-i), f"grade {g} passage {i} of {qid}") for i, g in enumerate(grades)
+        ]
         rankings[qid] = [r.docid for r in ranker.rerank(query, results)]
     out = {"commit": commit, "num_child": 3, "k": 4, "queries": QUERIES, "calls": calls, "rankings": rankings}
     Path(target).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
