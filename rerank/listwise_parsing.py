@@ -45,3 +45,33 @@ def parse_permutation(text: str, size: int) -> ParsedPermutation:
     placed = len(order)
     order.extend(i for i in range(size) if i not in seen)
     return ParsedPermutation(order, failed=anomalies > 0 or placed < size, placed=placed)
+
+
+def parse_rank_k(text: str, size: int) -> ParsedPermutation:
+    """Rank-K's reading (hltcoe/rank-k's ``parse_ranking_more``) of the answer's last line: ids in ``>``-separated
+    groups, ``=`` ties kept in the order written; a piece that is not an integer is skipped, and so is an id out
+    of range, except that ``[0]`` and negative ids name passages from the end, as its list indexing does; the
+    first repeated id ends the reading. Missing ids follow in their previous order."""
+    order: list[int] = []
+    anomalies = 0
+    for group in text.strip().split("\n")[-1].split(">"):
+        for piece in group.split("="):
+            try:
+                number = int(piece.strip().replace("[", "").replace("]", ""))
+            except ValueError:
+                anomalies += 1
+                continue
+            if not -size <= number - 1 < size:
+                anomalies += 1
+                continue
+            position = (number - 1) % size
+            if position in order:  # its reading stops at the first repeat
+                return _completed(order, size, anomalies + 1)
+            order.append(position)
+    return _completed(order, size, anomalies)
+
+
+def _completed(order: list[int], size: int, anomalies: int) -> ParsedPermutation:
+    placed = len(order)
+    order = order + [i for i in range(size) if i not in order]
+    return ParsedPermutation(order, failed=anomalies > 0 or placed < size, placed=placed)

@@ -495,6 +495,21 @@ def test_rank_r1_sends_and_decides_as_llm_rankers_rank_r1():
     assert sum(r.cost.parse_failures for r in results) > 0  # the judge's untagged answers were exercised
 
 
+@pytest.mark.integration
+def test_rank_k_prompts_and_answers_are_rank_ks():
+    """hltcoe/rank-k's own prompt and parser (recorded at the commit the file names): ``listwise(template=rank-k)``
+    sends the same message for a window, byte for byte (texts as they are, passages two lines apart), and reads
+    every answer of the table (the last line, ties, repeats, [0], negative ids, prose) to the same order."""
+    from rerank import load_reranker
+    from rerank.listwise_parsing import parse_rank_k
+
+    reference = json.loads((REFERENCES / "rank_k.json").read_text(encoding="utf-8"))
+    reranker = load_reranker("listwise(template=rank-k, backend=scripted, model=sort)")
+    ours = [reranker.messages(query, passages, 300) for query, passages in reference["windows"]]
+    assert ours == [[{"role": "user", "content": prompt}] for prompt in reference["prompts"]]
+    assert [parse_rank_k(answer, size).order for answer, size in reference["answers"]] == reference["orders"]
+
+
 COMPARISON = ["setwise(strategy=heapsort, num_child=3", "pairwise(strategy=heapsort"]  # the bubble sorts' schedules
 # and decisions: the simulation below
 

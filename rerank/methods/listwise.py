@@ -27,7 +27,7 @@ from data.errors import InvalidSpecError
 from data.records import RerankRequest
 from rerank.base import Reranker, RerankResult, require_texts
 from rerank.cost import Cost
-from rerank.listwise_parsing import parse_permutation
+from rerank.listwise_parsing import parse_permutation, parse_rank_k
 from rerank.llm.backend import call_cost
 from rerank.methods.llm_common import (
     InitialOrder,
@@ -175,15 +175,13 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
     ) -> list[dict[str, str]]:
         """The conversation for one window: single-turn, or RankGPT's turns when the template has them.
         ``scores`` fill a template's ``{score}`` (InsertRank), three decimals as RankLLM writes them."""
-        p, num, query = self.prompt, len(passages), self._clean(query)
+        p, num = self.prompt, len(passages)
+        query = self._clean(query) if p.get("clean", True) else query
         if "{score}" in p["passage"] and len(scores) != num:
             raise ValueError(f"template {self.template_name} shows each passage's score: give {num} scores")
         shown = [f"{s:.3f}" for s in scores] if scores else [""] * num
         bodies = [
-            (
-                ident,
-                p["passage"].format(id=ident, passage=" ".join(self._clean(passage).split()[:max_words]), score=score),
-            )
+            (ident, p["passage"].format(id=ident, passage=self._shown_passage(passage, max_words), score=score))
             for ident, passage, score in zip(self._identifiers(num), passages, shown, strict=True)
         ]
         messages = [{"role": "system", "content": p["system"]}] if p.get("system") else []
@@ -194,7 +192,16 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
                 messages += [{"role": "user", "content": body},
                              {"role": "assistant", "content": p["passage_reply"].format(id=ident)}]  # fmt: skip
             return [*messages, {"role": "user", "content": suffix}]
-        return [*messages, {"role": "user", "content": prefix + "".join(body for _, body in bodies) + suffix}]
+        joined = p.get("separator", "").join(body for _, body in bodies)
+        return [*messages, {"role": "user", "content": prefix + joined + suffix}]
+
+    def _shown_passage(self, passage: str, max_words: int) -> str:
+        """A passage as the template shows it: RankLLM's cleaning and word cut; a template that shows texts as
+        they are (Rank-K's) cuts only a passage longer than ``max_words``."""
+        if self.prompt.get("clean", True):
+            return " ".join(self._clean(passage).split()[:max_words])
+        words = passage.split()
+        return passage if len(words) <= max_words else " ".join(words[:max_words])
 
     def answer_tokens(self, size: int) -> int:
         """The answer's length for a window of ``size``: RankLLM's count of ``[1] > … > [size]`` less one."""
@@ -233,6 +240,7 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
     ) -> list[tuple[list[int], Cost]]:
         """Each window's new order (positions into the window) and what asking for it cost."""
         out: list[tuple[list[int], Cost]] = [([], Cost())] * len(windows)
+        parse = parse_rank_k if self.prompt.get("parse") == "rank-k" else parse_permutation
         for size, members in by_size(windows).items():
             n_tokens = self.answer_tokens(size)  # RankLLM's vLLM call: min_tokens = max_tokens
             asked = [conversations[k] for k in members]
@@ -241,12 +249,12 @@ class ListwiseReranker(LLMMethodMixin, Reranker):
                                                 self.budget_forcing), strict=True):  # fmt: skip
                     # unforced, an unclosed reasoning is parsed whole, as RankLLM parses it; else nothing came
                     text = r.answer if r.answer is not None else ("" if self.budget_forcing else r.reasoning)
-                    parsed = parse_permutation(text, size)
+                    parsed = parse(text, size)
                     out[k] = (parsed.order, r.cost + Cost(parse_failures=int(parsed.failed or r.answer is None)))
                 continue
             answers = self.backend.generate(asked, max_new_tokens=n_tokens, min_new_tokens=n_tokens)
             for k, answer in zip(members, answers, strict=True):
-                parsed = parse_permutation(answer.text, size)
+                parsed = parse(answer.text, size)
                 out[k] = (parsed.order, call_cost(answer) + Cost(parse_failures=int(parsed.failed)))
         return out
 
