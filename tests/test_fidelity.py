@@ -493,6 +493,15 @@ def test_rank_r1_sends_and_decides_as_llm_rankers_rank_r1():
     assert sent == reference["calls"]
     assert {r.ranking.qid: [c.docid for c in r.ranking] for r in results} == reference["rankings"]
     assert sum(r.cost.parse_failures for r in results) > 0  # the judge's untagged answers were exercised
+    decided = []
+    for completion in reference["table"]:  # closed, capitalised, unclosed, cut, outside the tags, two labels, junk
+        reranker._sequence = random.Random(1)
+        reranker.backend.generate = lambda conversations, *_, c=completion, **__: (
+            [Generation(c, 0, 1)] * len(conversations)
+        )
+        ((winner, _),) = reranker._judge_tagged([("a query", [f"passage {i}" for i in range(4)])])
+        decided.append(winner)
+    assert decided == reference["decided"]
 
 
 @pytest.mark.integration

@@ -34,6 +34,24 @@ QUERIES = [  # (qid, query, grades of its candidates in first-stage order)
 ]
 
 
+# Completions its compare must read (a set of 4 passages): well-formed, tags in capitals, an unclosed think block,
+# a reasoning cut by the length limit, an answer outside the tags, before the thinking, two labels, out of range,
+# a bare number, spaces inside the tags, junk
+TABLE = [
+    "<think>\nthe second\n</think>\n<answer>[2]</answer>",
+    "<THINK>a</THINK> <ANSWER>[2]</ANSWER>",
+    "<think>\n[2] looks best",
+    "<think>\nhmm hmm hmm hmm",
+    "<think>a</think>\n[2]",
+    "<answer>[2]</answer>\n<think>a</think>",
+    "<think>a</think><answer>[1], [2]</answer>",
+    "<think>a</think><answer>[9]</answer>",
+    "<think>a</think><answer>4</answer>",
+    "<think>a</think><answer> [4] </answer>",
+    "I cannot tell.",
+]
+
+
 def judge(messages: list[dict[str, str]]) -> str:
     shown = re.findall(r"^\[(\d+)\] grade (\d+) ", messages[-1]["content"], re.M)
     grades = {label: int(grade) for label, grade in shown}
@@ -72,7 +90,17 @@ def main(target: str, commit: str) -> None:
             SearchResult(f"{qid}d{i}", float(-i), f"grade {g} passage {i} of {qid}") for i, g in enumerate(grades)
         ]
         rankings[qid] = [r.docid for r in ranker.rerank(query, results)]
-    out = {"commit": commit, "num_child": 3, "k": 4, "queries": QUERIES, "calls": calls, "rankings": rankings}
+    decided = []
+    for completion in TABLE:  # each read by compare from one shuffle, seeded anew
+        ranker.llm = types.SimpleNamespace(chat=lambda conversations, completion=completion, **_: [
+            types.SimpleNamespace(outputs=[types.SimpleNamespace(text=completion, token_ids=[])], prompt_token_ids=[])
+            for _ in conversations])  # fmt: skip
+        random.seed(1)
+        docs = [SearchResult(f"t{i}", 0.0, f"passage {i}") for i in range(4)]
+        label = ranker.compare("a query", docs)
+        decided.append(ranker.CHARACTERS.index(label) if label in ranker.CHARACTERS else 0)  # heapify's fallback
+    out = {"commit": commit, "num_child": 3, "k": 4, "queries": QUERIES, "calls": calls, "rankings": rankings,
+           "table": TABLE, "decided": decided}  # fmt: skip
     Path(target).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
 
 
