@@ -206,7 +206,8 @@ CASES = [
         "groupwise unknown template",
         [*RUN, "--reranker", "groupwise(model=sort, backend=scripted, template=nope)"],
         INVALID,
-        "template must be one of first, grouprank, groupwise, prp, rankgpt, rankzephyr, setwise, not 'nope'",
+        "template must be one of first, grouprank, groupwise, insertrank, prp, qwen-thinking, rank-k, rank-r1, rankgpt, "
+        "rankzephyr, reasonrank, setwise, not 'nope'",
     ),
     Case(
         "groupwise unknown variant",
