@@ -45,6 +45,7 @@ class Splitter:
     tail: Tail = "keep"
     tokenizer: Any = None
     max_windows: int | None = None
+    first_only: bool = False  # FirstP: the rest would be scored only to be ignored (and is not unread by mistake)
 
     def split(self, text: str, title: str | None = None) -> tuple[list[str], bool]:
         """The passages of one document (``text`` is its body; ``title`` goes in front of each), and whether
@@ -58,6 +59,8 @@ class Splitter:
         cut = bool(starts) and starts[-1] + self.window < len(tokens)
         if self.max_windows is not None and len(starts) > self.max_windows:
             starts, cut = starts[: self.max_windows], True
+        if self.first_only:
+            starts, cut = starts[:1], False
         passages = [detokenize(tokens[s : s + self.window]) for s in starts] if starts else [detokenize(tokens)]
         return ([f"{title} {p}" for p in passages] if title is not None else passages), cut
 
@@ -111,7 +114,7 @@ def splitter_for(scorer: Any, window: int, stride: int, aggregate: str = "maxp",
             f"{where}: window={window} {unit} is more than {scorer.method} reads of a document ({limit[0]} "
             f"{limit[1]}), so each window would be cut; give a window of at most {limit[0]}"
         )
-    return Splitter(window, stride, tail, tokenizer, max_windows)  # type: ignore[arg-type]
+    return Splitter(window, stride, tail, tokenizer, max_windows, aggregate == "firstp")  # type: ignore[arg-type]
 
 
 def check_split(window: int, stride: int, aggregate: str, unit: str, tail: str, max_windows: int | None,

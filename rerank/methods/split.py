@@ -94,13 +94,11 @@ class SplitReranker(Reranker):
             unread.append(0)
             for c in request.candidates:
                 passages, cut = self.splitter.split(*body_and_title(c.text or "", c.title))
-                if self.aggregate == "firstp":
-                    passages = passages[:1]  # the rest would be scored only to be ignored
                 queries += [request.query.text] * len(passages)
                 texts += passages
                 docids += [f"{c.docid}%p{i}" for i in range(len(passages))]  # PyTerrier's passage ids
                 counts[-1].append(len(passages))
-                unread[-1] += cut and self.aggregate != "firstp"
+                unread[-1] += cut
         pairs = self.inner.score_cached(queries, texts, docids)
         elapsed = time.perf_counter() - started
         results: list[RerankResult] = []

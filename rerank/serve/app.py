@@ -156,8 +156,7 @@ class Service:
         return Scored(ordered_keys(scores), scores, int(cost.input_tokens), truncated)
 
     def _windows(self, texts: Sequence[str], passages: Passages) -> list[tuple[list[str], bool]]:
-        """Each text's windows, as the ``split`` method cuts them (FirstP: the first only), and whether words of
-        it are in none; 422 where the served pipeline cannot score windows or the window does not fit it."""
+        """Each text's windows, as the ``split`` method cuts them, and whether words of it are in none; 422 where the served pipeline cannot score windows or the window does not fit it."""
         from data.errors import InvalidSpecError
         from rerank.passages import splitter_for
 
@@ -169,10 +168,7 @@ class Service:
             splitter = splitter_for(self._scorer, **options, aggregate=passages.aggregate, where="passages")
         except InvalidSpecError as err:
             raise APIError(422, str(err), "passages") from None
-        split = [splitter.split(t) for t in texts]
-        if passages.aggregate == "firstp":
-            return [(windows[:1], False) for windows, _ in split]
-        return split
+        return [splitter.split(t) for t in texts]
 
 
 def ordered_keys(scores: Mapping[int, float]) -> list[int]:
