@@ -25,14 +25,17 @@ _OFFSETS = [
 
 def short_label(pipeline: str) -> str:
     """A plot label: each stage's name, with its model where it has one (two FIRST rows differ by model), a
-    given run by its name (BM25's and SPLADE's first stages differ), a concatenation as ``(A ^ B)``."""
-    from rerank.spec import parse_pipeline
+    given run by its name (BM25's and SPLADE's first stages differ), a concatenation as ``(A ^ B)``, a method
+    wrapping another by the inner one's label (``split(bi-encoder(minilm))``)."""
+    from rerank.spec import MethodSpec, parse_pipeline
 
     parts = []
     for stage in parse_pipeline(pipeline).stages:
         spec = stage.spec
-        model, name = spec.kwargs.get("model"), spec.kwargs.get("name")
-        if spec.name == "concat":  # the first member whole, the others by what they end with
+        model, name, inner = spec.kwargs.get("model"), spec.kwargs.get("name"), spec.kwargs.get("inner")
+        if isinstance(inner, MethodSpec):
+            parts.append(f"{spec.name}({short_label(str(inner))})")
+        elif spec.name == "concat":  # the first member whole, the others by what they end with
             rest = [short_label(str(member)).split(" > ")[-1] for member in spec.inputs[1:]]
             parts.append("(" + " ^ ".join([short_label(str(spec.inputs[0])), *rest]) + ")")
         elif spec.name == "run" and isinstance(name, str):
@@ -62,14 +65,16 @@ def distinct_labels(pipelines: Sequence[str]) -> list[str]:
 
 
 def _params(pipeline: Any) -> dict[str, str]:
-    """Every stage's parameters (and cutoff) flattened, for telling apart pipelines that read the same."""
+    """Every stage's parameters (and cutoff) flattened, for telling apart pipelines that read the same; a long
+    value (a whole inner method) is cut, so that a label stays one readable line."""
     from rerank.spec import format_value
 
     found: dict[str, str] = {}
     for n, stage in enumerate(pipeline.stages):
         found[f"{stage.spec.name}%" if n else "depth"] = str(stage.cutoff)
         for key, value in stage.spec.params:
-            found[key] = format_value(value)
+            text = format_value(value)
+            found[key] = text if len(text) <= 32 else text[:31] + "…"
     return found
 
 
