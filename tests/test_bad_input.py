@@ -187,6 +187,18 @@ CASES = [
         "'nosuch.gguf' does not exist",
     ),
     Case(
+        "backend=vllm where vllm is not installed",
+        [*RUN, "--reranker", "listwise(model=smollm2-135m, backend=vllm)"],
+        MISSING,
+        "vllm is not installed in this environment; pip install 'rerank[vllm]'",
+    ),
+    Case(
+        "a GGUF file given to vllm",
+        [*RUN, "--reranker", "listwise(model=./model.gguf, backend=vllm)"],
+        NOT_FOUND,
+        "the vllm backend loads Hugging Face folders and hub ids",
+    ),
+    Case(
         "a served model's local tokenizer that does not exist",
         [
             *RUN,

@@ -188,7 +188,8 @@ BACKEND_SPECS = {
 def test_every_registered_backend_runs_the_contract():
     from rerank.llm.backend import backend_names
 
-    assert set(backend_names()) == set(BACKEND_SPECS)
+    # vllm pins its own torch and transformers: it runs the same contract in its own environment (test_vllm.py)
+    assert set(backend_names()) == {*BACKEND_SPECS, "vllm"}
 
 
 @pytest.fixture(

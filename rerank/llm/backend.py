@@ -141,6 +141,7 @@ BACKENDS: Registry[type[LLMBackend]] = Registry("LLM backend", "rerank.backends"
 BACKENDS.register("transformers", "rerank.llm.transformers_backend:TransformersBackend")
 BACKENDS.register("llama.cpp", "rerank.llm.llama_cpp_backend:LlamaCppBackend")
 BACKENDS.register("openai", "rerank.llm.openai_backend:OpenAIBackend")
+BACKENDS.register("vllm", "rerank.llm.vllm_backend:VLLMBackend")
 
 
 def register_backend(name: str, target: str | type[LLMBackend]) -> None:
