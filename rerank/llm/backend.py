@@ -38,6 +38,8 @@ class TokenScores:
 
     ``missing`` counts labels the backend could not score (an API that returns
     only its top few log-probabilities); they get a floor below every scored label.
+    ``logprobs`` runs in the order the labels were asked, except where the backend ranks them itself
+    (vLLM's top log-probabilities): then in its order, equal values included, and the floored ones last.
     """
 
     logprobs: dict[str, float]

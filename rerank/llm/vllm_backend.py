@@ -4,9 +4,9 @@ Every prompt a method hands over in one call goes to the engine at once, and vLL
 (continuous batching, prefix caching on: a query's windows share their instructions' KV cache). Prompts are
 rendered here with the model's chat template and sent as token ids, so token counts are exact and the text
 the model reads is the text the other backends read. Next-token scores use vLLM's per-request
-``logprob_token_ids`` (the labels' log-probabilities, raw: before any logit processor) and, for ``top``,
-its top log-probabilities. vLLM reports no normaliser, so a template scored by its raw logit is refused as
-it is on a server.
+``logprob_token_ids`` (the labels' log-probabilities, raw: before any logit processor) or, for ``top``,
+its top log-probabilities (in its order, which breaks ties as RankLLM's FIRST reads them). vLLM
+reports no normaliser, so a template scored by its raw logit is refused as it is on a server.
 
 vLLM loads Hugging Face folders and hub ids (safetensors). A model pack whose weights are a GGUF is
 dequantised once into a transformers folder (as the ``transformers`` backend does) and that folder loads;
@@ -74,8 +74,8 @@ class VLLMBackend(LLMBackend):
         max_num_seqs: int | None = None,
         batch_size: int = 0,
     ):
-        """``dtype``: vLLM's (``auto``: the checkpoint's; a dequantised GGUF pack is float32, so ``auto``
-        gives bfloat16 there). ``kv_cache_gb``: the KV cache's size (on CPU, where vLLM otherwise takes most
+        """``dtype``: vLLM's (``auto``: the checkpoint's, a half type for a float32 one such as a dequantised
+        GGUF pack, as RankLLM gets it). ``kv_cache_gb``: the KV cache's size (on CPU, where vLLM otherwise takes most
         of the free memory; on GPU it overrides ``gpu_memory_utilization``). ``eager``: no CUDA graphs or
         torch.compile (a faster start, slower decoding). ``max_num_seqs``: the most sequences vLLM runs at
         once. ``batch_size`` (the method's) is accepted and unused: every prompt a method hands over goes to
@@ -83,6 +83,7 @@ class VLLMBackend(LLMBackend):
 
         Backends with the same options share one engine (two stages on one model load it once)."""
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO is twenty lines a load; set it to see them
         vllm = optional_import("vllm")
         self.model, self._dtype = model, dtype
         path = resolve_model(model)
@@ -92,8 +93,6 @@ class VLLMBackend(LLMBackend):
             from rerank.llm.transformers_backend import fp32_copy_of_gguf
 
             path = str(fp32_copy_of_gguf(Path(path)))
-            if dtype == "auto":
-                self._dtype = "bfloat16"
         options: dict[str, Any] = {
             "model": path, "dtype": self._dtype, "seed": seed, "enable_prefix_caching": True,
             "gpu_memory_utilization": gpu_memory_utilization, "tensor_parallel_size": tensor_parallel_size,
@@ -118,6 +117,8 @@ class VLLMBackend(LLMBackend):
             raise
         _ENGINES[key] = self._llm
         self._tokenizer: Any = self._llm.get_tokenizer()
+        # the dtype vLLM chose ("auto" reads the checkpoint's, and turns float32 into a half type): the key's
+        self._dtype = str(self._llm.llm_engine.model_config.dtype).removeprefix("torch.")
         self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
         self._sampling = vllm.SamplingParams
 
@@ -181,25 +182,29 @@ class VLLMBackend(LLMBackend):
     ) -> list[TokenScores]:
         label_ids = [self._label_id(label) for label in labels]
         prompts = self._prompts([self.prompt_text(c) + prefix for c in conversations], read_at + 1)
-        # greedy steps first (min_tokens: none of them ends the answer), the labels read at step read_at
-        params = self._sampling(
-            temperature=0.0, max_tokens=read_at + 1, min_tokens=read_at + 1, logprob_token_ids=label_ids
-        )
-        outputs = self._run(prompts, params)
-        tops = self._run(prompts, self._sampling(temperature=0.0, max_tokens=read_at + 1, min_tokens=read_at + 1,
-                                                  logprobs=top)) if top else []  # fmt: skip
+        # greedy steps first (min_tokens: none of them ends the answer), the labels read at step read_at: all
+        # of them (logprob_token_ids), or those among the top log-probabilities, in vLLM's order (a second
+        # code path in vLLM, whose values differ in the last bits: the one RankLLM reads)
+        asked = {"logprobs": top} if top else {"logprob_token_ids": label_ids}
+        params = self._sampling(temperature=0.0, max_tokens=read_at + 1, min_tokens=read_at + 1, **asked)
         out = []
-        for n, output in enumerate(outputs):
+        for output in self._run(prompts, params):
             read = output.outputs[0].logprobs[read_at]
-            scores = {label: float(read[i].logprob) for label, i in zip(labels, label_ids, strict=True)}
-            missing = 0
-            if top:  # the labels below the top-th log-probability get one floor beneath it, as label_logprobs
-                ranked = tops[n].outputs[0].logprobs[read_at]
-                threshold = min(float(v.logprob) for v in ranked.values() if v.rank is not None and v.rank <= top)
-                outside = [label for label, value in scores.items() if value < threshold]
-                scores.update(dict.fromkeys(outside, threshold - 1.0))
-                missing = len(outside)
-            out.append(TokenScores(scores, len(output.prompt_token_ids), missing))
+            if not top:
+                scores = {label: float(read[i].logprob) for label, i in zip(labels, label_ids, strict=True)}
+                out.append(TokenScores(scores, len(output.prompt_token_ids)))
+                continue
+            # vLLM's order: the token it chose first, then by rank (RankLLM reads ties in this order); every
+            # token as likely as the top-th counts as among the top, as label_logprobs reads them
+            threshold = min(float(v.logprob) for v in read.values() if v.rank is not None and v.rank <= top)
+            floor = threshold - 1.0
+            label_of = dict(zip(label_ids, labels, strict=True))
+            scores = {
+                label_of[i]: float(v.logprob) for i, v in read.items() if i in label_of and v.logprob >= threshold
+            }
+            missing = [label for label in labels if label not in scores]
+            scores.update(dict.fromkeys(missing, floor))  # below every scored label, as label_logprobs floors
+            out.append(TokenScores(scores, len(output.prompt_token_ids), len(missing)))
         return out
 
     def generate(

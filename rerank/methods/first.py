@@ -66,8 +66,10 @@ class FirstReranker(ListwiseReranker):
                 [conversations[k] for k in members], labels, read_at=READ_AT, top=self.top_logprobs
             )
             for k, scores in zip(members, answers, strict=True):
-                # Highest first; unscored letters share a floor and keep the window's order (a stable sort).
-                order = sorted(range(size), key=lambda p: -scores.logprobs[labels[p]])
+                # Highest first; equal log-probabilities in the backend's order (vLLM's ranks, as RankLLM reads
+                # them; else the window's), so unscored letters, which share a floor, keep the window's order.
+                tie = {label: n for n, label in enumerate(scores.logprobs)}
+                order = sorted(range(size), key=lambda p: (-scores.logprobs[labels[p]], tie[labels[p]]))
                 decoded = Cost(output_tokens=0 if scores.cached else READ_AT)  # the greedy tokens before the read
                 out[k] = (order, call_cost(scores) + decoded + Cost(parse_failures=int(scores.missing == size)))
         return out

@@ -1,13 +1,15 @@
 """Run RankLLM's own listwise reranker (``RankListwiseOSLLM``) on a GGUF model through llama.cpp.
 
-    python tests/reference/rankllm_listwise.py INPUT.json OUTPUT.json
+    python tests/reference/rankllm_listwise.py INPUT.json OUTPUT.json [--vllm]
 
 with rank-llm importable (``tests/test_fidelity.py`` installs it into a folder of its own and puts
 that on ``PYTHONPATH``). Everything of RankLLM runs as shipped: its template, inference handler,
 ``create_prompt`` (chat template, ``fix_text``, passage shrinking), answer length, sliding windows
 and ``receive_permutation``. The stubs are only what cannot run here: vLLM (no GPU; its place is taken
 by an engine that decodes greedily with llama.cpp, EOS held back until ``min_tokens`` as vLLM does)
-and the T5 rerankers its package imports (which need an older transformers).
+and the T5 rerankers its package imports (which need an older transformers). With ``--vllm`` (in the vllm
+environment, on a Hugging Face folder) nothing of vLLM is stubbed: RankLLM's own ``VllmHandler`` runs the
+real engine, and each of its prompts and answers is recorded.
 
 With ``"renders"`` in INPUT it only renders messages (no model), for several templates in one process (its
 imports cost more than the rendering): each entry's windows through RankLLM's inference handler for its
@@ -41,8 +43,9 @@ def _stub(name: str, *classes: str) -> None:
     sys.modules[name] = module
 
 
-_stub("vllm", "LLM", "SamplingParams", "RequestOutput")
-_stub("vllm.outputs", "RequestOutput")
+if "--vllm" not in sys.argv:  # with --vllm, RankLLM's own vLLM path runs (the vllm environment)
+    _stub("vllm", "LLM", "SamplingParams", "RequestOutput")
+    _stub("vllm.outputs", "RequestOutput")
 _stub("rank_llm.rerank.listwise.rank_fid", "RankFiDDistill", "RankFiDScore")
 _stub("rank_llm.rerank.pairwise.duot5", "DuoT5")
 _stub("rank_llm.rerank.pointwise.monot5", "MonoT5")
@@ -110,6 +113,26 @@ class LlamaEngine:
             pending = [token]
         text = self.tokenizer.decode(produced)
         return types.SimpleNamespace(text=text, token_ids=produced, logprobs=positions)
+
+
+def recording_vllm_handler() -> type:
+    """RankLLM's own ``VllmHandler``, unchanged, with each prompt and answer recorded (for FIRST, the capital
+    letters among the top tokens at its read position, as ``LlamaEngine`` records them)."""
+    from rank_llm.rerank.vllm_handler import VllmHandler
+
+    class Recording(VllmHandler):  # type: ignore[misc,valid-type]
+        def generate_output(self, prompts: list[Any], *args: Any, **kwargs: Any) -> Any:
+            outputs = super().generate_output(prompts, *args, **kwargs)
+            for prompt, output in zip(prompts, outputs, strict=True):
+                answer = output.outputs[0]
+                call = {"prompt": prompt, "answer": answer.text}
+                if kwargs.get("logprobs"):
+                    call["letters"] = sorted({t.decoded_token for t in answer.logprobs[1].values()
+                                              if len(t.decoded_token) == 1 and "A" <= t.decoded_token <= "Z"})  # fmt: skip
+                LlamaEngine.calls.append(call)
+            return outputs
+
+    return Recording
 
 
 class ReverseEngine(LlamaEngine):
@@ -184,7 +207,10 @@ def main(target: str) -> None:
     import rank_llm.rerank.listwise.rank_listwise_os_llm as os_llm
     from rank_llm.data import Candidate, Query, Request
 
-    os_llm.VllmHandler = ReverseEngine if CONFIG.get("answers") == "reverse" else LlamaEngine  # type: ignore[attr-defined,misc]
+    if "--vllm" in sys.argv:
+        os_llm.VllmHandler = recording_vllm_handler()  # type: ignore[attr-defined]
+    else:
+        os_llm.VllmHandler = ReverseEngine if CONFIG.get("answers") == "reverse" else LlamaEngine  # type: ignore[attr-defined,misc]
     reranker = os_llm.RankListwiseOSLLM(
         model=CONFIG["model"],
         context_size=int(CONFIG["context_size"]),
