@@ -70,7 +70,8 @@ METHODS = [
 @pytest.mark.parametrize("spec", METHODS, ids=lambda s: s.split("(")[0])
 def test_methods_rank_on_vllm_as_on_transformers_and_alike_in_any_batch(spec, requests, backend):
     """Each method on vLLM: all queries in one call (every query's prompts of a step in one engine call) rank
-    as one query at a time, and as the transformers backend ranks them on the same weights, from as many
+    as one query at a time, and as the transformers backend ranks them on the same weights (all at once and
+    one at a time: its greedy decoding is batch-invariant too), from as many
     tokens read and written (smollm2 does not follow listwise's answer format: its answers fail to parse
     alike on both backends, and BM25's order stays)."""
     from rerank import load_reranker
@@ -83,6 +84,7 @@ def test_methods_rank_on_vllm_as_on_transformers_and_alike_in_any_batch(spec, re
     assert together == [ranked(on_vllm.rerank([r]))[0] for r in requests]
     on_transformers = load_reranker(spec.format(model=MODEL, backend="transformers"))
     assert together == ranked(on_transformers.rerank(requests))
+    assert together == [ranked(on_transformers.rerank([r]))[0] for r in requests]
     if not spec.startswith("listwise"):
         assert [t[0] for t in together] != [[c.docid for c in r.candidates] for r in requests], "the model ranked"
 
