@@ -150,6 +150,21 @@ def test_the_openai_backend_on_vllm_serve_ranks_as_the_engine_in_process(method,
     assert orders[0] == orders[1]
 
 
+def test_rerank_run_on_the_vllm_backend_writes_the_run(backend, tmp_path, capsys):
+    """The CLI over the same engine (the fixture's: backends with equal options share it): a TREC run of every
+    candidate, and the summary counting the model's calls."""
+    from rerank.cli import main
+
+    out = tmp_path / "vllm.trec"
+    spec = f"first(model={MODEL}, backend={VLLM!r})".replace("'", '"')
+    code = main(["run", "--dataset", "example", "--run", "bm25", "--max-queries", "2", "--output", str(out),
+                 "--reranker", spec, "--quiet"])  # fmt: skip
+    assert code == 0
+    lines = out.read_text().splitlines()
+    assert {line.split()[0] for line in lines} == {"q1", "q2"} and all(line.endswith(" rerank") for line in lines)
+    assert "2 model calls" in capsys.readouterr().out
+
+
 def test_a_gguf_file_is_refused_naming_the_formats_vllm_loads(tmp_path):
     from data.errors import ModelNotFoundError
     from rerank.llm.vllm_backend import VLLMBackend
