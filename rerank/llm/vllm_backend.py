@@ -20,6 +20,7 @@ vLLM pins its own torch and transformers, so it lives in an environment of its o
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,8 +84,12 @@ class VLLMBackend(LLMBackend):
 
         Backends with the same options share one engine (two stages on one model load it once)."""
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO is twenty lines a load; set it to see them
-        vllm = optional_import("vllm")
+        # Its INFO is twenty lines a load, and loading a float32 folder in bfloat16 warns once per weight:
+        # errors only, unless the user sets the level.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        with warnings.catch_warnings():  # torch deprecations vLLM's import trips over: not the user's to act on
+            warnings.simplefilter("ignore", FutureWarning)
+            vllm = optional_import("vllm")
         self.model, self._dtype = model, dtype
         path = resolve_model(model)
         if path.endswith(".gguf"):
