@@ -229,9 +229,21 @@ def rankllm_on_vllm(config: dict, tmp_path) -> dict:
     return json.loads(target.read_text(encoding="utf-8"))
 
 
-def recorded(name: str, config: dict, live=None) -> dict:
-    """RankLLM's output on ``config``, recorded in tests/reference/NAME.json (``live`` runs it now;
-    ``RERANK_RECORD=1`` writes it as the recording); a recording made on other inputs is refused."""
+def cpu_kernels() -> list[str]:
+    """The instruction sets that choose vLLM's CPU kernels here: bfloat16 rounds differently on each, so a
+    recording made on one machine holds for machines with the same ones."""
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.is_file() else set()
+    return sorted(flags & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"})
+
+
+def recorded(name: str, config: dict, live) -> dict:
+    """RankLLM's output on ``config``, recorded in tests/reference/NAME.json with the CPU's kernel flags; run
+    ``live`` now instead where ``RERANK_REFERENCES=1`` or where this CPU's flags differ from the recording's
+    (its bfloat16 answers would be another machine's), and ``RERANK_RECORD=1`` writes it as the recording. A
+    recording made on other inputs is refused."""
     import json
     import os
     import re
@@ -239,13 +251,15 @@ def recorded(name: str, config: dict, live=None) -> dict:
 
     path = Path(__file__).parent / "reference" / f"{name}.json"
     wanted = {**config, "model": re.sub(r"-[0-9a-f]{12}-fp32$", "-fp32", Path(config["model"]).name)}
-    if live is not None:
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if os.environ.get("RERANK_REFERENCES") or saved.get("cpu") != cpu_kernels():
         output = live()
         if os.environ.get("RERANK_RECORD"):
-            path.write_text(json.dumps({**output, "config": wanted}, indent=1, ensure_ascii=False) + "\n", "utf-8")
+            record = {**output, "config": wanted, "cpu": cpu_kernels()}
+            path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", "utf-8")
         return output
-    saved = json.loads(path.read_text(encoding="utf-8"))
     assert saved.pop("config") == wanted, f"{path.name} was recorded on other inputs: RERANK_RECORD=1 re-records it"
+    saved.pop("cpu")
     return saved
 
 
@@ -308,15 +322,13 @@ def ours_on_vllm(method: str, model: str, requests, engine) -> tuple[list[dict],
 
 @pytest.mark.parametrize("name", sorted(RANKLLM_RUNS))
 def test_rankllm_on_its_vllm_path_and_ours_on_vllm_agree(name, dl19, tmp_path, rankllm_engine):
-    """RankLLM 0.25.7, unstubbed, on its own vLLM path (recorded; RERANK_REFERENCES=1 runs it live), and our
+    """RankLLM 0.25.7, unstubbed, on its own vLLM path (recorded on this CPU's kernels, else run live), and our
     method with backend=vllm on the same Hugging Face folder: the same windows' prompts, the same answers
     (listwise) and the same final rankings on DL19's BM25 top 20, window 10, stride 4."""
-    import os
 
     method, template, options, pack = RANKLLM_RUNS[name]
     requests, config = rankllm_config(dl19, converted(pack), template, **options)
-    live = (lambda: rankllm_on_vllm(config, tmp_path)) if os.environ.get("RERANK_REFERENCES") else None
-    theirs = recorded(name, config, live)
+    theirs = recorded(name, config, lambda: rankllm_on_vllm(config, tmp_path))
     assert [call["span"] for call in theirs["calls"]] == [[10, 20], [6, 16], [2, 12], [0, 8]] * 2
     calls, rankings = ours_on_vllm(method, config["model"], requests, rankllm_engine)
     assert [c["prompt"] for c in calls] == [c["prompt"] for c in theirs["calls"]]
