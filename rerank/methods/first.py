@@ -66,7 +66,7 @@ class FirstReranker(ListwiseReranker):
                 [conversations[k] for k in members], labels, read_at=READ_AT, top=self.top_logprobs
             )
             for k, scores in zip(members, answers, strict=True):
-                # Highest first; equal log-probabilities in the backend's order (vLLM's ranks, as RankLLM reads
+                # Highest first; equal log-probabilities in the backend's order (vLLM's own, as RankLLM reads
                 # them; else the window's), so unscored letters, which share a floor, keep the window's order.
                 tie = {label: n for n, label in enumerate(scores.logprobs)}
                 order = sorted(range(size), key=lambda p: (-scores.logprobs[labels[p]], tie[labels[p]]))
