@@ -187,6 +187,30 @@ def find_pack(name: str) -> ModelPack | None:
     return PACKS.get(name) if name in PACKS else None
 
 
+TRAINED_CARD = "rerank-train.json"  # the card ``rerank train`` writes last into a finished model folder
+
+
+def trained_dir() -> Path:
+    """Where ``rerank train`` puts a model given by name: the models folder's ``trained/``."""
+    from data.config import models_dir
+
+    return models_dir() / "trained"
+
+
+def trained_model(name: str) -> Path | None:
+    """The folder of a model ``rerank train`` finished under that name, or None."""
+    if not name or "/" in name or os.sep in name or name.startswith((".", "~")):
+        return None
+    path = trained_dir() / name
+    return path if (path / TRAINED_CARD).is_file() else None
+
+
+def trained_models() -> list[tuple[str, Path]]:
+    """Every finished trained model under the models folder, by name."""
+    root = trained_dir()
+    return sorted((p.name, p) for p in root.iterdir() if (p / TRAINED_CARD).is_file()) if root.is_dir() else []
+
+
 def check_model(name: str, *, what: str = "model", files: tuple[str, ...] = ("config.json",)) -> None:
     """Refuse, before anything loads, a model that cannot load here: one line naming it.
 
@@ -200,6 +224,8 @@ def check_model(name: str, *, what: str = "model", files: tuple[str, ...] = ("co
     if pack is not None:
         if not pack.installed():
             pack.path()  # raises, naming the install command
+        return
+    if trained_model(name) is not None:
         return
     path = Path(name).expanduser()
     if path.is_file():
@@ -260,9 +286,12 @@ def quiet_loading() -> Iterator[None]:
 
 
 def resolve_model(name: str) -> str:
-    """Local weights for a pack name; a path or Hugging Face id is returned as given."""
+    """Local weights for a pack name or a trained model's name; a path or Hugging Face id is returned as given."""
     pack = find_pack(name)
-    return name if pack is None else str(pack.path())
+    if pack is not None:
+        return str(pack.path())
+    trained = trained_model(name)
+    return name if trained is None else str(trained)
 
 
 register_pack(

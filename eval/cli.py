@@ -20,7 +20,7 @@ from pathlib import Path
 from data.beir import read_qrels
 from data.records import Qrels, Run
 from data.textio import atomic_writer
-from eval.metrics import Evaluation
+from eval.metrics import Evaluation, evaluate  # evaluate: what rerank train's --dev measures with
 from eval.significance import TESTS, Comparison
 from rerank.cli.common import (
     add_data_arguments,
@@ -121,7 +121,6 @@ def before_after(
 ) -> BeforeAfter:
     """Both runs' measures, the second tested against the first. ``qrels`` may be a qrels file;
     ``measures`` default to DEFAULT_MEASURES."""
-    from eval.metrics import evaluate
     from eval.significance import compare
 
     if not isinstance(qrels, Qrels):

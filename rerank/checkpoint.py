@@ -112,6 +112,10 @@ class Checkpoint:
     def seconds(self, qid: str) -> float:
         return self._where[qid][1]
 
+    def qids(self) -> list[str]:
+        """The finished queries, in the order they were first checkpointed."""
+        return list(self._where)
+
     def result(self, qid: str) -> RerankResult:
         """The finished ranking and cost of one query, read from the file."""
         if self._handle is not None:

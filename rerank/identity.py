@@ -100,7 +100,7 @@ def _write_memo(path: Path, memo: dict[str, str]) -> None:
 
 def model_identity(name: str) -> dict[str, Any]:
     """The weights a model name stands for: a pack's checksum, a local path's digest, or a hub id as given."""
-    from data.models import find_pack
+    from data.models import find_pack, trained_model
 
     if not name.strip():  # no model named (remote's default: the service picks): not the current folder's files
         return {"name": name, "sha256": None}
@@ -108,7 +108,7 @@ def model_identity(name: str) -> dict[str, Any]:
     known = getattr(pack, "sha256", "") if pack is not None else ""
     if known:
         return {"name": name, "sha256": known}
-    path = Path(pack.path()) if pack is not None else Path(name)
+    path = Path(pack.path()) if pack is not None else (trained_model(name) or Path(name))
     if path.exists():
         return {"name": name, "sha256": digest_path(path)}
     return {"name": name, "sha256": None}  # a hub id not downloaded here: its revision is the library's

@@ -36,6 +36,9 @@ OK, USAGE, INVALID, MISSING, NOT_FOUND, UNAVAILABLE = (
     ExitCode.UNAVAILABLE,
 )
 RUN = ["run", "--dataset", "example", "--run", "bm25", "--output", "{out}"]
+GEN = ["generate-queries", "--output", "{tmp}/generated", "--model", "smollm2-135m"]
+GEN_OK = [*GEN, "--corpus", "{tmp}/corpus.tsv"]
+TRAIN = ["train", "--topics", "{tmp}/topics.tsv", "--corpus", "{tmp}/corpus.tsv", "--output", "{tmp}/trained"]
 RANDOM = ["--reranker", "random"]
 
 
@@ -966,6 +969,63 @@ CASES = [
         ["eval", "--qrels", "{tmp}/good.qrels", "{tmp}/good.trec", "--output", "{tmp}/newdir/"],
         INVALID,
         "ends in a slash, so it names a folder",
+    ),  # -- rerank generate-queries and rerank train: refused before a query is written or a step is taken -------
+    Case(
+        "generate-queries: no such corpus",
+        [*GEN, "--corpus", "{tmp}/nope.tsv"],
+        NOT_FOUND,
+        "--corpus {tmp}/nope.tsv: no such file",
+        [*GEN, "--corpus", "{tmp}/corpus.tsv", "--passages", "1", "--max-tokens", "4"],
+    ),
+    Case(
+        "generate-queries: a prompt without its placeholder",
+        [*GEN_OK, "--prompt", "{tmp}/noplace.txt"],
+        INVALID,
+        "exactly once, where each passage goes",
+    ),
+    Case(
+        "generate-queries: --teacher without --keep-top",
+        [*GEN_OK, "--teacher", "bm25 % 5"],
+        INVALID,
+        "--teacher and --keep-top go together",
+    ),
+    Case("generate-queries: --passages 0", [*GEN_OK, "--passages", "0"], INVALID, "--passages must be at least 1"),
+    Case(
+        "generate-queries: more passages than the corpus has",
+        [*GEN_OK, "--passages", "1000"],
+        INVALID,
+        "--passages 1000: the corpus {tmp}/corpus.tsv has 32 non-empty documents",
+    ),
+    Case(
+        "train: a student that is not an encoder",
+        [*TRAIN, "--teacher", "bm25 % 5", "--student", "smollm2-135m"],
+        INVALID,
+        "--student 'smollm2-135m' is a single weights file",
+    ),
+    Case(
+        "train: a teacher that only orders",
+        [*TRAIN, "--teacher", "bm25 % 5 >> listwise(model=qwen2.5-coder-0.5b)"],
+        INVALID,
+        "listwise orders candidates without scores to distil",
+    ),
+    Case(
+        "train: an empty training set",
+        [*TRAIN, "--teacher", "bm25 % 5", "--topics", "{tmp}/empty.tsv"],
+        INVALID,
+        "--topics {tmp}/empty.tsv: no query in it",
+    ),
+    Case(
+        "train: an unknown loss",
+        [*TRAIN, "--teacher", "bm25 % 5", "--loss", "hinge"],
+        INVALID,
+        "--loss 'hinge': choose bce, margin-mse, listnet, lambda",
+    ),
+    Case("train: neither teacher nor labels", TRAIN, INVALID, "give --teacher"),
+    Case(
+        "train: labels with a teacher's loss",
+        [*TRAIN, "--qrels", "{tmp}/good.qrels"],
+        INVALID,
+        "with --qrels use --loss bce",
     ),
 ]
 
@@ -1010,6 +1070,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "bad.qrels").write_text("q1 0 d1 1\nq1 0 d2 high\n")
     (work / "topics.tsv").write_text("".join(f"{q.qid}\t{q.text}\n" for q in example.queries()))
     (work / "corpus.tsv").write_text("".join(f"{d.docid}\t{d.text}\n" for d in example.iter_documents()))
+    (work / "empty.tsv").write_text("")
+    (work / "noplace.txt").write_text("Document: the passage\nRelevant Query:")
     assert main(["index", "--retriever", "bm25", "--dataset", "example", "--out", str(work / "index")]) == 0
     return work
 
@@ -1034,7 +1096,8 @@ def _leftovers(world: dict[str, str], before: set[Path]) -> list[Path]:
     out = Path(world["out"])
     found = [p for p in Path(world["tmp"]).rglob("*") if p not in before and "index" not in p.parts]
     found += list(out.parent.glob("*")) if out.parent.exists() else []
-    return [p for p in found if p.suffix in (".trec", ".checkpoint", ".tmp", ".json") or p == out]
+    folders = ("generated", "trained", "trained.checkpoints")  # what generate-queries and train would start
+    return [p for p in found if p.suffix in (".trec", ".checkpoint", ".tmp", ".json") or p == out or p.name in folders]
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)

@@ -25,6 +25,8 @@ SUBCOMMANDS = {
     "retrieve": ("rerank.cli.retrieve_cmd", "search an index and write a TREC run"),
     "fuse": ("rerank.cli.fuse_cmd", "fuse runs (reciprocal rank fusion or interpolation)"),
     "run": ("rerank.cli.run_cmd", "rerank a TREC run or candidate file with a method spec"),
+    "generate-queries": ("rerank.cli.generate_cmd", "write synthetic queries for corpus passages with an LLM (InPars)"),
+    "train": ("rerank.cli.train_cmd", "train a cross-encoder from labels or a teacher pipeline"),
     "serve": ("rerank.cli.serve_cmd", "serve a reranker over HTTP (Cohere, Jina and TEI APIs)"),
     "list": ("rerank.cli.list_cmd", "list methods, backends, retrievers, model packs or datasets"),
     "models": ("rerank.cli.models_cmd", "list the offline model packs, or install one"),

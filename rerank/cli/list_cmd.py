@@ -64,12 +64,14 @@ def entries(kind: str, data_dir: str | None = None) -> list[dict[str, Any]]:
             for n in RETRIEVERS.names()
         ]
     if kind == "models":
-        from data.models import packs
+        from data.models import packs, trained_models
 
         return [
-            {"name": p.name, "installed": p.installed(), "upstream": p.upstream, "role": p.role, "install": p.install}
-            for p in packs()
-        ]
+            *({"name": p.name, "installed": p.installed(), "upstream": p.upstream, "role": p.role, "install": p.install}
+              for p in packs()),
+            *({"name": name, "installed": True, "upstream": str(path), "role": "cross-encoder trained by rerank train",
+               "install": None} for name, path in trained_models()),
+        ]  # fmt: skip
     from data.datasets import info, load, registered
     from data.errors import DatasetNotFoundError
 

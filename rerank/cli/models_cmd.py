@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from data.errors import ModelNotFoundError, PathNotFoundError
-    from data.models import PACKS, find_pack, packs
+    from data.models import PACKS, find_pack, packs, trained_models
 
     if args.action == "list":
         from rerank.cli.list_cmd import entries
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         for each in packs():
             state = "installed" if each.installed() else f"not installed; install: rerank models install {each.name}"
             print(f"{each.name}: {each.upstream} ({each.role}); {state}")
+        for name, path in trained_models():
+            print(f"{name}: trained by rerank train, at {path} (cross-encoder(model={name}))")
         return 0
     pack = find_pack(args.name)
     if pack is None:

@@ -28,10 +28,11 @@ _LAZY = {
     "StageStatus": "rerank.core.store",
     "RunResult": "rerank.core.api",
     "run": "rerank.core.api",
+    "compute": "rerank.core.api",
 }
 
 if TYPE_CHECKING:
-    from rerank.core.api import RunResult, run
+    from rerank.core.api import RunResult, compute, run
     from rerank.core.executor import Executor
     from rerank.core.plan import Source, check_pipeline, source_for, source_for_dataset
     from rerank.core.store import StageOutput, StageStatus
@@ -52,6 +53,7 @@ __all__ = [
     "StageOutput",
     "StageStatus",
     "check_pipeline",
+    "compute",
     "run",
     "source_for",
     "source_for_dataset",

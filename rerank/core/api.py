@@ -245,6 +245,28 @@ def run(
             engine.shutdown()  # a local cluster this job started; Ctrl-C included
 
 
+def compute(
+    pipeline: Any,
+    *,
+    dataset: Any = None,
+    topics: str | Path | None = None,
+    corpus: str | Path | None = None,
+    batch_queries: int = 8,
+    work_dir: str | Path | None = None,
+) -> StageOutput:
+    """A whole pipeline computed in the store, its last stage kept like the others: what a later call with the
+    same key reads back instead of computing (a teacher's labels for ``rerank train``, a dev set's candidates)."""
+    from data.config import cache_dir
+
+    spec = pipeline_of(pipeline, dataset, None)  # checked, with its models, before any work
+    source = source_for(spec, dataset=dataset, topics=topics, corpus=corpus)
+    executor = Executor(Path(work_dir) if work_dir else cache_dir() / "stages", index_cache=cache_dir(),
+                        batch_queries=batch_queries, retrieve_batch=256)  # fmt: skip
+    found = executor.output(spec, source)
+    assert found is not None  # computed when missing
+    return found
+
+
 def prepare(
     pipeline: Any,
     *,

@@ -258,8 +258,8 @@ class Executor:
         build = {k: v for k, v in spec.params if k not in cls.search_params and k != GIVEN_INDEX}
         if GIVEN_INDEX in spec.kwargs:
             return Path(str(spec.kwargs[GIVEN_INDEX])), search, {}
-        if source.dataset is None or self.index_cache is None:
-            raise InvalidSpecError(f"{spec}: a retriever without index_dir=DIR needs a dataset to index")
+        if (source.dataset is None and source.corpus_file is None) or self.index_cache is None:
+            raise InvalidSpecError(f"{spec}: a retriever without index_dir=DIR needs a dataset or a corpus to index")
         build_spec = MethodSpec.of(spec.name, build)
         index_dir = self.index_cache / "indexes" / slug(source.name) / f"{spec.name}-{index_name(build_spec, source)}"
         info_path = index_dir / "executor-index.json"
@@ -268,7 +268,14 @@ class Executor:
             staging = index_dir.with_name(index_dir.name + ".building")
             shutil.rmtree(staging, ignore_errors=True)
             start = time.perf_counter()
-            cls.build(source.dataset.iter_documents(), staging, corpus={"dataset": source.dataset.name}, **build)
+            if source.dataset is not None:
+                documents, corpus = source.dataset.iter_documents(), {"dataset": source.dataset.name}
+            else:  # a corpus file (rerank run --corpus, rerank train): the index key holds its digest
+                from data.corpus import iter_corpus_file
+
+                assert source.corpus_file is not None
+                documents, corpus = iter_corpus_file(source.corpus_file), {"file": str(source.corpus_file)}
+            cls.build(documents, staging, corpus=corpus, **build)
             seconds = time.perf_counter() - start
             with atomic_writer(staging / "executor-index.json") as out:
                 json.dump({"spec": str(spec), "build": build, "seconds": round(seconds, 3)}, out, sort_keys=True)

@@ -1,0 +1,294 @@
+"""``rerank train``: fine-tune a cross-encoder with sentence-transformers' ``CrossEncoderTrainer``.
+
+Data. Topics and a corpus (files), and either relevance labels (``qrels``, trained with ``bce`` over hard
+negatives that the ``candidates`` first stage mines), or a **teacher pipeline**: any spec whose ranking of
+the topics gives the targets (``margin-mse``, ``listnet``, ``lambda``). The teacher runs through the
+executor (``rerank.run``), so its stages are keyed, stored, resumable and shared by every training run
+that names them; its first stage gives the candidates.
+
+The student starts from any encoder folder, pack or hub id (``minilm``): a new one-logit head is put on
+its encoder. Training is seeded (the same seed gives the same weights' sha256 on a CPU), checkpointed every
+``save_steps`` into ``OUTPUT.checkpoints/`` (``resume`` goes on from the last one, to the same final
+weights), evaluated every ``eval_steps`` on a dev dataset through rerank's own metrics, and written to
+``output`` only when finished: a sentence-transformers folder that loads as ``cross-encoder(model=DIR)``,
+with ``rerank-train.json`` (the card: teacher spec, data digests, hyperparameters, dev metrics, time).
+A bare name (no path separator) puts the folder under the models directory, where ``rerank models
+list`` shows it and ``cross-encoder(model=NAME)`` finds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data.errors import DatasetNotFoundError, InvalidSpecError, PathNotFoundError, RerankError
+from data.records import Qrels
+from rerank.training.examples import LOSSES, TARGETS, build_examples
+
+CARD = "rerank-train.json"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The hyperparameters: every one enters the card and the job's key."""
+
+    loss: str = "listnet"
+    epochs: float = 1.0
+    batch_size: int = 8
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    max_length: int = 256
+    group_size: int = 8
+    targets: str = "scores"
+    temperature: float = 1.0
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.loss not in LOSSES:
+            raise InvalidSpecError(f"--loss {self.loss!r}: choose {', '.join(LOSSES)}")
+        if self.targets not in TARGETS:
+            raise InvalidSpecError(f"--targets {self.targets!r}: choose {', '.join(TARGETS)}")
+        for name, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
+                            ("--learning-rate", self.learning_rate), ("--max-length", self.max_length),
+                            ("--temperature", self.temperature)):  # fmt: skip
+            if not value > 0:
+                raise ValueError(f"{name} must be above 0, not {value}")
+        if self.group_size < 2:
+            raise ValueError(f"--group-size must be at least 2, not {self.group_size}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"--warmup-ratio must be in [0, 1), not {self.warmup_ratio}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    folder: Path
+    card: dict[str, Any]
+    up_to_date: bool = False
+    history: tuple[dict[str, float], ...] = field(default=(), repr=False)
+
+
+def output_folder(output: str | Path) -> Path:
+    """A path as given; a bare name under the models directory's ``trained/``."""
+    text = str(output)
+    if os.sep in text or "/" in text or text.startswith((".", "~")):
+        return Path(text).expanduser()
+    from data.models import trained_dir
+
+    return trained_dir() / text
+
+
+def check_student(student: str) -> str:
+    """The student's local folder or hub id: an encoder that a classification head can go on, else one line."""
+    from data.models import check_model, resolve_model
+
+    check_model(student, what="--student")
+    path = Path(resolve_model(student))
+    if path.is_file():
+        raise InvalidSpecError(f"--student {student!r} is a single weights file ({path.suffix or 'no suffix'}), not "
+                               "an encoder folder: give a transformers encoder (such as minilm)")  # fmt: skip
+    config_file = path / "config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        kinds = " ".join(config.get("architectures") or [])
+        if config.get("is_decoder") or config.get("is_encoder_decoder") or "CausalLM" in kinds:
+            raise InvalidSpecError(f"--student {student!r} is not an encoder ({kinds or config.get('model_type')}): "
+                                   "a cross-encoder is trained from an encoder such as minilm or a BERT")  # fmt: skip
+    return str(path) if path.exists() else student
+
+
+def check_teacher(teacher: str, settings: TrainSettings) -> None:
+    """A teacher whose last stage only orders (listwise, setwise, …) has no scores to distil: one line."""
+    from rerank.base import PointwiseReranker
+    from rerank.registry import METHODS, method_class
+    from rerank.spec import parse_pipeline
+
+    try:
+        spec = parse_pipeline(teacher)
+    except InvalidSpecError as err:
+        raise InvalidSpecError(f"--teacher {teacher!r}: {err}") from None
+    last = spec.last.spec
+    if len(spec.stages) == 1 or last.name not in METHODS:
+        return  # a first stage (a retriever's scores) or a fusion
+    scores = issubclass(method_class(last.name), PointwiseReranker) or last.name in ("fuse", "split")
+    if not scores and (settings.targets == "scores" or settings.loss == "margin-mse"):
+        raise InvalidSpecError(f"--teacher {teacher!r}: {last.name} orders candidates without scores to distil: "
+                               "use --targets ranks with --loss listnet or lambda")  # fmt: skip
+
+
+def train(
+    output: str | Path,
+    *,
+    topics: str | Path,
+    corpus: str | Path,
+    student: str = "minilm",
+    teacher: str | None = None,
+    qrels: str | Path | None = None,
+    candidates: str = "bm25 % 30",
+    settings: TrainSettings | None = None,
+    dev: str | None = None,
+    dev_pipeline: str = "bm25 % 30",
+    dev_queries: int | None = None,
+    eval_steps: int | None = None,
+    save_steps: int = 200,
+    resume: bool = False,
+    fresh: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
+    """Train a cross-encoder into ``output`` (see the module); ``callbacks`` are transformers TrainerCallbacks."""
+    from data.optional import optional_import
+
+    settings = settings or TrainSettings()
+    settings.check()
+    if resume and fresh:
+        raise ValueError("--resume and --fresh contradict each other")
+    if (teacher is None) == (qrels is None):
+        raise ValueError("give --teacher (a pipeline whose ranking is the target) or --qrels (labels), one of them")
+    if qrels is not None and settings.loss != "bce":
+        raise InvalidSpecError(
+            f"--loss {settings.loss} learns from a teacher's scores or ranks: with --qrels use --loss bce"
+        )
+    if teacher is not None and settings.loss == "bce":
+        raise InvalidSpecError(
+            "--loss bce learns from labels: give --qrels, or a teacher loss (margin-mse, listnet, lambda)"
+        )
+    if save_steps < 1 or (eval_steps is not None and eval_steps < 1):
+        raise ValueError("--save-steps and --eval-steps must be at least 1")
+    for flag, path in (("--topics", topics), ("--corpus", corpus), ("--qrels", qrels)):
+        if path is not None and not Path(path).expanduser().is_file():
+            raise PathNotFoundError(f"{flag} {path}: no such file")
+    folder = output_folder(output)
+    student_path = check_student(student)
+    if teacher is not None:
+        check_teacher(teacher, settings)
+    dev_set = dev_data(dev, dev_pipeline, dev_queries) if dev else None  # refused before any training step
+    optional_import("datasets")
+    optional_import("sentence_transformers")
+    key = train_key(student, teacher, qrels, candidates, topics, corpus, settings, dev, dev_pipeline, dev_queries)
+    card_file = folder / CARD
+    if card_file.is_file() and not fresh:
+        card = json.loads(card_file.read_text(encoding="utf-8"))
+        if card.get("key") == key:
+            return TrainResult(folder, card, up_to_date=True)
+        raise RerankError(f"{folder} holds a model trained otherwise (its {CARD} has another key): choose "
+                          "another output, or --fresh to replace it")  # fmt: skip
+    if folder.exists() and not card_file.is_file() and any(folder.iterdir()):
+        raise RerankError(f"{folder} exists and is not a trained model: choose another output")
+    started = time.perf_counter()
+    rankings, query_text, passage_text, labels = training_data(topics, corpus, teacher, qrels, candidates, progress)
+    examples = build_examples(settings.loss, rankings, query_text, passage_text, group_size=settings.group_size,
+                              qrels=labels, target=settings.targets, temperature=settings.temperature)  # fmt: skip
+    if not len(examples):
+        raise InvalidSpecError(
+            f"--topics {topics}: no training example: "
+            + ("no query has a judged relevant passage among its candidates" if qrels else "the teacher ranked nothing")
+        )
+    labelled = time.perf_counter() - started
+    from rerank.training.fit import fit
+
+    history, saved = fit(student_path, examples, settings, folder, dev_set, eval_steps, save_steps,
+                         resume=resume, fresh=fresh, progress=progress, callbacks=callbacks)  # fmt: skip
+    card = {
+        "key": key, "version": VERSION, "student": student, "teacher": teacher, "qrels": str(qrels) if qrels else None,
+        "candidates": candidates if qrels else None, "examples": len(examples),
+        "data": {name: {"path": str(path), "sha256": key["data"][name]}
+                 for name, path in (("topics", topics), ("corpus", corpus), ("qrels", qrels)) if path},
+        "queries": examples.queries, "hyperparameters": key["settings"], "dev": dev_report(dev, history),
+        "seconds": {"labels": round(labelled, 1), "training": round(time.perf_counter() - started - labelled, 1)},
+        "weights_sha256": weights_digest(saved),
+    }  # fmt: skip
+    finish(saved, folder, card)
+    return TrainResult(folder, card, history=tuple(history))
+
+
+def train_key(student: str, teacher: str | None, qrels: Any, candidates: str, topics: Any, corpus: Any,
+              settings: TrainSettings, dev: str | None, dev_pipeline: str, dev_queries: int | None) -> dict[str, Any]:  # fmt: skip
+    from dataclasses import asdict
+
+    from rerank.identity import digest_path, model_identity, package_versions
+
+    return {
+        "task": "train", "version": VERSION, "student": model_identity(student), "teacher": teacher,
+        "candidates": candidates if qrels else None,
+        "data": {name: digest_path(Path(path).expanduser())  # contents, not places: a moved file is the same data
+                 for name, path in (("topics", topics), ("corpus", corpus), ("qrels", qrels)) if path},
+        "settings": asdict(settings), "dev": [dev, dev_pipeline, dev_queries] if dev else None,
+        "libraries": package_versions(("torch", "transformers", "sentence-transformers")),
+    }  # fmt: skip
+
+
+def training_data(topics: Any, corpus: Any, teacher: str | None, qrels: Any, candidates: str,
+                  progress: bool) -> tuple[list[Any], dict[str, str], Any, Qrels | None]:  # fmt: skip
+    """The rankings to learn from (the teacher's, or the first stage's with labels) and the texts."""
+    from data.beir import read_qrels
+    from data.corpus import corpus_store
+    from data.docstore import get_document
+    from data.tsv import read_topics
+    from rerank.core.api import compute
+
+    queries = read_topics(str(topics))
+    if not queries:
+        raise InvalidSpecError(f"--topics {topics}: no query in it (an empty training set)")
+    labels = read_qrels(str(qrels)) if qrels else None
+    if labels is not None and not any(q.qid in labels for q in queries):
+        raise InvalidSpecError(f"--qrels {qrels}: judges none of the queries of --topics {topics}")
+    ranked = compute(teacher or candidates, topics=topics, corpus=corpus).run()  # every stage kept in the store
+    store = corpus_store(str(corpus))
+    return list(ranked), {q.qid: q.text for q in queries}, lambda d: get_document(store, d).full_text, labels
+
+
+def dev_data(dev: str, pipeline: str, limit: int | None) -> Any:
+    """The dev dataset's candidates, texts and qrels, read once (and refused before training without qrels)."""
+    from data.datasets import load
+
+    dataset = load(dev)
+    try:
+        qrels = dataset.qrels()
+    except (DatasetNotFoundError, PathNotFoundError) as err:  # a dataset without judgments cannot score a model
+        raise InvalidSpecError(f"--dev {dev}: no qrels to evaluate with ({err})") from None
+    if not len(qrels):
+        raise InvalidSpecError(f"--dev {dev}: no qrels to evaluate with")
+    from rerank.training.fit import DevSet
+
+    return DevSet.build(dataset, qrels, pipeline, limit)
+
+
+def dev_report(dev: str | None, history: Sequence[dict[str, float]]) -> dict[str, Any] | None:
+    if not dev:
+        return None
+    evaluated = [h for h in history if any(k.startswith("eval_dev") for k in h)]
+    return {"dataset": dev, "history": evaluated, "final": evaluated[-1] if evaluated else None}
+
+
+def finish(saved: Path, folder: Path, card: dict[str, Any]) -> None:
+    """The saved model, its card written in, takes the output's place whole: a folder is finished or absent."""
+    from data.textio import atomic_writer
+
+    with atomic_writer(saved / CARD) as out:
+        json.dump(card, out, indent=2)
+    readme = saved / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    card_text = json.dumps({k: v for k, v in card.items() if k != "key"}, indent=2)
+    with atomic_writer(readme) as out:
+        out.write(f"# rerank train\n\nTrained by `rerank train`; the whole card is in `{CARD}`.\n\n"
+                  f"```json\n{card_text}\n```\n\n{text}")  # fmt: skip
+    if folder.exists():  # --fresh over an earlier model
+        shutil.rmtree(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(saved, folder)
+    shutil.rmtree(folder.with_name(folder.name + ".checkpoints"), ignore_errors=True)
+
+
+def weights_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(folder.glob("*.safetensors")):
+        digest.update(file.read_bytes())
+    return digest.hexdigest()

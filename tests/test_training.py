@@ -1,0 +1,249 @@
+"""``rerank generate-queries`` and ``rerank train`` on the example collection (32 passages, 8 judged queries) with
+a tiny random BERT student and the real SmolLM2 pack: resumption, seeds, the executor's teacher stages,
+the saved folder against sentence-transformers, and a loop that learns."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from data.errors import InvalidSpecError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def example_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example collection as the files ``rerank train`` reads: topics, corpus, qrels, and its BM25 run."""
+    import data
+    from data.trec import write_trec_qrels, write_trec_run
+    from data.tsv import write_topics
+
+    example = data.load("example")
+    folder = tmp_path_factory.mktemp("example-files")
+    write_topics(example.queries(), folder / "topics.tsv")
+    (folder / "corpus.tsv").write_text("".join(f"{d.docid}\t{d.full_text}\n" for d in example.iter_documents()))
+    write_trec_qrels(example.qrels(), folder / "qrels.txt")
+    write_trec_run(example.run("bm25"), folder / "bm25.trec")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A two-layer, 32-wide BERT with MiniLM's tokenizer: random weights that train in a second."""
+    from conftest import built_once
+
+    def build(folder: Path) -> None:
+        import torch
+        import transformers
+
+        from data.models import resolve_model
+
+        torch.manual_seed(0)
+        config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=64, max_position_embeddings=512)  # fmt: skip
+        transformers.BertModel(config).save_pretrained(folder)
+        transformers.AutoTokenizer.from_pretrained(resolve_model("minilm")).save_pretrained(folder)
+
+    return str(built_once(tmp_path_factory, "tiny-encoder", build))
+
+
+def settings(**changes):
+    from rerank.training import TrainSettings
+
+    return TrainSettings(**{"epochs": 2.0, "batch_size": 2, "group_size": 4, **changes})
+
+
+def teacher(files: Path) -> str:
+    return f'run(path="{files}/bm25.trec") % 8 >> bi-encoder(model=minilm)'
+
+
+def train(files: Path, student: str, output: Path, **kwargs):
+    from rerank.training import train as train_model
+
+    options = {"teacher": teacher(files), "settings": settings(), "save_steps": 4, "progress": False, **kwargs}
+    return train_model(output, topics=files / "topics.tsv", corpus=files / "corpus.tsv", student=student, **options)
+
+
+def test_one_seed_gives_the_same_weights_and_another_seed_other_weights(example_files, tiny_encoder, tmp_path):
+    first = train(example_files, tiny_encoder, tmp_path / "a")
+    again = train(example_files, tiny_encoder, tmp_path / "b")
+    other = train(example_files, tiny_encoder, tmp_path / "c", settings=settings(seed=1))
+    assert first.card["weights_sha256"] == again.card["weights_sha256"] != other.card["weights_sha256"]
+    from rerank.training.trainer import weights_digest
+
+    assert weights_digest(tmp_path / "a") == first.card["weights_sha256"]
+    # the same command again finds the finished model and trains nothing
+    assert train(example_files, tiny_encoder, tmp_path / "a").up_to_date
+
+
+def test_resuming_from_a_mid_epoch_checkpoint_gives_the_uninterrupted_weights(example_files, tiny_encoder, tmp_path):
+    """Interrupted right after its first checkpoint (step 2 of 8: mid-epoch), then resumed: the same weights."""
+    from transformers import TrainerCallback
+
+    class StopAfterFirstCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise KeyboardInterrupt
+
+    whole = train(example_files, tiny_encoder, tmp_path / "whole", save_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(example_files, tiny_encoder, tmp_path / "cut", save_steps=2, callbacks=[StopAfterFirstCheckpoint()])
+    assert not (tmp_path / "cut").exists()  # nothing half-written where the model goes
+    checkpoints = sorted(p.name for p in (tmp_path / "cut.checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-2"]
+    with pytest.raises(Exception, match="add --resume"):
+        train(example_files, tiny_encoder, tmp_path / "cut", save_steps=2)
+    resumed = train(example_files, tiny_encoder, tmp_path / "cut", save_steps=2, resume=True)
+    assert resumed.card["weights_sha256"] == whole.card["weights_sha256"]
+    assert not (tmp_path / "cut.checkpoints").exists()
+
+
+def test_the_teachers_labels_are_the_executors_stage_outputs(example_files, tiny_encoder, tmp_path):
+    """The targets are the stored teacher stage's scores (/ temperature), and a second training reuses that stage."""
+    from data.trec import read_trec_run
+    from rerank.training.examples import build_examples
+    from rerank.training.trainer import training_data
+
+    train(example_files, tiny_encoder, tmp_path / "a")
+    stored = list(Path(os.environ["RERANK_CACHE_DIR"], "stages").rglob("run.trec.gz"))
+    teacher_runs = [p for p in stored if "bi-encoder" in p.parent.name]
+    assert len(teacher_runs) == 1
+    when = teacher_runs[0].stat().st_mtime_ns
+    rankings, queries, texts, _ = training_data(example_files / "topics.tsv", example_files / "corpus.tsv",
+                                                teacher(example_files), None, "", progress=False)  # fmt: skip
+    assert teacher_runs[0].stat().st_mtime_ns == when  # reused, not computed again
+    stage = {r.qid: r for r in read_trec_run(teacher_runs[0])}
+    examples = build_examples("listnet", rankings, queries, texts, group_size=50, temperature=0.5)
+    assert len(examples.columns["labels"]) == len(stage) == 8
+    for query, labels in zip(examples.columns["query"], examples.columns["labels"], strict=True):
+        qid = next(q for q, text in queries.items() if text == query)
+        assert labels == [c.score / 0.5 for c in stage[qid].candidates]
+    other = train(example_files, tiny_encoder, tmp_path / "b", settings=settings(seed=3))
+    assert teacher_runs[0].stat().st_mtime_ns == when
+    assert other.card["teacher"] == teacher(example_files)
+
+
+def test_the_trained_folder_scores_as_sentence_transformers_cross_encoder(
+    example_files, tiny_encoder, tmp_path, monkeypatch
+):
+    """``cross-encoder(model=DIR)`` and sentence-transformers' ``CrossEncoder`` on the same folder agree; by name
+    under the models directory it is listed and found, with its weights' digest in the identity."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    import data
+    from data.docstore import get_document
+    from data.records import Candidate, RerankRequest
+    from rerank.cli.list_cmd import entries
+    from rerank.identity import model_identity
+    from rerank.registry import load_reranker
+
+    monkeypatch.setenv("RERANK_MODELS_DIR", str(tmp_path / "models"))
+    result = train(example_files, tiny_encoder, "tiny-distilled")
+    assert result.folder == tmp_path / "models" / "trained" / "tiny-distilled"
+    example = data.load("example")
+    queries, docs = {q.qid: q for q in example.queries()}, example.docs()
+    requests = [RerankRequest(queries[r.qid], tuple(Candidate(c.docid, c.score, get_document(docs, c.docid).full_text)
+                                                    for c in r.candidates)) for r in list(example.run("bm25"))[:3]]  # fmt: skip
+    ours = load_reranker("cross-encoder(model=tiny-distilled, activation=sigmoid)").rerank(requests)
+    reference = CrossEncoder(str(result.folder))
+    for request, reranked in zip(requests, ours, strict=True):
+        pairs = [(request.query.text, c.text) for c in request.candidates]
+        expected = dict(zip((c.docid for c in request.candidates), reference.predict(pairs).tolist(), strict=True))
+        assert len(reranked.ranking.candidates) == len(expected)
+        for candidate in reranked.ranking.candidates:
+            assert candidate.score == pytest.approx(expected[candidate.docid], abs=1e-6)
+    listed = {e["name"]: e for e in entries("models")}
+    assert listed["tiny-distilled"]["installed"] and listed["tiny-distilled"]["upstream"] == str(result.folder)
+    assert model_identity("tiny-distilled")["sha256"] is not None
+
+
+def test_a_short_training_on_labels_raises_the_sets_dev_ndcg(example_files, tiny_encoder, tmp_path):
+    """BCE on the example's qrels with BM25's negatives, evaluated on the same queries by rerank's metrics: the
+    loop learns (the trained head ranks the set better than the untrained one); not a tuned number."""
+    result = train(example_files, tiny_encoder, tmp_path / "m", teacher=None, qrels=example_files / "qrels.txt",
+                   candidates=f'run(path="{example_files}/bm25.trec") % 8', dev="example",
+                   dev_pipeline="run(name=bm25) % 8", eval_steps=20,
+                   settings=settings(loss="bce", epochs=10.0, batch_size=8, learning_rate=1e-3))  # fmt: skip
+    history = result.card["dev"]["history"]
+    assert [h["step"] for h in history] == [0, 20, 40, 40]  # untrained, every 20 steps, and the final model
+    assert history[-1]["eval_dev_ndcg@10"] > history[0]["eval_dev_ndcg@10"] + 0.05, history
+
+
+BAD = {  # what changes in a good call, and a piece of the one line that refuses it
+    "teacher without scores": (
+        {"teacher": "run(name=bm25) % 8 >> listwise(model=qwen2.5-coder-0.5b)"},
+        "orders candidates without scores",
+    ),
+    "student not an encoder": ({"student": "smollm2-135m"}, "not an encoder folder"),
+    "empty training set": ({"topics": "EMPTY"}, "no query in it"),
+    "labels with a teacher loss": ({"teacher": None, "qrels": "QRELS"}, "with --qrels use --loss bce"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_training_input_is_one_line_before_any_step(example_files, tiny_encoder, tmp_path, case):
+    from rerank.training import train as train_model
+
+    (tmp_path / "empty.tsv").write_text("")
+    files = {"EMPTY": tmp_path / "empty.tsv", "QRELS": example_files / "qrels.txt"}
+    change, says = BAD[case]
+    options = {"teacher": teacher(example_files), "settings": settings(), "student": tiny_encoder,
+               "topics": example_files / "topics.tsv", **{k: files.get(v, v) for k, v in change.items()}}  # fmt: skip
+    with pytest.raises((InvalidSpecError, ValueError), match=says):
+        train_model(tmp_path / "m", corpus=example_files / "corpus.tsv", progress=False, **options)
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m.checkpoints").exists()
+
+
+def test_a_dev_dataset_without_qrels_is_refused(example_files, tiny_encoder, tmp_path, monkeypatch, data_dir):
+    scifact = tmp_path / "data" / "beir" / "scifact"
+    scifact.mkdir(parents=True)
+    for name in ("corpus.jsonl.gz", "queries.jsonl"):
+        (scifact / name).symlink_to(data_dir / "beir" / "scifact" / name)
+    monkeypatch.setenv("RERANK_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(InvalidSpecError, match="--dev beir/scifact: no qrels"):
+        train(example_files, tiny_encoder, tmp_path / "m", dev="beir/scifact")
+    assert not (tmp_path / "m").exists()
+
+
+def generate(files: Path, output: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "rerank.cli", "generate-queries", "--corpus", str(files / "corpus.tsv"),
+               "--output", str(output), "--model", "smollm2-135m", "--passages", "5", "--batch", "1",
+               "--max-tokens", "12", "--resume"]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_generate_queries_interrupted_then_resumed_writes_the_uninterrupted_output(example_files, tmp_path):
+    """Killed once two passages are checkpointed, then the same command with --resume: the same topics, qrels and
+    queries as a run never interrupted (and the same command again reuses the finished folder)."""
+    whole = generate(example_files, tmp_path / "whole")
+    assert whole.wait(timeout=600) == 0, whole.stderr.read() if whole.stderr else ""
+    cut = generate(example_files, tmp_path / "cut")
+    checkpoint = tmp_path / "cut" / "queries.jsonl.checkpoint"
+    while cut.poll() is None:  # wait on progress: two finished passages in the checkpoint
+        if checkpoint.is_file() and len(checkpoint.read_bytes().splitlines()) >= 3:
+            cut.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    cut.wait(timeout=60)
+    assert cut.returncode == -signal.SIGKILL, "the job finished before it could be interrupted"
+    assert not (tmp_path / "cut" / "manifest.json").exists()
+    resumed = generate(example_files, tmp_path / "cut")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read() if resumed.stderr else ""
+    for name in ("topics.tsv", "qrels.txt"):
+        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text()
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "queries.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in rows] == [
+        json.loads(line)["text"] for line in (tmp_path / "whole" / "queries.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 5 and all(r["text"] and "\t" not in r["text"] for r in rows)
+    assert not (tmp_path / "cut" / "queries.jsonl.checkpoint").exists()
+    again = generate(example_files, tmp_path / "cut")
+    assert again.wait(timeout=600) == 0
+    assert '"up_to_date": true' in (again.stderr.read() if again.stderr else "")
