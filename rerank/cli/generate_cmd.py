@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-top", type=int, metavar="K", help="keep a query when the teacher ranks its source in its top K"
     )
+    parser.add_argument("--cache", metavar="DIR", help="a model-output cache: prompts answered before cost no call")
     parser.add_argument("--resume", action="store_true", help="go on from an interrupted job's checkpoint")
     parser.add_argument("--fresh", action="store_true", help="start over, discarding a checkpoint or finished folder")
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         args.corpus, args.output, model=args.model, backend=args.backend, prompt=args.prompt,
         passages=args.passages, seed=args.seed, max_tokens=args.max_tokens, document_words=args.document_words,
         batch=args.batch, teacher=args.teacher, keep_top=args.keep_top, resume=args.resume, fresh=args.fresh,
-        progress=not args.quiet,
+        progress=not args.quiet, cache=args.cache,
     )  # fmt: skip
     print(json.dumps({"folder": str(result.folder), **result.summary}), file=sys.stderr)
     return 0

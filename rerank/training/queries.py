@@ -87,7 +87,10 @@ def sample_documents(corpus: Path, count: int, seed: int) -> list[Document]:
     documents = [d for d in iter_corpus_file(corpus) if d.full_text.strip()]
     if count > len(documents):
         raise InvalidSpecError(f"--passages {count}: the corpus {corpus} has {len(documents)} non-empty documents")
-    return random.Random(seed).sample(documents, count)
+    # the whole corpus shuffled, then its first ``count``: a larger sample with the same seed extends a smaller
+    # one, so with --cache the passages written for before are answered from the cache
+    random.Random(seed).shuffle(documents)
+    return documents[:count]
 
 
 def query_line(continuation: str) -> str:
@@ -115,6 +118,7 @@ def generate_queries(
     resume: bool = False,
     fresh: bool = False,
     progress: bool = True,
+    cache: str | Path | None = None,
 ) -> GeneratedSet:
     """Generate ``passages`` synthetic queries from ``corpus`` into the folder ``output`` (see the module)."""
     from rerank.llm.backend import load_backend
@@ -139,6 +143,11 @@ def generate_queries(
         check_teacher(teacher)
     llm = load_backend(backend, model)
     key = job_key(corpus, template, llm, passages, seed, max_tokens, document_words, teacher, keep_top)
+    if cache is not None:  # the model-output cache ``rerank run --cache`` keeps: a prompt seen before costs no call
+        from rerank.cache import OutputCache
+        from rerank.llm.cached import CachedBackend
+
+        llm = CachedBackend(llm, OutputCache(Path(cache).expanduser()))
     manifest = folder / "manifest.json"
     if manifest.is_file() and not fresh:
         earlier = json.loads(manifest.read_text(encoding="utf-8"))
@@ -155,7 +164,7 @@ def generate_queries(
     summary = {
         "passages": passages, "generated": len(generated), "empty": sum(not g.text for g in generated),
         "kept": len(kept), "seconds": round(sum(g.cost.seconds for g in generated), 3),
-        "cost": sum((g.cost for g in generated), Cost()).as_dict(), "backend": llm.identity,
+        "cost": sum((g.cost for g in generated), Cost()).as_dict(), "backend": key["backend"],
     }  # fmt: skip
     write_outputs(folder, generated, kept, key, summary)
     from rerank.checkpoint import checkpoint_path
