@@ -215,7 +215,7 @@ def test_a_dev_dataset_without_qrels_is_refused(example_files, tiny_encoder, tmp
 def generate(files: Path, output: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "rerank.cli", "generate-queries", "--corpus", str(files / "corpus.tsv"),
                "--output", str(output), "--model", "smollm2-135m", "--passages", "5", "--batch", "1",
-               "--max-tokens", "12", "--resume"]  # fmt: skip
+               "--max-tokens", "12", "--resume", "--cache", f"{output}-cache"]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -247,3 +247,28 @@ def test_generate_queries_interrupted_then_resumed_writes_the_uninterrupted_outp
     again = generate(example_files, tmp_path / "cut")
     assert again.wait(timeout=600) == 0
     assert '"up_to_date": true' in (again.stderr.read() if again.stderr else "")
+
+
+def test_a_teacher_keeps_the_queries_whose_source_it_ranks_high(example_files, tmp_path):
+    """InPars-v2's filter: BM25 ranks the corpus for each generated query; a query is kept when its source passage
+    is BM25's first. The queries come from the model-output cache (no call), and the ranks are the stored stage's."""
+    from rerank.core.api import compute
+    from rerank.training import generate_queries
+
+    options = {"model": "smollm2-135m", "passages": 5, "batch": 1, "max_tokens": 12, "progress": False,
+               "cache": tmp_path / "llm-cache"}  # fmt: skip
+    plain = generate_queries(example_files / "corpus.tsv", tmp_path / "plain", **options)
+    assert plain.summary["cost"]["calls"] == 5
+    kept = generate_queries(example_files / "corpus.tsv", tmp_path / "kept", teacher="bm25 % 3", keep_top=1, **options)
+    assert kept.summary["cost"]["calls"] == 0  # every prompt answered from the cache
+    assert [q.text for q in kept.queries] == [q.text for q in plain.queries]
+    (tmp_path / "all.tsv").write_text("".join(f"{q.qid}\t{q.text}\n" for q in plain.queries if q.text))
+    bm25 = {r.qid: [c.docid for c in r.candidates] for r in compute("bm25 % 3", topics=tmp_path / "all.tsv",
+                                                                     corpus=example_files / "corpus.tsv").run()}  # fmt: skip
+    for query in kept.queries:
+        ranking = bm25.get(query.qid, [])
+        assert query.teacher_rank == (ranking.index(query.docid) + 1 if query.docid in ranking else None)
+    assert set(kept.kept) == {q.qid for q in kept.queries if q.teacher_rank == 1}
+    topics = (tmp_path / "kept" / "topics.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in topics] == list(kept.kept)
+    assert len(kept.kept) < 5 or all(q.teacher_rank == 1 for q in kept.queries)
