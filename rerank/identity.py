@@ -48,15 +48,16 @@ def digest_text(*parts: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def digest_path(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (relative names and contents), remembered by size and mtime."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+def digest_path(path: Path, skip: frozenset[str] = frozenset()) -> str:
+    """sha256 of a file, or of a folder's files (relative names and contents) but those named in ``skip``,
+    remembered by size and mtime."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.name not in skip)
     stamp = json.dumps([[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files])
-    return _digest_files(str(path), stamp)
+    return _digest_files(str(path), stamp, tuple(sorted(skip)))
 
 
 @functools.lru_cache(maxsize=256)
-def _digest_files(path: str, stamp: str) -> str:
+def _digest_files(path: str, stamp: str, skip: tuple[str, ...] = ()) -> str:
     root = Path(path)
     memo = _memo_file()
     known = _read_memo(memo)
@@ -64,7 +65,7 @@ def _digest_files(path: str, stamp: str) -> str:
     if memo_key in known:
         return known[memo_key]
     digest = hashlib.sha256()
-    for file in [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()):
+    for file in [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.name not in skip):
         digest.update(file.relative_to(root).as_posix().encode() if file != root else b"")
         with open(file, "rb") as handle:
             while block := handle.read(1 << 22):
@@ -100,7 +101,7 @@ def _write_memo(path: Path, memo: dict[str, str]) -> None:
 
 def model_identity(name: str) -> dict[str, Any]:
     """The weights a model name stands for: a pack's checksum, a local path's digest, or a hub id as given."""
-    from data.models import find_pack, trained_model
+    from data.models import TRAINED_CARD, find_pack, trained_model
 
     if not name.strip():  # no model named (remote's default: the service picks): not the current folder's files
         return {"name": name, "sha256": None}
@@ -109,6 +110,8 @@ def model_identity(name: str) -> dict[str, Any]:
     if known:
         return {"name": name, "sha256": known}
     path = Path(pack.path()) if pack is not None else (trained_model(name) or Path(name))
+    if (path / TRAINED_CARD).is_file():  # what rerank train wrote: the model's files, not its card's times
+        return {"name": name, "sha256": digest_path(path, skip=frozenset({TRAINED_CARD, "README.md"}))}
     if path.exists():
         return {"name": name, "sha256": digest_path(path)}
     return {"name": name, "sha256": None}  # a hub id not downloaded here: its revision is the library's

@@ -27,7 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qrels", metavar="FILE", help="relevance labels (with --loss bce)")
     parser.add_argument(
         "--candidates",
-        default="bm25 % 30",
         metavar="SPEC",
         help="with --qrels: the first stage that mines negatives (default bm25 %% 30)",
     )
@@ -42,9 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=256, help="tokens of query and passage together (256)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dev", metavar="DATASET", help="a dataset with qrels to measure nDCG@10 on while training")
-    parser.add_argument("--dev-pipeline", default="bm25 % 30", metavar="SPEC", help="its candidates (bm25 %% 30)")
-    parser.add_argument("--dev-queries", type=int, metavar="N", help="only its first N judged queries")
-    parser.add_argument("--eval-steps", type=int, metavar="N", help="evaluate every N steps (default: at the end)")
+    parser.add_argument("--dev-pipeline", metavar="SPEC", help="with --dev: its candidates (default bm25 %% 30)")
+    parser.add_argument("--dev-queries", type=int, metavar="N", help="with --dev: only its first N judged queries")
+    parser.add_argument(
+        "--eval-steps",
+        type=int,
+        metavar="N",
+        help="with --dev: also every N steps (default: before and after training only)",
+    )
     parser.add_argument("--save-steps", type=int, default=200, help="checkpoint every N steps (200)")
     parser.add_argument("--resume", action="store_true", help="go on from the last checkpoint")
     parser.add_argument("--fresh", action="store_true", help="start over, discarding checkpoints and an earlier model")

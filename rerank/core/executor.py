@@ -261,20 +261,22 @@ class Executor:
         if (source.dataset is None and source.corpus_file is None) or self.index_cache is None:
             raise InvalidSpecError(f"{spec}: a retriever without index_dir=DIR needs a dataset or a corpus to index")
         build_spec = MethodSpec.of(spec.name, build)
-        index_dir = self.index_cache / "indexes" / slug(source.name) / f"{spec.name}-{index_name(build_spec, source)}"
+        # a dataset's indexes under its name; a corpus file's by its digest alone (index_name holds it), so every
+        # topics file over one corpus (each training run's) searches the one index
+        where = slug(source.name) if source.corpus_file is None else "corpus-files"
+        index_dir = self.index_cache / "indexes" / where / f"{spec.name}-{index_name(build_spec, source)}"
         info_path = index_dir / "executor-index.json"
         if not info_path.is_file():
             log.info(f"indexing {source.name} with {build_spec}")
             staging = index_dir.with_name(index_dir.name + ".building")
             shutil.rmtree(staging, ignore_errors=True)
             start = time.perf_counter()
-            if source.dataset is not None:
-                documents, corpus = source.dataset.iter_documents(), {"dataset": source.dataset.name}
-            else:  # a corpus file (rerank run --corpus, rerank train): the index key holds its digest
+            if source.corpus_file is not None:  # a corpus file (--corpus, rerank train): the texts the docs are
                 from data.corpus import iter_corpus_file
 
-                assert source.corpus_file is not None
                 documents, corpus = iter_corpus_file(source.corpus_file), {"file": str(source.corpus_file)}
+            else:
+                documents, corpus = source.dataset.iter_documents(), {"dataset": source.dataset.name}
             cls.build(documents, staging, corpus=corpus, **build)
             seconds = time.perf_counter() - start
             with atomic_writer(staging / "executor-index.json") as out:

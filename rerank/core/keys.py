@@ -105,6 +105,27 @@ def method_identity(spec: MethodSpec | str, *, execution: bool = True) -> dict[s
     )  # fmt: skip
 
 
+def pipeline_identity(pipeline: PipelineSpec | str) -> dict[str, Any]:
+    """What decides a pipeline's output besides its source, before it is computed: the pipeline resolved (defaults
+    in, spacing out), and each stage's method or retriever identity (weights, libraries, version), fusion members
+    included. For a key that names a pipeline whose output it depends on (``rerank train``'s teacher)."""
+    from rerank.identity import retriever_identity
+    from rerank.registry import METHODS
+    from rerank.spec import as_pipeline
+    from retrievers.registry import RETRIEVERS
+
+    resolved = resolve_pipeline(as_pipeline(pipeline))
+    stages: list[dict[str, Any]] = []
+    for stage in resolved.stages:
+        spec = stage.spec
+        identity = (method_identity(spec) if spec.name in METHODS
+                    else retriever_identity(spec) if spec.name in RETRIEVERS else None)  # fmt: skip
+        stages.append(
+            {"stage": str(stage), "identity": identity, "members": [pipeline_identity(m) for m in spec.inputs]}
+        )
+    return {"pipeline": str(resolved), "stages": stages}
+
+
 def changed_fields(old: Any, new: Any, path: str = "") -> list[str]:
     """Dotted paths where two keys differ."""
     if isinstance(old, dict) and isinstance(new, dict):

@@ -85,26 +85,56 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(found[-1]) if found else None
 
 
+JOB_FILE = "rerank-job.json"  # the key of the training the checkpoints belong to
+
+
+def open_checkpoints(output: Path, key: dict[str, Any], *, resume: bool, fresh: bool) -> str | None:
+    """The checkpoint to resume from (None: start), as ``rerank.checkpoint`` treats a run's: checkpoints of another
+    job (its settings or data changed) are discarded, unfinished ones of this job need --resume or --fresh."""
+    import json
+
+    from data.errors import RerankError
+
+    folder = output.with_name(output.name + ".checkpoints")
+    found = last_checkpoint(folder) if folder.is_dir() else None
+    job = folder / JOB_FILE
+    same = job.is_file() and json.loads(job.read_text(encoding="utf-8")) == key
+    if fresh or (folder.exists() and not same):
+        if folder.exists() and not fresh:
+            log.info(f"starting afresh: {folder} was left by another training (its settings or data changed since)")
+        shutil.rmtree(folder, ignore_errors=True)
+        found = None
+    elif found and not resume:
+        raise RerankError(f"{folder} holds {Path(found).name} of this same training, unfinished: add --resume to go "
+                          "on from it, or --fresh to start over")  # fmt: skip
+    return found
+
+
+def mark_checkpoints(output: Path, key: dict[str, Any]) -> None:
+    """The checkpoints' folder names its training, so a later run knows whether it may resume from them."""
+    import json
+
+    from data.textio import atomic_writer
+
+    folder = output.with_name(output.name + ".checkpoints")
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(folder / JOB_FILE) as out:
+        json.dump(key, out, indent=2)
+
+
 def fit(student: str, examples: Any, settings: Any, output: Path, dev: DevSet | None, eval_steps: int | None,
-        save_steps: int, *, resume: bool, fresh: bool, progress: bool,
+        save_steps: int, found: str | None, *, progress: bool,
         callbacks: Sequence[Any]) -> tuple[list[dict[str, float]], Path]:  # fmt: skip
-    """Train; returns the logged history and the folder the finished model was saved into (beside ``output``)."""
+    """Train, from checkpoint ``found`` when given; returns the logged history and the folder the finished model
+    was saved into (beside ``output``)."""
     import datasets
     import transformers
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 
-    from data.errors import RerankError
     from data.models import quiet_loading
     from rerank.training.examples import make_loss
 
     checkpoints = output.with_name(output.name + ".checkpoints")
-    found = last_checkpoint(checkpoints) if checkpoints.is_dir() else None
-    if fresh and checkpoints.exists():
-        shutil.rmtree(checkpoints)
-        found = None
-    elif found and not resume:
-        raise RerankError(f"{checkpoints} holds {Path(found).name} of an unfinished training: add --resume to "
-                          "go on from it, or --fresh to start over")  # fmt: skip
     transformers.set_seed(settings.seed)  # the new head's initial weights come from the seed
     with quiet_loading():
         model = CrossEncoder(student, num_labels=1, max_length=settings.max_length)

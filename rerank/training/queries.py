@@ -27,6 +27,7 @@ from typing import Any
 
 from data.errors import InvalidSpecError, PathNotFoundError, RerankError
 from data.records import Document, Query
+from rerank.core.keys import pipeline_identity
 from rerank.cost import Cost
 
 VERSION = 1
@@ -84,13 +85,18 @@ def sample_documents(corpus: Path, count: int, seed: int) -> list[Document]:
     Empty documents are never drawn (no query can come from them)."""
     from data.corpus import iter_corpus_file
 
-    documents = [d for d in iter_corpus_file(corpus) if d.full_text.strip()]
-    if count > len(documents):
-        raise InvalidSpecError(f"--passages {count}: the corpus {corpus} has {len(documents)} non-empty documents")
-    # the whole corpus shuffled, then its first ``count``: a larger sample with the same seed extends a smaller
+    positions = [n for n, d in enumerate(iter_corpus_file(corpus)) if d.full_text.strip()]  # ints: a large corpus fits
+    if count > len(positions):
+        raise InvalidSpecError(f"--passages {count}: the corpus {corpus} has {len(positions)} non-empty documents")
+    # every position shuffled, then the first ``count``: a larger sample with the same seed extends a smaller
     # one, so with --cache the passages written for before are answered from the cache
-    random.Random(seed).shuffle(documents)
-    return documents[:count]
+    random.Random(seed).shuffle(positions)
+    chosen = {p: rank for rank, p in enumerate(positions[:count])}
+    drawn: list[Document | None] = [None] * count
+    for n, document in enumerate(iter_corpus_file(corpus)):
+        if n in chosen:
+            drawn[chosen[n]] = document
+    return [d for d in drawn if d is not None]
 
 
 def query_line(continuation: str) -> str:
@@ -141,48 +147,63 @@ def generate_queries(
     template = read_prompt(prompt)
     if teacher is not None:
         check_teacher(teacher)
-    llm = load_backend(backend, model)
-    key = job_key(corpus, template, llm, passages, seed, max_tokens, document_words, teacher, keep_top)
-    if cache is not None:  # the model-output cache ``rerank run --cache`` keeps: a prompt seen before costs no call
-        from rerank.cache import OutputCache
-        from rerank.llm.cached import CachedBackend
-
-        llm = CachedBackend(llm, OutputCache(Path(cache).expanduser()))
+    llm = load_backend(backend, model)  # built, not loaded: llama.cpp and vLLM load on their first call
+    key = generation_key(corpus, template, llm, passages, seed, max_tokens, document_words, batch)
+    whole = {**key, "filter": {"teacher": pipeline_identity(teacher), "keep_top": keep_top} if teacher else None}
     manifest = folder / "manifest.json"
-    if manifest.is_file() and not fresh:
-        earlier = json.loads(manifest.read_text(encoding="utf-8"))
-        if earlier.get("key") == key:
+    earlier = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
+    if earlier is not None and not fresh:
+        if earlier.get("key") == whole:
             return read_generated(folder, {**earlier["summary"], "up_to_date": True})
-    documents = sample_documents(corpus, passages, seed)
-    generated = generate(llm, documents, template, max_tokens, document_words, batch, folder, key,
-                         resume=resume, fresh=fresh, progress=progress)  # fmt: skip
-    ranks: dict[str, int | None] = {}
+        if {**earlier.get("key", {}), "filter": None} != {**whole, "filter": None}:
+            raise RerankError(f"--output {folder} holds queries generated otherwise (its manifest.json has another "
+                              "key): choose another folder, or --fresh to replace them")  # fmt: skip
+    elif (
+        folder.is_dir()
+        and not manifest.is_file()
+        and any(p.name != "queries.jsonl.checkpoint" for p in folder.iterdir())
+    ):
+        raise RerankError(f"--output {folder} exists and holds no generated queries: choose another folder")
+    if earlier is not None and not fresh:  # the same queries under another filter: only the filter runs again
+        generated = list(read_generated(folder, earlier["summary"]).queries)
+    else:
+        if cache is not None:  # the model-output cache ``rerank run --cache`` keeps: a prompt seen before costs no call
+            from rerank.cache import OutputCache
+            from rerank.llm.cached import CachedBackend
+
+            llm = CachedBackend(llm, OutputCache(Path(cache).expanduser()))
+        documents = sample_documents(corpus, passages, seed)
+        generated = generate(llm, documents, template, max_tokens, document_words, batch, folder, key,
+                             resume=resume, fresh=fresh, progress=progress)  # fmt: skip
     if teacher is not None:
         ranks = teacher_ranks(teacher, generated, corpus, folder)
         generated = [GeneratedQuery(g.qid, g.docid, g.text, g.cost, ranks[g.qid]) for g in generated]
+    else:
+        generated = [GeneratedQuery(g.qid, g.docid, g.text, g.cost) for g in generated]
     kept = [g for g in generated if g.text and (keep_top is None or (g.teacher_rank or keep_top + 1) <= keep_top)]
     summary = {
         "passages": passages, "generated": len(generated), "empty": sum(not g.text for g in generated),
         "kept": len(kept), "seconds": round(sum(g.cost.seconds for g in generated), 3),
         "cost": sum((g.cost for g in generated), Cost()).as_dict(), "backend": key["backend"],
     }  # fmt: skip
-    write_outputs(folder, generated, kept, key, summary)
+    write_outputs(folder, generated, kept, whole, summary)
     from rerank.checkpoint import checkpoint_path
 
     checkpoint_path(folder / "queries.jsonl").unlink(missing_ok=True)
     return GeneratedSet(folder, tuple(generated), tuple(g.qid for g in kept), summary)
 
 
-def job_key(corpus: Path, template: str, llm: Any, passages: int, seed: int, max_tokens: int,
-            document_words: int, teacher: str | None, keep_top: int | None) -> dict[str, Any]:  # fmt: skip
-    """What decides the generated queries: a change to any of it makes another job."""
+def generation_key(corpus: Path, template: str, llm: Any, passages: int, seed: int, max_tokens: int,
+                   document_words: int, batch: int) -> dict[str, Any]:  # fmt: skip
+    """What decides the generated texts (a batched backend may round with its batch, so the batch is in it); the
+    filter's teacher and depth are keyed apart, so another filter reuses the texts."""
     from rerank.identity import digest_path, digest_text, model_identity, package_versions
 
     return {
         "task": "generate-queries", "version": VERSION, "corpus": digest_path(corpus),
         "prompt": digest_text(template), "backend": llm.identity, "model": model_identity(llm.model),
         "libraries": package_versions(llm.libraries), "passages": passages, "seed": seed,
-        "max_tokens": max_tokens, "document_words": document_words, "teacher": teacher, "keep_top": keep_top,
+        "max_tokens": max_tokens, "document_words": document_words, "batch": batch,
     }  # fmt: skip
 
 
@@ -245,12 +266,15 @@ def load_texts(checkpoint: Any) -> dict[str, str]:
 
 def check_teacher(teacher: str) -> None:
     """A teacher must be a pipeline that retrieves from the corpus (a first stage), before any query is written."""
-    from rerank.spec import parse_pipeline
+    from rerank.core.plan import stage_kind
+    from rerank.spec import as_pipeline
+    from rerank.training.trainer import check_spec
 
-    try:
-        parse_pipeline(teacher)
-    except InvalidSpecError as err:
-        raise InvalidSpecError(f"--teacher {teacher!r}: {err}") from None
+    check_spec("--teacher", teacher)
+    first = as_pipeline(teacher).first.spec
+    if stage_kind(first, True) == "given":
+        raise InvalidSpecError(f"--teacher {teacher!r}: its first stage must search the corpus (a retriever such as "
+                               f"bm25, or a fusion of retrievers), not {first.name}")  # fmt: skip
 
 
 def teacher_ranks(

@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import DatasetNotFoundError, InvalidSpecError, PathNotFoundError, RerankError
+from data.models import TRAINED_CARD
 from data.records import Qrels
 from rerank.training.examples import LOSSES, TARGETS, build_examples
 
-CARD = "rerank-train.json"
+CARD = TRAINED_CARD
 VERSION = 1
 
 
@@ -80,8 +81,10 @@ def output_folder(output: str | Path) -> Path:
     text = str(output)
     if os.sep in text or "/" in text or text.startswith((".", "~")):
         return Path(text).expanduser()
-    from data.models import trained_dir
+    from data.models import find_pack, trained_dir
 
+    if find_pack(text) is not None:  # the pack would win every lookup of the name: the model could not be found
+        raise InvalidSpecError(f"--output {text}: that is a model pack's name; name the trained model otherwise")
     return trained_dir() / text
 
 
@@ -131,10 +134,10 @@ def train(
     student: str = "minilm",
     teacher: str | None = None,
     qrels: str | Path | None = None,
-    candidates: str = "bm25 % 30",
+    candidates: str | None = None,
     settings: TrainSettings | None = None,
     dev: str | None = None,
-    dev_pipeline: str = "bm25 % 30",
+    dev_pipeline: str | None = None,
     dev_queries: int | None = None,
     eval_steps: int | None = None,
     save_steps: int = 200,
@@ -147,32 +150,26 @@ def train(
     from data.optional import optional_import
 
     settings = settings or TrainSettings()
-    settings.check()
-    if resume and fresh:
-        raise ValueError("--resume and --fresh contradict each other")
-    if (teacher is None) == (qrels is None):
-        raise ValueError("give --teacher (a pipeline whose ranking is the target) or --qrels (labels), one of them")
-    if qrels is not None and settings.loss != "bce":
-        raise InvalidSpecError(
-            f"--loss {settings.loss} learns from a teacher's scores or ranks: with --qrels use --loss bce"
-        )
-    if teacher is not None and settings.loss == "bce":
-        raise InvalidSpecError(
-            "--loss bce learns from labels: give --qrels, or a teacher loss (margin-mse, listnet, lambda)"
-        )
-    if save_steps < 1 or (eval_steps is not None and eval_steps < 1):
-        raise ValueError("--save-steps and --eval-steps must be at least 1")
+    check_arguments(settings, teacher, qrels, candidates, dev, dev_pipeline, dev_queries, eval_steps, save_steps,
+                    resume, fresh)  # fmt: skip
+    candidates = candidates or (DEFAULT_CANDIDATES if qrels else None)
+    dev_pipeline = dev_pipeline or (DEFAULT_CANDIDATES if dev else None)
     for flag, path in (("--topics", topics), ("--corpus", corpus), ("--qrels", qrels)):
         if path is not None and not Path(path).expanduser().is_file():
             raise PathNotFoundError(f"{flag} {path}: no such file")
     folder = output_folder(output)
+    if folder.exists() and not folder.is_dir():
+        raise InvalidSpecError(f"--output {output}: {folder} exists and is not a folder")
     student_path = check_student(student)
+    for flag, spec in (("--teacher", teacher), ("--candidates", candidates), ("--dev-pipeline", dev_pipeline)):
+        if spec is not None:
+            check_spec(flag, spec)  # every stage's model is here, before any work
     if teacher is not None:
         check_teacher(teacher, settings)
-    dev_set = dev_data(dev, dev_pipeline, dev_queries) if dev else None  # refused before any training step
     optional_import("datasets")
     optional_import("sentence_transformers")
-    key = train_key(student, teacher, qrels, candidates, topics, corpus, settings, dev, dev_pipeline, dev_queries)
+    key = train_key(student, teacher, qrels, candidates, topics, corpus, settings,
+                    [dev, dev_pipeline, dev_queries, eval_steps] if dev else None)  # fmt: skip
     card_file = folder / CARD
     if card_file.is_file() and not fresh:
         card = json.loads(card_file.read_text(encoding="utf-8"))
@@ -182,23 +179,26 @@ def train(
                           "another output, or --fresh to replace it")  # fmt: skip
     if folder.exists() and not card_file.is_file() and any(folder.iterdir()):
         raise RerankError(f"{folder} exists and is not a trained model: choose another output")
+    from rerank.training.fit import fit, mark_checkpoints, open_checkpoints
+
+    found = open_checkpoints(folder, key, resume=resume, fresh=fresh)  # refused now, not after an hour of labels
+    dev_set = dev_data(dev, dev_pipeline, dev_queries) if dev and dev_pipeline else None
     started = time.perf_counter()
-    rankings, query_text, passage_text, labels = training_data(topics, corpus, teacher, qrels, candidates, progress)
+    rankings, query_text, passage_text, labels = training_data(topics, corpus, teacher, qrels, candidates)
     examples = build_examples(settings.loss, rankings, query_text, passage_text, group_size=settings.group_size,
                               qrels=labels, target=settings.targets, temperature=settings.temperature)  # fmt: skip
     if not len(examples):
         raise InvalidSpecError(
             f"--topics {topics}: no training example: "
-            + ("no query has a judged relevant passage among its candidates" if qrels else "the teacher ranked nothing")
+            + ("no query has a judged relevant passage and a ranking" if qrels else "the teacher ranked nothing")
         )
     labelled = time.perf_counter() - started
-    from rerank.training.fit import fit
-
-    history, saved = fit(student_path, examples, settings, folder, dev_set, eval_steps, save_steps,
-                         resume=resume, fresh=fresh, progress=progress, callbacks=callbacks)  # fmt: skip
+    mark_checkpoints(folder, key)
+    history, saved = fit(student_path, examples, settings, folder, dev_set, eval_steps, save_steps, found,
+                         progress=progress, callbacks=callbacks)  # fmt: skip
     card = {
         "key": key, "version": VERSION, "student": student, "teacher": teacher, "qrels": str(qrels) if qrels else None,
-        "candidates": candidates if qrels else None, "examples": len(examples),
+        "candidates": candidates, "examples": len(examples),
         "data": {name: {"path": str(path), "sha256": key["data"][name]}
                  for name, path in (("topics", topics), ("corpus", corpus), ("qrels", qrels)) if path},
         "queries": examples.queries, "hyperparameters": key["settings"], "dev": dev_report(dev, history),
@@ -209,24 +209,79 @@ def train(
     return TrainResult(folder, card, history=tuple(history))
 
 
-def train_key(student: str, teacher: str | None, qrels: Any, candidates: str, topics: Any, corpus: Any,
-              settings: TrainSettings, dev: str | None, dev_pipeline: str, dev_queries: int | None) -> dict[str, Any]:  # fmt: skip
+DEFAULT_CANDIDATES = "bm25 % 30"
+
+
+def check_arguments(settings: TrainSettings, teacher: str | None, qrels: Any, candidates: str | None,
+                    dev: str | None, dev_pipeline: str | None, dev_queries: int | None, eval_steps: int | None,
+                    save_steps: int, resume: bool, fresh: bool) -> None:  # fmt: skip
+    """Every argument alone and with the others: a setting that would change nothing is refused, not ignored."""
+    settings.check()
+    if resume and fresh:
+        raise ValueError("--resume and --fresh contradict each other")
+    if (teacher is None) == (qrels is None):
+        raise ValueError("give --teacher (a pipeline whose ranking is the target) or --qrels (labels), one of them")
+    if qrels is not None and settings.loss != "bce":
+        raise InvalidSpecError(f"--loss {settings.loss} learns from a teacher's scores or ranks: with --qrels use "
+                               "--loss bce")  # fmt: skip
+    if teacher is not None and settings.loss == "bce":
+        raise InvalidSpecError("--loss bce learns from labels: give --qrels, or a teacher loss (margin-mse, listnet, "
+                               "lambda)")  # fmt: skip
+    if teacher is not None and candidates is not None:
+        raise ValueError("--candidates mines negatives for --qrels; a teacher's candidates are its first stage")
+    if settings.loss == "bce" and (settings.targets != "scores" or settings.temperature != 1.0):
+        raise ValueError("--targets and --temperature shape a teacher's targets; --loss bce reads labels")
+    if settings.targets == "ranks" and settings.temperature != 1.0:
+        raise ValueError("--temperature divides a teacher's scores; --targets ranks gives 1/rank")
+    if settings.loss == "lambda" and settings.targets == "scores":
+        raise ValueError("--loss lambda reads targets as graded relevance (gain 2^target - 1, negatives as 0): a "
+                         "teacher's scores would overflow or vanish, use --targets ranks")  # fmt: skip
+    if dev is None and (dev_pipeline is not None or dev_queries is not None or eval_steps is not None):
+        raise ValueError("--dev-pipeline, --dev-queries and --eval-steps measure on a --dev dataset: give --dev")
+    for name, value in (("--save-steps", save_steps), ("--eval-steps", eval_steps), ("--dev-queries", dev_queries)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, not {value}")
+
+
+def check_spec(flag: str, spec: str) -> None:
+    """A pipeline spec that parses and whose models are all here: one line naming the flag otherwise."""
+    from data.errors import ModelNotFoundError
+    from rerank.core.plan import check_pipeline
+    from rerank.spec import as_pipeline
+
+    try:
+        check_pipeline(as_pipeline(spec), environment=True)
+    except (InvalidSpecError, ModelNotFoundError) as err:
+        raise type(err)(f"{flag} {spec!r}: {err}") from None
+
+
+def train_key(student: str, teacher: str | None, qrels: Any, candidates: str | None, topics: Any, corpus: Any,
+              settings: TrainSettings, dev: list[Any] | None) -> dict[str, Any]:  # fmt: skip
+    """What decides the trained weights and the card: pipelines by their stages' identities (weights, libraries),
+    data by content, and only the settings that act (a bce run has no targets)."""
     from dataclasses import asdict
 
+    from rerank.core.keys import pipeline_identity
     from rerank.identity import digest_path, model_identity, package_versions
 
+    acting = asdict(settings)
+    if settings.loss == "bce":
+        del acting["targets"], acting["temperature"]
+    elif settings.targets == "ranks":
+        del acting["temperature"]
     return {
-        "task": "train", "version": VERSION, "student": model_identity(student), "teacher": teacher,
-        "candidates": candidates if qrels else None,
+        "task": "train", "version": VERSION, "student": model_identity(student),
+        "teacher": pipeline_identity(teacher) if teacher else None,
+        "candidates": pipeline_identity(candidates) if candidates else None,
         "data": {name: digest_path(Path(path).expanduser())  # contents, not places: a moved file is the same data
                  for name, path in (("topics", topics), ("corpus", corpus), ("qrels", qrels)) if path},
-        "settings": asdict(settings), "dev": [dev, dev_pipeline, dev_queries] if dev else None,
+        "settings": acting, "dev": [*dev[:1], pipeline_identity(dev[1]), *dev[2:]] if dev else None,
         "libraries": package_versions(("torch", "transformers", "sentence-transformers")),
     }  # fmt: skip
 
 
-def training_data(topics: Any, corpus: Any, teacher: str | None, qrels: Any, candidates: str,
-                  progress: bool) -> tuple[list[Any], dict[str, str], Any, Qrels | None]:  # fmt: skip
+def training_data(topics: Any, corpus: Any, teacher: str | None, qrels: Any,
+                  candidates: str | None) -> tuple[list[Any], dict[str, str], Any, Qrels | None]:  # fmt: skip
     """The rankings to learn from (the teacher's, or the first stage's with labels) and the texts."""
     from data.beir import read_qrels
     from data.corpus import corpus_store
@@ -240,7 +295,9 @@ def training_data(topics: Any, corpus: Any, teacher: str | None, qrels: Any, can
     labels = read_qrels(str(qrels)) if qrels else None
     if labels is not None and not any(q.qid in labels for q in queries):
         raise InvalidSpecError(f"--qrels {qrels}: judges none of the queries of --topics {topics}")
-    ranked = compute(teacher or candidates, topics=topics, corpus=corpus).run()  # every stage kept in the store
+    pipeline = teacher or candidates
+    assert pipeline is not None  # check_arguments: one of them
+    ranked = compute(pipeline, topics=topics, corpus=corpus).run()  # every stage kept in the store
     store = corpus_store(str(corpus))
     return list(ranked), {q.qid: q.text for q in queries}, lambda d: get_document(store, d).full_text, labels
 
