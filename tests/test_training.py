@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from data.errors import InvalidSpecError, ModelNotFoundError
+from data.errors import InvalidSpecError, ModelNotFoundError, RerankError
 
 pytestmark = pytest.mark.integration
 
@@ -72,45 +72,54 @@ def train(files: Path, student: str, output: Path, **kwargs):
     return train_model(output, topics=files / "topics.tsv", corpus=files / "corpus.tsv", student=student, **options)
 
 
-def test_one_seed_gives_the_same_weights_and_another_seed_other_weights(example_files, tiny_encoder, tmp_path):
-    first = train(example_files, tiny_encoder, tmp_path / "a")
-    again = train(example_files, tiny_encoder, tmp_path / "b")
-    other = train(example_files, tiny_encoder, tmp_path / "c", settings=settings(seed=1))
-    assert first.card["weights_sha256"] == again.card["weights_sha256"] != other.card["weights_sha256"]
+@pytest.fixture(scope="module")
+def seeded(example_files, tiny_encoder, tmp_path_factory):
+    """The same training under seeds 0 and 1, each once for the module (checkpointed every 2 steps of 8)."""
+    folder = tmp_path_factory.mktemp("seeded")
+    return {seed: train(example_files, tiny_encoder, folder / f"seed{seed}", save_steps=2, settings=settings(seed=seed))
+            for seed in (0, 1)}  # fmt: skip
+
+
+def test_one_seed_gives_the_same_weights_and_another_seed_other_weights(example_files, tiny_encoder, seeded, tmp_path):
     from rerank.training.trainer import weights_digest
 
-    assert weights_digest(tmp_path / "a") == first.card["weights_sha256"]
+    again = train(example_files, tiny_encoder, tmp_path / "again", save_steps=2)
+    assert seeded[0].card["weights_sha256"] == again.card["weights_sha256"] != seeded[1].card["weights_sha256"]
+    assert weights_digest(seeded[0].folder) == seeded[0].card["weights_sha256"]
     # the same command again finds the finished model and trains nothing
-    assert train(example_files, tiny_encoder, tmp_path / "a").up_to_date
+    assert train(example_files, tiny_encoder, tmp_path / "again", save_steps=2).up_to_date
 
 
-def test_resuming_from_a_mid_epoch_checkpoint_gives_the_uninterrupted_weights(example_files, tiny_encoder, tmp_path):
+class StopAfterFirstCheckpoint:
+    """A transformers TrainerCallback (duck-typed) that stops the training as its first checkpoint is written."""
+
+    def __getattr__(self, name):  # every other event: nothing to do
+        return lambda *args, **kwargs: None
+
+    def on_save(self, args, state, control, **kwargs):
+        raise KeyboardInterrupt
+
+
+def test_resuming_from_a_mid_epoch_checkpoint_gives_the_uninterrupted_weights(example_files, tiny_encoder, seeded,
+                                                                              tmp_path):  # fmt: skip
     """Interrupted right after its first checkpoint (step 2 of 8: mid-epoch), then resumed: the same weights."""
-    from transformers import TrainerCallback
-
-    class StopAfterFirstCheckpoint(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            raise KeyboardInterrupt
-
-    whole = train(example_files, tiny_encoder, tmp_path / "whole", save_steps=2)
     with pytest.raises(KeyboardInterrupt):
         train(example_files, tiny_encoder, tmp_path / "cut", save_steps=2, callbacks=[StopAfterFirstCheckpoint()])
     assert not (tmp_path / "cut").exists()  # nothing half-written where the model goes
     checkpoints = sorted(p.name for p in (tmp_path / "cut.checkpoints").iterdir())
     assert checkpoints == ["checkpoint-2", "rerank-job.json"]  # the checkpoint, and the training it belongs to
-    with pytest.raises(Exception, match="add --resume"):
+    with pytest.raises(RerankError, match="add --resume"):
         train(example_files, tiny_encoder, tmp_path / "cut", save_steps=2)
     resumed = train(example_files, tiny_encoder, tmp_path / "cut", save_steps=2, resume=True)
-    assert resumed.card["weights_sha256"] == whole.card["weights_sha256"]
+    assert resumed.card["weights_sha256"] == seeded[0].card["weights_sha256"]
     assert not (tmp_path / "cut.checkpoints").exists()
     # checkpoints of another training (another seed) are never resumed from: that training starts afresh
     with pytest.raises(KeyboardInterrupt):
         train(example_files, tiny_encoder, tmp_path / "other", save_steps=2, callbacks=[StopAfterFirstCheckpoint()])
     changed = train(
-        example_files, tiny_encoder, tmp_path / "other", save_steps=2, resume=True, settings=settings(seed=7)
+        example_files, tiny_encoder, tmp_path / "other", save_steps=2, resume=True, settings=settings(seed=1)
     )
-    direct = train(example_files, tiny_encoder, tmp_path / "direct", save_steps=2, settings=settings(seed=7))
-    assert changed.card["weights_sha256"] == direct.card["weights_sha256"] != whole.card["weights_sha256"]
+    assert changed.card["weights_sha256"] == seeded[1].card["weights_sha256"]
 
 
 def test_the_teachers_labels_are_the_executors_stage_outputs(example_files, tiny_encoder, tmp_path):
@@ -234,19 +243,30 @@ def test_a_dev_dataset_without_qrels_is_refused(example_files, tiny_encoder, tmp
     assert not (tmp_path / "m").exists()
 
 
-def generate(files: Path, output: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "rerank.cli", "generate-queries", "--corpus", str(files / "corpus.tsv"),
-               "--output", str(output), "--model", "smollm2-135m", "--passages", "5", "--batch", "1",
-               "--max-tokens", "12", "--resume", "--cache", f"{output}-cache"]  # fmt: skip
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+GENERATE = {"model": "smollm2-135m", "passages": 5, "batch": 1, "max_tokens": 12}
 
 
-def test_generate_queries_interrupted_then_resumed_writes_the_uninterrupted_output(example_files, tmp_path):
-    """Killed once two passages are checkpointed, then the same command with --resume: the same topics, qrels and
-    queries as a run never interrupted (and the same command again reuses the finished folder)."""
-    whole = generate(example_files, tmp_path / "whole")
-    assert whole.wait(timeout=600) == 0, whole.stderr.read() if whole.stderr else ""
-    cut = generate(example_files, tmp_path / "cut")
+@pytest.fixture(scope="module")
+def generated(example_files, tmp_path_factory):
+    """Five queries written for the example corpus in one uninterrupted run, its answers kept in an output cache."""
+    from rerank.training import generate_queries
+
+    folder = tmp_path_factory.mktemp("generated")
+    result = generate_queries(example_files / "corpus.tsv", folder / "whole", cache=folder / "llm-cache",
+                              progress=False, **GENERATE)  # fmt: skip
+    assert result.summary["cost"]["calls"] == 5
+    return result
+
+
+def test_generate_queries_interrupted_then_resumed_writes_the_uninterrupted_output(example_files, generated, tmp_path):
+    """``rerank generate-queries`` killed once two passages are checkpointed, then the same job with --resume: the
+    same topics, qrels and queries as the run never interrupted (and the same job again reuses the finished folder)."""
+    from rerank.training import generate_queries
+
+    command = [sys.executable, "-m", "rerank.cli", "generate-queries", "--corpus", str(example_files / "corpus.tsv"),
+               "--output", str(tmp_path / "cut"), "--model", "smollm2-135m", "--passages", "5", "--batch", "1",
+               "--max-tokens", "12"]  # fmt: skip
+    cut = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "cut" / "queries.jsonl.checkpoint"
     while cut.poll() is None:  # wait on progress: two finished passages in the checkpoint
         if checkpoint.is_file() and len(checkpoint.read_bytes().splitlines()) >= 3:
@@ -254,37 +274,34 @@ def test_generate_queries_interrupted_then_resumed_writes_the_uninterrupted_outp
             break
         time.sleep(0.05)
     cut.wait(timeout=60)
-    assert cut.returncode == -signal.SIGKILL, "the job finished before it could be interrupted"
+    assert cut.returncode == -signal.SIGKILL, cut.stderr.read() if cut.stderr else "finished before the kill"
     assert not (tmp_path / "cut" / "manifest.json").exists()
-    resumed = generate(example_files, tmp_path / "cut")
-    assert resumed.wait(timeout=600) == 0, resumed.stderr.read() if resumed.stderr else ""
+    with pytest.raises(RerankError, match="add --resume"):  # never silently restarted or continued
+        generate_queries(example_files / "corpus.tsv", tmp_path / "cut", progress=False, **GENERATE)
+    resumed = generate_queries(example_files / "corpus.tsv", tmp_path / "cut", resume=True, progress=False, **GENERATE)
+    assert resumed.summary["cost"]["calls"] == 5  # each passage written once: by the killed run or the resumed one
     for name in ("topics.tsv", "qrels.txt"):
-        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text()
+        assert (tmp_path / "cut" / name).read_text() == (generated.folder / name).read_text()
     rows = [json.loads(line) for line in (tmp_path / "cut" / "queries.jsonl").read_text().splitlines()]
-    assert [r["text"] for r in rows] == [
-        json.loads(line)["text"] for line in (tmp_path / "whole" / "queries.jsonl").read_text().splitlines()
-    ]
+    assert [r["text"] for r in rows] == [q.text for q in generated.queries]
     assert len(rows) == 5 and all(r["text"] and "\t" not in r["text"] for r in rows)
-    assert not (tmp_path / "cut" / "queries.jsonl.checkpoint").exists()
-    again = generate(example_files, tmp_path / "cut")
-    assert again.wait(timeout=600) == 0
-    assert '"up_to_date": true' in (again.stderr.read() if again.stderr else "")
+    assert not checkpoint.exists()
+    again = generate_queries(example_files / "corpus.tsv", tmp_path / "cut", progress=False, **GENERATE)
+    assert again.summary["up_to_date"]
 
 
 TEACHER = "bm25 % 3 >> random(seed=1)"
 
 
-def test_a_teacher_keeps_the_queries_whose_source_it_ranks_high(example_files, tmp_path):
+def test_a_teacher_keeps_the_queries_whose_source_it_ranks_high(example_files, generated, tmp_path):
     """InPars-v2's filter: a teacher (BM25's top 3 in a seeded random order, so that some sources are not first)
     ranks the corpus for each generated query; a query is kept when its source passage is in the teacher's top 2. The
     queries come from the model-output cache (no call), and the ranks are the stored stage's."""
     from rerank.core.api import compute
     from rerank.training import generate_queries
 
-    options = {"model": "smollm2-135m", "passages": 5, "batch": 1, "max_tokens": 12, "progress": False,
-               "cache": tmp_path / "llm-cache"}  # fmt: skip
-    plain = generate_queries(example_files / "corpus.tsv", tmp_path / "plain", **options)
-    assert plain.summary["cost"]["calls"] == 5
+    options = {**GENERATE, "progress": False, "cache": generated.folder.parent / "llm-cache"}
+    plain = generated
     kept = generate_queries(example_files / "corpus.tsv", tmp_path / "kept", teacher=TEACHER, keep_top=2, **options)
     assert kept.summary["cost"]["calls"] == 0  # every prompt answered from the cache
     assert [q.text for q in kept.queries] == [q.text for q in plain.queries]
