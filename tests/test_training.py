@@ -5,7 +5,6 @@ the saved folder against sentence-transformers, and a loop that learns."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -122,30 +121,25 @@ def test_resuming_from_a_mid_epoch_checkpoint_gives_the_uninterrupted_weights(ex
     assert changed.card["weights_sha256"] == seeded[1].card["weights_sha256"]
 
 
-def test_the_teachers_labels_are_the_executors_stage_outputs(example_files, tiny_encoder, tmp_path):
-    """The targets are the stored teacher stage's scores (/ temperature), and a second training reuses that stage."""
-    from data.trec import read_trec_run
+def test_the_teachers_labels_are_the_executors_stage_outputs(example_files, tiny_encoder, seeded, tmp_path):
+    """The targets are the stored teacher stage's scores (/ temperature), and another training reuses that stage."""
+    from rerank.core.api import compute
     from rerank.training.examples import build_examples
     from rerank.training.trainer import training_data
 
-    train(example_files, tiny_encoder, tmp_path / "a")
-    stored = list(Path(os.environ["RERANK_CACHE_DIR"], "stages").rglob("run.trec.gz"))
-    teacher_runs = [p for p in stored if "bi-encoder" in p.parent.name]
-    assert len(teacher_runs) == 1
-    when = teacher_runs[0].stat().st_mtime_ns
-    rankings, queries, texts, _ = training_data(
-        example_files / "topics.tsv", example_files / "corpus.tsv", teacher(example_files), None, None
-    )
-    assert teacher_runs[0].stat().st_mtime_ns == when  # reused, not computed again
-    stage = {r.qid: r for r in read_trec_run(teacher_runs[0])}
+    files = (example_files / "topics.tsv", example_files / "corpus.tsv")
+    stage = compute(teacher(example_files), topics=files[0], corpus=files[1])  # stored by the trainings before
+    when = stage.run_path.stat().st_mtime_ns
+    rankings, queries, texts, _ = training_data(*files, teacher(example_files), None, None)
     examples = build_examples("listnet", rankings, queries, texts, group_size=50, temperature=0.5)
-    assert len(examples.columns["labels"]) == len(stage) == 8
+    stored = {r.qid: r for r in stage.run()}
+    assert len(examples.columns["labels"]) == len(stored) == 8
     for query, labels in zip(examples.columns["query"], examples.columns["labels"], strict=True):
         qid = next(q for q, text in queries.items() if text == query)
-        assert labels == [c.score / 0.5 for c in stage[qid].candidates]
+        assert labels == [c.score / 0.5 for c in stored[qid].candidates]
     other = train(example_files, tiny_encoder, tmp_path / "b", settings=settings(seed=3))
-    assert teacher_runs[0].stat().st_mtime_ns == when
-    assert other.card["teacher"] == teacher(example_files)
+    assert stage.run_path.stat().st_mtime_ns == when  # reused, not computed again
+    assert other.card["teacher"] == teacher(example_files) and other.card["examples"] == 8
 
 
 def test_the_trained_folder_scores_as_sentence_transformers_cross_encoder(

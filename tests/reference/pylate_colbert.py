@@ -5,8 +5,8 @@
 with PyLate importable (``make setup`` installs it into a folder of its own with the sentence-transformers
 and transformers it pins, which the project's are newer than; ``tests/test_fidelity.py`` puts that folder on
 ``PYTHONPATH``). PyLate runs as shipped. Two imports are kept out: ``kernels`` (the environment's release is
-newer than transformers 5.3 reads; nothing here uses hub kernels) and ``datasets`` (PyLate imports it for
-training data only).
+newer than transformers 5.3 reads; nothing here uses hub kernels) and, where the ``train`` extra has not
+installed it, ``datasets`` (PyLate imports it for training data only).
 
 INPUT {"build": folder, "base": BERT folder, "seed": N}: a ColBERT from ``base`` with PyLate's defaults (its
 ``[Q] ``/``[D] `` markers added to the vocabulary, a random 128-dimension projection), saved into ``folder``.
@@ -19,14 +19,16 @@ OUTPUT {"scores": {qid: {docid: score}}} (for a build, {"built": folder}); with 
 from __future__ import annotations
 
 import importlib.machinery
+import importlib.util
 import json
 import sys
 import types
 
 sys.modules["kernels"] = None  # type: ignore[assignment]
-_datasets = types.ModuleType("datasets")
-_datasets.__spec__ = importlib.machinery.ModuleSpec("datasets", None)
-sys.modules["datasets"] = _datasets
+if importlib.util.find_spec("datasets") is None:  # the train extra installs it; without it, a stand-in
+    _datasets = types.ModuleType("datasets")
+    _datasets.__spec__ = importlib.machinery.ModuleSpec("datasets", None)
+    sys.modules["datasets"] = _datasets
 
 
 def build(config: dict) -> dict:
