@@ -4,7 +4,8 @@
   rerank train --topics FILE --corpus FILE --output DIR|NAME --qrels FILE [--candidates SPEC] --loss bce
 
 The teacher is any pipeline spec (bm25 % 30 >> bi-encoder(model=nomic-embed-text-v1.5, ...)): its stages
-run through the executor, stored and reused. --dev DATASET evaluates nDCG@10 every --eval-steps. A bare NAME
+run through the executor, stored and reused. --dev DATASET measures nDCG@10 before and after training (and
+every --eval-steps). With a teacher, --loss lambda takes --targets ranks. A bare NAME
 puts the model under the models directory (rerank models list; cross-encoder(model=NAME)). The folder holds
 rerank-train.json: teacher, data digests, hyperparameters, dev metrics and times.
 """
