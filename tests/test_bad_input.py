@@ -1003,6 +1003,12 @@ CASES = [
     ),
     Case("generate-queries: --passages 0", [*GEN_OK, "--passages", "0"], INVALID, "--passages must be at least 1"),
     Case(
+        "generate-queries: --keep-top deeper than the teacher ranks",
+        [*GEN_OK, "--teacher", "bm25 % 5", "--keep-top", "10"],
+        INVALID,
+        "--keep-top 10: the teacher 'bm25 % 5' ranks 5 passages per query",
+    ),
+    Case(
         "generate-queries: more passages than the corpus has",
         [*GEN_OK, "--passages", "1000"],
         INVALID,

@@ -146,7 +146,7 @@ def generate_queries(
         raise InvalidSpecError(f"--output {folder}: exists and is not a folder")
     template = read_prompt(prompt)
     if teacher is not None:
-        check_teacher(teacher)
+        check_teacher(teacher, keep_top)
     llm = load_backend(backend, model)  # built, not loaded: llama.cpp and vLLM load on their first call
     key = generation_key(corpus, template, llm, passages, seed, max_tokens, document_words, batch)
     whole = {**key, "filter": {"teacher": pipeline_identity(teacher), "keep_top": keep_top} if teacher else None}
@@ -264,14 +264,19 @@ def load_texts(checkpoint: Any) -> dict[str, str]:
     return {qid: json.loads(checkpoint.result(qid).ranking.candidates[0].docid) for qid in checkpoint.qids()}
 
 
-def check_teacher(teacher: str) -> None:
-    """A teacher must be a pipeline that retrieves from the corpus (a first stage), before any query is written."""
-    from rerank.core.plan import stage_kind
+def check_teacher(teacher: str, keep_top: int | None) -> None:
+    """A teacher must be a pipeline that searches the corpus, ranking at least ``keep_top`` passages (a deeper
+    --keep-top would keep what a shallower one does, silently), before any query is written."""
+    from rerank.core.plan import DEFAULT_DEPTH, stage_kind
     from rerank.spec import as_pipeline
     from rerank.training.trainer import check_spec
 
     check_spec("--teacher", teacher)
-    first = as_pipeline(teacher).first.spec
+    pipeline = as_pipeline(teacher)
+    depth = min(stage.cutoff or (DEFAULT_DEPTH if n == 0 else 10**9) for n, stage in enumerate(pipeline.stages))
+    if keep_top is not None and keep_top > depth:
+        raise InvalidSpecError(f"--keep-top {keep_top}: the teacher {teacher!r} ranks {depth} passages per query")
+    first = pipeline.first.spec
     if stage_kind(first, True) == "given":
         raise InvalidSpecError(f"--teacher {teacher!r}: its first stage must search the corpus (a retriever such as "
                                f"bm25, or a fusion of retrievers), not {first.name}")  # fmt: skip
