@@ -109,8 +109,13 @@ def test_resuming_from_a_mid_epoch_checkpoint_gives_the_uninterrupted_weights(ex
     assert checkpoints == ["checkpoint-2", "rerank-job.json"]  # the checkpoint, and the training it belongs to
     with pytest.raises(RerankError, match="add --resume"):
         train(example_files, tiny_encoder, tmp_path / "cut", save_steps=2)
+    # the checkpoint holds the seconds trained up to it, and the card adds the resumed sitting's to them
+    spent = tmp_path / "cut.checkpoints" / "checkpoint-2" / "rerank-seconds.json"
+    assert json.loads(spent.read_text())["seconds"] > 0
+    spent.write_text(json.dumps({"seconds": 5000.0}))  # as if the first sitting had been long
     resumed = train(example_files, tiny_encoder, tmp_path / "cut", save_steps=2, resume=True)
     assert resumed.card["weights_sha256"] == seeded[0].card["weights_sha256"]
+    assert resumed.card["seconds"]["training"] > 5000
     assert not (tmp_path / "cut.checkpoints").exists()
     # checkpoints of another training (another seed) are never resumed from: that training starts afresh
     with pytest.raises(KeyboardInterrupt):
@@ -128,9 +133,10 @@ def test_the_teachers_labels_are_the_executors_stage_outputs(example_files, tiny
     from rerank.training.trainer import training_data
 
     files = (example_files / "topics.tsv", example_files / "corpus.tsv")
-    stage = compute(teacher(example_files), topics=files[0], corpus=files[1])  # stored by the trainings before
+    computed = compute(teacher(example_files), topics=files[0], corpus=files[1])  # stored by the trainings before
+    stage = computed.output
     when = stage.run_path.stat().st_mtime_ns
-    rankings, queries, texts, _ = training_data(*files, teacher(example_files), None, None)
+    rankings, queries, texts, *_ = training_data(*files, teacher(example_files), None, None)
     examples = build_examples("listnet", rankings, queries, texts, group_size=50, temperature=0.5)
     stored = {r.qid: r for r in stage.run()}
     assert len(examples.columns["labels"]) == len(stored) == 8
@@ -140,6 +146,8 @@ def test_the_teachers_labels_are_the_executors_stage_outputs(example_files, tiny
     other = train(example_files, tiny_encoder, tmp_path / "b", settings=settings(seed=3))
     assert stage.run_path.stat().st_mtime_ns == when  # reused, not computed again
     assert other.card["teacher"] == teacher(example_files) and other.card["examples"] == 8
+    # the labelling's cost is the stored stages' (computed by an earlier training), not this training's wait
+    assert other.card["seconds"]["labels"] == round(computed.seconds, 1) and computed.seconds > 0
 
 
 def test_the_trained_folder_scores_as_sentence_transformers_cross_encoder(
@@ -301,7 +309,7 @@ def test_a_teacher_keeps_the_queries_whose_source_it_ranks_high(example_files, g
     assert [q.text for q in kept.queries] == [q.text for q in plain.queries]
     (tmp_path / "all.tsv").write_text("".join(f"{q.qid}\t{q.text}\n" for q in plain.queries if q.text))
     bm25 = {r.qid: [c.docid for c in r.candidates] for r in compute(TEACHER, topics=tmp_path / "all.tsv",
-                                                                     corpus=example_files / "corpus.tsv").run()}  # fmt: skip
+                                                                     corpus=example_files / "corpus.tsv").output.run()}  # fmt: skip
     for query in kept.queries:
         ranking = bm25.get(query.qid, [])
         assert query.teacher_rank == (ranking.index(query.docid) + 1 if query.docid in ranking else None)

@@ -17,7 +17,7 @@ from typing import Any
 # Where a label may go around its point (offsets in points): rings of growing radius, right side first.
 _OFFSETS = [
     (dx * side, dy)
-    for radius in (1, 2, 3, 4)
+    for radius in (1, 2, 3, 4, 5, 6, 8)  # the far ones for crowded corners, tried last
     for side in (1, -1)
     for dx, dy in ((6 * radius, 2), (6 * radius, -10 * radius), (6 * radius, 8 * radius), (2, 14 * radius))
 ]
@@ -122,6 +122,8 @@ def labelled_figure(title: str, measure: str, rows: Sequence[tuple[str, float, f
     axis.set_xscale("log")
     low, high = min(c for c, _ in points), max(c for c, _ in points)
     axis.set_xlim(low / 3, high * 30)  # room on the right for the costliest rows' labels
+    bottom, top = min(s for _, s in points), max(s for _, s in points)
+    axis.set_ylim(bottom - 0.05 * (top - bottom), top + 0.12 * (top - bottom))  # room above the best rows' labels
     axis.set_xlabel("seconds per query (log scale, all stages, on the machine of each cell's manifest)")
     axis.set_ylabel(measure)
     axis.set_title(title)

@@ -253,10 +253,11 @@ def compute(
     corpus: str | Path | None = None,
     batch_queries: int = 8,
     work_dir: str | Path | None = None,
-) -> StageOutput:
+) -> Computed:
     """A whole pipeline computed in the store, its last stage kept like the others: what a later call with the
     same key reads back instead of computing (a teacher's labels for ``rerank train``, a dev set's candidates)."""
     from data.config import cache_dir
+    from rerank.core.plan import every_stage
 
     spec = pipeline_of(pipeline, dataset, None)  # checked, with its models, before any work
     source = source_for(spec, dataset=dataset, topics=topics, corpus=corpus)
@@ -264,7 +265,18 @@ def compute(
                         batch_queries=batch_queries, retrieve_batch=256)  # fmt: skip
     found = executor.output(spec, source)
     assert found is not None  # computed when missing
-    return found
+    stages = [executor.output(stage, source, compute=False) for stage in every_stage(spec)]
+    seconds = sum(s.manifest.get("seconds") or 0.0 for s in stages if s is not None)
+    return Computed(found, round(seconds, 3))
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A pipeline's stored output, and what computing its stages cost when they were computed: their manifests'
+    seconds, whichever sitting computed them (a stage read back from the store costs nothing now)."""
+
+    output: StageOutput
+    seconds: float
 
 
 def prepare(

@@ -34,7 +34,7 @@ class DevSet:
 
         judged = [q for q in dataset.queries() if q.qid in qrels][:limit]
         wanted = {q.qid for q in judged}
-        rankings = tuple(r for r in compute(pipeline, dataset=dataset).run() if r.qid in wanted)
+        rankings = tuple(r for r in compute(pipeline, dataset=dataset).output.run() if r.qid in wanted)
         docs = dataset.docs()
         texts = {c.docid: get_document(docs, c.docid).full_text for r in rankings for c in r.candidates}
         return cls(dataset.name, rankings, {q.qid: q.text for q in judged}, texts, qrels)
@@ -124,9 +124,9 @@ def mark_checkpoints(output: Path, key: dict[str, Any]) -> None:
 
 def fit(student: str, examples: Any, settings: Any, output: Path, dev: DevSet | None, eval_steps: int | None,
         save_steps: int, found: str | None, *, progress: bool,
-        callbacks: Sequence[Any]) -> tuple[list[dict[str, float]], Path]:  # fmt: skip
-    """Train, from checkpoint ``found`` when given; returns the logged history and the folder the finished model
-    was saved into (beside ``output``)."""
+        callbacks: Sequence[Any]) -> tuple[list[dict[str, float]], Path, float]:  # fmt: skip
+    """Train, from checkpoint ``found`` when given; returns the logged history, the folder the finished model
+    was saved into (beside ``output``) and the training's seconds over every sitting."""
     import datasets
     import transformers
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
@@ -147,10 +147,11 @@ def fit(student: str, examples: Any, settings: Any, output: Path, dev: DevSet | 
         logging_steps=min(save_steps, eval_steps or save_steps), report_to="none", disable_tqdm=not progress,
         dataloader_num_workers=0, dataloader_pin_memory=False,
     )  # fmt: skip
+    timer = clock(found)
     trainer = CrossEncoderTrainer(
         model=model, args=arguments, train_dataset=datasets.Dataset.from_dict(dict(examples.columns)),
         loss=make_loss(settings.loss, model), evaluator=make_evaluator(dev, settings.batch_size) if dev else None,
-        callbacks=list(callbacks),
+        callbacks=[timer, *callbacks],  # first: a checkpoint records its seconds before any other callback acts
     )  # fmt: skip
     if not progress:  # without a bar the trainer prints each log line instead: --quiet means quiet
         trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
@@ -173,7 +174,39 @@ def fit(student: str, examples: Any, settings: Any, output: Path, dev: DevSet | 
     finally:
         transformers.logging.set_verbosity(verbosity)
         transformers.logging.enable_progress_bar()
-    return history, saved
+    return history, saved, timer.seconds()
+
+
+SECONDS_FILE = "rerank-seconds.json"  # in each checkpoint: the training's seconds up to it
+
+
+def clock(found: str | None) -> Any:
+    """The training's time over its sittings: each checkpoint records the seconds spent up to it, and a resumed
+    training goes on from the seconds of the checkpoint it resumes (what the interrupted sitting spent after
+    that checkpoint was lost with its steps, and is spent again)."""
+    import json
+    import time
+
+    from transformers import TrainerCallback
+
+    before = Path(found) / SECONDS_FILE if found else None
+    spent = float(json.loads(before.read_text(encoding="utf-8"))["seconds"]) if before and before.is_file() else 0.0
+
+    class Clock(TrainerCallback):  # type: ignore[misc]
+        began = time.perf_counter()
+
+        def seconds(self) -> float:
+            return spent + time.perf_counter() - self.began
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.began = time.perf_counter()
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                (folder / SECONDS_FILE).write_text(json.dumps({"seconds": round(self.seconds(), 3)}), "utf-8")
+
+    return Clock()
 
 
 def warmup(ratio: float) -> dict[str, Any]:

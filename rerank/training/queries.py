@@ -291,7 +291,8 @@ def teacher_ranks(
 
     topics = folder / "all-topics.tsv"
     write_topics([Query(g.qid, g.text) for g in generated if g.text], topics)
-    ranked = compute(teacher, topics=topics, corpus=corpus).run()  # stored: a rerun with another --keep-top reuses it
+    # stored: a rerun with another --keep-top reuses it
+    ranked = compute(teacher, topics=topics, corpus=corpus).output.run()
     ranks: dict[str, int | None] = {g.qid: None for g in generated}
     source = {g.qid: g.docid for g in generated}
     for ranking in ranked:

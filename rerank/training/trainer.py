@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,8 +182,7 @@ def train(
 
     found = open_checkpoints(folder, key, resume=resume, fresh=fresh)  # refused now, not after an hour of labels
     dev_set = dev_data(dev, dev_pipeline, dev_queries) if dev and dev_pipeline else None
-    started = time.perf_counter()
-    rankings, query_text, passage_text, labels = training_data(topics, corpus, teacher, qrels, candidates)
+    rankings, query_text, passage_text, labels, labelled = training_data(topics, corpus, teacher, qrels, candidates)
     examples = build_examples(settings.loss, rankings, query_text, passage_text, group_size=settings.group_size,
                               qrels=labels, target=settings.targets, temperature=settings.temperature)  # fmt: skip
     if not len(examples):
@@ -192,9 +190,8 @@ def train(
             f"--topics {topics}: no training example: "
             + ("no query has a judged relevant passage and a ranking" if qrels else "the teacher ranked nothing")
         )
-    labelled = time.perf_counter() - started
     mark_checkpoints(folder, key)
-    history, saved = fit(student_path, examples, settings, folder, dev_set, eval_steps, save_steps, found,
+    history, saved, trained = fit(student_path, examples, settings, folder, dev_set, eval_steps, save_steps, found,
                          progress=progress, callbacks=callbacks)  # fmt: skip
     card = {
         "key": key, "version": VERSION, "student": student, "teacher": teacher, "qrels": str(qrels) if qrels else None,
@@ -202,7 +199,7 @@ def train(
         "data": {name: {"path": str(path), "sha256": key["data"][name]}
                  for name, path in (("topics", topics), ("corpus", corpus), ("qrels", qrels)) if path},
         "queries": examples.queries, "hyperparameters": key["settings"], "dev": dev_report(dev, history),
-        "seconds": {"labels": round(labelled, 1), "training": round(time.perf_counter() - started - labelled, 1)},
+        "seconds": {"labels": round(labelled, 1), "training": round(trained, 1)},  # over every sitting
         "weights_sha256": weights_digest(saved),
     }  # fmt: skip
     finish(saved, folder, card)
@@ -281,8 +278,9 @@ def train_key(student: str, teacher: str | None, qrels: Any, candidates: str | N
 
 
 def training_data(topics: Any, corpus: Any, teacher: str | None, qrels: Any,
-                  candidates: str | None) -> tuple[list[Any], dict[str, str], Any, Qrels | None]:  # fmt: skip
-    """The rankings to learn from (the teacher's, or the first stage's with labels) and the texts."""
+                  candidates: str | None) -> tuple[list[Any], dict[str, str], Any, Qrels | None, float]:  # fmt: skip
+    """The rankings to learn from (the teacher's, or the first stage's with labels), the texts, and what computing
+    the rankings cost (stored with their stages: a labelling finished in an earlier sitting keeps its seconds)."""
     from data.beir import read_qrels
     from data.corpus import corpus_store
     from data.docstore import get_document
@@ -297,9 +295,10 @@ def training_data(topics: Any, corpus: Any, teacher: str | None, qrels: Any,
         raise InvalidSpecError(f"--qrels {qrels}: judges none of the queries of --topics {topics}")
     pipeline = teacher or candidates
     assert pipeline is not None  # check_arguments: one of them
-    ranked = compute(pipeline, topics=topics, corpus=corpus).run()  # every stage kept in the store
+    ranked = compute(pipeline, topics=topics, corpus=corpus)  # every stage kept in the store
     store = corpus_store(str(corpus))
-    return list(ranked), {q.qid: q.text for q in queries}, lambda d: get_document(store, d).full_text, labels
+    texts = lambda d: get_document(store, d).full_text  # noqa: E731
+    return list(ranked.output.run()), {q.qid: q.text for q in queries}, texts, labels, ranked.seconds
 
 
 def dev_data(dev: str, pipeline: str, limit: int | None) -> Any:
