@@ -2,7 +2,7 @@
 
     .venv-vllm/bin/python benchmarks/llm.py batching --backend vllm [--queries 4]
     .venv-vllm/bin/python benchmarks/llm.py batching --backend transformers [--queries 4]
-    .venv-vllm/bin/python benchmarks/llm.py rankllm [--queries 4]
+    .venv-vllm/bin/python benchmarks/llm.py rankllm [--queries 4] [--batched]
     .venv/bin/python benchmarks/llm.py engines [--queries 2]
 
 ``batching``: each method ranks the queries one at a time, then all in one call (every query's prompts of a
@@ -10,7 +10,8 @@ step in one backend call), on one backend; the ratio is one-at-a-time seconds ov
 the rankings must be identical. vLLM's prefix cache is emptied before each pass, so neither reads the
 other's prompts from it. ``rankllm``: RankLLM 0.25.7's own listwise and FIRST on its own vLLM path (its
 driver, tests/reference/rankllm_listwise.py, timing each query's ``rerank_batch``) against ours with
-``backend=vllm`` and the same engine settings, one query at a time on both sides; the ratio is theirs over
+``backend=vllm`` and the same engine settings, one query at a time on both sides (``--batched``: all queries
+in one call on both sides; RankLLM's ``rerank_batch`` batches lists of equal length); the ratio is theirs over
 ours. ``engines``: each method on each engine in a process of its own (vLLM's in its environment, the others
 in this one), one query at a time, seconds per query (engine loads not counted).
 
@@ -109,7 +110,7 @@ def rankllm(args, tmp: Path) -> None:
             continue
         template, options = runs[name]
         config = {"model": model, "template": template, "window_size": 20, "stride": 10, "context_size": 4096,
-                  "timed": True, **options,
+                  "timed": True, "batched": args.batched, **options,
                   "requests": [{"qid": r.query.qid, "query": r.query.text,
                                 "candidates": [[c.docid, c.text] for c in r.candidates]} for r in batch]}  # fmt: skip
         source, target = tmp / f"{name}.json", tmp / f"{name}-out.json"
@@ -124,14 +125,15 @@ def rankllm(args, tmp: Path) -> None:
         reranker.rerank([requests(1, 3)[0]])
         empty_prefix_cache(reranker)
         seconds, ours = [], []
-        for request in batch:  # one query at a time, as RankLLM runs them
+        for group in [batch] if args.batched else [[r] for r in batch]:  # as the RankLLM run above had them
             start = time.perf_counter()
-            ours.append(reranker.rerank([request])[0])
+            ours.extend(reranker.rerank(group))
             seconds.append(time.perf_counter() - start)
         mine, their = sum(seconds) / len(batch), sum(theirs["seconds"].values()) / len(batch)
         same = ranked(ours) == [theirs["rankings"][r.query.qid] for r in batch]
-        print(f"{name:<9} RankLLM on vLLM {their:6.2f} s/query   rerank on vLLM {mine:6.2f} s/query   ratio "
-              f"{their / mine:4.2f}x   identical rankings: {same}", flush=True)  # fmt: skip
+        how = "all at once" if args.batched else "one at a time"
+        print(f"{name:<9} ({how}) RankLLM on vLLM {their:6.2f} s/query   rerank on vLLM {mine:6.2f} s/query   "
+              f"ratio {their / mine:4.2f}x   identical rankings: {same}", flush=True)  # fmt: skip
 
 
 def engine_worker(args) -> None:
@@ -176,6 +178,9 @@ def main() -> None:
     parser.add_argument("--backend", default="vllm", choices=sorted(BACKENDS))
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--queries", type=int, default=4)
+    parser.add_argument("--batched", action="store_true",
+                        help="rankllm: both sides given every query in one call (RankLLM's rerank_batch batches "
+                        "equal-length lists), not one at a time")  # fmt: skip
     parser.add_argument("--dtype", default="auto", help="vLLM's dtype (auto: bfloat16 for this float32 folder)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     args = parser.parse_args()

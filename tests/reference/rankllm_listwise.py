@@ -237,9 +237,8 @@ def main(target: str) -> None:
         reranker.rerank_batch([Request(Query(item["query"], item["qid"]), candidates)], rank_start=0, rank_end=3)
         spans.clear()
         LlamaEngine.calls.clear()
-    for item in CONFIG["requests"]:  # one query at a time: RankLLM batches only equal-length lists
-        start = time.perf_counter()
-        request = Request(
+    requests = [
+        Request(
             Query(item["query"], item["qid"]),
             # a candidate's score is the given one (InsertRank shows it), else one that keeps the order
             [
@@ -247,9 +246,18 @@ def main(target: str) -> None:
                 for rank, c in enumerate(item["candidates"])
             ],
         )
-        (result,) = reranker.rerank_batch([request], rank_start=0, rank_end=len(item["candidates"]))
-        rankings[item["qid"]] = [c.docid for c in result.candidates]
-        seconds[item["qid"]] = time.perf_counter() - start
+        for item in CONFIG["requests"]
+    ]
+    # one query at a time (RankLLM batches only equal-length lists), or, with "batched" (benchmarks/llm.py), all
+    # of them in one rerank_batch, which runs each window position of every query in one engine call
+    groups = [requests] if CONFIG.get("batched") else [[r] for r in requests]
+    for group in groups:
+        start = time.perf_counter()
+        results = reranker.rerank_batch(group, rank_start=0, rank_end=len(group[0].candidates))
+        spent = (time.perf_counter() - start) / len(group)
+        for request, result in zip(group, results, strict=True):
+            rankings[request.query.qid] = [c.docid for c in result.candidates]
+            seconds[request.query.qid] = spent
     calls = [{"span": span, **call} for span, call in zip(spans, LlamaEngine.calls, strict=True)]
     timed = {"seconds": seconds} if CONFIG.get("timed") else {}  # benchmarks/llm.py: each query's rerank_batch
     Path(target).write_text(json.dumps({"calls": calls, "rankings": rankings, **timed}, indent=1), encoding="utf-8")
