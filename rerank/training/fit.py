@@ -192,7 +192,7 @@ def clock(found: str | None) -> Any:
     before = Path(found) / SECONDS_FILE if found else None
     spent = float(json.loads(before.read_text(encoding="utf-8"))["seconds"]) if before and before.is_file() else 0.0
 
-    class Clock(TrainerCallback):  # type: ignore[misc]
+    class Clock(TrainerCallback):
         began = time.perf_counter()
 
         def seconds(self) -> float:
