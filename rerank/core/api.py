@@ -257,7 +257,6 @@ def compute(
     """A whole pipeline computed in the store, its last stage kept like the others: what a later call with the
     same key reads back instead of computing (a teacher's labels for ``rerank train``, a dev set's candidates)."""
     from data.config import cache_dir
-    from rerank.core.plan import every_stage
 
     spec = pipeline_of(pipeline, dataset, None)  # checked, with its models, before any work
     source = source_for(spec, dataset=dataset, topics=topics, corpus=corpus)
@@ -265,8 +264,7 @@ def compute(
                         batch_queries=batch_queries, retrieve_batch=256)  # fmt: skip
     found = executor.output(spec, source)
     assert found is not None  # computed when missing
-    stages = [executor.output(stage, source, compute=False) for stage in every_stage(spec)]
-    seconds = sum(s.manifest.get("seconds") or 0.0 for s in stages if s is not None)
+    seconds = sum(stage.manifest.get("seconds") or 0.0 for stage in executor.stored(spec, source))
     return Computed(found, round(seconds, 3))
 
 
@@ -373,11 +371,8 @@ def run_job(
 def concatenation_summary(job: Job) -> dict[str, Any]:
     """What ``rerank run`` reports of a concatenation: its queries and candidates, and the seconds and cost of
     every stage it needed (from their manifests in the store)."""
-    from rerank.core.plan import every_stage
-
     assert job.whole is not None
-    stages = [job.executor.output(stage, job.source, compute=False) for stage in every_stage(job.whole.pipeline)]
-    manifests = [stage.manifest for stage in stages if stage is not None]
+    manifests = [stage.manifest for stage in job.executor.stored(job.whole.pipeline, job.source)]
     run = job.whole.run()
     return {
         "spec": str(job.pipeline), "queries": len(run), "candidates": sum(len(r) for r in run), "resumed": 0,

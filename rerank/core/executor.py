@@ -118,6 +118,14 @@ class Executor:
             return inputs[0], inputs[1:]
         return None, inputs
 
+    def stored(self, pipeline: PipelineSpec, source: Source) -> list[StageOutput]:
+        """Every stage the pipeline needs that the store holds up to date, computing none (their manifests hold
+        what each cost when it was computed)."""
+        from rerank.core.plan import every_stage
+
+        found = [self.output(stage, source, compute=False) for stage in every_stage(pipeline)]
+        return [stage for stage in found if stage is not None]
+
     def status(self, pipeline: PipelineSpec, source: Source) -> list[StageStatus]:
         """Every stage the pipeline needs (prefixes and fusion members): fresh, stale (what changed) or missing."""
         from rerank.core.plan import every_stage

@@ -297,8 +297,8 @@ def training_data(topics: Any, corpus: Any, teacher: str | None, qrels: Any,
     assert pipeline is not None  # check_arguments: one of them
     ranked = compute(pipeline, topics=topics, corpus=corpus)  # every stage kept in the store
     store = corpus_store(str(corpus))
-    texts = lambda d: get_document(store, d).full_text  # noqa: E731
-    return list(ranked.output.run()), {q.qid: q.text for q in queries}, texts, labels, ranked.seconds
+    return (list(ranked.output.run()), {q.qid: q.text for q in queries}, lambda d: get_document(store, d).full_text,
+            labels, ranked.seconds)  # fmt: skip
 
 
 def dev_data(dev: str, pipeline: str, limit: int | None) -> Any:
