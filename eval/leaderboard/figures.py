@@ -19,7 +19,13 @@ _OFFSETS = [
     (dx * side, dy)
     for radius in (1, 2, 3, 4, 5, 6, 8)  # the far ones for crowded corners, tried last
     for side in (1, -1)
-    for dx, dy in ((6 * radius, 2), (6 * radius, -10 * radius), (6 * radius, 8 * radius), (2, 14 * radius))
+    for dx, dy in (
+        (6 * radius, 2),
+        (6 * radius, -10 * radius),
+        (6 * radius, 8 * radius),
+        (2, 14 * radius),
+        (2, -14 * radius),
+    )
 ]
 
 
@@ -46,8 +52,9 @@ def short_label(pipeline: str) -> str:
 
 
 def distinct_labels(pipelines: Sequence[str]) -> list[str]:
-    """Short labels, made distinct: pipelines that would share one are told apart by their first parameter that
-    differs (``fuse(...) weights=[0.7, 0.3]``), else numbered."""
+    """Short labels, made distinct: pipelines that would share one are told apart by the first two parameters
+    that differ among them and that each sets itself (``fuse(...) [weights=[0.7, 0.3]]``; a parameter left
+    to its default says less), else numbered."""
     from rerank.spec import parse_pipeline
 
     labels = [short_label(p) for p in pipelines]
@@ -58,9 +65,13 @@ def distinct_labels(pipelines: Sequence[str]) -> list[str]:
         params = [_params(parse_pipeline(pipelines[i])) for i in same]
         keys = sorted({k for p in params for k in p})
         differing = [k for k in keys if len({p.get(k) for p in params}) > 1]
+        extras = []
+        for own in params:
+            shown = sorted(differing, key=lambda k: k not in own)[:2]  # its own settings first, in key order
+            extras.append(", ".join(f"{k}={own.get(k, 'default')}" for k in shown))
         for n, i in enumerate(same):
-            extra = ", ".join(f"{k}={params[n].get(k, 'default')}" for k in differing[:2]) or f"#{n + 1}"
-            labels[i] = f"{label} [{extra}]"
+            unique = extras[n] and extras.count(extras[n]) == 1
+            labels[i] = f"{label} [{extras[n] if unique else f'#{n + 1}'}]"
     return labels
 
 
@@ -112,7 +123,7 @@ def labelled_figure(title: str, measure: str, rows: Sequence[tuple[str, float, f
     labels = distinct_labels([pipeline for pipeline, _, _ in rows])
     points = [(cost, score) for _, cost, score in rows]
     front = set(pareto_front(points))
-    figure, axis = plt.subplots(figsize=(13, 8))
+    figure, axis = plt.subplots(figsize=(13, max(8.0, 0.3 * len(rows))))  # taller as rows crowd in
     for i, (cost, score) in enumerate(points):
         on_front = i in front
         axis.scatter([cost], [score], s=46 if on_front else 30, color="C3" if on_front else "C0", zorder=3)
@@ -123,7 +134,7 @@ def labelled_figure(title: str, measure: str, rows: Sequence[tuple[str, float, f
     low, high = min(c for c, _ in points), max(c for c, _ in points)
     axis.set_xlim(low / 3, high * 30)  # room on the right for the costliest rows' labels
     bottom, top = min(s for _, s in points), max(s for _, s in points)
-    axis.set_ylim(bottom - 0.05 * (top - bottom), top + 0.12 * (top - bottom))  # room above the best rows' labels
+    axis.set_ylim(bottom - 0.1 * (top - bottom), top + 0.12 * (top - bottom))  # room for labels above and below
     axis.set_xlabel("seconds per query (log scale, all stages, on the machine of each cell's manifest)")
     axis.set_ylabel(measure)
     axis.set_title(title)
