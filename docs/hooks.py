@@ -7,7 +7,10 @@ The docs hold markers that this hook fills at build time:
 - ``<!-- include: PATH -->`` on a line of its own: the Markdown file ``PATH`` (relative to the repository),
   its title dropped and its headings moved one level down;
 - ``<!-- leaderboard-rows: METHOD ... -->``: the leaderboard rows whose last stage is one of the methods
-  named, one table per dataset.
+  named, one table per dataset;
+- ``<!-- MEASURE: DATASET: PATTERN -->`` inline: a measure (``nDCG@10``, or ``s/query`` for the seconds) of the
+  one row of DATASET whose pipeline matches PATTERN (fnmatch, as ``rerank leaderboard --pipelines`` reads
+  it), so prose and tables can quote a number that follows the cells.
 
 The figures ``leaderboard/*.png`` and ``leaderboard/depths/*.png`` are added to the site (``depths/`` for the
 second).
@@ -15,6 +18,7 @@ second).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -24,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 LEADERBOARD = REPO / "leaderboard" / "leaderboard.json"
 INCLUDE = re.compile(r"^<!-- include: (\S+) -->$", re.MULTILINE)
 ROWS = re.compile(r"^<!-- leaderboard-rows: ([\w. -]+?) -->$", re.MULTILINE)
+VALUE = re.compile(r"<!-- ([\w@/]+): (\S+): (.+?) -->")
 DATASET_TITLES = {
     "msmarco-passage/trec-dl-2019": "TREC DL 2019",
     "msmarco-passage/trec-dl-2020": "TREC DL 2020",
@@ -112,11 +117,24 @@ def leaderboard_rows(methods: list[str], board: dict[str, Any]) -> str:
     return "\n\n".join([note, *parts])
 
 
+def value(match: re.Match[str], board: dict[str, Any]) -> str:
+    measure, dataset, pattern = match.groups()
+    if dataset not in board["datasets"]:
+        raise ValueError(f"{match.group(0)}: no dataset {dataset} in {LEADERBOARD.name}")
+    rows = [r for r in board["datasets"][dataset]["rows"] if fnmatch.fnmatchcase(r["pipeline"], pattern)]
+    if len(rows) != 1 or (measure != "s/query" and measure not in rows[0]["measures"]):
+        raise ValueError(f"{match.group(0)}: {len(rows)} rows of {LEADERBOARD.name} match, not one with {measure}")
+    if measure == "s/query":
+        return number(rows[0]["seconds_per_query"])
+    return f"{rows[0]['measures'][measure]:.4f}"
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     markdown = INCLUDE.sub(include, markdown)
-    if ROWS.search(markdown):
+    if ROWS.search(markdown) or VALUE.search(markdown):
         board = json.loads(LEADERBOARD.read_text(encoding="utf-8"))
         markdown = ROWS.sub(lambda m: leaderboard_rows(m.group(1).split(), board), markdown)
+        markdown = VALUE.sub(lambda m: value(m, board), markdown)
     return markdown
 
 

@@ -21,6 +21,7 @@ from a warm interpreter (``tests/warm.py``) that has imported torch and its kin 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 import re
@@ -525,6 +526,24 @@ def test_numbers_live_in_the_leaderboard():
     for page in DOCS.rglob("*.md"):
         found = MEASURED.findall(page.read_text(encoding="utf-8"))
         assert not found, f"{page_id(page)} holds measured numbers {found}: generate them (docs/hooks.py)"
+
+
+@pytest.mark.unit
+def test_a_quoted_number_is_the_one_row_its_pattern_names():
+    """Prose quotes a leaderboard number through a marker the site build fills; a pattern that names no row, or
+    several, stops the build rather than quoting the wrong one."""
+    spec = importlib.util.spec_from_file_location("docs_hooks", REPO / "docs" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    board = json.loads((REPO / "leaderboard" / "leaderboard.json").read_text(encoding="utf-8"))
+    bm25 = next(
+        r for r in board["datasets"]["msmarco-passage/trec-dl-2019"]["rows"] if r["pipeline"] == "run(name=bm25) % 100"
+    )
+    page = "BM25 scores <!-- nDCG@10: msmarco-passage/trec-dl-2019: run(name=bm25) % 100 -->."
+    assert hooks.on_page_markdown(page, None, None, None) == f"BM25 scores {bm25['measures']['nDCG@10']:.4f}."
+    for pattern in ("run(name=bm25) % 100 >> *", "run(name=nothing)"):
+        with pytest.raises(ValueError, match=r"rows of leaderboard\.json match"):
+            hooks.on_page_markdown(f"<!-- nDCG@10: msmarco-passage/trec-dl-2019: {pattern} -->", None, None, None)
 
 
 @pytest.mark.integration

@@ -134,7 +134,8 @@ def labelled_figure(title: str, measure: str, rows: Sequence[tuple[str, float, f
     low, high = min(c for c, _ in points), max(c for c, _ in points)
     axis.set_xlim(low / 3, high * 30)  # room on the right for the costliest rows' labels
     bottom, top = min(s for _, s in points), max(s for _, s in points)
-    axis.set_ylim(bottom - 0.1 * (top - bottom), top + 0.12 * (top - bottom))  # room for labels above and below
+    span = (top - bottom) or 0.1  # one score (a single row, or rows that tie) still gets a readable axis
+    axis.set_ylim(bottom - 0.1 * span, top + 0.12 * span)  # room for labels above and below
     axis.set_xlabel("seconds per query (log scale, all stages, on the machine of each cell's manifest)")
     axis.set_ylabel(measure)
     axis.set_title(title)
