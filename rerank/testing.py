@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from data.errors import BackendError
 from data.records import Candidate, Document, Query, RerankRequest
 from rerank.base import Reranker, RerankResult
-from rerank.llm.backend import BACKENDS, Generation, LLMBackend, Message, Prompt, TokenScores
+from rerank.llm.backend import BACKENDS, Generation, LLMBackend, Message, Prompt, TokenScores, cut_at_stop
 
 PASSAGES = (
     ("p-tides", "Ocean tides are caused by the gravitational pull of the Moon and the Sun on the oceans."),
@@ -155,6 +155,21 @@ class LLMBackendContract:
         if self.decoded:
             (held,) = backend.generate(CONVERSATIONS[1:2], max_new_tokens=4, min_new_tokens=4)
             assert held.output_tokens == 4, "no end of text before min_new_tokens"
+
+    def test_generation_ends_before_a_stop_string(self, backend: LLMBackend) -> None:
+        """A stop string ends the text before it, as if the text had been cut there (greedy decoding writes the
+        same tokens up to it), and never costs more tokens than writing on."""
+        # (a ranking prompt too: the scripted backend answers only those)
+        asked = [*CONVERSATIONS, ({"role": "user", "content": "Rank the passages.\n[1] grade 1\n[2] grade 3"},)]
+        free = backend.generate(asked, max_new_tokens=8)
+        written = [(c, g) for c, g in zip(asked, free, strict=True) if len(g.text.strip()) >= 2]
+        assert written, "the model wrote nothing to stop in"
+        conversation, whole = written[0]
+        stop = whole.text.strip()[1]  # a character it writes after its first
+        (stopped,) = backend.generate([conversation], max_new_tokens=8, stop=[stop, "never written \x00"])
+        assert stopped.text == whole.text[: whole.text.index(stop)]
+        if self.decoded:  # the engine stopped there, not only the text: fewer tokens written than without
+            assert stopped.output_tokens < whole.output_tokens, "the stop string did not end the generation"
 
     def test_generate_is_greedy_and_batch_independent(self, backend: LLMBackend) -> None:
         together = backend.generate(CONVERSATIONS, max_new_tokens=5)
@@ -365,8 +380,13 @@ class ScriptedBackend(LLMBackend):
         return Generation(text, self.count_tokens(content), len(text.split()))
 
     def generate(
-        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0, stop: Sequence[str] = ()
     ) -> list[Generation]:
+        # the script writes its whole answer; a stop string cuts it as an engine would have stopped
+        answers = self._answers(conversations, max_new_tokens)
+        return [Generation(cut_at_stop(a.text, stop), a.input_tokens, a.output_tokens) for a in answers]
+
+    def _answers(self, conversations: Sequence[Prompt], max_new_tokens: int) -> list[Generation]:
         if self.model in self.THINKING:
             return [self._thought(c, max_new_tokens) for c in map(self._messages, conversations)]
         out = []

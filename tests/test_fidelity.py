@@ -627,7 +627,7 @@ class JudgeBackend(LLMBackend):
     def count_tokens(self, text):
         return len(text.split())
 
-    def generate(self, conversations, max_new_tokens, min_new_tokens=0):
+    def generate(self, conversations, max_new_tokens, min_new_tokens=0, stop=()):
         raise AssertionError("llm-rankers' variant reads one greedy token")
 
     def next_token_scores(self, conversations, labels, prefix="", read_at=0, top=0):
@@ -789,7 +789,7 @@ class AnswersBackend(LLMBackend):
     def count_tokens(self, text):
         return len(text.split())
 
-    def generate(self, conversations, max_new_tokens, min_new_tokens=0):
+    def generate(self, conversations, max_new_tokens, min_new_tokens=0, stop=()):
         from rerank.llm.backend import Generation
 
         out = []

@@ -304,8 +304,8 @@ def ours_on_vllm(method: str, model: str, requests, engine) -> tuple[list[dict],
     backend, calls = reranker.backend, []
     generate, scores = type(backend).generate, type(backend).next_token_scores
 
-    def generated(conversations, max_new_tokens, min_new_tokens=0):  # the real backend, watched
-        answers = generate(backend, conversations, max_new_tokens, min_new_tokens)
+    def generated(conversations, max_new_tokens, min_new_tokens=0, stop=()):  # the real backend, watched
+        answers = generate(backend, conversations, max_new_tokens, min_new_tokens, stop)
         calls.extend(
             {"prompt": backend.render(c), "answer": a.text} for c, a in zip(conversations, answers, strict=True)
         )

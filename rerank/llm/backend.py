@@ -73,9 +73,13 @@ class LLMBackend(ABC):
 
     @abstractmethod
     def generate(
-        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0, stop: Sequence[str] = ()
     ) -> list[Generation]:
-        """Greedy continuations, one per conversation; no end of text before ``min_new_tokens`` tokens."""
+        """Greedy continuations, one per conversation; no end of text before ``min_new_tokens`` tokens.
+
+        A continuation ends before the first of the ``stop`` strings it writes (the string left out, as
+        OpenAI's and vLLM's ``stop`` do): the model stops there rather than writing on to ``max_new_tokens``.
+        """
 
     @abstractmethod
     def next_token_scores(
@@ -122,6 +126,13 @@ class LLMBackend(ABC):
     def identity(self) -> str:
         """What determines this backend's outputs besides the prompt (for cache keys)."""
         return f"{self.name}:{self.model}"
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first of the ``stop`` strings in it (each backend cuts here too, so that an engine that
+    keeps the string, or stops a token late, gives the same text as the others)."""
+    ends = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(ends)] if ends else text
 
 
 def label_logprobs(

@@ -58,15 +58,19 @@ class CachedBackend(LLMBackend):
         return self.inner.label_tokens(label)
 
     def generate(
-        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0, stop: Sequence[str] = ()
     ) -> list[Generation]:
         # (the minimum joins the key only when set, so answers cached before it existed stay valid)
+        # (so does the stop list)
         budget = str(max_new_tokens) + (f":{min_new_tokens}" if min_new_tokens else "")
+        budget += ("|" + "\x1f".join(stop)) if stop else ""
         keys = [cache_key("generate", self.identity, self.prompt_text(c), budget) for c in conversations]
         known = self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in known]
         fresh = (
-            self.inner.generate([conversations[i] for i in missing], max_new_tokens, min_new_tokens) if missing else []
+            self.inner.generate([conversations[i] for i in missing], max_new_tokens, min_new_tokens, stop)
+            if missing
+            else []
         )
         self.cache.put_many(
             (keys[i], [g.text, g.input_tokens, g.output_tokens]) for i, g in zip(missing, fresh, strict=True)

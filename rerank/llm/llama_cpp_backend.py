@@ -18,7 +18,7 @@ from typing import Any
 from data.errors import ModelNotFoundError
 from data.models import resolve_model
 from data.optional import optional_import
-from rerank.llm.backend import Generation, LLMBackend, Message, Prompt, TokenScores, label_logprobs
+from rerank.llm.backend import Generation, LLMBackend, Message, Prompt, TokenScores, cut_at_stop, label_logprobs
 
 
 class LlamaCppBackend(LLMBackend):
@@ -180,24 +180,33 @@ class LlamaCppBackend(LLMBackend):
         return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).copy()
 
     def generate(
-        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0, stop: Sequence[str] = ()
     ) -> list[Generation]:
         out = []
         for conversation in conversations:
             tokens = self._tokenize(self.prompt_text(conversation))
             shared = self._keep_shared_prefix(tokens)
             if min_new_tokens:
-                text, produced = self._greedy(tokens[shared:], max_new_tokens, min_new_tokens)
+                text, produced = self._greedy(tokens[shared:], max_new_tokens, min_new_tokens, stop)
                 out.append(Generation(text, len(tokens), produced))
                 continue
             answer = self._llm.create_completion(
-                prompt=tokens, max_tokens=max_new_tokens, temperature=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0
+                prompt=tokens,
+                max_tokens=max_new_tokens,
+                temperature=0.0,
+                top_k=1,
+                top_p=1.0,
+                repeat_penalty=1.0,
+                stop=list(stop) or None,
             )
             usage = answer["usage"]
-            out.append(Generation(answer["choices"][0]["text"], len(tokens), int(usage["completion_tokens"])))
+            text = cut_at_stop(answer["choices"][0]["text"], stop)
+            out.append(Generation(text, len(tokens), int(usage["completion_tokens"])))
         return out
 
-    def _greedy(self, pending: list[int], max_new_tokens: int, min_new_tokens: int) -> tuple[str, int]:
+    def _greedy(
+        self, pending: list[int], max_new_tokens: int, min_new_tokens: int, stop: Sequence[str] = ()
+    ) -> tuple[str, int]:
         """Greedy decoding that cannot end before ``min_new_tokens`` tokens (vLLM's ``min_tokens``).
 
         Done by hand because llama-cpp-python's logit processors run through a custom sampler its own
@@ -217,6 +226,10 @@ class LlamaCppBackend(LLMBackend):
                 break
             produced.append(token)
             pending = [token]
+            if stop:  # a stop string may span tokens: look for it in the text so far
+                text = self._llm.detokenize(produced).decode("utf-8", "replace")
+                if (cut := cut_at_stop(text, stop)) != text:
+                    return cut, len(produced)
         return self._llm.detokenize(produced).decode("utf-8", "replace"), len(produced)
 
     @functools.cached_property

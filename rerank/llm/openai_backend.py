@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from rerank.http_client import JSONClient
-from rerank.llm.backend import BackendError, Generation, LLMBackend, Message, Prompt, TokenScores
+from rerank.llm.backend import BackendError, Generation, LLMBackend, Message, Prompt, TokenScores, cut_at_stop
 
 T = TypeVar("T")
 
@@ -168,17 +168,23 @@ class OpenAIBackend(LLMBackend):
 
     # --- the interface -------------------------------------------------------------------------------------
     def generate(
-        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0, stop: Sequence[str] = ()
     ) -> list[Generation]:
         def one(messages: Prompt) -> Generation:
             # min_tokens is vLLM's and llama.cpp's server's extension; a server without it may stop sooner
             extra: dict[str, Any] = {"min_tokens": min_new_tokens} if min_new_tokens else {}
+            if stop:
+                extra["stop"] = list(stop)
             answer = self._ask(messages, max_tokens=max_new_tokens, **extra)
             usage = answer.get("usage") or {}
             choice = answer["choices"][0]
             completed = self._template is not None or isinstance(messages, str)
             text = choice["text"] if completed else choice["message"].get("content")
-            return Generation(text or "", int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+            return Generation(
+                cut_at_stop(text or "", stop),
+                int(usage.get("prompt_tokens", 0)),
+                int(usage.get("completion_tokens", 0)),
+            )
 
         return self._map(one, conversations)
 

@@ -16,7 +16,7 @@ from typing import Any
 from data.config import cache_dir
 from data.models import resolve_model
 from data.optional import optional_import
-from rerank.llm.backend import Generation, LLMBackend, Message, Prompt, TokenScores, label_logprobs
+from rerank.llm.backend import Generation, LLMBackend, Message, Prompt, TokenScores, cut_at_stop, label_logprobs
 
 
 def fp32_copy_of_gguf(gguf: Path) -> Path:
@@ -139,7 +139,7 @@ class TransformersBackend(LLMBackend):
         return out
 
     def generate(
-        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0, stop: Sequence[str] = ()
     ) -> list[Generation]:
         import torch
 
@@ -153,8 +153,11 @@ class TransformersBackend(LLMBackend):
                     min_new_tokens=min_new_tokens or None,
                     do_sample=False,
                     pad_token_id=self._tokenizer.pad_token_id,
+                    # a row that wrote a stop string ends there (its tokenizer finds the string across tokens)
+                    **({"stop_strings": list(stop), "tokenizer": self._tokenizer} if stop else {}),
                 )[:, batch["input_ids"].shape[1] :]
                 for row, n in zip(produced, lengths, strict=True):
                     tokens = [t for t in row.tolist() if t != self._tokenizer.pad_token_id]
-                    out.append(Generation(self._tokenizer.decode(tokens, skip_special_tokens=True), n, len(tokens)))
+                    text = cut_at_stop(self._tokenizer.decode(tokens, skip_special_tokens=True), stop)
+                    out.append(Generation(text, n, len(tokens)))
         return out

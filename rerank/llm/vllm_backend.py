@@ -29,7 +29,7 @@ from typing import Any
 from data.errors import ModelNotFoundError
 from data.models import resolve_model
 from data.optional import optional_import
-from rerank.llm.backend import Generation, LLMBackend, Message, Prompt, TokenScores
+from rerank.llm.backend import Generation, LLMBackend, Message, Prompt, TokenScores, cut_at_stop
 
 GIB = 1 << 30
 # Engines by their options, while a backend holds them: two stages on one model share its weights and KV cache.
@@ -213,17 +213,22 @@ class VLLMBackend(LLMBackend):
         return out
 
     def generate(
-        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0
+        self, conversations: Sequence[Prompt], max_new_tokens: int, min_new_tokens: int = 0, stop: Sequence[str] = ()
     ) -> list[Generation]:
         prompts = self._prompts([self.prompt_text(c) for c in conversations], max_new_tokens)
-        params = self._sampling(temperature=0.0, max_tokens=max_new_tokens, min_tokens=min_new_tokens)
+        params = self._sampling(
+            temperature=0.0,
+            max_tokens=max_new_tokens,
+            min_tokens=min_new_tokens,
+            **({"stop": list(stop)} if stop else {}),
+        )
         out = []
         for output in self._run(prompts, params):
             answer = output.outputs[0]
             # the end-of-text token that stopped the answer is not part of it (as the other backends count)
             ended = answer.finish_reason == "stop" and answer.stop_reason is None
             produced = len(answer.token_ids) - (1 if ended and answer.token_ids else 0)
-            out.append(Generation(answer.text, len(output.prompt_token_ids), produced))
+            out.append(Generation(cut_at_stop(answer.text, stop), len(output.prompt_token_ids), produced))
         return out
 
 

@@ -30,7 +30,10 @@ from data.records import Document, Query
 from rerank.core.keys import pipeline_identity
 from rerank.cost import Cost
 
-VERSION = 1
+# 2: generation stops at the end of the query's line (it wrote on to max_tokens before: the same first line,
+# at twice the cost, unless the model opened with an empty line)
+VERSION = 2
+STOP = ("\n",)  # a query is one line
 PLACEHOLDER = "{document}"
 
 
@@ -100,7 +103,8 @@ def sample_documents(corpus: Path, count: int, seed: int) -> list[Document]:
 
 
 def query_line(continuation: str) -> str:
-    """The query in a continuation: its first non-empty line, spaces collapsed (a tab would break topics.tsv)."""
+    """The query in a continuation: its first non-empty line, spaces collapsed (a tab would break topics.tsv).
+    (Generation stops at the first line's end, so a continuation that opens with an empty line is empty.)"""
     for line in continuation.splitlines():
         if line.strip():
             return " ".join(line.split())
@@ -228,7 +232,7 @@ def generate(llm: Any, documents: Sequence[Document], template: str, max_tokens:
             # words, not tokens: every backend can cut words (a server has no tokenizer here)
             prompts = [template.replace(PLACEHOLDER, " ".join(d.full_text.split()[:document_words])) for d in chunk]
             began = time.perf_counter()
-            answers = llm.generate(prompts, max_tokens)
+            answers = llm.generate(prompts, max_tokens, stop=STOP)
             seconds = (time.perf_counter() - began) / len(chunk)
             results = []
             for document, answer in zip(chunk, answers, strict=True):
