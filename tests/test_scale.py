@@ -297,10 +297,14 @@ def test_a_batch_that_keeps_failing_on_ray_stops_the_job_naming_it_with_the_rest
 @pytest.mark.slow
 @pytest.mark.pyserini
 @pytest.mark.integration
-def test_retrieve_on_ray_writes_the_local_engines_bytes(tmp_path, scifact_bm25, scifact_bm25_run):
+def test_retrieve_on_ray_writes_the_local_engines_bytes(ray_cluster, tmp_path, scifact_bm25, scifact_bm25_run):
+    """`rerank retrieve --engine ray` joining a running cluster (the session's, as a job joins one with --address;
+    a job starting a cluster of its own is test_ctrl_c_stops_the_ray_job_cleanly_and_resume_writes_the_same_bytes)."""
+    address = ray_cluster.get_runtime_context().gcs_address
     done = subprocess.run(
         [sys.executable, "-m", "rerank.cli", "retrieve", "--index", str(scifact_bm25), "--dataset", "beir/scifact",
-         "--k", "50", "--batch-queries", "16", "--engine", "ray", "--workers", "2", "--output", str(tmp_path / "ray.trec")],
+         "--k", "50", "--batch-queries", "16", "--engine", "ray", "--workers", "2", "--address", address,
+         "--output", str(tmp_path / "ray.trec")],
         capture_output=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()[-2000:]

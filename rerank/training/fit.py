@@ -61,7 +61,7 @@ def evaluator_class() -> type:
     try:
         from sentence_transformers.base.evaluation.evaluator import BaseEvaluator as Base
     except ImportError:  # sentence-transformers before 6
-        from sentence_transformers.evaluation import SentenceEvaluator as Base  # type: ignore[no-redef]
+        from sentence_transformers.evaluation import SentenceEvaluator as Base
     return Base
 
 
