@@ -123,7 +123,7 @@ def labelled_figure(title: str, measure: str, rows: Sequence[tuple[str, float, f
     labels = distinct_labels([pipeline for pipeline, _, _ in rows])
     points = [(cost, score) for _, cost, score in rows]
     front = set(pareto_front(points))
-    figure, axis = plt.subplots(figsize=(13, max(8.0, 0.3 * len(rows))))  # taller as rows crowd in
+    figure, axis = plt.subplots(figsize=(13, max(8.0, 0.36 * len(rows))))  # taller as rows crowd in
     for i, (cost, score) in enumerate(points):
         on_front = i in front
         axis.scatter([cost], [score], s=46 if on_front else 30, color="C3" if on_front else "C0", zorder=3)
@@ -177,9 +177,13 @@ def _place_labels(figure: Any, axis: Any, points: Sequence[tuple[float, float]],
 
 def _box(axis: Any, renderer: Any, label: str, point: tuple[float, float], offset: tuple[int, int], bold: bool,
          keep: bool = False) -> Any:  # fmt: skip
-    """The label's box at ``offset`` from its point (drawn only when ``keep``)."""
+    """The label's box at ``offset`` from its point (drawn only when ``keep``, with a thin line back to its point
+    when it had to move away from it: in a crowded corner a reader could not tell which point it names)."""
     text = axis.annotate(label, point, xytext=offset, textcoords="offset points", fontsize=8, va="center",
                          ha="left" if offset[0] > 0 else "right", fontweight="bold" if bold else "normal")  # fmt: skip
+    if keep and max(abs(offset[0]), abs(offset[1])) > 12:  # a line apart: the label's box stays the text's own
+        axis.annotate("", point, xytext=offset, textcoords="offset points",
+                      arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5, "shrinkA": 0, "shrinkB": 3})  # fmt: skip
     box = text.get_window_extent(renderer).expanded(1.02, 1.15)
     if not keep:
         text.remove()
