@@ -170,6 +170,13 @@ def fit(student: str, examples: Any, settings: Any, output: Path, dev: DevSet | 
                             "step": trainer.state.global_step})  # fmt: skip
         saved = output.with_name(f".{output.name}.saving")
         shutil.rmtree(saved, ignore_errors=True)
+        if settings.loss != "bce":
+            # A ranking loss's logit is no probability, and it has no bound: sentence-transformers' default
+            # sigmoid would squash it (to exactly 1.0 in float32 past about 17, ties that collapse a ranking).
+            # The folder scores raw logits in CrossEncoder.predict, as cross-encoder(model=DIR) does.
+            import torch
+
+            model.activation_fn = torch.nn.Identity()
         model.save_pretrained(str(saved))
     finally:
         transformers.logging.set_verbosity(verbosity)

@@ -33,7 +33,7 @@ from data.records import Qrels
 from rerank.training.examples import LOSSES, TARGETS, build_examples
 
 CARD = TRAINED_CARD
-VERSION = 1
+VERSION = 2  # 2: a ranking loss's folder scores raw logits (activation_fn Identity), not their sigmoid
 
 
 @dataclass(frozen=True)
