@@ -24,4 +24,4 @@ set -x
     --passages "$PASSAGES" --seed 0 --cache "$OUT/llm-cache" --resume
 "$BIN/rerank" train --topics "$OUT/queries-$PASSAGES/topics.tsv" --corpus "$CORPUS" --output "$NAME" \
     --student minilm --teacher "$TEACHER" --loss listnet --temperature 0.05 --group-size "$GROUP" --epochs "$EPOCHS" \
-    --learning-rate 5e-5 --batch-size 8 --seed 0 --resume
+    --learning-rate 5e-5 --batch-size 8 --seed 0 --save-steps 50 --resume
